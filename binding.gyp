@@ -1,0 +1,22 @@
+{
+  "targets": [
+    {
+      "target_name": "virtmem",
+      "sources": [
+        "native/core/os.cc",
+        "native/binding/addon.cc"
+      ],
+      "include_dirs": [
+        "<!(node -p \"require('node-addon-api').include_dir\")",
+        "native"
+      ],
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
+      "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "conditions": [
+        ["OS!='linux'", { "sources": [] }]
+      ]
+    }
+  ]
+}
