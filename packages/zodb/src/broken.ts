@@ -1,0 +1,29 @@
+// Objects whose class is not registered. The database must stay listable and dumpable when code
+// that defined a class is gone, so references to such objects still load, as ghosts of a Broken
+// subclass named after the stored class; activating one throws UnknownClassError naming it.
+
+import { Persistent } from './persistent.js'
+
+const brokenClasses = new Map<string, typeof Broken>()
+
+export class Broken extends Persistent {
+  /** The class name the record names. */
+  static brokenClassName = ''
+
+  get _p_brokenClassName(): string {
+    return (this.constructor as typeof Broken).brokenClassName
+  }
+
+  /** The Broken subclass standing for the unregistered class `name`. */
+  static forClass(name: string): typeof Broken {
+    let cls = brokenClasses.get(name)
+    if (cls === undefined) {
+      cls = class extends Broken {
+        static override brokenClassName = name
+      }
+      Object.defineProperty(cls, 'name', { value: `Broken<${name}>` })
+      brokenClasses.set(name, cls)
+    }
+    return cls
+  }
+}

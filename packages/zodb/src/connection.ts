@@ -1,0 +1,550 @@
+// Connection: one line of work's view of the database, and the data manager that commits its
+// changes.
+//
+// MVCC: the connection reads every object as of a snapshot (`loadBefore(oid, before)`), fixed
+// when its transaction starts. Commits by other connections only queue invalidations here; they
+// are applied at transaction boundaries (newTransaction/afterCompletion, or `sync()`), so within
+// one transaction the connection sees one consistent state of the database. Storing an object
+// that someone else changed since the snapshot is a ConflictError, raised by the storage.
+//
+// Savepoints copy the records of changed objects into a temporary store inside the connection;
+// loads look there first, and commit writes those records along with the objects still changed.
+
+import createDebug from 'debug'
+import { manager as defaultManager, type DataManagerSavepoint, type Transaction, type TransactionManagerLike } from '@wendelin/transaction'
+
+import { findClass, nameOfClass } from './class-registry.js'
+import {
+  ConnectionStateError,
+  InvalidObjectReference,
+  ReadConflictError,
+  ReadOnlyError,
+  ReadOnlyHistoryError,
+  UnknownClassError,
+  UnserializableError,
+} from './errors.js'
+import { ObjectCache, type CacheLimits } from './object-cache.js'
+import {
+  CHANGED,
+  GHOST,
+  Persistent,
+  type PersistentJar,
+  _attach,
+  _detach,
+  _loadState,
+  _meta,
+  _newGhost,
+  _stored,
+} from './persistent.js'
+import { Broken } from './broken.js'
+import { decodeState, encodeRecord, type ReferenceReader, type ReferenceWriter } from './serialize.js'
+import type { Storage } from './storage.js'
+import { idToHex, type Oid, type Tid } from './tid.js'
+
+const log = createDebug('wendelin:zodb:connection')
+
+/** What a connection needs from its database. */
+export interface ConnectionOwner {
+  readonly storage: Storage
+  /** A closed connection goes back to the pool. */
+  _connectionClosed(conn: Connection<object>): void
+}
+
+export interface ConnectionOptions {
+  transactionManager?: TransactionManagerLike
+  /** Read as of just before this tid, forever (a historical, read-only connection). */
+  before?: Tid | null
+  cache: CacheLimits
+}
+
+interface TmpRecord {
+  data: Uint8Array
+  /** The serial the object's change is based on (0n for a new object). */
+  serial: Tid
+}
+
+let connectionIds = 0
+
+export class Connection<R extends object = Record<string, unknown>> implements PersistentJar, Disposable {
+  readonly id = ++connectionIds
+  readonly db: ConnectionOwner
+  readonly #storage: Storage
+  readonly cache: ObjectCache
+  #tm: TransactionManagerLike
+  /** Read as of just before this tid. */
+  #before: Tid
+  readonly #historical: boolean
+  #opened = true
+  /** The transaction this connection joined (it has changes in it), or null. */
+  #txn: Transaction | null = null
+  /** Changed objects registered in the current transaction. */
+  #registered: Persistent[] = []
+  /** New objects (added, or reachable from a stored object) not yet committed. */
+  #added = new Map<Oid, Persistent>()
+  /** Objects read with readCurrent(): oid → serial read. */
+  #readCurrent = new Map<Oid, Tid>()
+  /** Oids other transactions changed, to apply at the next transaction boundary. */
+  #invalidated = new Set<Oid>()
+  /** The savepoint store: records of objects changed before the last savepoint. */
+  #tmp = new Map<Oid, TmpRecord>()
+  /** During a commit: objects stored and their record sizes. */
+  #stored: { obj: Persistent; size: number }[] = []
+  #resolved: Oid[] = []
+  #finishing = false
+  #onClose: (() => void)[] = []
+  readonly #synchronizer
+
+  constructor(db: ConnectionOwner, options: ConnectionOptions) {
+    this.db = db
+    this.#storage = db.storage
+    this.cache = new ObjectCache({ ...options.cache })
+    this.#tm = options.transactionManager ?? defaultManager
+    this.#historical = options.before !== null && options.before !== undefined
+    this.#before = this.#historical ? options.before! : this.#storage.lastTransaction() + 1n
+    // Transaction managers hold synchronizers weakly: the connection keeps its own alive.
+    this.#synchronizer = {
+      newTransaction: () => this.#sync(),
+      afterCompletion: (txn: Transaction) => this.#afterCompletion(txn),
+    }
+    if (!this.#historical) this.#tm.registerSynch(this.#synchronizer)
+  }
+
+  // --- the public face -------------------------------------------------------------------------
+
+  /** The root object (oid 0). */
+  get root(): R {
+    return this.get(0n) as unknown as R
+  }
+
+  /** Whether the connection is open (not closed back to its database's pool). */
+  get opened(): boolean {
+    return this.#opened
+  }
+
+  /** A historical connection reads a fixed past state and cannot change anything. */
+  get historical(): boolean {
+    return this.#historical
+  }
+
+  /** The tid this connection reads before (its snapshot is everything committed before it). */
+  get before(): Tid {
+    return this.#before
+  }
+
+  get transactionManager(): TransactionManagerLike {
+    return this.#tm
+  }
+
+  /** The object with `oid`: from the cache, or a ghost made by loading its class name. */
+  get(oid: Oid): Persistent {
+    this.#checkOpen('get')
+    const cached = this.cache.get(oid)
+    if (cached !== undefined) return cached
+    const added = this.#added.get(oid)
+    if (added !== undefined) return added
+    const { data, serial } = this.#load(oid)
+    const { className, state } = decodeState(data, this.#reader())
+    const obj = _newGhost(this.#classFor(className, oid), this, oid)
+    this.cache.add(obj)
+    this.#setLoadedState(obj, className, state, serial, data.length)
+    return obj
+  }
+
+  /** Make `obj` persistent in this connection now (it gets its oid); it is stored at commit. */
+  add(obj: Persistent): void {
+    this.#checkOpen('add')
+    if (!(obj instanceof Persistent)) throw new TypeError('add: only Persistent objects can be added')
+    const jar = obj._p_jar
+    if (jar === this) return
+    if (jar !== null) throw new InvalidObjectReference(`add: ${describe(obj)} already belongs to another connection`)
+    this.#checkWritable('add')
+    this.#addNew(obj)
+  }
+
+  /**
+   * Make the commit fail with a ReadConflictError if `obj` was changed by another transaction
+   * since it was read, even if this transaction does not change it.
+   */
+  readCurrent(obj: Persistent): void {
+    this.#checkOpen('readCurrent')
+    if (obj._p_jar !== this) throw new InvalidObjectReference(`readCurrent: ${describe(obj)} does not belong to this connection`)
+    const oid = obj._p_oid!
+    if (this.#added.has(oid)) return
+    if (obj._p_state === GHOST) obj._p_activate()
+    this.#join()
+    if (!this.#readCurrent.has(oid)) this.#readCurrent.set(oid, obj._p_serial)
+  }
+
+  /** Apply pending invalidations and move the snapshot to the newest transaction (aborts nothing). */
+  sync(): void {
+    this.#checkOpen('sync')
+    if (this.#txn !== null) throw new ConnectionStateError('sync: the connection has changes in the current transaction; commit or abort first')
+    this.#sync()
+  }
+
+  /** Make every up-to-date object a ghost. */
+  cacheMinimize(): void {
+    this.cache.minimize()
+  }
+
+  /** Make least recently used objects ghosts until the cache is within its limits. */
+  cacheGC(): void {
+    this.cache.incrgc()
+  }
+
+  /** Call `fn` when the connection is closed. */
+  onCloseCallback(fn: () => void): void {
+    this.#onClose.push(fn)
+  }
+
+  /** Close the connection (it returns to its database's pool). Error while it has uncommitted changes. */
+  close(): void {
+    if (!this.#opened) return
+    if (this.#txn !== null) {
+      throw new ConnectionStateError('cannot close a connection joined to a transaction: commit or abort the transaction first')
+    }
+    this.#opened = false
+    const callbacks = this.#onClose
+    this.#onClose = []
+    for (const fn of callbacks) {
+      try {
+        fn()
+      } catch (error) {
+        log('error in a close callback: %O', error)
+      }
+    }
+    if (!this.#historical) this.#tm.unregisterSynch(this.#synchronizer)
+    this.db._connectionClosed(this as unknown as Connection<object>)
+  }
+
+  [Symbol.dispose](): void {
+    this.close()
+  }
+
+  /** @internal Reopen a pooled connection for another user. */
+  _reopen(tm: TransactionManagerLike | undefined): void {
+    this.#opened = true
+    this.#tm = tm ?? defaultManager
+    this.#tm.registerSynch(this.#synchronizer)
+    this.#sync()
+  }
+
+  /** @internal Other transactions committed changes to `oids` (called by the database). */
+  _invalidate(tid: Tid, oids: readonly Oid[]): void {
+    if (this.#historical || this.#finishing) return
+    for (const oid of oids) this.#invalidated.add(oid)
+    log('conn %d: %d invalidations queued by %s', this.id, oids.length, idToHex(tid))
+  }
+
+  /** @internal Drop every cached object (the storage lost track of changes). */
+  _invalidateCache(): void {
+    for (const obj of this.cache.objects()) this.#invalidated.add(obj._p_oid!)
+  }
+
+  // --- PersistentJar ---------------------------------------------------------------------------
+
+  setstate(obj: Persistent): void {
+    const oid = obj._p_oid!
+    if (!this.#opened) {
+      throw new ConnectionStateError(`cannot load ${describe(obj)}: its connection is closed`)
+    }
+    const { data, serial } = this.#load(oid)
+    const { className, state } = decodeState(data, this.#reader())
+    this.#setLoadedState(obj, className, state, serial, data.length)
+  }
+
+  register(obj: Persistent): void {
+    if (!this.#opened) throw new ConnectionStateError(`cannot change ${describe(obj)}: its connection is closed`)
+    if (this.#historical) {
+      throw new ReadOnlyHistoryError(`cannot change ${describe(obj)}: it was read by a historical connection (before 0x${idToHex(this.#before)})`)
+    }
+    this.#checkWritable(`change ${describe(obj)}`)
+    this.#join()
+    this.#registered.push(obj)
+    this.cache.accessed(obj)
+  }
+
+  ghostified(obj: Persistent): void {
+    this.cache.ghostified(obj)
+  }
+
+  // --- DataManager -----------------------------------------------------------------------------
+
+  sortKey(): string {
+    return this.#storage.sortKey()
+  }
+
+  abort(txn: Transaction): void {
+    void txn
+    this.#discardChanges()
+  }
+
+  tpc_begin(txn: Transaction): void {
+    this.#checkOpen('commit')
+    this.#stored = []
+    this.#resolved = []
+    this.#storage.tpc_begin(txn)
+  }
+
+  commit(txn: Transaction): void {
+    const writer = this.#writer()
+    const queue: Persistent[] = []
+    const queued = new Set<Persistent>()
+    const enqueue = (obj: Persistent) => {
+      if (!queued.has(obj)) {
+        queued.add(obj)
+        queue.push(obj)
+      }
+    }
+    for (const obj of this.#added.values()) enqueue(obj)
+    for (const obj of this.#registered) enqueue(obj)
+    // Records of the savepoint store whose object did not change again since.
+    for (const [oid, rec] of this.#tmp) {
+      const obj = this.cache.get(oid) ?? this.#added.get(oid)
+      if (obj !== undefined && queued.has(obj) && _meta(obj).state !== GHOST) continue
+      this.#storage.store(oid, rec.serial, rec.data, txn)
+      if (obj !== undefined) this.#stored.push({ obj, size: rec.data.length })
+    }
+    this.#addedDuringCommit = enqueue
+    try {
+      for (let i = 0; i < queue.length; i++) {
+        const obj = queue[i]!
+        if (obj._p_jar !== this || _meta(obj).state === GHOST) continue
+        const oid = obj._p_oid!
+        const className = this.#classNameOf(obj, () => describe(obj))
+        const data = encodeRecord(obj, className, writer)
+        const tmp = this.#tmp.get(oid)
+        const oldSerial = this.#added.has(oid) ? 0n : tmp !== undefined ? tmp.serial : obj._p_serial
+        this.#storage.store(oid, oldSerial, data, txn)
+        this.#stored.push({ obj, size: data.length })
+      }
+    } finally {
+      this.#addedDuringCommit = null
+    }
+    for (const [oid, serial] of this.#readCurrent) {
+      if (!queued.has(this.cache.get(oid)!) && !this.#tmp.has(oid)) {
+        this.#storage.checkCurrentSerialInTransaction(oid, serial, txn)
+      }
+    }
+  }
+
+  tpc_vote(txn: Transaction): void {
+    this.#resolved = this.#storage.tpc_vote(txn)
+  }
+
+  tpc_finish(txn: Transaction): void {
+    this.#finishing = true
+    let tid: Tid
+    try {
+      tid = this.#storage.tpc_finish(txn)
+    } finally {
+      this.#finishing = false
+    }
+    for (const { obj, size } of this.#stored) _stored(obj, tid, size)
+    for (const oid of this.#resolved) this.cache.get(oid)?._p_invalidate()
+    log('conn %d committed %s (%d objects)', this.id, idToHex(tid), this.#stored.length)
+    this.#endTransaction()
+  }
+
+  tpc_abort(txn: Transaction): void {
+    this.#storage.tpc_abort(txn)
+    this.#discardChanges()
+  }
+
+  savepoint(): DataManagerSavepoint {
+    this.#checkOpen('savepoint')
+    const writer = this.#writer()
+    const queue = [...this.#added.values(), ...this.#registered]
+    const queued = new Set(queue)
+    this.#addedDuringCommit = (obj) => {
+      if (!queued.has(obj)) {
+        queued.add(obj)
+        queue.push(obj)
+      }
+    }
+    try {
+      for (let i = 0; i < queue.length; i++) {
+        const obj = queue[i]!
+        if (obj._p_jar !== this || _meta(obj).state === GHOST) continue
+        const oid = obj._p_oid!
+        const data = encodeRecord(obj, this.#classNameOf(obj, () => describe(obj)), writer)
+        const previous = this.#tmp.get(oid)
+        const serial = this.#added.has(oid) ? 0n : previous !== undefined ? previous.serial : obj._p_serial
+        this.#tmp.set(oid, { data, serial })
+        // Up to date with the savepoint store: later changes register again.
+        _stored(obj, obj._p_serial, data.length)
+      }
+    } finally {
+      this.#addedDuringCommit = null
+    }
+    this.#registered = []
+    const tmpAtSavepoint = new Map(this.#tmp)
+    const addedAtSavepoint = new Map(this.#added)
+    return {
+      rollback: () => {
+        // Objects changed or created since the savepoint lose their changes.
+        for (const obj of this.#registered) if (!addedAtSavepoint.has(obj._p_oid!)) obj._p_invalidate()
+        for (const [oid, obj] of this.#added) {
+          if (!addedAtSavepoint.has(oid)) {
+            this.cache.delete(oid)
+            _detach(obj)
+          }
+        }
+        for (const oid of this.#tmp.keys()) this.cache.get(oid)?._p_invalidate()
+        for (const oid of addedAtSavepoint.keys()) addedAtSavepoint.get(oid)!._p_invalidate()
+        this.#registered = []
+        this.#added = new Map(addedAtSavepoint)
+        this.#tmp = new Map(tmpAtSavepoint)
+      },
+    }
+  }
+
+  shouldRetry(): boolean {
+    return false
+  }
+
+  // --- internals -------------------------------------------------------------------------------
+
+  /** Set while storing: an unsaved object reached from a stored one is added here. */
+  #addedDuringCommit: ((obj: Persistent) => void) | null = null
+
+  #checkOpen(what: string): void {
+    if (!this.#opened) throw new ConnectionStateError(`${what}: the connection is closed`)
+  }
+
+  #checkWritable(what: string): void {
+    if (this.#storage.isReadOnly()) throw new ReadOnlyError(`cannot ${what}: the database is read-only`)
+    if (this.#historical) throw new ReadOnlyHistoryError(`cannot ${what}: this connection is historical (read-only)`)
+  }
+
+  #join(): void {
+    if (this.#txn !== null) return
+    const txn = this.#tm.get()
+    txn.join(this)
+    this.#txn = txn
+  }
+
+  #addNew(obj: Persistent): Oid {
+    this.#join()
+    const oid = obj._p_oid ?? this.#storage.newOid()
+    _attach(obj, this, oid)
+    this.#added.set(oid, obj)
+    this.cache.add(obj)
+    this.#addedDuringCommit?.(obj)
+    return oid
+  }
+
+  #load(oid: Oid): { data: Uint8Array; serial: Tid } {
+    const tmp = this.#tmp.get(oid)
+    if (tmp !== undefined) return { data: tmp.data, serial: tmp.serial }
+    const rev = this.#storage.loadBefore(oid, this.#before)
+    if (rev === null) {
+      throw new ReadConflictError(`object 0x${idToHex(oid)} did not exist in this connection's snapshot (before 0x${idToHex(this.#before)})`, { oid })
+    }
+    return { data: rev.data, serial: rev.serial }
+  }
+
+  #setLoadedState(obj: Persistent, className: string, state: unknown, serial: Tid, size: number): void {
+    if (obj instanceof Broken) throw new UnknownClassError(className, obj._p_oid)
+    _loadState(obj, state, serial, size)
+    this.cache.accessed(obj)
+  }
+
+  #classFor(className: string, oid: Oid): new () => Persistent {
+    const cls = findClass(className)
+    if (cls === undefined) return Broken.forClass(className)
+    if (!(cls.prototype instanceof Persistent)) {
+      throw new UnknownClassError(className, oid)
+    }
+    return cls as unknown as new () => Persistent
+  }
+
+  #classNameOf(obj: Persistent, path: () => string): string {
+    const name = nameOfClass(obj.constructor)
+    if (name === undefined) {
+      if (obj instanceof Broken) return obj._p_brokenClassName
+      throw new UnserializableError(path(), `its class ${obj.constructor.name} is not registered: call registerClass(name, ${obj.constructor.name})`)
+    }
+    return name
+  }
+
+  #reader(): ReferenceReader {
+    return {
+      persistentObject: (oid: Oid, className: string) => {
+        const cached = this.cache.get(oid) ?? this.#added.get(oid)
+        if (cached !== undefined) return cached
+        const ghost = _newGhost(this.#classFor(className, oid), this, oid)
+        this.cache.add(ghost)
+        return ghost
+      },
+    }
+  }
+
+  #writer(): ReferenceWriter {
+    return {
+      persistentRef: (obj: Persistent, path: () => string) => {
+        const jar = obj._p_jar
+        let oid: Oid
+        if (jar === null) {
+          oid = this.#addNew(obj)
+        } else if (jar !== this) {
+          throw new InvalidObjectReference(
+            `cannot store ${path()}: it refers to ${describe(obj)}, which belongs to another connection` +
+              (jar instanceof Connection && jar.db !== this.db ? ' of another database' : ''),
+          )
+        } else {
+          oid = obj._p_oid!
+        }
+        return { oid, className: this.#classNameOf(obj, path) }
+      },
+    }
+  }
+
+  /** After abort or a failed commit: changed objects lose their changes, new ones are unsaved again. */
+  #discardChanges(): void {
+    for (const obj of this.#registered) {
+      if (obj._p_jar === this && !this.#added.has(obj._p_oid!)) obj._p_invalidate()
+    }
+    for (const [oid, obj] of this.#added) {
+      this.cache.delete(oid)
+      _detach(obj)
+    }
+    for (const oid of this.#tmp.keys()) this.cache.get(oid)?._p_invalidate()
+    for (const { obj } of this.#stored) if (obj._p_jar === this && _meta(obj).state === CHANGED) obj._p_invalidate()
+    this.#endTransaction()
+  }
+
+  #endTransaction(): void {
+    this.#registered = []
+    this.#added = new Map()
+    this.#readCurrent = new Map()
+    this.#tmp = new Map()
+    this.#stored = []
+    this.#resolved = []
+    this.#txn = null
+  }
+
+  #afterCompletion(txn: Transaction): void {
+    void txn
+    // A transaction we did not join ended: our own state is unaffected, but it is a boundary.
+    if (this.#txn !== null) this.#discardChanges()
+    this.#sync()
+    this.cache.incrgc()
+  }
+
+  /** A transaction boundary: apply queued invalidations and take a new snapshot. */
+  #sync(): void {
+    if (this.#historical || !this.#opened) return
+    this.#before = this.#storage.lastTransaction() + 1n
+    if (this.#invalidated.size === 0) return
+    const oids = this.#invalidated
+    this.#invalidated = new Set()
+    for (const oid of oids) this.cache.get(oid)?._p_invalidate()
+  }
+}
+
+/** `ClassName(oid 0x...)` for messages. */
+export function describe(obj: Persistent): string {
+  const oid = obj._p_oid
+  return `${obj.constructor.name}(${oid === null ? 'unsaved' : `oid 0x${idToHex(oid)}`})`
+}
