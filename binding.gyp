@@ -4,6 +4,11 @@
       "target_name": "virtmem",
       "sources": [
         "native/core/os.cc",
+        "native/core/ram.cc",
+        "native/core/virtmem.cc",
+        "native/core/pagefault.cc",
+        "native/core/pattern_file.cc",
+        "native/binding/loader_pool.cc",
         "native/binding/addon.cc"
       ],
       "include_dirs": [

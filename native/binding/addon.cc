@@ -1,21 +1,524 @@
 // The `virtmem` addon: a thin node-addon-api face over the C++ core in native/core.
-// Each export converts arguments, calls the core and converts the result; no policy lives here.
+// Each export converts arguments, calls the core and converts the result; policy lives in the
+// core (virtmem) and in packages/bigfile (TypeScript).
 #include <napi.h>
 
-#include "core/os.h"
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
 
+#include "binding/js_file_ops.h"
+#include "binding/loader_pool.h"
+#include "core/os.h"
+#include "core/pagefault.h"
+#include "core/pattern_file.h"
+#include "core/ram.h"
+#include "core/virtmem.h"
+
+namespace wendelin {
 namespace {
 
-Napi::Value OsPageSize(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), static_cast<double>(wendelin::osPageSize()));
+Virtmem& vm() { return Virtmem::instance(); }
+
+// Runs a core call, turning VirtmemError into a JS Error (other exceptions pass as they are).
+template <typename F>
+auto guarded(Napi::Env env, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const VirtmemError& e) {
+    throw Napi::Error::New(env, e.what());
+  }
 }
 
-Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  exports.Set("osPageSize", Napi::Function::New(env, OsPageSize, "osPageSize"));
-  exports.Set("abiVersion", Napi::Number::New(env, 1));
-  return exports;
+std::uint64_t toIndex(const Napi::Value& v, const char* what) {
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= 0) || d > 9007199254740991.0 || d != static_cast<double>(static_cast<std::uint64_t>(d)))
+    throw Napi::RangeError::New(v.Env(), std::string(what) + " must be a non-negative integer");
+  return static_cast<std::uint64_t>(d);
+}
+
+// ---- RAM ---------------------------------------------------------------------------------
+
+Napi::Value RamCreate(const Napi::CallbackInfo& info) {
+  RamConfig config;
+  config.pageSize = toIndex(info[0], "pageSize");
+  config.limitBytes = toIndex(info[1], "limit");
+  config.hardCapBytes = toIndex(info[2], "hardCap");
+  config.highWaterBytes = toIndex(info[3], "highWater");
+  Ram* ram = guarded(info.Env(), [&] { return new Ram(config); });
+  // A Ram lives as long as the process: pages of handles that were never closed may still
+  // sit in its frames, and faults may be served while the process exits.
+  return Napi::External<Ram>::New(info.Env(), ram);
+}
+
+Ram* ramOf(const Napi::Value& v) { return v.As<Napi::External<Ram>>().Data(); }
+
+Napi::Value RamStatsJs(const Napi::CallbackInfo& info) {
+  RamStats s = vm().ramStats(ramOf(info[0]));
+  auto o = Napi::Object::New(info.Env());
+  o.Set("pageSize", static_cast<double>(s.pageSize));
+  o.Set("limitBytes", static_cast<double>(s.limitBytes));
+  o.Set("hardCapBytes", static_cast<double>(s.hardCapBytes));
+  o.Set("bytesInUse", static_cast<double>(s.bytesInUse));
+  o.Set("bytesWarm", static_cast<double>(s.bytesWarm));
+  o.Set("bytesPeak", static_cast<double>(s.bytesPeak));
+  o.Set("framesPunched", static_cast<double>(s.framesPunched));
+  o.Set("pagesLoaded", static_cast<double>(s.pagesLoaded));
+  o.Set("pagesDirty", static_cast<double>(s.pagesDirty));
+  return o;
+}
+
+Napi::Value RamReclaim(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(),
+                           static_cast<double>(vm().reclaim(ramOf(info[0]), toIndex(info[1], "batch"))));
+}
+
+Napi::Value RamLru(const Napi::CallbackInfo& info) {
+  auto lru = vm().lru(ramOf(info[0]));
+  auto out = Napi::Array::New(info.Env(), lru.size());
+  for (std::size_t i = 0; i < lru.size(); i++) {
+    auto pair = Napi::Array::New(info.Env(), 2);
+    pair.Set(0u, static_cast<double>(lru[i].first));
+    pair.Set(1u, static_cast<double>(lru[i].second));
+    out.Set(static_cast<uint32_t>(i), pair);
+  }
+  return out;
+}
+
+// ---- file handles ----------------------------------------------------------------------
+
+struct FileHandle {
+  FileH* fileh = nullptr;
+  std::shared_ptr<BigFileOps> ops;
+  PatternFile* pattern = nullptr;  // set for pattern/no-op files
+};
+
+// Specs loader workers reopen files from, by fileh id.
+std::mutex specsMutex;
+std::map<std::uint64_t, std::string>& specs() {
+  static auto* m = new std::map<std::uint64_t, std::string>();
+  return *m;
+}
+
+FileHandle* fhOf(const Napi::Value& v) { return v.As<Napi::External<FileHandle>>().Data(); }
+
+Napi::Value FilehOpen(const Napi::CallbackInfo& info) {
+  Ram* ram = ramOf(info[0]);
+  std::string kind = info[1].As<Napi::String>();
+  std::string description = info[2].As<Napi::String>();
+  std::string spec = info[3].IsString() ? info[3].As<Napi::String>().Utf8Value() : std::string();
+  auto* handle = new FileHandle();
+  std::shared_ptr<JsFileOps> js;
+  if (kind == "js") {
+    js = std::make_shared<JsFileOps>();
+    handle->ops = js;
+  } else if (kind == "pattern" || kind == "noop") {
+    auto pattern = std::make_shared<PatternFile>(kind == "noop");
+    handle->pattern = pattern.get();
+    handle->ops = pattern;
+  } else {
+    delete handle;
+    throw Napi::TypeError::New(info.Env(), "unknown file kind " + kind);
+  }
+  handle->fileh = vm().filehOpen(ram, handle->ops, description);
+  if (js) js->setFilehId(handle->fileh->id);
+  {
+    std::lock_guard<std::mutex> g(specsMutex);
+    specs()[handle->fileh->id] = spec;
+  }
+  // Not freed by GC: an unclosed handle's pages stay in RAM (close() frees them).
+  return Napi::External<FileHandle>::New(info.Env(), handle);
+}
+
+Napi::Value FilehId(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(fhOf(info[0])->fileh->id));
+}
+
+Napi::Value FilehSpec(const Napi::CallbackInfo& info) {
+  std::uint64_t id = toIndex(info[0], "fileh id");
+  std::lock_guard<std::mutex> g(specsMutex);
+  auto it = specs().find(id);
+  if (it == specs().end()) return info.Env().Undefined();
+  return Napi::String::New(info.Env(), it->second);
+}
+
+Napi::Value FilehClose(const Napi::CallbackInfo& info) {
+  FileHandle* h = fhOf(info[0]);
+  guarded(info.Env(), [&] { vm().filehClose(h->fileh); });
+  std::lock_guard<std::mutex> g(specsMutex);
+  specs().erase(h->fileh->id);
+  return info.Env().Undefined();
+}
+
+// A mapping as JS holds it: shared by the External handle and the ArrayBuffer's finalizer,
+// whichever comes last frees it; `unmapped` makes unmap idempotent.
+struct MappingHandle {
+  Vma* vma = nullptr;
+  std::size_t length = 0;
+  std::atomic<bool> unmapped{false};
+  void unmap() {
+    if (!unmapped.exchange(true)) vm().unmap(vma);
+  }
+};
+using MappingRef = std::shared_ptr<MappingHandle>;
+
+MappingRef& mappingOf(const Napi::Value& v) { return *v.As<Napi::External<MappingRef>>().Data(); }
+
+Napi::Value FilehMmap(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  FileHandle* h = fhOf(info[0]);
+  std::uint64_t pgoffset = toIndex(info[1], "pgoffset");
+  std::uint64_t pglen = toIndex(info[2], "pglen");
+  Vma* vma = guarded(env, [&] { return vm().mmap(h->fileh, pgoffset, pglen); });
+  auto mapping = std::make_shared<MappingHandle>();
+  mapping->vma = vma;
+  mapping->length = vma->end - vma->start;
+  napi_value ab;
+  auto* hint = new MappingRef(mapping);
+  napi_status status = napi_create_external_arraybuffer(
+      env, reinterpret_cast<void*>(vma->start), mapping->length,
+      [](napi_env, void*, void* hint) {
+        auto* ref = static_cast<MappingRef*>(hint);
+        (*ref)->unmap();  // collected without an explicit unmap()
+        delete ref;
+      },
+      hint, &ab);
+  if (status != napi_ok) {
+    delete hint;
+    mapping->unmap();
+    throw Napi::Error::New(env, "cannot create an ArrayBuffer of " +
+                                    std::to_string(mapping->length) + " bytes over the mapping");
+  }
+  auto out = Napi::Array::New(env, 2);
+  out.Set(0u, Napi::Value(env, ab));
+  out.Set(1u, Napi::External<MappingRef>::New(env, new MappingRef(mapping),
+                                               [](Napi::Env, MappingRef* ref) { delete ref; }));
+  return out;
+}
+
+Napi::Value MappingUnmap(const Napi::CallbackInfo& info) {
+  MappingRef& mapping = mappingOf(info[0]);
+  if (mapping->unmapped.load()) return info.Env().Undefined();
+  // Detach first: JS views over the buffer become empty instead of pointing at freed space.
+  if (info[1].IsArrayBuffer()) {
+    auto ab = info[1].As<Napi::ArrayBuffer>();
+    if (!ab.IsDetached()) ab.Detach();
+  }
+  mapping->unmap();
+  return info.Env().Undefined();
+}
+
+Napi::Value MappingIsLive(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), !mappingOf(info[0])->unmapped.load());
+}
+
+Napi::Value MappingMapped(const Napi::CallbackInfo& info) {
+  MappingRef& mapping = mappingOf(info[0]);
+  if (mapping->unmapped.load()) throw Napi::Error::New(info.Env(), "mapping is unmapped");
+  auto bits = vm().vmaMapped(mapping->vma);
+  auto out = Napi::Array::New(info.Env(), bits.size());
+  for (std::size_t i = 0; i < bits.size(); i++) out.Set(static_cast<uint32_t>(i), Napi::Boolean::New(info.Env(), bits[i]));
+  return out;
+}
+
+// Touches every page of [offset, offset+length) so the kernel may be handed that memory:
+// a read loads it; a write (an atomic add of zero, which keeps concurrent writes) dirties it.
+Napi::Value MappingPrefault(const Napi::CallbackInfo& info) {
+  MappingRef& mapping = mappingOf(info[0]);
+  if (mapping->unmapped.load()) throw Napi::Error::New(info.Env(), "mapping is unmapped");
+  std::uint64_t offset = toIndex(info[1], "offset");
+  std::uint64_t length = toIndex(info[2], "length");
+  bool write = info[3].ToBoolean();
+  if (offset > mapping->length || length > mapping->length - offset)
+    throw Napi::RangeError::New(info.Env(), "prefault range is outside the mapping");
+  if (length == 0) return info.Env().Undefined();
+  const std::size_t pageSize = mapping->vma->fileh->ram->pageSize();
+  auto* base = reinterpret_cast<char*>(mapping->vma->start);
+  std::uint64_t first = offset / pageSize, last = (offset + length - 1) / pageSize;
+  for (std::uint64_t pg = first; pg <= last; pg++) {
+    char* p = base + pg * pageSize;
+    if (write)
+      __atomic_fetch_add(p, 0, __ATOMIC_RELAXED);
+    else
+      (void)*static_cast<volatile char*>(p);
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Value FilehWriteout(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  FileHandle* h = fhOf(info[0]);
+  int flags = info[1].As<Napi::Number>().Int32Value();
+  Napi::Function store = info[2].IsFunction() ? info[2].As<Napi::Function>() : Napi::Function();
+  if ((flags & kWriteoutStore) && store.IsEmpty())
+    throw Napi::TypeError::New(env, "dirtyWriteout(STORE) needs a storeblk function");
+  guarded(env, [&] {
+    vm().dirtyWriteout(h->fileh, flags, [&](std::uint64_t blk, const void* src, std::size_t len) {
+      // A read-only view of the frame, detached right after: storeblk must not keep it.
+      auto ab = Napi::ArrayBuffer::New(env, const_cast<void*>(src), len);
+      auto view = Napi::Uint8Array::New(env, len, ab, 0);
+      try {
+        store.Call({Napi::Number::New(env, static_cast<double>(blk)), view});
+      } catch (...) {
+        ab.Detach();
+        throw;
+      }
+      ab.Detach();
+    });
+  });
+  return env.Undefined();
+}
+
+Napi::Value FilehDiscard(const Napi::CallbackInfo& info) {
+  guarded(info.Env(), [&] { vm().dirtyDiscard(fhOf(info[0])->fileh); });
+  return info.Env().Undefined();
+}
+
+Napi::Value FilehInvalidate(const Napi::CallbackInfo& info) {
+  FileHandle* h = fhOf(info[0]);
+  std::uint64_t pg = toIndex(info[1], "pgoffset");
+  guarded(info.Env(), [&] { vm().invalidatePage(h->fileh, pg); });
+  return info.Env().Undefined();
+}
+
+Napi::Value FilehPageState(const Napi::CallbackInfo& info) {
+  FileHandle* h = fhOf(info[0]);
+  return Napi::String::New(info.Env(),
+                           pageStateName(vm().pageState(h->fileh, toIndex(info[1], "pgoffset"))));
+}
+
+Napi::Value FilehDirtyPages(const Napi::CallbackInfo& info) {
+  auto pages = vm().dirtyPages(fhOf(info[0])->fileh);
+  auto out = Napi::Array::New(info.Env(), pages.size());
+  for (std::size_t i = 0; i < pages.size(); i++) out.Set(static_cast<uint32_t>(i), static_cast<double>(pages[i]));
+  return out;
+}
+
+// fileh.load(): queue an async load of one page for the loaders. 'started' means a loader will
+// report it to JS (the loader posts the result); 'present'/'busy' need nothing queued.
+Napi::Value FilehLoadAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  FileHandle* h = fhOf(info[0]);
+  std::uint64_t pg = toIndex(info[1], "pgoffset");
+  double asyncId = info[2].As<Napi::Number>().DoubleValue();
+  Virtmem::PendingLoad pending;
+  auto r = guarded(env, [&] { return vm().beginLoad(h->fileh, pg, &pending); });
+  if (r == Virtmem::BeginLoad::Present) return Napi::String::New(env, "present");
+  if (r == Virtmem::BeginLoad::Busy) return Napi::String::New(env, "busy");
+  if (h->pattern) {
+    // Native backend: fill it right here.
+    char err[512] = "";
+    bool ok = h->ops->loadblk(pg, pending.dest, h->fileh->ram->pageSize(), err, sizeof err);
+    bool kept = vm().finishLoad(pending, ok);
+    if (!ok) throw Napi::Error::New(env, err);
+    return Napi::String::New(env, kept ? "present" : "invalidated");
+  }
+  auto* request = new LoadRequest();
+  request->filehId = h->fileh->id;
+  request->blk = pg;
+  request->dest = pending.dest;
+  request->len = h->fileh->ram->pageSize();
+  request->async = true;
+  request->asyncId = asyncId;
+  request->pending = pending;
+  LoaderPool::instance().submit(request);
+  return Napi::String::New(env, "started");
+}
+
+// ---- pattern files (tests, benchmarks) ----------------------------------------------------
+
+PatternFile* patternOf(const Napi::CallbackInfo& info) {
+  FileHandle* h = fhOf(info[0]);
+  if (!h->pattern) throw Napi::TypeError::New(info.Env(), "not a pattern file");
+  return h->pattern;
+}
+
+Napi::Value PatternControl(const Napi::CallbackInfo& info) {
+  PatternFile* p = patternOf(info);
+  std::string what = info[1].As<Napi::String>();
+  if (what == "seed") p->setSeed(info[2].As<Napi::Number>().Uint32Value());
+  else if (what == "gate") p->setGateOpen(info[2].ToBoolean());
+  else if (what == "fail") p->setFailing(info[2].ToBoolean());
+  auto o = Napi::Object::New(info.Env());
+  o.Set("loads", static_cast<double>(p->loads()));
+  o.Set("waitingAtGate", static_cast<double>(p->loadsWaitingAtGate()));
+  return o;
+}
+
+// ---- loader workers ------------------------------------------------------------------------
+
+struct LoadJob {
+  LoadRequest* request;
+  Napi::Reference<Napi::ArrayBuffer> buffer;
+};
+
+// The state of the loader served by this thread (one per worker).
+struct Loader {
+  napi_env env = nullptr;
+  uv_async_t wake{};
+  Napi::FunctionReference handler;
+  std::map<std::uint32_t, LoadJob> jobs;
+  std::uint32_t nextJob = 1;
+  napi_async_cleanup_hook_handle cleanupHook = nullptr;
+};
+thread_local Loader* tlsLoader = nullptr;
+
+void onLoaderWake(uv_async_t* wake) {
+  Loader* loader = static_cast<Loader*>(wake->data);
+  Napi::Env env(loader->env);
+  Napi::HandleScope scope(env);
+  while (LoadRequest* request = LoaderPool::instance().take()) {
+    std::uint32_t job = loader->nextJob++;
+    auto ab = Napi::ArrayBuffer::New(env, request->dest, request->len);
+    loader->jobs.emplace(job, LoadJob{request, Napi::Persistent(ab)});
+    try {
+      loader->handler.MakeCallback(
+          env.Global(),
+          {Napi::Number::New(env, static_cast<double>(request->filehId)),
+           Napi::Number::New(env, static_cast<double>(request->blk)), Napi::Uint8Array::New(env, request->len, ab, 0),
+           Napi::Number::New(env, job), request->async ? Napi::Number::New(env, request->asyncId) : env.Null()});
+    } catch (const Napi::Error& e) {
+      // The handler is expected to report errors through completeLoad; a synchronous throw is
+      // treated as a failed load.
+      auto it = loader->jobs.find(job);
+      if (it != loader->jobs.end()) {
+        LoadRequest* r = it->second.request;
+        it->second.buffer.Value().Detach();
+        loader->jobs.erase(it);
+        std::snprintf(r->error, sizeof r->error, "loader handler threw: %s", e.Message().c_str());
+        r->ok = false;
+        r->done.store(1);
+        futexWakeAll(r->done);
+      }
+    }
+  }
+}
+
+void onLoaderCleanup(napi_async_cleanup_hook_handle handle, void* arg) {
+  Loader* loader = static_cast<Loader*>(arg);
+  LoaderPool::instance().removeLoader(&loader->wake);
+  // Jobs taken but not finished go back to the queue for another loader.
+  for (auto& entry : loader->jobs) LoaderPool::instance().requeue(entry.second.request);
+  loader->jobs.clear();
+  loader->handler.Reset();
+  loader->cleanupHook = handle;
+  uv_close(reinterpret_cast<uv_handle_t*>(&loader->wake), [](uv_handle_t* h) {
+    Loader* loader = static_cast<Loader*>(h->data);
+    napi_remove_async_cleanup_hook(loader->cleanupHook);
+    if (tlsLoader == loader) tlsLoader = nullptr;
+    delete loader;
+  });
+}
+
+Napi::Value ServeLoads(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (tlsLoader) throw Napi::Error::New(env, "this thread already serves loads");
+  auto* loader = new Loader();
+  loader->env = env;
+  loader->handler = Napi::Persistent(info[0].As<Napi::Function>());
+  uv_loop_t* loop = nullptr;
+  napi_get_uv_event_loop(env, &loop);
+  uv_async_init(loop, &loader->wake, onLoaderWake);
+  loader->wake.data = loader;
+  napi_add_async_cleanup_hook(env, onLoaderCleanup, loader, nullptr);
+  tlsLoader = loader;
+  markLoaderThread();
+  LoaderPool::instance().addLoader(&loader->wake);
+  return env.Undefined();
+}
+
+// completeLoad(job, error|null) → 'loaded' | 'invalidated' | 'failed'
+Napi::Value CompleteLoad(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Loader* loader = tlsLoader;
+  if (!loader) throw Napi::Error::New(env, "completeLoad outside a loader thread");
+  std::uint32_t job = info[0].As<Napi::Number>().Uint32Value();
+  auto it = loader->jobs.find(job);
+  if (it == loader->jobs.end()) throw Napi::Error::New(env, "unknown or completed load job");
+  LoadRequest* request = it->second.request;
+  it->second.buffer.Value().Detach();  // the frame view must not outlive the load
+  loader->jobs.erase(it);
+  bool ok = !info[1].IsString();
+  std::string error = ok ? std::string() : info[1].As<Napi::String>().Utf8Value();
+  if (request->async) {
+    bool kept = vm().finishLoad(request->pending, ok);
+    delete request;
+    return Napi::String::New(env, !ok ? "failed" : kept ? "loaded" : "invalidated");
+  }
+  std::snprintf(request->error, sizeof request->error, "%s", error.c_str());
+  request->ok = ok;
+  request->done.store(1);  // after this the faulting thread owns (and may free) the request
+  futexWakeAll(request->done);
+  return Napi::String::New(env, ok ? "loaded" : "failed");
+}
+
+Napi::Value LoaderCount(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(LoaderPool::instance().loaderCount()));
+}
+
+// ---- statistics ----------------------------------------------------------------------------
+
+Napi::Value VirtmemStatsJs(const Napi::CallbackInfo& info) {
+  VirtmemStats s = vm().stats();
+  auto o = Napi::Object::New(info.Env());
+  o.Set("faults", static_cast<double>(s.faults));
+  o.Set("writeFaults", static_cast<double>(s.writeFaults));
+  o.Set("loads", static_cast<double>(s.loads));
+  o.Set("loadWaits", static_cast<double>(s.loadWaits));
+  o.Set("loadsInvalidated", static_cast<double>(s.loadsInvalidated));
+  o.Set("reclaimed", static_cast<double>(s.reclaimed));
+  o.Set("stretches", static_cast<double>(s.stretches));
+  return o;
+}
+
+Napi::Value OsPageSize(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(osPageSize()));
 }
 
 }  // namespace
 
-NODE_API_MODULE(virtmem, Init)
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  installPagefaultHandler();
+  auto fn = [&](const char* name, Napi::Function::Callback cb) {
+    exports.Set(name, Napi::Function::New(env, cb, name));
+  };
+  fn("osPageSize", OsPageSize);
+  fn("ramCreate", RamCreate);
+  fn("ramStats", RamStatsJs);
+  fn("ramReclaim", RamReclaim);
+  fn("ramLru", RamLru);
+  fn("filehOpen", FilehOpen);
+  fn("filehId", FilehId);
+  fn("filehSpec", FilehSpec);
+  fn("filehClose", FilehClose);
+  fn("filehMmap", FilehMmap);
+  fn("filehWriteout", FilehWriteout);
+  fn("filehDiscard", FilehDiscard);
+  fn("filehInvalidate", FilehInvalidate);
+  fn("filehPageState", FilehPageState);
+  fn("filehDirtyPages", FilehDirtyPages);
+  fn("filehLoadAsync", FilehLoadAsync);
+  fn("patternControl", PatternControl);
+  fn("mappingUnmap", MappingUnmap);
+  fn("mappingIsLive", MappingIsLive);
+  fn("mappingMapped", MappingMapped);
+  fn("mappingPrefault", MappingPrefault);
+  fn("serveLoads", ServeLoads);
+  fn("completeLoad", CompleteLoad);
+  fn("loaderCount", LoaderCount);
+  fn("virtmemStats", VirtmemStatsJs);
+  exports.Set("abiVersion", Napi::Number::New(env, 2));
+  exports.Set("WRITEOUT_STORE", Napi::Number::New(env, kWriteoutStore));
+  exports.Set("WRITEOUT_MARKSTORED", Napi::Number::New(env, kWriteoutMarkStored));
+  return exports;
+}
+
+}  // namespace wendelin
+
+static Napi::Object InitVirtmem(Napi::Env env, Napi::Object exports) {
+  return wendelin::Init(env, exports);
+}
+
+NODE_API_MODULE(virtmem, InitVirtmem)

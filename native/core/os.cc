@@ -1,12 +1,44 @@
 #include "core/os.h"
 
+#include <linux/futex.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+#include <cstring>
 
 namespace wendelin {
 
 std::size_t osPageSize() {
   static const std::size_t size = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
   return size;
+}
+
+void writeStderr(const char* message) {
+  std::size_t left = std::strlen(message);
+  while (left > 0) {
+    ssize_t n = ::write(2, message, left);
+    if (n <= 0) return;
+    message += n;
+    left -= static_cast<std::size_t>(n);
+  }
+}
+
+void fatal(const char* message) {
+  writeStderr("wendelin:virtmem: FATAL: ");
+  writeStderr(message);
+  writeStderr("\n");
+  ::_exit(kFatalExitCode);
+}
+
+void futexWait(std::atomic<std::uint32_t>& word, std::uint32_t expected) {
+  static_assert(sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t));
+  ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAIT_PRIVATE, expected,
+            nullptr, nullptr, 0);
+}
+
+void futexWakeAll(std::atomic<std::uint32_t>& word) {
+  ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAKE_PRIVATE, INT32_MAX,
+            nullptr, nullptr, 0);
 }
 
 }  // namespace wendelin

@@ -1,0 +1,66 @@
+#include "binding/loader_pool.h"
+
+#include <algorithm>
+
+namespace wendelin {
+
+namespace {
+thread_local bool tlsIsLoader = false;
+}
+
+bool isLoaderThread() { return tlsIsLoader; }
+void markLoaderThread() { tlsIsLoader = true; }
+
+LoaderPool& LoaderPool::instance() {
+  static LoaderPool* pool = new LoaderPool();  // leaked: faults may be served during exit
+  return *pool;
+}
+
+void LoaderPool::wakeAllLocked() {
+  for (uv_async_t* wake : loaders_) uv_async_send(wake);
+}
+
+void LoaderPool::submit(LoadRequest* request) {
+  std::lock_guard<std::mutex> g(mutex_);
+  request->next = nullptr;
+  if (tail_) tail_->next = request; else head_ = request;
+  tail_ = request;
+  wakeAllLocked();
+}
+
+void LoaderPool::requeue(LoadRequest* request) {
+  std::lock_guard<std::mutex> g(mutex_);
+  request->next = head_;
+  head_ = request;
+  if (!tail_) tail_ = request;
+  wakeAllLocked();
+}
+
+LoadRequest* LoaderPool::take() {
+  std::lock_guard<std::mutex> g(mutex_);
+  LoadRequest* request = head_;
+  if (request) {
+    head_ = request->next;
+    if (!head_) tail_ = nullptr;
+    request->next = nullptr;
+  }
+  return request;
+}
+
+void LoaderPool::addLoader(uv_async_t* wake) {
+  std::lock_guard<std::mutex> g(mutex_);
+  loaders_.push_back(wake);
+  if (head_) uv_async_send(wake);  // requests queued before any loader was up
+}
+
+void LoaderPool::removeLoader(uv_async_t* wake) {
+  std::lock_guard<std::mutex> g(mutex_);
+  loaders_.erase(std::remove(loaders_.begin(), loaders_.end(), wake), loaders_.end());
+}
+
+std::size_t LoaderPool::loaderCount() {
+  std::lock_guard<std::mutex> g(mutex_);
+  return loaders_.size();
+}
+
+}  // namespace wendelin

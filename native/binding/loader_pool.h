@@ -1,0 +1,70 @@
+// Loader workers: where loadblk runs when it needs JavaScript.
+//
+// A fault cannot run JS (V8 cannot be re-entered from a signal handler in the middle of JIT
+// code), so the faulting thread queues a LoadRequest, wakes every loader with uv_async_send
+// (async-signal-safe) and futex-waits on the request. A loader is a Node worker thread that
+// called serveLoads(): in its own event loop it takes requests, calls its JS handler with an
+// ArrayBuffer over the RAM frame, and the handler calls completeLoad() when the block is in.
+//
+// Request life cycle:
+//   queued (in the pool) ──take──► taken (owned by one loader, a job id names it to JS)
+//     ──completeLoad──► done: fault requests wake their waiting thread; async requests
+//                        (fileh.load from JS) finish the page here and are freed.
+//   A loader that shuts down with jobs taken puts them back in the queue for another loader.
+#pragma once
+
+#include <uv.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <vector>
+
+#include "core/virtmem.h"
+
+namespace wendelin {
+
+struct LoadRequest {
+  std::uint64_t filehId = 0;
+  std::uint64_t blk = 0;
+  void* dest = nullptr;
+  std::size_t len = 0;
+  // fault requests: the faulting thread waits on `done`
+  std::atomic<std::uint32_t> done{0};
+  bool ok = false;
+  char error[512] = "";
+  // async requests (fileh.load): owned by the pool, finished by the loader
+  bool async = false;
+  double asyncId = 0;
+  Virtmem::PendingLoad pending;
+  LoadRequest* next = nullptr;
+};
+
+class LoaderPool {
+ public:
+  static LoaderPool& instance();
+
+  // Queues a request and wakes the loaders. Safe from the SIGSEGV handler of any thread.
+  void submit(LoadRequest* request);
+  // Puts back a request a loader took but could not finish (it is shutting down).
+  void requeue(LoadRequest* request);
+  LoadRequest* take();
+
+  void addLoader(uv_async_t* wake);
+  void removeLoader(uv_async_t* wake);
+  std::size_t loaderCount();
+
+ private:
+  void wakeAllLocked();
+  std::mutex mutex_;
+  LoadRequest* head_ = nullptr;
+  LoadRequest* tail_ = nullptr;
+  std::vector<uv_async_t*> loaders_;
+};
+
+// True on a loader worker's thread (a fault there needing a load would wait for itself).
+bool isLoaderThread();
+void markLoaderThread();
+
+}  // namespace wendelin

@@ -1,0 +1,24 @@
+// BigFileOps: how the core reaches a file's blocks.
+//
+// loadblk runs with the virtmem lock released, on the thread that faulted (possibly inside
+// the SIGSEGV handler): it must not run JavaScript there. The binding's implementation hands
+// the request to a loader worker and waits (native/binding/js_file_ops.h); the pattern file
+// (pattern_file.h) fills blocks natively for tests and benchmarks. storeblk is not here: it
+// runs on the owning thread at writeout and is passed to Virtmem::dirtyWriteout directly.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace wendelin {
+
+class BigFileOps {
+ public:
+  virtual ~BigFileOps() = default;
+  // Fills `dest` (`len` bytes, one block) with block `blk`. On failure writes a message into
+  // err[0..errLen) and returns false.
+  virtual bool loadblk(std::uint64_t blk, void* dest, std::size_t len, char* err,
+                       std::size_t errLen) = 0;
+};
+
+}  // namespace wendelin

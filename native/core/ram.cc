@@ -1,0 +1,86 @@
+#include "core/ram.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+#include "core/os.h"
+
+namespace wendelin {
+
+namespace {
+
+std::size_t toFrames(std::size_t bytes, std::size_t pageSize) {
+  return (bytes + pageSize - 1) / pageSize;
+}
+
+}  // namespace
+
+Ram::Ram(const RamConfig& config) : pageSize_(config.pageSize) {
+  const std::size_t os = osPageSize();
+  if (pageSize_ == 0 || pageSize_ % os != 0)
+    throw VirtmemError("RAM page size " + std::to_string(pageSize_) +
+                       " is not a positive multiple of the OS page size " + std::to_string(os));
+  const std::size_t limit = config.limitBytes ? config.limitBytes : (std::size_t{1} << 30);
+  limitFrames_ = toFrames(limit, pageSize_);
+  if (limitFrames_ == 0) limitFrames_ = 1;
+  hardCapFrames_ = config.hardCapBytes ? toFrames(config.hardCapBytes, pageSize_) : 0;
+  if (hardCapFrames_ != 0 && hardCapFrames_ < limitFrames_)
+    throw VirtmemError("RAM hard cap (" + std::to_string(config.hardCapBytes) +
+                       " bytes) is below the limit (" + std::to_string(limit) + " bytes)");
+  highWaterFrames_ =
+      config.highWaterBytes ? toFrames(config.highWaterBytes, pageSize_) : limitFrames_;
+  fd_ = ::memfd_create("wendelin-virtmem-ram", MFD_CLOEXEC);
+  if (fd_ < 0)
+    throw VirtmemError(std::string("memfd_create failed: ") + std::strerror(errno));
+}
+
+Ram::~Ram() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+std::int64_t Ram::allocFrame() {
+  std::int64_t frame;
+  if (!warm_.empty()) {
+    frame = warm_.back();
+    warm_.pop_back();
+  } else if (!cold_.empty()) {
+    frame = cold_.back();
+    cold_.pop_back();
+  } else {
+    frame = nextFrame_;
+    const off_t size = static_cast<off_t>((frame + 1) * static_cast<std::int64_t>(pageSize_));
+    if (::ftruncate(fd_, size) != 0) return -1;
+    nextFrame_++;
+  }
+  inUse_++;
+  if (inUse_ > peak_) peak_ = inUse_;
+  return frame;
+}
+
+void Ram::freeFrame(std::int64_t frame) {
+  inUse_--;
+  if (inUse_ + warm_.size() >= highWaterFrames_) {
+    // Too much memory backed already: give this frame's memory back to the OS.
+    ::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                static_cast<off_t>(frame * static_cast<std::int64_t>(pageSize_)),
+                static_cast<off_t>(pageSize_));
+    punched_++;
+    cold_.push_back(frame);
+  } else {
+    warm_.push_back(frame);
+  }
+}
+
+void* Ram::mapFrame(std::int64_t frame, void* at, int prot, bool populate) const {
+  int flags = MAP_SHARED | (at ? MAP_FIXED : 0) | (populate ? MAP_POPULATE : 0);
+  void* p = ::mmap(at, pageSize_, prot, flags, fd_,
+                   static_cast<off_t>(frame * static_cast<std::int64_t>(pageSize_)));
+  return p == MAP_FAILED ? nullptr : p;
+}
+
+}  // namespace wendelin

@@ -1,0 +1,538 @@
+#include "core/virtmem.h"
+
+#include <sys/mman.h>
+
+#include <algorithm>
+
+#include <cstdio>
+#include <cstring>
+
+#include "core/os.h"
+
+namespace wendelin {
+
+const char* pageStateName(PageState state) {
+  switch (state) {
+    case PageState::Empty: return "empty";
+    case PageState::Loading: return "loading";
+    case PageState::LoadingInvalidated: return "loading-invalidated";
+    case PageState::Loaded: return "loaded";
+    case PageState::Dirty: return "dirty";
+  }
+  return "?";
+}
+
+namespace {
+
+thread_local bool tlsHoldsLock = false;
+
+// Replaces [addr, addr+len) with inaccessible address space (still reserved for us).
+void makeInaccessible(void* addr, std::size_t len) {
+  void* p = ::mmap(addr, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE,
+                   -1, 0);
+  if (p == MAP_FAILED) fatal("cannot drop a page mapping (mmap PROT_NONE failed)");
+}
+
+}  // namespace
+
+// The virtmem lock, remembering per thread that it is held (see lockedByThisThread).
+class Virtmem::Guard {
+ public:
+  explicit Guard(Virtmem& vm) : vm_(vm) { lock(); }
+  ~Guard() {
+    if (held_) unlock();
+  }
+  void lock() {
+    vm_.lock_.lock();
+    tlsHoldsLock = true;
+    held_ = true;
+  }
+  void unlock() {
+    tlsHoldsLock = false;
+    held_ = false;
+    vm_.lock_.unlock();
+  }
+
+ private:
+  Virtmem& vm_;
+  bool held_ = false;
+};
+
+Virtmem& Virtmem::instance() {
+  static Virtmem* vm = new Virtmem();  // leaked on purpose: see header
+  return *vm;
+}
+
+bool Virtmem::lockedByThisThread() { return tlsHoldsLock; }
+
+void Virtmem::checkOpen(FileH* fileh) {
+  if (fileh->closed) throw VirtmemError("file handle is closed");
+}
+
+// ---- file handles ----------------------------------------------------------------------
+
+FileH* Virtmem::filehOpen(Ram* ram, std::shared_ptr<BigFileOps> ops, std::string description) {
+  auto* fileh = new FileH();
+  fileh->ram = ram;
+  fileh->ops = std::move(ops);
+  fileh->description = std::move(description);
+  Guard g(*this);
+  fileh->id = nextFilehId_++;
+  return fileh;
+}
+
+void Virtmem::filehClose(FileH* fileh) {
+  Guard g(*this);
+  checkOpen(fileh);
+  if (!fileh->vmas.empty())
+    throw VirtmemError("cannot close file handle: " + std::to_string(fileh->vmas.size()) +
+                       " mapping(s) still live (unmap them first)");
+  if (fileh->writeoutInProgress)
+    throw VirtmemError("cannot close file handle: writeout in progress");
+  bool loading = false;
+  fileh->pagemap.forEach([&](std::uint64_t, Page* page) {
+    if (page->state == PageState::Loading) loading = true;
+  });
+  if (loading) throw VirtmemError("cannot close file handle: a page load is in progress");
+  std::vector<Page*> pages;
+  fileh->pagemap.forEach([&](std::uint64_t, Page* page) { pages.push_back(page); });
+  for (Page* page : pages) dropPage(page);
+  fileh->closed = true;
+  // The FileH object itself stays allocated (a LOADING_INVALIDATED page's loader may still
+  // look at it); the binding frees nothing else through it once closed.
+}
+
+// ---- mappings ----------------------------------------------------------------------------
+
+Vma* Virtmem::mmap(FileH* fileh, std::uint64_t pgoffset, std::size_t pglen) {
+  if (pglen == 0) throw VirtmemError("mmap: empty page range");
+  const std::size_t pageSize = fileh->ram->pageSize();
+  if (pglen > SIZE_MAX / pageSize) throw VirtmemError("mmap: page range too large");
+  const std::size_t len = pglen * pageSize;
+  void* addr = ::mmap(nullptr, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (addr == MAP_FAILED)
+    throw VirtmemError("mmap: cannot reserve " + std::to_string(len) + " bytes of address space: " +
+                       std::strerror(errno));
+  auto* vma = new Vma();
+  vma->start = reinterpret_cast<std::uintptr_t>(addr);
+  vma->end = vma->start + len;
+  vma->pgoffset = pgoffset;
+  vma->fileh = fileh;
+  vma->mapped.assign(pglen, false);
+  Guard g(*this);
+  if (fileh->closed) {
+    ::munmap(addr, len);
+    delete vma;
+    throw VirtmemError("file handle is closed");
+  }
+  vmas_[vma->start] = vma;
+  fileh->vmas.push_back(vma);
+  return vma;
+}
+
+void Virtmem::unmap(Vma* vma) {
+  Guard g(*this);
+  const std::size_t pageSize = vma->fileh->ram->pageSize();
+  for (std::size_t i = 0; i < vma->npages(); i++) {
+    if (!vma->mapped[i]) continue;
+    Page* page = vma->fileh->pagemap.get(vma->pgoffset + i);
+    if (page) page->refcnt--;
+  }
+  vmas_.erase(vma->start);
+  vma->fileh->vmas.remove(vma);
+  ::munmap(reinterpret_cast<void*>(vma->start), vma->npages() * pageSize);
+  delete vma;
+}
+
+Vma* Virtmem::findVma(std::uintptr_t addr) {
+  auto it = vmas_.upper_bound(addr);
+  if (it == vmas_.begin()) return nullptr;
+  --it;
+  Vma* vma = it->second;
+  return addr < vma->end ? vma : nullptr;
+}
+
+void Virtmem::mapPageInto(Vma* vma, Page* page, int prot) {
+  const std::size_t pageSize = vma->fileh->ram->pageSize();
+  const std::size_t i = page->pgoffset - vma->pgoffset;
+  void* at = reinterpret_cast<void*>(vma->start + i * pageSize);
+  if (vma->mapped[i]) {
+    if (::mprotect(at, pageSize, prot) != 0) fatal("mprotect of a mapped page failed");
+    return;
+  }
+  if (!vma->fileh->ram->mapFrame(page->frame, at, prot, /*populate=*/true))
+    fatal("cannot map a RAM frame into a mapping (mmap failed)");
+  vma->mapped[i] = true;
+  page->refcnt++;
+}
+
+void Virtmem::unmapPageFrom(Vma* vma, Page* page) {
+  const std::size_t i = page->pgoffset - vma->pgoffset;
+  if (!vma->mapped[i]) return;
+  const std::size_t pageSize = vma->fileh->ram->pageSize();
+  makeInaccessible(reinterpret_cast<void*>(vma->start + i * pageSize), pageSize);
+  vma->mapped[i] = false;
+  page->refcnt--;
+}
+
+void Virtmem::unmapPageEverywhere(Page* page) {
+  for (Vma* vma : page->fileh->vmas)
+    if (vma->covers(page->pgoffset)) unmapPageFrom(vma, page);
+}
+
+void Virtmem::protectPageEverywhere(Page* page, int prot) {
+  const std::size_t pageSize = page->fileh->ram->pageSize();
+  for (Vma* vma : page->fileh->vmas) {
+    if (!vma->covers(page->pgoffset)) continue;
+    const std::size_t i = page->pgoffset - vma->pgoffset;
+    if (vma->mapped[i] &&
+        ::mprotect(reinterpret_cast<void*>(vma->start + i * pageSize), pageSize, prot) != 0)
+      fatal("mprotect of a mapped page failed");
+  }
+}
+
+// Unmaps a page from every VMA, unlinks it from all lists and gives its frame back.
+void Virtmem::dropPage(Page* page) {
+  FileH* fileh = page->fileh;
+  unmapPageEverywhere(page);
+  if (page->inLru) fileh->ram->lru.erase(page->lruPos);
+  if (page->inDirty) fileh->dirty.erase(page->dirtyPos);
+  fileh->pagemap.delIf(page->pgoffset, page);
+  fileh->ram->freeFrame(page->frame);
+  delete page;
+}
+
+void Virtmem::touchLru(Page* page) {
+  Ram* ram = page->fileh->ram;
+  if (page->inLru) {
+    ram->lru.splice(ram->lru.end(), ram->lru, page->lruPos);
+  } else {
+    page->lruPos = ram->lru.insert(ram->lru.end(), page);
+    page->inLru = true;
+  }
+}
+
+// ---- RAM ---------------------------------------------------------------------------------
+
+std::size_t Virtmem::reclaim(Ram* ram, std::size_t batch) {
+  Guard g(*this);
+  std::size_t n = 0;
+  for (auto it = ram->lru.begin(); it != ram->lru.end() && n < batch;) {
+    Page* page = *it++;
+    if (page->state != PageState::Loaded) continue;
+    dropPage(page);
+    n++;
+  }
+  stats_.reclaimed += n;
+  return n;
+}
+
+// Takes a frame for a new LOADING page. At the limit, evicts the least recently used
+// non-dirty page; with only dirty (or loading) pages left the limit stretches, up to the
+// hard cap. Called with the lock held.
+Page* Virtmem::allocPage(FileH* fileh, std::uint64_t pgoffset) {
+  Ram* ram = fileh->ram;
+  while (ram->framesInUse() >= ram->limitFrames()) {
+    Page* victim = nullptr;
+    for (Page* page : ram->lru)
+      if (page->state == PageState::Loaded) {
+        victim = page;
+        break;
+      }
+    if (!victim) break;
+    dropPage(victim);
+    stats_.reclaimed++;
+  }
+  if (ram->framesInUse() >= ram->limitFrames()) {
+    if (ram->hardCapFrames() != 0 && ram->framesInUse() >= ram->hardCapFrames()) {
+      char msg[256];
+      std::snprintf(msg, sizeof msg,
+                    "RAM hard cap of %zu bytes reached: %zu pages are dirty or loading and none "
+                    "can be evicted (commit or abort sooner, or raise the cap)",
+                    ram->hardCapBytes(), ram->framesInUse());
+      fatal(msg);
+    }
+    if (ram->framesInUse() == ram->limitFrames()) {
+      char msg[256];
+      std::snprintf(msg, sizeof msg,
+                    "wendelin:virtmem: warning: RAM limit of %zu bytes reached with only dirty "
+                    "pages left; stretching it (a transaction's changes must fit in memory)\n",
+                    ram->limitBytes());
+      writeStderr(msg);
+    }
+    stats_.stretches++;
+  }
+  std::int64_t frame = ram->allocFrame();
+  if (frame < 0) fatal("cannot grow the RAM file (ftruncate of the memfd failed)");
+  auto* page = new Page();
+  page->fileh = fileh;
+  page->pgoffset = pgoffset;
+  page->frame = frame;
+  page->state = PageState::Loading;
+  fileh->pagemap.set(pgoffset, page);
+  return page;
+}
+
+void Virtmem::loadDone() {
+  loadSeq_.fetch_add(1);
+  futexWakeAll(loadSeq_);
+}
+
+// ---- the page fault ----------------------------------------------------------------------
+
+bool Virtmem::onFault(std::uintptr_t addr, bool write) {
+  const int savedErrno = errno;
+  Guard g(*this);
+  bool counted = false;
+  for (;;) {
+    // (1) address → VMA → file page. Looked up afresh on every round: while the lock was
+    // released for a load, the VMA may have been unmapped or the page invalidated.
+    Vma* vma = findVma(addr);
+    if (!vma) {
+      errno = savedErrno;
+      return counted;  // not ours (or unmapped meanwhile: the retried access decides)
+    }
+    if (!counted) {
+      stats_.faults++;
+      counted = true;
+    }
+    FileH* fileh = vma->fileh;
+    Ram* ram = fileh->ram;
+    const std::uint64_t pg = vma->pgoffset + (addr - vma->start) / ram->pageSize();
+    Page* page = fileh->pagemap.get(pg);
+
+    // (2) absent: load it with the lock released, then start over.
+    if (!page) {
+      page = allocPage(fileh, pg);
+      std::shared_ptr<BigFileOps> ops = fileh->ops;  // keeps the backend alive meanwhile
+      g.unlock();
+      char err[512] = "";
+      void* dest = ram->mapFrame(page->frame, nullptr, PROT_READ | PROT_WRITE, true);
+      bool ok = dest != nullptr;
+      if (!ok) std::snprintf(err, sizeof err, "cannot map a RAM frame: %s", std::strerror(errno));
+      if (ok) ok = ops->loadblk(pg, dest, ram->pageSize(), err, sizeof err);
+      if (dest) ::munmap(dest, ram->pageSize());
+      g.lock();
+      stats_.loads++;
+      if (!ok) {
+        char msg[1024];
+        std::snprintf(msg, sizeof msg, "cannot load block %llu of %s: %s",
+                      static_cast<unsigned long long>(pg), fileh->description.c_str(), err);
+        fatal(msg);  // mapped memory must never show wrong data
+      }
+      if (page->state == PageState::LoadingInvalidated) {
+        stats_.loadsInvalidated++;
+        dropPage(page);  // already out of the pagemap; the next round loads afresh
+      } else {
+        page->state = PageState::Loaded;
+        touchLru(page);
+      }
+      loadDone();
+      continue;
+    }
+
+    // (3) another thread is loading it: wait for any load to complete, then start over.
+    if (page->state == PageState::Loading || page->state == PageState::LoadingInvalidated) {
+      stats_.loadWaits++;
+      const std::uint32_t seq = loadSeq_.load();
+      g.unlock();
+      futexWait(loadSeq_, seq);
+      g.lock();
+      continue;
+    }
+
+    // (4) data ready: dirty it on write, map it into this VMA, mark it recently used.
+    if (write && page->state == PageState::Loaded) {
+      if (fileh->writeoutInProgress) {
+        char msg[512];
+        std::snprintf(msg, sizeof msg,
+                      "page %llu of %s modified during its writeout (storeblk must not write "
+                      "into mapped memory of the file it stores)",
+                      static_cast<unsigned long long>(pg), fileh->description.c_str());
+        fatal(msg);
+      }
+      page->state = PageState::Dirty;
+      page->dirtyPos = fileh->dirty.insert(fileh->dirty.end(), page);
+      page->inDirty = true;
+      stats_.writeFaults++;
+    }
+    const int prot = page->state == PageState::Dirty ? PROT_READ | PROT_WRITE : PROT_READ;
+    mapPageInto(vma, page, prot);
+    touchLru(page);
+    errno = savedErrno;
+    return true;
+  }
+}
+
+// ---- loads from the JS side ----------------------------------------------------------------
+
+Virtmem::BeginLoad Virtmem::beginLoad(FileH* fileh, std::uint64_t pgoffset, PendingLoad* out) {
+  Guard g(*this);
+  checkOpen(fileh);
+  Page* page = fileh->pagemap.get(pgoffset);
+  if (page) return page->state == PageState::Loading ? BeginLoad::Busy : BeginLoad::Present;
+  page = allocPage(fileh, pgoffset);
+  g.unlock();
+  void* dest = fileh->ram->mapFrame(page->frame, nullptr, PROT_READ | PROT_WRITE, true);
+  if (!dest) {
+    g.lock();
+    dropPage(page);
+    loadDone();
+    throw VirtmemError(std::string("cannot map a RAM frame: ") + std::strerror(errno));
+  }
+  out->fileh = fileh;
+  out->page = page;
+  out->dest = dest;
+  out->blk = pgoffset;
+  return BeginLoad::Started;
+}
+
+bool Virtmem::finishLoad(PendingLoad& load, bool ok) {
+  ::munmap(load.dest, load.fileh->ram->pageSize());
+  load.dest = nullptr;
+  Guard g(*this);
+  stats_.loads++;
+  Page* page = load.page;
+  bool kept = false;
+  if (ok && page->state == PageState::Loading) {
+    page->state = PageState::Loaded;
+    touchLru(page);
+    kept = true;
+  } else {
+    if (page->state == PageState::LoadingInvalidated) stats_.loadsInvalidated++;
+    dropPage(page);
+  }
+  loadDone();
+  return kept || !ok;
+}
+
+// ---- dirty pages ---------------------------------------------------------------------------
+
+void Virtmem::dirtyWriteout(FileH* fileh, int flags, const StoreFn& store) {
+  if (!(flags & (kWriteoutStore | kWriteoutMarkStored)) ||
+      (flags & ~(kWriteoutStore | kWriteoutMarkStored)))
+    throw VirtmemError("dirtyWriteout: flags must be STORE, MARKSTORED or both");
+  Guard g(*this);
+  checkOpen(fileh);
+  if (fileh->writeoutInProgress)
+    throw VirtmemError("dirtyWriteout: a writeout of this file handle is already in progress");
+  fileh->writeoutInProgress = true;
+
+  // Stored in ascending page order (ZBlk format choice relies on it, as in wendelin.core).
+  // The dirty list stays constant meanwhile: modification, discard and invalidation of this
+  // handle are refused while writeoutInProgress is set.
+  std::vector<Page*> pages(fileh->dirty.begin(), fileh->dirty.end());
+  std::sort(pages.begin(), pages.end(),
+            [](const Page* a, const Page* b) { return a->pgoffset < b->pgoffset; });
+
+  if (flags & kWriteoutStore) {
+    Ram* ram = fileh->ram;
+    for (Page* page : pages) {
+      // A view of its own: a VMA mapping may go away while the lock is released.
+      void* src = ram->mapFrame(page->frame, nullptr, PROT_READ, true);
+      if (!src) {
+        fileh->writeoutInProgress = false;
+        throw VirtmemError(std::string("writeout: cannot map a RAM frame: ") + std::strerror(errno));
+      }
+      g.unlock();
+      try {
+        store(page->pgoffset, src, ram->pageSize());
+      } catch (...) {
+        ::munmap(src, ram->pageSize());
+        g.lock();
+        fileh->writeoutInProgress = false;
+        throw;
+      }
+      ::munmap(src, ram->pageSize());
+      g.lock();
+    }
+  }
+  if (flags & kWriteoutMarkStored) {
+    for (Page* page : pages) {
+      page->state = PageState::Loaded;
+      fileh->dirty.erase(page->dirtyPos);
+      page->inDirty = false;
+      protectPageEverywhere(page, PROT_READ);
+    }
+  }
+  fileh->writeoutInProgress = false;
+}
+
+void Virtmem::dirtyDiscard(FileH* fileh) {
+  Guard g(*this);
+  checkOpen(fileh);
+  if (fileh->writeoutInProgress)
+    throw VirtmemError("dirtyDiscard: refused while a writeout of this file handle is in progress");
+  std::vector<Page*> pages(fileh->dirty.begin(), fileh->dirty.end());
+  for (Page* page : pages) dropPage(page);
+}
+
+void Virtmem::invalidatePage(FileH* fileh, std::uint64_t pgoffset) {
+  Guard g(*this);
+  checkOpen(fileh);
+  if (fileh->writeoutInProgress)
+    throw VirtmemError("invalidatePage: refused while a writeout of this file handle is in progress");
+  Page* page = fileh->pagemap.get(pgoffset);
+  if (!page) return;
+  if (page->state == PageState::Loading) {
+    // Its loader drops it when done; meanwhile a new access loads the page afresh.
+    fileh->pagemap.del(pgoffset);
+    page->state = PageState::LoadingInvalidated;
+    return;
+  }
+  dropPage(page);
+}
+
+bool Virtmem::pageIsDirty(FileH* fileh, std::uint64_t pgoffset) {
+  return pageState(fileh, pgoffset) == PageState::Dirty;
+}
+
+PageState Virtmem::pageState(FileH* fileh, std::uint64_t pgoffset) {
+  Guard g(*this);
+  Page* page = fileh->pagemap.get(pgoffset);
+  return page ? page->state : PageState::Empty;
+}
+
+std::vector<std::uint64_t> Virtmem::dirtyPages(FileH* fileh) {
+  Guard g(*this);
+  std::vector<std::uint64_t> out;
+  for (Page* page : fileh->dirty) out.push_back(page->pgoffset);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::vector<bool> Virtmem::vmaMapped(Vma* vma) {
+  Guard g(*this);
+  return vma->mapped;
+}
+
+std::vector<std::pair<std::uint64_t, std::uint64_t>> Virtmem::lru(Ram* ram) {
+  Guard g(*this);
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> out;
+  for (Page* page : ram->lru) out.emplace_back(page->fileh->id, page->pgoffset);
+  return out;
+}
+
+VirtmemStats Virtmem::stats() {
+  Guard g(*this);
+  return stats_;
+}
+
+RamStats Virtmem::ramStats(Ram* ram) {
+  Guard g(*this);
+  RamStats s;
+  s.pageSize = ram->pageSize();
+  s.limitBytes = ram->limitBytes();
+  s.hardCapBytes = ram->hardCapBytes();
+  s.bytesInUse = ram->framesInUse() * ram->pageSize();
+  s.bytesWarm = ram->framesWarm() * ram->pageSize();
+  s.bytesPeak = ram->framesPeak() * ram->pageSize();
+  s.framesPunched = ram->framesPunched();
+  for (Page* page : ram->lru) {
+    if (page->state == PageState::Loaded) s.pagesLoaded++;
+    if (page->state == PageState::Dirty) s.pagesDirty++;
+  }
+  return s;
+}
+
+}  // namespace wendelin

@@ -1,0 +1,164 @@
+// Virtmem: the userspace virtual memory manager (after wendelin.core bigfile/virtmem.c).
+//
+//   FileH  — a handle of one BigFile: pagemap (pgoffset → Page), list of dirty pages, the
+//            VMAs mapping it, writeout-in-progress flag.
+//   Vma    — a range of address space mapping pages [pgoffset, pgoffset+npages) of a FileH;
+//            a bitmap says which of its pages are mapped now. Unmapped parts are PROT_NONE,
+//            so the first access faults (SIGSEGV → onFault).
+//   Ram    — frames the pages live in (ram.h); its LRU list drives reclaim.
+//
+// One lock (the "virtmem lock") guards all of it. loadblk and storeblk run with it released
+// (seed commits f49c11a3, fb4bfb32), so after a load everything is looked up again from the
+// faulting address. Rules this imposes, enforced here:
+//   - a page invalidated while loading (LOADING_INVALIDATED) is dropped by its loader and the
+//     fault is retried, which loads it afresh;
+//   - a page that is LOADING is waited for, never loaded twice;
+//   - one writeout per FileH at a time; during it discard, invalidate and page modification
+//     of that FileH are refused (modification ends the process: it happens in a fault).
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/bigfile_ops.h"
+#include "core/page.h"
+#include "core/pagemap.h"
+#include "core/ram.h"
+
+namespace wendelin {
+
+struct Vma;
+
+struct FileH {
+  std::uint64_t id = 0;
+  Ram* ram = nullptr;
+  std::shared_ptr<BigFileOps> ops;
+  std::string description;          // names the file in fatal messages
+  PageMap pagemap;
+  std::list<Page*> dirty;           // dirty pages, in the order they were dirtied
+  std::list<Vma*> vmas;
+  bool writeoutInProgress = false;
+  bool closed = false;
+};
+
+struct Vma {
+  std::uintptr_t start = 0;
+  std::uintptr_t end = 0;
+  std::uint64_t pgoffset = 0;       // first file page mapped at start
+  FileH* fileh = nullptr;
+  std::vector<bool> mapped;         // mapped[i]: page pgoffset+i is mapped at start+i*pageSize
+
+  std::size_t npages() const { return mapped.size(); }
+  bool covers(std::uint64_t pg) const { return pg >= pgoffset && pg < pgoffset + npages(); }
+};
+
+enum WriteoutFlags : int { kWriteoutStore = 1, kWriteoutMarkStored = 2 };
+
+struct VirtmemStats {
+  std::uint64_t faults = 0;          // SIGSEGVs served inside our VMAs
+  std::uint64_t writeFaults = 0;     // of which: first write to a loaded page (page dirtied)
+  std::uint64_t loads = 0;           // loadblk calls completed
+  std::uint64_t loadWaits = 0;       // faults that waited for another thread's load
+  std::uint64_t loadsInvalidated = 0;  // loads thrown away because invalidated meanwhile
+  std::uint64_t reclaimed = 0;       // pages evicted to make room
+  std::uint64_t stretches = 0;       // allocations above the limit with only dirty pages left
+};
+
+struct RamStats {
+  std::size_t pageSize = 0;
+  std::size_t limitBytes = 0;
+  std::size_t hardCapBytes = 0;
+  std::size_t bytesInUse = 0;        // frames holding pages
+  std::size_t bytesWarm = 0;         // freed frames kept resident for reuse
+  std::size_t bytesPeak = 0;
+  std::uint64_t framesPunched = 0;
+  std::size_t pagesLoaded = 0;
+  std::size_t pagesDirty = 0;
+};
+
+class Virtmem {
+ public:
+  // The process-wide instance (the SIGSEGV handler is process-wide too). Never destroyed:
+  // faults may still be served while the process exits.
+  static Virtmem& instance();
+
+  FileH* filehOpen(Ram* ram, std::shared_ptr<BigFileOps> ops, std::string description);
+  // Drops every page and frees the handle. Refused while mappings, a writeout or a load live.
+  void filehClose(FileH* fileh);
+
+  Vma* mmap(FileH* fileh, std::uint64_t pgoffset, std::size_t pglen);
+  void unmap(Vma* vma);
+
+  // STORE: storeblk(blk, src) for every dirty page in ascending order, lock released.
+  // MARKSTORED: dirty pages become LOADED and are mapped read-only again.
+  // If store throws, the writeout stops, pages stay dirty and the exception propagates.
+  using StoreFn = std::function<void(std::uint64_t blk, const void* src, std::size_t len)>;
+  void dirtyWriteout(FileH* fileh, int flags, const StoreFn& store);
+  void dirtyDiscard(FileH* fileh);
+  void invalidatePage(FileH* fileh, std::uint64_t pgoffset);
+  bool pageIsDirty(FileH* fileh, std::uint64_t pgoffset);
+  PageState pageState(FileH* fileh, std::uint64_t pgoffset);
+  std::vector<std::uint64_t> dirtyPages(FileH* fileh);   // ascending
+  std::vector<bool> vmaMapped(Vma* vma);
+
+  // Evicts up to `batch` non-dirty pages, least recently used first. Returns how many.
+  std::size_t reclaim(Ram* ram, std::size_t batch);
+  // (fileh id, pgoffset) in LRU order, least recently used first.
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> lru(Ram* ram);
+
+  VirtmemStats stats();
+  RamStats ramStats(Ram* ram);
+
+  // The SIGSEGV handler's entry: serves an access to `addr`. Returns false when the address is
+  // not in one of our VMAs (the handler then chains to the previous handler).
+  bool onFault(std::uintptr_t addr, bool write);
+  // True when this thread holds the virtmem lock: a fault now is a bug, not a page access.
+  static bool lockedByThisThread();
+
+  // Loading from the JS side (fileh.load): begin takes the page into LOADING and returns a
+  // writable view of its frame; the caller fills it (with the lock released) and finishes.
+  struct PendingLoad {
+    FileH* fileh = nullptr;
+    Page* page = nullptr;
+    void* dest = nullptr;
+    std::uint64_t blk = 0;
+  };
+  enum class BeginLoad { Present, Busy, Started };
+  BeginLoad beginLoad(FileH* fileh, std::uint64_t pgoffset, PendingLoad* out);
+  // Returns false when the page was invalidated meanwhile (its data is dropped, load again).
+  bool finishLoad(PendingLoad& load, bool ok);
+
+ private:
+  Virtmem() = default;
+  class Guard;
+
+  Vma* findVma(std::uintptr_t addr);
+  Page* allocPage(FileH* fileh, std::uint64_t pgoffset);
+  void mapPageInto(Vma* vma, Page* page, int prot);
+  void unmapPageFrom(Vma* vma, Page* page);
+  void unmapPageEverywhere(Page* page);
+  void protectPageEverywhere(Page* page, int prot);
+  void dropPage(Page* page);
+  void touchLru(Page* page);
+  void checkOpen(FileH* fileh);
+  void loadDone();
+
+  std::mutex lock_;
+  std::map<std::uintptr_t, Vma*> vmas_;      // by start address
+  std::uint64_t nextFilehId_ = 1;
+  VirtmemStats stats_;
+  // Bumped and futex-woken whenever a load completes; threads waiting for a LOADING page
+  // sleep on it.
+  std::atomic<std::uint32_t> loadSeq_{0};
+};
+
+}  // namespace wendelin

@@ -1,0 +1,236 @@
+// FileH: a handle of one BigFile, and Mapping: a range of its pages mapped into memory.
+//
+// Reading mapped memory that is not loaded faults; the page is loaded by a loader worker and
+// the access continues. The first write to a loaded page marks it dirty. Dirty pages are
+// written out (dirtyWriteout) or dropped (dirtyDiscard) — the transaction layer does that
+// at commit/abort.
+import { constants as bufferConstants } from 'node:buffer'
+
+import type { BigFile } from './bigfile.js'
+import { loaderPool } from './loader-pool.js'
+import { log, writeoutLog } from './log.js'
+import { addon, type NativeFileH, type NativeMapping, type PageState, type PatternStatus } from './native.js'
+import { defaultRAM, type RAM } from './ram.js'
+
+export const WRITEOUT_STORE = addon.WRITEOUT_STORE
+export const WRITEOUT_MARKSTORED = addon.WRITEOUT_MARKSTORED
+
+/** Largest ArrayBuffer this Node can hold: one mapping is at most this long. */
+export const MAX_MAPPING_BYTES = bufferConstants.MAX_LENGTH
+
+export interface FileHOptions {
+  /** RAM to hold pages in; default: the shared RAM for the file's block size. */
+  ram?: RAM
+}
+
+export interface PageRange {
+  pgoffset: number
+  pglen: number
+}
+
+export class FileH {
+  readonly file: BigFile
+  readonly ram: RAM
+  readonly id: number
+  private native: NativeFileH
+  private closed = false
+  private readonly mappings = new Set<WeakRef<Mapping>>()
+
+  constructor(file: BigFile, options: FileHOptions = {}) {
+    this.file = file
+    this.ram = options.ram ?? defaultRAM(file.blksize)
+    if (file.blksize !== this.ram.pageSize)
+      throw new RangeError(`file block size ${file.blksize} differs from the RAM page size ${this.ram.pageSize}`)
+    const kind = file.nativeKind
+    if (kind === 'js') loaderPool() // start the loaders before the first fault
+    this.native = addon.filehOpen(this.ram.native, kind, file.describe(), JSON.stringify(file.spec()))
+    this.id = addon.filehId(this.native)
+    log('open fileh %d: %s', this.id, file.describe())
+  }
+
+  get blksize(): number {
+    return this.file.blksize
+  }
+
+  get isClosed(): boolean {
+    return this.closed
+  }
+
+  /**
+   * Maps pages [pgoffset, pgoffset+pglen) into memory. The mapping's ArrayBuffer is at most
+   * MAX_MAPPING_BYTES long (4 GiB on Node 20): map larger files in windows.
+   */
+  mmap(pgoffset: number, pglen: number): Mapping {
+    this.checkOpen()
+    if (!Number.isSafeInteger(pgoffset) || pgoffset < 0) throw new RangeError('mmap: pgoffset must be a non-negative integer')
+    if (!Number.isSafeInteger(pglen) || pglen <= 0) throw new RangeError('mmap: pglen must be a positive integer')
+    const bytes = pglen * this.blksize
+    if (bytes > MAX_MAPPING_BYTES)
+      throw new RangeError(
+        `mmap: ${bytes} bytes exceed the largest ArrayBuffer of this Node (${MAX_MAPPING_BYTES} bytes); ` +
+          `map at most ${Math.floor(MAX_MAPPING_BYTES / this.blksize)} pages at a time`,
+      )
+    const [buffer, native] = addon.filehMmap(this.native, pgoffset, pglen)
+    const mapping = new Mapping(this, buffer, native, pgoffset, pglen)
+    this.mappings.add(new WeakRef(mapping))
+    log('fileh %d: mmap pages [%d, %d)', this.id, pgoffset, pgoffset + pglen)
+    return mapping
+  }
+
+  /** Stores dirty pages with file.storeblk (STORE) and/or marks them stored (MARKSTORED). */
+  dirtyWriteout(flags: number = WRITEOUT_STORE | WRITEOUT_MARKSTORED): void {
+    this.checkOpen()
+    writeoutLog('fileh %d: writeout flags %d, %d dirty pages', this.id, flags, this.dirtyPages().length)
+    addon.filehWriteout(this.native, flags, (blk, src) => this.file.storeblk(blk, src))
+  }
+
+  /** Drops every dirty page: the next access loads it from the file again. */
+  dirtyDiscard(): void {
+    this.checkOpen()
+    writeoutLog('fileh %d: discard', this.id)
+    addon.filehDiscard(this.native)
+  }
+
+  /** Forgets page pgoffset (loaded, dirty or being loaded): the next access loads it again. */
+  invalidatePage(pgoffset: number): void {
+    this.checkOpen()
+    addon.filehInvalidate(this.native, pgoffset)
+  }
+
+  isDirty(pgoffset: number): boolean {
+    return this.pageState(pgoffset) === 'dirty'
+  }
+
+  /** Dirty page offsets, ascending. */
+  dirtyPages(): number[] {
+    return addon.filehDirtyPages(this.native)
+  }
+
+  pageState(pgoffset: number): PageState {
+    return addon.filehPageState(this.native, pgoffset)
+  }
+
+  /**
+   * Loads pages of `range` that are not in memory yet, without faulting: rejects with the
+   * backend's error (after retries of transient ones) instead of ending the process.
+   */
+  async load(range: PageRange): Promise<void> {
+    this.checkOpen()
+    const waits: Array<Promise<void>> = []
+    for (let pg = range.pgoffset; pg < range.pgoffset + range.pglen; pg++) waits.push(this.loadPage(pg))
+    await Promise.all(waits)
+  }
+
+  private async loadPage(pg: number): Promise<void> {
+    for (;;) {
+      if (this.closed) throw new Error('file handle is closed')
+      const pool = this.file.nativeKind === 'js' ? loaderPool() : null
+      const pending = pool?.expect()
+      let status: ReturnType<typeof addon.filehLoadAsync>
+      try {
+        status = addon.filehLoadAsync(this.native, pg, pending?.asyncId ?? 0)
+      } catch (e) {
+        if (pending) pool?.forget(pending.asyncId)
+        throw e
+      }
+      if (status === 'started' && pending) {
+        if ((await pending.done) === 'loaded') return
+        continue // invalidated while loading: load again
+      }
+      if (pending) pool?.forget(pending.asyncId)
+      if (status === 'present') return
+      // 'busy' (another load of this page is under way) or 'invalidated': look again shortly
+      await new Promise<void>((resolve) => setTimeout(resolve, 1))
+    }
+  }
+
+  /** Frees every page. Refused while mappings are live or a writeout runs. */
+  close(): void {
+    if (this.closed) return
+    addon.filehClose(this.native)
+    this.closed = true
+    this.file.close()
+    log('close fileh %d', this.id)
+  }
+
+  /** Mappings not yet unmapped (nor collected). */
+  liveMappings(): Mapping[] {
+    const out: Mapping[] = []
+    for (const ref of this.mappings) {
+      const m = ref.deref()
+      if (m?.isLive) out.push(m)
+      else this.mappings.delete(ref)
+    }
+    return out
+  }
+
+  /** Test hooks of PatternBigFile handles (seed, gate, failing loads). @internal */
+  patternControl(what: 'status' | 'seed' | 'gate' | 'fail', value?: number | boolean): PatternStatus {
+    return addon.patternControl(this.native, what, value)
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new Error('file handle is closed')
+  }
+}
+
+export interface PrefaultOptions {
+  /** Dirty the pages too, so the kernel may write into them (e.g. fs.readSync into it). */
+  write?: boolean
+}
+
+export class Mapping implements Disposable {
+  readonly fileh: FileH
+  readonly pgoffset: number
+  readonly pglen: number
+  private buf: ArrayBuffer
+  private readonly native: NativeMapping
+
+  /** @internal */
+  constructor(fileh: FileH, buffer: ArrayBuffer, native: NativeMapping, pgoffset: number, pglen: number) {
+    this.fileh = fileh
+    this.buf = buffer
+    this.native = native
+    this.pgoffset = pgoffset
+    this.pglen = pglen
+  }
+
+  /** The mapped memory. Detached (length 0) once unmapped. */
+  get buffer(): ArrayBuffer {
+    return this.buf
+  }
+
+  get byteLength(): number {
+    return this.pglen * this.fileh.blksize
+  }
+
+  get isLive(): boolean {
+    return addon.mappingIsLive(this.native)
+  }
+
+  bytes(): Uint8Array {
+    return new Uint8Array(this.buf)
+  }
+
+  /** Which pages are mapped in this mapping now (index 0 is page pgoffset). */
+  mappedPages(): boolean[] {
+    return addon.mappingMapped(this.native)
+  }
+
+  /**
+   * Loads (and with `write`, dirties) the pages covering bytes [offset, offset+length), so
+   * system calls can be handed that memory: they fail with EFAULT on pages not loaded.
+   */
+  prefault(offset = 0, length: number = this.byteLength - offset, options: PrefaultOptions = {}): void {
+    addon.mappingPrefault(this.native, offset, length, options.write ?? false)
+  }
+
+  /** Unmaps; the buffer is detached. Dirty pages stay in the file handle. */
+  unmap(): void {
+    addon.mappingUnmap(this.native, this.buf)
+  }
+
+  [Symbol.dispose](): void {
+    this.unmap()
+  }
+}

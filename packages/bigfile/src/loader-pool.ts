@@ -1,0 +1,102 @@
+// The loader workers, seen from the owning thread: starts them and settles fileh.load().
+//
+// Loads for faults never pass through here: the faulting thread hands them to the loaders
+// natively (native/binding/loader_pool.h). Only async loads report back, by message.
+import { Worker } from 'node:worker_threads'
+
+import { loaderLog } from './log.js'
+import { addon } from './native.js'
+
+export interface LoaderOptions {
+  /** Number of loader workers (default 2). */
+  count?: number
+  /** Attempts of a load failing with a transient error before it is given up (default 5). */
+  attempts?: number
+  /** Delay before the first retry in ms, doubled on every retry (default 10). */
+  retryDelayMs?: number
+}
+
+export interface LoaderWorkerData {
+  attempts: number
+  retryDelayMs: number
+}
+
+export interface AsyncLoadResult {
+  asyncId: number
+  status: 'loaded' | 'invalidated' | 'failed'
+  error: string | null
+}
+
+interface Pending {
+  resolve: (status: 'loaded' | 'invalidated') => void
+  reject: (error: Error) => void
+}
+
+class LoaderPool {
+  private workers: Worker[] = []
+  private pending = new Map<number, Pending>()
+  private nextAsyncId = 1
+
+  constructor(private readonly options: Required<LoaderOptions>) {
+    for (let i = 0; i < options.count; i++) this.spawn(i)
+  }
+
+  private spawn(index: number): void {
+    const workerData: LoaderWorkerData = {
+      attempts: this.options.attempts,
+      retryDelayMs: this.options.retryDelayMs,
+    }
+    const worker = new Worker(new URL('./loader-worker.js', import.meta.url), { workerData })
+    worker.on('message', (m: AsyncLoadResult) => this.settle(m))
+    worker.on('error', (e) => {
+      loaderLog('loader %d failed: %O', index, e)
+      process.emitWarning(`wendelin:bigfile loader worker ${index} failed: ${e.message}`)
+    })
+    worker.unref() // loaders never keep the process alive by themselves (after on(): it refs)
+    loaderLog('loader %d started', index)
+    this.workers.push(worker)
+  }
+
+  /** Registers an async load; the returned id goes to the native request. */
+  expect(): { asyncId: number; done: Promise<'loaded' | 'invalidated'> } {
+    const asyncId = this.nextAsyncId++
+    const done = new Promise<'loaded' | 'invalidated'>((resolve, reject) => {
+      this.pending.set(asyncId, { resolve, reject })
+    })
+    if (this.pending.size === 1) for (const w of this.workers) w.ref() // keep alive while awaited
+    return { asyncId, done }
+  }
+
+  forget(asyncId: number): void {
+    if (this.pending.delete(asyncId) && this.pending.size === 0) for (const w of this.workers) w.unref()
+  }
+
+  private settle(m: AsyncLoadResult): void {
+    const p = this.pending.get(m.asyncId)
+    if (!p) return
+    this.forget(m.asyncId)
+    if (m.status === 'failed') p.reject(new Error(m.error ?? 'load failed'))
+    else p.resolve(m.status)
+  }
+}
+
+let pool: LoaderPool | null = null
+let configured: Required<LoaderOptions> = { count: 2, attempts: 5, retryDelayMs: 10 }
+
+/** Sets loader options; only before the first file handle is opened. */
+export function configureLoaders(options: LoaderOptions): void {
+  if (pool) throw new Error('configureLoaders: the loader workers are already running')
+  configured = { ...configured, ...options }
+  if (!(configured.count >= 1)) throw new RangeError('configureLoaders: count must be at least 1')
+}
+
+/** @internal */
+export function loaderPool(): LoaderPool {
+  pool ??= new LoaderPool(configured)
+  return pool
+}
+
+/** How many loader workers are serving loads now. */
+export function loaderCount(): number {
+  return addon.loaderCount()
+}

@@ -1,0 +1,94 @@
+// The native addon (build/Release/virtmem.node, built from native/ by node-gyp), typed.
+// Only this module touches the addon; everything else goes through RAM, FileH and Mapping.
+import { createRequire } from 'node:module'
+import { fileURLToPath } from 'node:url'
+import path from 'node:path'
+
+declare const nativeTag: unique symbol
+/** An opaque native object (napi External). */
+export type NativeHandle<Tag extends string> = { readonly [nativeTag]: Tag }
+export type NativeRam = NativeHandle<'ram'>
+export type NativeFileH = NativeHandle<'fileh'>
+export type NativeMapping = NativeHandle<'mapping'>
+
+export type PageState = 'empty' | 'loading' | 'loading-invalidated' | 'loaded' | 'dirty'
+export type NativeFileKind = 'js' | 'pattern' | 'noop'
+
+export interface RAMStats {
+  pageSize: number
+  limitBytes: number
+  hardCapBytes: number
+  /** Bytes of frames holding pages now. */
+  bytesInUse: number
+  /** Freed frames kept resident for reuse (first touch of fresh memory is slow). */
+  bytesWarm: number
+  bytesPeak: number
+  framesPunched: number
+  pagesLoaded: number
+  pagesDirty: number
+}
+
+export interface VirtmemStats {
+  /** Page faults served inside our mappings. */
+  faults: number
+  /** Of which: first writes to loaded pages (pages dirtied). */
+  writeFaults: number
+  loads: number
+  /** Faults that waited for another thread's load of the same page. */
+  loadWaits: number
+  /** Loads thrown away because the page was invalidated meanwhile (and loaded again). */
+  loadsInvalidated: number
+  reclaimed: number
+  /** Allocations above the RAM limit because only dirty pages were left. */
+  stretches: number
+}
+
+export interface PatternStatus {
+  loads: number
+  waitingAtGate: number
+}
+
+export type LoadHandler = (
+  filehId: number,
+  blk: number,
+  dest: Uint8Array,
+  job: number,
+  asyncId: number | null,
+) => void
+
+export interface VirtmemAddon {
+  abiVersion: number
+  WRITEOUT_STORE: number
+  WRITEOUT_MARKSTORED: number
+  osPageSize(): number
+  ramCreate(pageSize: number, limit: number, hardCap: number, highWater: number): NativeRam
+  ramStats(ram: NativeRam): RAMStats
+  ramReclaim(ram: NativeRam, batch: number): number
+  ramLru(ram: NativeRam): Array<[number, number]>
+  filehOpen(ram: NativeRam, kind: NativeFileKind, description: string, spec: string | null): NativeFileH
+  filehId(fh: NativeFileH): number
+  filehSpec(id: number): string | undefined
+  filehClose(fh: NativeFileH): void
+  filehMmap(fh: NativeFileH, pgoffset: number, pglen: number): [ArrayBuffer, NativeMapping]
+  filehWriteout(fh: NativeFileH, flags: number, store: ((blk: number, src: Uint8Array) => void) | null): void
+  filehDiscard(fh: NativeFileH): void
+  filehInvalidate(fh: NativeFileH, pgoffset: number): void
+  filehPageState(fh: NativeFileH, pgoffset: number): PageState
+  filehDirtyPages(fh: NativeFileH): number[]
+  filehLoadAsync(fh: NativeFileH, pgoffset: number, asyncId: number): 'present' | 'busy' | 'started' | 'invalidated'
+  patternControl(fh: NativeFileH, what: 'status' | 'seed' | 'gate' | 'fail', value?: number | boolean): PatternStatus
+  mappingUnmap(m: NativeMapping, buffer: ArrayBuffer | null): void
+  mappingIsLive(m: NativeMapping): boolean
+  mappingMapped(m: NativeMapping): boolean[]
+  mappingPrefault(m: NativeMapping, offset: number, length: number, write: boolean): void
+  serveLoads(handler: LoadHandler): void
+  completeLoad(job: number, error: string | null): 'loaded' | 'invalidated' | 'failed'
+  loaderCount(): number
+  virtmemStats(): VirtmemStats
+}
+
+const here = path.dirname(fileURLToPath(import.meta.url))
+/** packages/bigfile/dist → repository root, where node-gyp puts the addon. */
+export const addonPath = path.resolve(here, '../../../build/Release/virtmem.node')
+
+export const addon = createRequire(import.meta.url)(addonPath) as VirtmemAddon

@@ -1,0 +1,155 @@
+// FileBigFile end to end through loader workers: data round trips, a file 4x the RAM limit,
+// async loads, retries of transient errors, and the fatal end of a load that cannot succeed.
+import { expect } from 'chai'
+import fs from 'node:fs'
+import path from 'node:path'
+
+import { FileBigFile, FileH, RAM, virtmemStats } from '@wendelin/bigfile'
+
+import { FlakyFile, BrokenFile } from './fixtures/files.js'
+import { runFixture, tmpDir } from './helpers.js'
+
+const MiB = 1024 * 1024
+
+function rssShmemBytes(): number {
+  const status = fs.readFileSync('/proc/self/status', 'utf8')
+  const m = /RssShmem:\s+(\d+) kB/.exec(status)
+  return m ? Number(m[1]) * 1024 : 0
+}
+
+describe('FileBigFile', () => {
+  let dir: string
+  beforeEach(() => {
+    dir = tmpDir()
+  })
+  afterEach(() => {
+    fs.rmSync(dir, { recursive: true, force: true })
+  })
+
+  it('reads and writes a file 4x larger than the RAM limit, end to end, within the limit', function () {
+    const blksize = 1 * MiB
+    const limit = 8 * MiB
+    const size = 32 * MiB
+    const file = path.join(dir, 'big.bin')
+    const ram = new RAM({ pageSize: blksize, limit })
+    const fh = new FileH(new FileBigFile(file, { blksize }), { ram })
+    const m = fh.mmap(0, size / blksize)
+    const u32 = new Uint32Array(m.buffer)
+    const shmemBefore = rssShmemBytes()
+    let maxShmem = 0
+
+    // write: every word holds its index; write out every 4 pages so dirty pages become
+    // evictable (a transaction's changes must fit in RAM, the rest is reclaimed)
+    const wordsPerPage = blksize / 4
+    for (let pg = 0; pg < size / blksize; pg++) {
+      for (let i = pg * wordsPerPage; i < (pg + 1) * wordsPerPage; i++) u32[i] = i
+      if (pg % 4 === 3) {
+        fh.dirtyWriteout()
+        maxShmem = Math.max(maxShmem, rssShmemBytes())
+      }
+    }
+    expect(fs.statSync(file).size).to.equal(size)
+    // read it all back through the mapping
+    let bad = 0
+    for (let i = 0; i < size / 4; i++) {
+      if (u32[i] !== i) bad++
+      if (i % wordsPerPage === 0) maxShmem = Math.max(maxShmem, rssShmemBytes())
+    }
+    expect(bad).to.equal(0)
+    const st = ram.stats()
+    expect(st.bytesPeak).to.be.at.most(limit)
+    expect(st.bytesInUse + st.bytesWarm).to.be.at.most(limit)
+    // resident shared memory of this process (mapped frames) grew by no more than the limit
+    expect(maxShmem - shmemBefore).to.be.at.most(limit)
+    // and the file itself holds the data
+    const fd = fs.openSync(file, 'r')
+    const probe = Buffer.alloc(8)
+    fs.readSync(fd, probe, 0, 8, 20 * MiB)
+    fs.closeSync(fd)
+    expect(probe.readUInt32LE(0)).to.equal((20 * MiB) / 4)
+    m.unmap()
+    fh.close()
+  })
+
+  it('reads beyond the end of the file as zeros and grows the file on writeout', () => {
+    const blksize = 64 * 1024
+    const file = path.join(dir, 'short.bin')
+    fs.writeFileSync(file, Buffer.from('hello'))
+    const ram = new RAM({ pageSize: blksize, limit: 4 * blksize })
+    const fh = new FileH(new FileBigFile(file, { blksize }), { ram })
+    const m = fh.mmap(0, 3)
+    const b = m.bytes()
+    expect(Buffer.from(b.subarray(0, 6)).toString('latin1')).to.equal('hello\0')
+    expect(b[2 * blksize + 1]).to.equal(0)
+    b[2 * blksize + 1] = 33
+    fh.dirtyWriteout()
+    expect(fs.statSync(file).size).to.equal(3 * blksize)
+    expect(fs.readFileSync(file)[2 * blksize + 1]).to.equal(33)
+    m.unmap()
+    fh.close()
+  })
+
+  it('loads a range asynchronously with fileh.load, without faulting', async () => {
+    const blksize = 64 * 1024
+    const file = path.join(dir, 'f.bin')
+    fs.writeFileSync(file, Buffer.alloc(4 * blksize, 3))
+    const ram = new RAM({ pageSize: blksize, limit: 8 * blksize })
+    const fh = new FileH(new FileBigFile(file, { blksize }), { ram })
+    await fh.load({ pgoffset: 1, pglen: 2 })
+    expect([0, 1, 2, 3].map((pg) => fh.pageState(pg))).to.deep.equal(['empty', 'loaded', 'loaded', 'empty'])
+    const m = fh.mmap(0, 4)
+    const loads = virtmemStats().loads
+    expect(m.bytes()[blksize]).to.equal(3)
+    expect(virtmemStats().loads).to.equal(loads, 'already loaded: the fault only maps it')
+    m.unmap()
+    fh.close()
+  })
+
+  it('rejects fileh.load with the backend error; the page stays unloaded', async () => {
+    const ram = new RAM({ pageSize: 64 * 1024, limit: 4 * 64 * 1024 })
+    const fh = new FileH(new BrokenFile({ blksize: 64 * 1024, message: 'backend is down' }), { ram })
+    let error: unknown
+    try {
+      await fh.load({ pgoffset: 3, pglen: 1 })
+    } catch (e) {
+      error = e
+    }
+    expect(error).to.be.instanceOf(Error)
+    expect((error as Error).message).to.match(/backend is down/)
+    expect(fh.pageState(3)).to.equal('empty')
+    fh.close()
+  })
+
+  it('retries a load that fails with a transient error', async () => {
+    const marker = path.join(dir, 'attempts')
+    const ram = new RAM({ pageSize: 64 * 1024, limit: 4 * 64 * 1024 })
+    const fh = new FileH(new FlakyFile({ blksize: 64 * 1024, failures: 2, marker }), { ram })
+    const m = fh.mmap(0, 1)
+    expect(m.bytes()[0]).to.equal(77) // a fault: served after two transient failures
+    expect(fs.readFileSync(marker, 'utf8')).to.equal('xxx')
+    m.unmap()
+    fh.close()
+  })
+
+  it('ends the process with a message naming file, block and cause when a load cannot succeed', () => {
+    const r = runFixture('fatal-load')
+    expect(r.status).to.equal(70, r.stderr)
+    expect(r.stderr).to.match(/FATAL: cannot load block 5 of BrokenFile .*: Error: disk on fire/)
+    expect(r.stdout).to.not.include('wrong data')
+  })
+
+  it('ends the process naming the RAM hard cap when dirty pages exceed it', () => {
+    const r = runFixture('hard-cap')
+    expect(r.status).to.equal(70, r.stderr)
+    expect(r.stderr).to.match(/warning: RAM limit of 196608 bytes reached with only dirty pages left/)
+    expect(r.stderr).to.match(/FATAL: RAM hard cap of 327680 bytes reached/)
+    expect(r.stdout).to.equal('dirtied 5\n')
+  })
+
+  it('exits cleanly with live mappings and running loader workers', () => {
+    const r = runFixture('exit-with-mappings', [path.join(dir, 'x.bin')])
+    expect(r.stderr).to.not.match(/uv_loop_close|Assertion|abort/i)
+    expect(r.status).to.equal(0, r.stderr)
+    expect(r.stdout).to.equal('read 9 with 1 live mapping\n')
+  })
+})

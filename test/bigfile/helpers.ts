@@ -1,0 +1,50 @@
+// Shared helpers of the bigfile tests.
+import { spawnSync } from 'node:child_process'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+import { FileH, PatternBigFile, RAM } from '@wendelin/bigfile'
+
+/** Small pages keep the unit tests light: 16 OS pages. */
+export const PS = 64 * 1024
+
+export const here = path.dirname(fileURLToPath(import.meta.url))
+
+/** A fresh directory on tmpfs when there is one. */
+export function tmpDir(): string {
+  const base = fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir()
+  return fs.mkdtempSync(path.join(base, 'wendelin-bigfile-test-'))
+}
+
+/** A pattern file handle on a RAM of `pages` pages (as wendelin.core's test_virtmem). */
+export function patternFileH(pages = 3, options: { noop?: boolean } = {}): { ram: RAM; file: PatternBigFile; fh: FileH } {
+  const ram = new RAM({ pageSize: PS, limit: pages * PS })
+  const file = new PatternBigFile({ blksize: PS, noop: options.noop ?? false })
+  const fh = new FileH(file, { ram })
+  return { ram, file, fh }
+}
+
+/** Yields to the event loop until `predicate` holds (mocha's timeout bounds the wait). */
+export async function until(predicate: () => boolean): Promise<void> {
+  while (!predicate()) await new Promise<void>((resolve) => setTimeout(resolve, 1))
+}
+
+export interface ChildResult {
+  status: number | null
+  signal: NodeJS.Signals | null
+  stdout: string
+  stderr: string
+}
+
+/** Runs a compiled fixture (test/bigfile/fixtures/<name>.ts) in its own process. */
+export function runFixture(name: string, args: string[] = [], env: NodeJS.ProcessEnv = {}): ChildResult {
+  const script = path.join(here, 'fixtures', `${name}.js`)
+  const r = spawnSync(process.execPath, [script, ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, ...env },
+    timeout: 60_000,
+  })
+  return { status: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr }
+}
