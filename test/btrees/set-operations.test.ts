@@ -2,7 +2,7 @@ import { expect } from 'chai'
 import { setOperations as ops } from '@wendelin/btrees'
 
 const cmp = (a: number, b: number) => a - b
-const numbers: ops.WeightArithmetic<number> = { one: 1, add: (a, b) => a + b, scale: (v, w) => v * w }
+const numbers: ops.WeightArithmetic<number> = { one: 1, zero: 0, add: (a, b) => a + b, scale: (v, w) => v * w }
 
 describe('set operations (sorted merges)', () => {
   it('difference keeps the keys (and values) of the first input missing from the second', () => {

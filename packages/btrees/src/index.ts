@@ -1,4 +1,15 @@
-// @wendelin/btrees: persistent B-trees with conflict resolution.
+// @wendelin/btrees: persistent B-trees with conflict resolution, after ZODB's BTrees.
 export { BTreeKeyError, type KeyKind, type ObjectKey, compareObjectKeys, describeKey, intKeys, longKeys, objectKeys } from './key-kind.js'
+export { BTreeValueError, type ValueKind, floatValues, intValues, longValues, objectValues } from './value-kind.js'
 export { BucketMergeConflict, type BucketContents, type MergeConflictReason, mergeBuckets } from './bucket-merge.js'
 export * as setOperations from './set-operations.js'
+export type { Family } from './family.js'
+export { SortedBase, ConcurrentModificationError, type RangeOptions } from './sorted-base.js'
+export { SortedMapping, type EntriesSource } from './sorted-mapping.js'
+export { SortedSet } from './sorted-set.js'
+export { Bucket, SetBucket } from './bucket.js'
+export { BTree, TreeSet, type TreeOptions } from './btree.js'
+export { Length } from './length.js'
+export { check, BTreeIntegrityError } from './check.js'
+export type { FamilyOperations, WeightedOperations, IntegerKeyOperations } from './operations.js'
+export * from './families.js'

@@ -9,6 +9,7 @@ export type SortedInput<K, V> = { keys: Iterable<K>; entries?: undefined } | { e
 export interface WeightArithmetic<V> {
   /** The value a set member stands for (1). */
   readonly one: V
+  readonly zero: V
   add(a: V, b: V): V
   scale(value: V, weight: V): V
 }
