@@ -1,0 +1,767 @@
+// SQLiteStorage: the embedded default. One SQLite file (WAL mode) holds every revision of every
+// object; several processes and threads may open it at once.
+//
+// Commit protocol, across processes:
+//
+//   tpc_begin   this instance's commit slot (one transaction at a time per instance)
+//   store       buffered in memory; nothing touches the file yet
+//   tpc_vote    BEGIN IMMEDIATE takes SQLite's write lock (other writers wait, readers go on);
+//               every stored object's current serial is compared with the serial the change was
+//               based on (conflict resolution runs where they differ), readCurrent checks run;
+//               the tid is chosen above the newest tid in the file, and the rows are written
+//   tpc_finish  COMMIT: the transaction becomes durable and visible at once, lock released
+//   tpc_abort   ROLLBACK if the lock is held; buffers dropped
+//
+// So the write lock is held from vote to finish, tids strictly increase across processes, and
+// a crash at any moment leaves either the whole transaction or none of it (SQLite's atomic
+// commit). Other processes' commits are found at transaction boundaries: `lastTransaction()`
+// asks SQLite whether anyone else wrote (PRAGMA data_version, no I/O when nobody did) and if so
+// reads the new (tid, oid) pairs with one query on the tid index and tells the listeners.
+//
+// The schema is described in the package README ("SQLite file format") and versioned in the
+// wendelin_meta table.
+
+import { mkdirSync } from 'node:fs'
+import path from 'node:path'
+
+import Database from 'better-sqlite3'
+import createDebug from 'debug'
+import { pack as msgpack, unpack as msgunpack } from 'msgpackr'
+
+import { tryToResolveConflict } from './conflict-resolution.js'
+import {
+  ConflictError,
+  ConnectionStateError,
+  POSError,
+  POSKeyError,
+  ReadConflictError,
+  ReadOnlyError,
+  StorageTransactionError,
+} from './errors.js'
+import { referencesIn } from './serialize.js'
+import type {
+  DataRecord,
+  HistoryEntry,
+  InvalidationListener,
+  LoadedRevision,
+  Storage,
+  TransactionMetaData,
+  TransactionRecord,
+} from './storage.js'
+import { registerStorageScheme } from './storage-spec.js'
+import { type Oid, type Tid, MAX_TID, checkId, idToHex, newTid, tidFromDate, tidToDate } from './tid.js'
+
+const log = createDebug('wendelin:zodb:sqlite')
+
+/** Version of the file layout this code writes; files with a newer version are refused. */
+export const SQLITE_SCHEMA_VERSION = 1
+const APPLICATION = 'wendelin-zodb'
+const INT64_MAX = 0x7fff_ffff_ffff_ffffn
+
+/** The file cannot be used as a database: not SQLite, not ours, corrupt, or from a newer version. */
+export class StorageFileError extends POSError {
+  override name = 'StorageFileError'
+  constructor(
+    readonly file: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`${file}: ${message}`, options)
+  }
+}
+
+/** A transaction cannot be undone (a later transaction changed one of its objects). */
+export class UndoError extends POSError {
+  override name = 'UndoError'
+}
+
+export type Durability = 'full' | 'normal'
+
+export interface SQLiteStorageOptions {
+  /** Open for reading only: every write is a ReadOnlyError. */
+  readOnly?: boolean
+  /**
+   * 'full' (default): every commit is on disk when tpc_finish returns (synchronous=FULL).
+   * 'normal': commits survive a process crash but the last ones may be lost on power failure
+   * (synchronous=NORMAL), for several times more small commits per second.
+   */
+  durability?: Durability
+  /** How long a commit waits for another process's write lock, in ms (default 60000). */
+  busyTimeout?: number
+}
+
+/** Progress of a pack, reported to `pack`'s callback. */
+export interface PackProgress {
+  phase: 'reachability' | 'removing revisions' | 'removing unreachable objects' | 'done'
+  /** Objects visited (reachability) or rows removed so far. */
+  done: number
+}
+
+export interface PackOptions {
+  onProgress?: (progress: PackProgress) => void
+}
+
+/** One undoable transaction, as `undoLog` lists them. */
+export interface UndoEntry {
+  tid: Tid
+  time: Date
+  user: string
+  description: string
+}
+
+interface PendingStore {
+  oldSerial: Tid
+  data: Uint8Array | null
+}
+
+interface Commit {
+  txn: TransactionMetaData
+  stores: Map<Oid, PendingStore>
+  readCurrent: Map<Oid, Tid>
+  resolved: Oid[]
+  /** Set at vote, while the write lock is held. */
+  tid: Tid | null
+}
+
+type Row = Record<string, unknown>
+
+const SCHEMA = `
+CREATE TABLE wendelin_meta (
+  key   TEXT PRIMARY KEY,
+  value ANY
+) STRICT;
+CREATE TABLE transactions (
+  tid         INTEGER PRIMARY KEY,
+  user        TEXT NOT NULL,
+  description TEXT NOT NULL,
+  extension   BLOB NOT NULL,
+  packed      INTEGER NOT NULL DEFAULT 0
+) STRICT;
+CREATE TABLE object_revisions (
+  oid  INTEGER NOT NULL,
+  tid  INTEGER NOT NULL,
+  data BLOB,
+  PRIMARY KEY (oid, tid)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX object_revisions_by_tid ON object_revisions (tid, oid);
+CREATE TABLE current_objects (
+  oid INTEGER PRIMARY KEY,
+  tid INTEGER NOT NULL
+) STRICT;
+`
+
+function clampTid(tid: Tid): bigint {
+  return tid > INT64_MAX ? INT64_MAX : tid
+}
+
+function parseSpec(spec: string): { file: string; options: SQLiteStorageOptions } {
+  const rest = spec.slice('sqlite:'.length)
+  const q = rest.indexOf('?')
+  const file = q < 0 ? rest : rest.slice(0, q)
+  if (file === '') throw new TypeError(`sqlite storage spec without a file path: ${JSON.stringify(spec)}`)
+  const options: SQLiteStorageOptions = {}
+  if (q >= 0) {
+    for (const [k, v] of new URLSearchParams(rest.slice(q + 1))) {
+      if (k === 'durability' && (v === 'full' || v === 'normal')) options.durability = v
+      else if (k === 'readonly' || k === 'readOnly') options.readOnly = v !== '0' && v !== 'false'
+      else if (k === 'busyTimeout' && /^\d+$/.test(v)) options.busyTimeout = Number(v)
+      else throw new TypeError(`sqlite storage spec: unknown option ${k}=${v} in ${JSON.stringify(spec)}`)
+    }
+  }
+  return { file, options }
+}
+
+export class SQLiteStorage implements Storage {
+  readonly file: string
+  readonly spec: string
+  readonly shareable = true
+  readonly durability: Durability
+  readonly #db: Database.Database
+  readonly #readOnly: boolean
+  readonly #listeners = new Set<InvalidationListener>()
+  #commit: Commit | null = null
+  #lastTid: Tid = 0n
+  #dataVersion = -1n
+  /** A block of oids reserved in the file for this instance: [next, end). */
+  #oidNext: Oid = 0n
+  #oidEnd: Oid = 0n
+  #oidBlock = 64n
+  #closed = false
+  readonly #stmt: ReturnType<SQLiteStorage['prepareStatements']>
+
+  /** Open `sqlite:/path/file.sqlite[?durability=normal&readonly=1]` or a plain path. */
+  static open(specOrFile: string, options: SQLiteStorageOptions = {}): SQLiteStorage {
+    if (specOrFile.startsWith('sqlite:')) {
+      const parsed = parseSpec(specOrFile)
+      return new SQLiteStorage(parsed.file, { ...parsed.options, ...options })
+    }
+    return new SQLiteStorage(specOrFile, options)
+  }
+
+  constructor(file: string, options: SQLiteStorageOptions = {}) {
+    this.file = path.resolve(file)
+    this.#readOnly = options.readOnly ?? false
+    this.durability = options.durability ?? 'full'
+    const params = new URLSearchParams()
+    if (this.durability !== 'full') params.set('durability', this.durability)
+    if (this.#readOnly) params.set('readonly', '1')
+    this.spec = `sqlite:${this.file}${params.size > 0 ? `?${params}` : ''}`
+    if (!this.#readOnly) mkdirSync(path.dirname(this.file), { recursive: true })
+    try {
+      this.#db = new Database(this.file, { readonly: this.#readOnly, fileMustExist: this.#readOnly, timeout: options.busyTimeout ?? 60_000 })
+    } catch (error) {
+      throw new StorageFileError(this.file, `cannot open: ${(error as Error).message}`, { cause: error })
+    }
+    try {
+      this.#db.defaultSafeIntegers(true)
+      this.#initialize()
+      this.#stmt = this.prepareStatements()
+    } catch (error) {
+      this.#db.close()
+      throw this.#fileError(error, 'cannot open')
+    }
+    this.#lastTid = (this.#stmt.lastTid.get() as Row).tid as bigint
+    this.#dataVersion = this.#db.pragma('data_version', { simple: true }) as bigint
+    log('opened %s (durability %s%s), last tid %s', this.file, this.durability, this.#readOnly ? ', read-only' : '', idToHex(this.#lastTid))
+  }
+
+  /** Create the schema in a new file, check (and if need be migrate) an existing one. */
+  #initialize(): void {
+    const db = this.#db
+    const mode = db.pragma('journal_mode', { simple: true }) as string
+    if (!this.#readOnly && mode !== 'wal') db.pragma('journal_mode = WAL')
+    db.pragma(`synchronous = ${this.durability === 'full' ? 'FULL' : 'NORMAL'}`)
+    const tables = new Set((db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as Row[]).map((r) => r.name as string))
+    if (tables.size === 0) {
+      if (this.#readOnly) throw new StorageFileError(this.file, 'is empty: there is no database to read')
+      db.exec('BEGIN IMMEDIATE')
+      try {
+        db.exec(SCHEMA)
+        const meta = db.prepare('INSERT INTO wendelin_meta (key, value) VALUES (?, ?)')
+        meta.run('application', APPLICATION)
+        meta.run('schema_version', BigInt(SQLITE_SCHEMA_VERSION))
+        meta.run('next_oid', 1n)
+        meta.run('created', new Date().toISOString())
+        db.exec('COMMIT')
+      } catch (error) {
+        db.exec('ROLLBACK')
+        throw error
+      }
+      log('created the schema (version %d) in %s', SQLITE_SCHEMA_VERSION, this.file)
+      return
+    }
+    if (!tables.has('wendelin_meta')) {
+      throw new StorageFileError(this.file, `is an SQLite database, but not a wendelin database (it has tables ${[...tables].join(', ')})`)
+    }
+    const meta = new Map((db.prepare('SELECT key, value FROM wendelin_meta').all() as Row[]).map((r) => [r.key as string, r.value]))
+    if (meta.get('application') !== APPLICATION) {
+      throw new StorageFileError(this.file, `is not a wendelin database (application ${JSON.stringify(meta.get('application'))})`)
+    }
+    const version = Number(meta.get('schema_version'))
+    if (!Number.isInteger(version) || version < 1) throw new StorageFileError(this.file, `has an invalid schema version ${String(meta.get('schema_version'))}`)
+    if (version > SQLITE_SCHEMA_VERSION) {
+      throw new StorageFileError(
+        this.file,
+        `was written by a newer version of wendelin (schema version ${version}; this version reads up to ${SQLITE_SCHEMA_VERSION}): upgrade to open it`,
+      )
+    }
+    // Version 1 is the first layout: nothing to migrate yet. Later versions migrate here, one
+    // step at a time, inside one write transaction.
+  }
+
+  private prepareStatements() {
+    const db = this.#db
+    return {
+      lastTid: db.prepare('SELECT coalesce(max(tid), 0) AS tid FROM transactions'),
+      loadBefore: db.prepare('SELECT tid, data FROM object_revisions WHERE oid = ? AND tid < ? ORDER BY tid DESC LIMIT 1'),
+      nextSerial: db.prepare('SELECT tid FROM object_revisions WHERE oid = ? AND tid > ? ORDER BY tid LIMIT 1'),
+      exists: db.prepare('SELECT 1 FROM object_revisions WHERE oid = ? LIMIT 1'),
+      loadSerial: db.prepare('SELECT data FROM object_revisions WHERE oid = ? AND tid = ?'),
+      currentSerial: db.prepare('SELECT tid FROM current_objects WHERE oid = ?'),
+      insertRevision: db.prepare('INSERT INTO object_revisions (oid, tid, data) VALUES (?, ?, ?)'),
+      setCurrent: db.prepare('INSERT INTO current_objects (oid, tid) VALUES (?, ?) ON CONFLICT (oid) DO UPDATE SET tid = excluded.tid'),
+      insertTransaction: db.prepare('INSERT INTO transactions (tid, user, description, extension) VALUES (?, ?, ?, ?)'),
+      reserveOids: db.prepare(
+        `UPDATE wendelin_meta SET value = max(value, (SELECT coalesce(max(oid), 0) + 1 FROM current_objects)) + ?
+         WHERE key = 'next_oid' RETURNING value`,
+      ),
+      changesSince: db.prepare('SELECT tid, oid FROM object_revisions WHERE tid > ? ORDER BY tid, oid'),
+      history: db.prepare(
+        `SELECT r.tid AS tid, length(r.data) AS size, t.user AS user, t.description AS description, t.extension AS extension
+         FROM object_revisions r LEFT JOIN transactions t ON t.tid = r.tid
+         WHERE r.oid = ? ORDER BY r.tid DESC LIMIT ?`,
+      ),
+      transactionsFrom: db.prepare('SELECT tid, user, description, extension, packed FROM transactions WHERE tid >= ? AND tid <= ? ORDER BY tid LIMIT ?'),
+      recordsOf: db.prepare('SELECT oid, data FROM object_revisions WHERE tid = ? ORDER BY oid'),
+      count: db.prepare('SELECT count(*) AS n FROM current_objects c JOIN object_revisions r ON r.oid = c.oid AND r.tid = c.tid WHERE r.data IS NOT NULL'),
+      undoLog: db.prepare('SELECT tid, user, description FROM transactions ORDER BY tid DESC LIMIT ?'),
+      previousRevision: db.prepare('SELECT tid, data FROM object_revisions WHERE oid = ? AND tid < ? ORDER BY tid DESC LIMIT 1'),
+      transactionExists: db.prepare('SELECT 1 FROM transactions WHERE tid = ?'),
+    }
+  }
+
+  // --- facts ---------------------------------------------------------------------------------
+
+  get closed(): boolean {
+    return this.#closed
+  }
+
+  getName(): string {
+    return `SQLiteStorage(${this.file})`
+  }
+
+  getSize(): number {
+    this.#checkOpen()
+    const pages = this.#db.pragma('page_count', { simple: true }) as bigint
+    const size = this.#db.pragma('page_size', { simple: true }) as bigint
+    return Number(pages * size)
+  }
+
+  len(): number {
+    this.#checkOpen()
+    return Number((this.#stmt.count.get() as Row).n)
+  }
+
+  isReadOnly(): boolean {
+    return this.#readOnly
+  }
+
+  sortKey(): string {
+    return this.spec
+  }
+
+  /** The newest tid, after noticing what other processes committed (they are told to the listeners). */
+  lastTransaction(): Tid {
+    this.#checkOpen()
+    this.#poll()
+    return this.#lastTid
+  }
+
+  /** Look for transactions other processes (or other instances) committed since we last looked. */
+  #poll(): void {
+    if (this.#commit?.tid != null) return // we hold the write lock: nobody else committed
+    const version = this.#db.pragma('data_version', { simple: true }) as bigint
+    if (version === this.#dataVersion) return
+    this.#dataVersion = version
+    const rows = this.#stmt.changesSince.all(this.#lastTid) as Row[]
+    let tid: Tid | null = null
+    let oids: Oid[] = []
+    const deliver = () => {
+      if (tid === null) return
+      for (const l of [...this.#listeners]) l.invalidate(tid, oids)
+    }
+    for (const r of rows) {
+      if (r.tid !== tid) {
+        deliver()
+        tid = r.tid as bigint
+        oids = []
+      }
+      oids.push(r.oid as bigint)
+    }
+    deliver()
+    const last = (this.#stmt.lastTid.get() as Row).tid as bigint
+    if (last > this.#lastTid) this.#lastTid = last
+    if (rows.length > 0) log('noticed %d revisions committed elsewhere, up to %s', rows.length, idToHex(this.#lastTid))
+  }
+
+  // --- reading -------------------------------------------------------------------------------
+
+  loadBefore(oid: Oid, tid: Tid): LoadedRevision | null {
+    this.#checkOpen()
+    return this.#guard('load', () => {
+      const row = this.#stmt.loadBefore.get(oid, clampTid(tid)) as Row | undefined
+      if (row === undefined) {
+        if (this.#stmt.exists.get(oid) === undefined) throw new POSKeyError(oid)
+        return null
+      }
+      if (row.data === null) return null
+      const serial = row.tid as bigint
+      const next = this.#stmt.nextSerial.get(oid, serial) as Row | undefined
+      return { data: toBytes(row.data), serial, nextSerial: next === undefined ? null : (next.tid as bigint) }
+    })
+  }
+
+  loadSerial(oid: Oid, serial: Tid): Uint8Array {
+    this.#checkOpen()
+    return this.#guard('load', () => {
+      const row = this.#stmt.loadSerial.get(oid, clampTid(serial)) as Row | undefined
+      if (row === undefined || row.data === null) throw new POSKeyError(oid, `no revision written by transaction 0x${idToHex(serial)}`)
+      return toBytes(row.data)
+    })
+  }
+
+  newOid(): Oid {
+    this.#checkWritable('newOid')
+    if (this.#oidNext >= this.#oidEnd) {
+      // Reserve a block in the file so that other processes never hand out the same oids. The
+      // reservation need not be synced: in WAL mode it reaches disk no later than the commit that
+      // first uses one of its oids, and a lost reservation whose oids were never committed is harmless.
+      const block = this.#oidBlock
+      if (this.#oidBlock < 4096n) this.#oidBlock *= 2n
+      const durable = this.durability === 'full' && !this.#db.inTransaction
+      if (durable) this.#db.pragma('synchronous = NORMAL')
+      try {
+        const end = this.#guard('newOid', () => (this.#stmt.reserveOids.get(block) as Row).value as bigint)
+        this.#oidNext = end - block
+        this.#oidEnd = end
+      } finally {
+        if (durable) this.#db.pragma('synchronous = FULL')
+      }
+    }
+    return this.#oidNext++
+  }
+
+  // --- two-phase commit ----------------------------------------------------------------------
+
+  tpc_begin(txn: TransactionMetaData): void {
+    this.#checkWritable('tpc_begin')
+    if (this.#commit !== null) {
+      if (this.#commit.txn === txn) return
+      throw new StorageTransactionError(`${this.getName()}: tpc_begin while another transaction is committing (one commit at a time)`)
+    }
+    this.#commit = { txn, stores: new Map(), readCurrent: new Map(), resolved: [], tid: null }
+  }
+
+  store(oid: Oid, oldSerial: Tid, data: Uint8Array, txn: TransactionMetaData): void {
+    this.#checkWritable('store')
+    const commit = this.#committing(txn, 'store')
+    checkId(oid, 'oid')
+    if (!(data instanceof Uint8Array)) throw new TypeError('store: data must be a Uint8Array record')
+    if (commit.tid !== null) throw new StorageTransactionError(`${this.getName()}: store after tpc_vote`)
+    commit.stores.set(oid, { oldSerial, data })
+  }
+
+  checkCurrentSerialInTransaction(oid: Oid, serial: Tid, txn: TransactionMetaData): void {
+    const commit = this.#committing(txn, 'checkCurrentSerialInTransaction')
+    if (!commit.readCurrent.has(oid)) commit.readCurrent.set(oid, serial)
+  }
+
+  /**
+   * Undo transaction `tid` as part of the committing transaction: every object it wrote goes
+   * back to the revision before it (an object it created is deleted). Refused with UndoError if
+   * a later transaction changed one of those objects. Returns the oids that change.
+   */
+  undo(tid: Tid, txn: TransactionMetaData): Oid[] {
+    this.#checkWritable('undo')
+    const commit = this.#committing(txn, 'undo')
+    return this.#guard('undo', () => {
+      if (this.#stmt.transactionExists.get(clampTid(tid)) === undefined) throw new UndoError(`no transaction 0x${idToHex(tid)} to undo`)
+      const records = this.#stmt.recordsOf.all(clampTid(tid)) as Row[]
+      const oids: Oid[] = []
+      for (const r of records) {
+        const oid = r.oid as bigint
+        const current = (this.#stmt.currentSerial.get(oid) as Row | undefined)?.tid as bigint | undefined
+        if (current !== tid) {
+          throw new UndoError(`cannot undo transaction 0x${idToHex(tid)}: object 0x${idToHex(oid)} was changed by a later transaction`)
+        }
+        const prev = this.#stmt.previousRevision.get(oid, clampTid(tid)) as Row | undefined
+        commit.stores.set(oid, { oldSerial: tid, data: prev === undefined || prev.data === null ? null : toBytes(prev.data) })
+        oids.push(oid)
+      }
+      return oids
+    })
+  }
+
+  tpc_vote(txn: TransactionMetaData): Oid[] {
+    const commit = this.#committing(txn, 'tpc_vote')
+    if (commit.tid !== null) return [...commit.resolved]
+    this.#guard('commit', () => this.#db.exec('BEGIN IMMEDIATE'))
+    try {
+      // Holding the write lock, tell listeners what others committed before us: they then hear
+      // every tid in order, ours last.
+      this.#poll()
+      for (const [oid, expected] of commit.readCurrent) {
+        const current = this.#currentSerial(oid)
+        if (current !== expected) {
+          throw new ReadConflictError('an object read with readCurrent() was changed by another transaction', {
+            oid,
+            oldSerial: expected,
+            committedSerial: current,
+          })
+        }
+      }
+      for (const [oid, pending] of commit.stores) {
+        const current = this.#currentSerial(oid)
+        if (current === pending.oldSerial) continue
+        if (current === 0n || pending.data === null) {
+          throw new ConflictError(
+            current === 0n ? 'store of an object based on a revision that does not exist' : 'undo of an object that changed meanwhile',
+            { oid, oldSerial: pending.oldSerial, committedSerial: current === 0n ? null : current },
+          )
+        }
+        pending.data = tryToResolveConflict(oid, current, pending.oldSerial, pending.data, (o, s) => this.loadSerial(o, s))
+        pending.oldSerial = current
+        commit.resolved.push(oid)
+      }
+      const last = (this.#stmt.lastTid.get() as Row).tid as bigint
+      const tid = newTid(last > this.#lastTid ? last : this.#lastTid)
+      this.#stmt.insertTransaction.run(tid, txn.user, txn.description, msgpack(txn.extension))
+      for (const [oid, pending] of commit.stores) {
+        this.#stmt.insertRevision.run(oid, tid, pending.data)
+        this.#stmt.setCurrent.run(oid, tid)
+      }
+      commit.tid = tid
+    } catch (error) {
+      this.#rollback()
+      throw this.#translate(error, 'commit')
+    }
+    return [...commit.resolved]
+  }
+
+  tpc_finish(txn: TransactionMetaData, onTid?: (tid: Tid) => void): Tid {
+    const commit = this.#committing(txn, 'tpc_finish')
+    const tid = commit.tid
+    if (tid === null) throw new StorageTransactionError(`${this.getName()}: tpc_finish before tpc_vote`)
+    this.#guard('commit', () => this.#db.exec('COMMIT'))
+    this.#lastTid = tid
+    this.#commit = null
+    const oids = [...commit.stores.keys()]
+    log('committed %s: %d objects', idToHex(tid), oids.length)
+    onTid?.(tid)
+    for (const l of [...this.#listeners]) l.invalidate(tid, oids)
+    return tid
+  }
+
+  tpc_abort(txn: TransactionMetaData): void {
+    if (this.#commit === null || this.#commit.txn !== txn) return
+    if (this.#commit.tid !== null) this.#rollback()
+    this.#commit = null
+  }
+
+  #rollback(): void {
+    if (this.#db.inTransaction) this.#db.exec('ROLLBACK')
+  }
+
+  #currentSerial(oid: Oid): Tid {
+    return ((this.#stmt.currentSerial.get(oid) as Row | undefined)?.tid as bigint | undefined) ?? 0n
+  }
+
+  // --- history, iteration, undo log ------------------------------------------------------------
+
+  history(oid: Oid, size = 1): HistoryEntry[] {
+    this.#checkOpen()
+    const rows = this.#guard('history', () => this.#stmt.history.all(oid, BigInt(size)) as Row[])
+    if (rows.length === 0) throw new POSKeyError(oid)
+    return rows.map((r) => ({
+      tid: r.tid as bigint,
+      time: tidToDate(r.tid as bigint),
+      user: (r.user as string | null) ?? '',
+      description: (r.description as string | null) ?? '',
+      extension: r.extension == null ? {} : (msgunpack(toBytes(r.extension)) as Record<string, unknown>),
+      size: Number(r.size ?? 0n),
+    }))
+  }
+
+  /** Transactions from `start` to `stop`, read a page at a time (memory stays bounded). */
+  *iterator(start: Tid = 0n, stop: Tid = MAX_TID): IterableIterator<TransactionRecord> {
+    this.#checkOpen()
+    let from = clampTid(start)
+    const to = clampTid(stop)
+    for (;;) {
+      const page = this.#guard('iterate', () => this.#stmt.transactionsFrom.all(from, to, 100n) as Row[])
+      for (const t of page) {
+        const tid = t.tid as bigint
+        const records: DataRecord[] = (this.#guard('iterate', () => this.#stmt.recordsOf.all(tid)) as Row[]).map((r) => ({
+          oid: r.oid as bigint,
+          tid,
+          data: r.data === null ? null : toBytes(r.data),
+        }))
+        yield {
+          tid,
+          status: t.packed === 1n ? 'p' : ' ',
+          user: t.user as string,
+          description: t.description as string,
+          extension: msgunpack(toBytes(t.extension)) as Record<string, unknown>,
+          records,
+        }
+      }
+      if (page.length < 100) return
+      from = (page[page.length - 1]!.tid as bigint) + 1n
+    }
+  }
+
+  supportsUndo(): boolean {
+    return true
+  }
+
+  /** The newest transactions, newest first: candidates for `undo`. */
+  undoLog(limit = 20): UndoEntry[] {
+    this.#checkOpen()
+    return (this.#stmt.undoLog.all(BigInt(limit)) as Row[]).map((r) => ({
+      tid: r.tid as bigint,
+      time: tidToDate(r.tid as bigint),
+      user: r.user as string,
+      description: r.description as string,
+    }))
+  }
+
+  // --- pack ----------------------------------------------------------------------------------
+
+  /**
+   * Remove revisions that no snapshot at or after `packTime` needs; with `gc`, also objects that
+   * are not reachable from the root. Works inside SQLite (temporary tables for the reachable set),
+   * so memory stays bounded however large the database is. Readers at snapshots at or after
+   * `packTime` are unaffected; other writers wait until it is done.
+   */
+  pack(packTime: Date | Tid, gc = true, options: PackOptions = {}): void {
+    this.#checkWritable('pack')
+    if (this.#commit !== null) throw new StorageTransactionError(`${this.getName()}: cannot pack while a transaction is committing`)
+    const report = options.onProgress ?? (() => {})
+    let packTid = typeof packTime === 'bigint' ? packTime : tidFromDate(packTime)
+    const db = this.#db
+    this.#guard('pack', () => db.exec('BEGIN IMMEDIATE'))
+    try {
+      const last = (this.#stmt.lastTid.get() as Row).tid as bigint
+      if (packTid > last) packTid = last
+      if (gc) this.#markReachable(packTid, report)
+      report({ phase: 'removing revisions', done: 0 })
+      // Revisions older than the newest one at packTid are not needed by any snapshot >= packTid.
+      const superseded = db
+        .prepare(
+          `DELETE FROM object_revisions AS r
+           WHERE r.tid < (SELECT max(k.tid) FROM object_revisions k WHERE k.oid = r.oid AND k.tid <= ?)`,
+        )
+        .run(packTid).changes
+      // A deletion (undone creation) at or before packTid needs no record.
+      const deletions = db.prepare('DELETE FROM object_revisions WHERE data IS NULL AND tid <= ?').run(packTid).changes
+      report({ phase: 'removing revisions', done: superseded + deletions })
+      let unreachable = 0
+      if (gc) {
+        report({ phase: 'removing unreachable objects', done: 0 })
+        unreachable = db
+          .prepare('DELETE FROM object_revisions WHERE tid <= ? AND oid NOT IN (SELECT oid FROM temp.pack_reachable)')
+          .run(packTid).changes
+        db.exec('DROP TABLE temp.pack_reachable')
+        report({ phase: 'removing unreachable objects', done: unreachable })
+      }
+      db.exec('DELETE FROM current_objects WHERE oid NOT IN (SELECT oid FROM object_revisions)')
+      db.prepare('UPDATE transactions SET packed = 1 WHERE tid <= ?').run(packTid)
+      db.prepare('DELETE FROM transactions WHERE tid <= ? AND tid NOT IN (SELECT tid FROM object_revisions)').run(packTid)
+      db.exec('COMMIT')
+      log('packed %s to %s: %d superseded revisions, %d of unreachable objects', this.file, idToHex(packTid), superseded, unreachable)
+    } catch (error) {
+      this.#rollback()
+      throw this.#translate(error, 'pack')
+    }
+    report({ phase: 'done', done: 0 })
+  }
+
+  /** Fill temp.pack_reachable with every oid reachable from the root, or written after packTid. */
+  #markReachable(packTid: Tid, report: (p: PackProgress) => void): void {
+    const db = this.#db
+    db.exec('CREATE TEMP TABLE IF NOT EXISTS pack_reachable (oid INTEGER PRIMARY KEY)')
+    db.exec('CREATE TEMP TABLE IF NOT EXISTS pack_frontier (oid INTEGER PRIMARY KEY)')
+    db.exec('DELETE FROM temp.pack_reachable; DELETE FROM temp.pack_frontier')
+    const seed = db.prepare('INSERT OR IGNORE INTO temp.pack_frontier (oid) SELECT DISTINCT oid FROM object_revisions WHERE tid > ?')
+    seed.run(packTid)
+    db.exec('INSERT OR IGNORE INTO temp.pack_frontier (oid) VALUES (0)')
+    const take = db.prepare('SELECT oid FROM temp.pack_frontier LIMIT 1000')
+    const drop = db.prepare('DELETE FROM temp.pack_frontier WHERE oid = ?')
+    const mark = db.prepare('INSERT OR IGNORE INTO temp.pack_reachable (oid) VALUES (?)')
+    const push = db.prepare('INSERT OR IGNORE INTO temp.pack_frontier (oid) SELECT ? WHERE NOT EXISTS (SELECT 1 FROM temp.pack_reachable WHERE oid = ?)')
+    // The revisions a snapshot at packTid or later can see: the newest at packTid, and later ones.
+    const visible = db.prepare(
+      `SELECT data FROM object_revisions WHERE oid = ? AND data IS NOT NULL AND
+         tid >= coalesce((SELECT max(tid) FROM object_revisions WHERE oid = ? AND tid <= ?), 0)`,
+    )
+    let visited = 0
+    for (;;) {
+      const batch = (take.all() as Row[]).map((r) => r.oid as bigint)
+      if (batch.length === 0) break
+      for (const oid of batch) {
+        drop.run(oid)
+        if (mark.run(oid).changes === 0) continue
+        visited++
+        for (const r of visible.all(oid, oid, packTid) as Row[]) {
+          for (const ref of referencesIn(toBytes(r.data))) push.run(ref, ref)
+        }
+      }
+      report({ phase: 'reachability', done: visited })
+    }
+    db.exec('DROP TABLE temp.pack_frontier')
+  }
+
+  // --- listeners, life ------------------------------------------------------------------------
+
+  addListener(listener: InvalidationListener): void {
+    this.#listeners.add(listener)
+  }
+
+  removeListener(listener: InvalidationListener): void {
+    this.#listeners.delete(listener)
+  }
+
+  /** Check the whole file (SQLite's integrity_check); returns the problems found, none if healthy. */
+  integrityCheck(): string[] {
+    this.#checkOpen()
+    const rows = this.#db.pragma('integrity_check') as Row[]
+    const problems = rows.map((r) => String(r.integrity_check)).filter((s) => s !== 'ok')
+    return problems
+  }
+
+  close(): void {
+    if (this.#closed) return
+    if (this.#commit !== null && this.#commit.tid !== null) this.#rollback()
+    this.#commit = null
+    this.#closed = true
+    this.#listeners.clear()
+    this.#db.close()
+  }
+
+  [Symbol.dispose](): void {
+    this.close()
+  }
+
+  // --- helpers -------------------------------------------------------------------------------
+
+  #checkOpen(): void {
+    if (this.#closed) throw new ConnectionStateError(`storage ${this.getName()} is closed`)
+  }
+
+  #checkWritable(what: string): void {
+    this.#checkOpen()
+    if (this.#readOnly) throw new ReadOnlyError(`${what}: storage ${this.getName()} is read-only`)
+  }
+
+  #committing(txn: TransactionMetaData, what: string): Commit {
+    this.#checkOpen()
+    if (this.#commit === null) throw new StorageTransactionError(`${this.getName()}: ${what} without tpc_begin`)
+    if (this.#commit.txn !== txn) throw new StorageTransactionError(`${this.getName()}: ${what} with a transaction that is not the committing one`)
+    return this.#commit
+  }
+
+  /** Run a database operation, turning SQLite's corruption errors into a StorageFileError. */
+  #guard<T>(what: string, fn: () => T): T {
+    try {
+      return fn()
+    } catch (error) {
+      throw this.#translate(error, what)
+    }
+  }
+
+  #translate(error: unknown, what: string): unknown {
+    const code = (error as { code?: unknown }).code
+    if (code === 'SQLITE_CORRUPT' || code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT_INDEX') {
+      return new StorageFileError(this.file, `the file is corrupt or not a database (${what}: ${(error as Error).message})`, { cause: error })
+    }
+    return error
+  }
+
+  #fileError(error: unknown, what: string): unknown {
+    if (error instanceof StorageFileError) return error
+    const translated = this.#translate(error, what)
+    if (translated !== error) return translated
+    const code = (error as { code?: unknown }).code
+    if (typeof code === 'string' && code.startsWith('SQLITE_')) {
+      return new StorageFileError(this.file, `${what}: ${(error as Error).message}`, { cause: error })
+    }
+    return error
+  }
+}
+
+function toBytes(value: unknown): Uint8Array {
+  if (value instanceof Uint8Array) return value
+  throw new TypeError(`expected a BLOB, got ${typeof value}`)
+}
+
+registerStorageScheme('sqlite', (spec, options) => SQLiteStorage.open(spec, options.readOnly ? { readOnly: true } : {}))

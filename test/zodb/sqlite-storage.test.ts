@@ -1,0 +1,392 @@
+// SQLiteStorage: the storage conformance suite, and what a file shared by processes must survive.
+import { expect } from 'chai'
+import { type ChildProcess, fork } from 'node:child_process'
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { TransactionManager } from '@wendelin/transaction'
+import {
+  DB,
+  ReadOnlyError,
+  SQLITE_SCHEMA_VERSION,
+  SQLiteStorage,
+  StorageFileError,
+  UndoError,
+  openStorage,
+  specForAnotherThread,
+  type Tid,
+} from '@wendelin/zodb'
+import Database from 'better-sqlite3'
+
+import { describeStorageConformance, record } from './storage-conformance.js'
+import { Thing } from './fixtures/sqlite-worker-classes.js'
+
+const here = path.dirname(fileURLToPath(import.meta.url))
+const workerScript = path.join(here, 'fixtures', 'sqlite-worker.js')
+const scratch = existsSync('/dev/shm') ? '/dev/shm' : tmpdir()
+
+let dirs: string[] = []
+function freshFile(): string {
+  const dir = mkdtempSync(path.join(scratch, 'wendelin-sqlite-'))
+  dirs.push(dir)
+  return path.join(dir, 'db.sqlite')
+}
+after(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true })
+  dirs = []
+})
+
+describeStorageConformance('SQLiteStorage', (options = {}) => {
+  const file = freshFile()
+  if (options.readOnly) {
+    new SQLiteStorage(file).close()
+    return new SQLiteStorage(file, { readOnly: true })
+  }
+  return new SQLiteStorage(file)
+})
+
+/** A file with a database (and its root object) in it. */
+function freshDatabase(): string {
+  const file = freshFile()
+  new DB(new SQLiteStorage(file)).close()
+  return file
+}
+
+function meta() {
+  return { user: '', description: '', extension: {} }
+}
+
+function commitRecords(storage: SQLiteStorage, records: Array<[bigint, bigint, Uint8Array]>): Tid {
+  const txn = meta()
+  storage.tpc_begin(txn)
+  for (const [oid, old, data] of records) storage.store(oid, old, data, txn)
+  storage.tpc_vote(txn)
+  return storage.tpc_finish(txn)
+}
+
+describe('SQLiteStorage', () => {
+  describe('opening', () => {
+    it('creates a file with the versioned schema, in WAL mode, and reopens it by spec', async () => {
+      const file = freshFile()
+      const s = new SQLiteStorage(file)
+      expect(s.spec).to.equal(`sqlite:${file}`)
+      expect(s.shareable).to.equal(true)
+      expect(specForAnotherThread(s)).to.equal(s.spec)
+      const tid = commitRecords(s, [[s.newOid(), 0n, record({ value: 1 })]])
+      s.close()
+      const raw = new Database(file, { readonly: true })
+      expect(raw.pragma('journal_mode', { simple: true })).to.equal('wal')
+      expect(raw.prepare("SELECT value FROM wendelin_meta WHERE key = 'schema_version'").get()).to.deep.equal({ value: SQLITE_SCHEMA_VERSION })
+      raw.close()
+      const again = await openStorage(`sqlite:${file}`)
+      expect(again.lastTransaction()).to.equal(tid)
+      again.close()
+    })
+
+    it('takes durability and read-only from the spec', async () => {
+      const file = freshFile()
+      new SQLiteStorage(file).close()
+      const normal = (await openStorage(`sqlite:${file}?durability=normal`)) as SQLiteStorage
+      expect(normal.durability).to.equal('normal')
+      expect(normal.spec).to.equal(`sqlite:${file}?durability=normal`)
+      normal.close()
+      const ro = await openStorage(`sqlite:${file}?readonly=1`)
+      expect(ro.isReadOnly()).to.equal(true)
+      expect(() => ro.newOid()).to.throw(ReadOnlyError)
+      ro.close()
+      let error: unknown
+      try {
+        await openStorage(`sqlite:${file}?bogus=1`)
+      } catch (e) {
+        error = e
+      }
+      expect((error as Error).message).to.match(/unknown option bogus=1/)
+    })
+
+    it('refuses a read-only open of a file that does not exist', () => {
+      expect(() => new SQLiteStorage(path.join(scratch, 'no-such-dir-xyz', 'db.sqlite'), { readOnly: true })).to.throw(StorageFileError, /cannot open/)
+    })
+
+    it('refuses a file that is not a database, naming it', () => {
+      const file = freshFile()
+      writeFileSync(file, 'this is a text file, not a database\n'.repeat(200))
+      expect(() => new SQLiteStorage(file)).to.throw(StorageFileError, new RegExp(`${path.basename(file)}.*(not a database|corrupt)`))
+      expect(readFileSync(file, 'utf8')).to.match(/^this is a text file/, 'the file was left as it was')
+    })
+
+    it('refuses an SQLite database of another application', () => {
+      const file = freshFile()
+      const other = new Database(file)
+      other.exec('CREATE TABLE invoices (id INTEGER PRIMARY KEY)')
+      other.close()
+      expect(() => new SQLiteStorage(file)).to.throw(StorageFileError, /not a wendelin database.*invoices/)
+    })
+
+    it('refuses a file written by a newer version, saying so', () => {
+      const file = freshFile()
+      new SQLiteStorage(file).close()
+      const raw = new Database(file)
+      raw.prepare("UPDATE wendelin_meta SET value = ? WHERE key = 'schema_version'").run(SQLITE_SCHEMA_VERSION + 1)
+      raw.close()
+      expect(() => new SQLiteStorage(file)).to.throw(StorageFileError, /newer version of wendelin \(schema version 2; this version reads up to 1\)/)
+    })
+
+    it('reports a corrupted file as an error, never as data', () => {
+      const file = freshFile()
+      const s = new SQLiteStorage(file)
+      const oids: bigint[] = []
+      for (let i = 0; i < 40; i++) {
+        const oid = s.newOid()
+        oids.push(oid)
+        commitRecords(s, [[oid, 0n, record({ value: 'x'.repeat(3000) + i })]])
+      }
+      s.close()
+      const raw = new Database(file)
+      raw.pragma('wal_checkpoint(TRUNCATE)')
+      raw.close()
+      const size = statSync(file).size
+      const fd = openSync(file, 'r+')
+      const garbage = Buffer.alloc(4096 * 4, 0xa5)
+      writeSync(fd, garbage, 0, garbage.length, Math.floor(size / 2 / 4096) * 4096)
+      closeSync(fd)
+      let sawError = false
+      try {
+        const damaged = new SQLiteStorage(file)
+        try {
+          for (const oid of oids) damaged.loadBefore(oid, 0xffffffffffffffffn)
+          expect(damaged.integrityCheck()).to.not.deep.equal([], 'integrity_check finds the damage')
+          sawError = true
+        } catch (error) {
+          expect(error).to.be.instanceOf(StorageFileError)
+          expect((error as Error).message).to.match(/corrupt|not a database/)
+          sawError = true
+        } finally {
+          damaged.close()
+        }
+      } catch (error) {
+        expect(error).to.be.instanceOf(StorageFileError)
+        sawError = true
+      }
+      expect(sawError).to.equal(true)
+    })
+
+    it('a truncated file is reported, not read as an empty database', () => {
+      const file = freshFile()
+      const s = new SQLiteStorage(file)
+      for (let i = 0; i < 30; i++) commitRecords(s, [[s.newOid(), 0n, record({ value: 'y'.repeat(5000) })]])
+      s.close()
+      const raw = new Database(file)
+      raw.pragma('wal_checkpoint(TRUNCATE)')
+      raw.close()
+      const bytes = readFileSync(file)
+      writeFileSync(file, bytes.subarray(0, Math.floor(bytes.length / 3)))
+      let error: unknown
+      try {
+        const t = new SQLiteStorage(file)
+        try {
+          for (let oid = 1n; oid <= 30n; oid++) t.loadBefore(oid, 0xffffffffffffffffn)
+          const problems = t.integrityCheck()
+          if (problems.length > 0) throw new StorageFileError(file, problems[0]!)
+        } finally {
+          t.close()
+        }
+      } catch (e) {
+        error = e
+      }
+      expect(error).to.be.instanceOf(StorageFileError)
+    })
+  })
+
+  describe('undo', () => {
+    it('undoes the newest transaction: changed objects go back, created ones go away', () => {
+      const s = new SQLiteStorage(freshFile())
+      const a = s.newOid()
+      const t1 = commitRecords(s, [[a, 0n, record({ value: 1 })]])
+      const b = s.newOid()
+      const t2 = commitRecords(s, [[a, t1, record({ value: 2 })], [b, 0n, record({ value: 'new' })]])
+      expect(s.undoLog(5).map((e) => e.tid)).to.deep.equal([t2, t1])
+      const txn = meta()
+      s.tpc_begin(txn)
+      expect(s.undo(t2, txn).sort()).to.deep.equal([a, b].sort())
+      s.tpc_vote(txn)
+      const t3 = s.tpc_finish(txn)
+      const now = 0xffffffffffffffffn
+      expect(s.loadBefore(a, now)!.data).to.deep.equal(record({ value: 1 }))
+      expect(s.loadBefore(a, now)!.serial).to.equal(t3)
+      expect(s.loadBefore(b, now)).to.equal(null, 'the object t2 created is gone')
+      expect(s.loadBefore(b, t3)!.data).to.deep.equal(record({ value: 'new' }), 'history keeps it')
+      expect(s.len()).to.equal(1)
+      s.close()
+    })
+
+    it('refuses to undo a transaction whose objects changed later', () => {
+      const s = new SQLiteStorage(freshFile())
+      const a = s.newOid()
+      const t1 = commitRecords(s, [[a, 0n, record({ value: 1 })]])
+      commitRecords(s, [[a, t1, record({ value: 2 })]])
+      const txn = meta()
+      s.tpc_begin(txn)
+      expect(() => s.undo(t1, txn)).to.throw(UndoError, /changed by a later transaction/)
+      s.tpc_abort(txn)
+      s.close()
+    })
+  })
+
+  describe('pack', () => {
+    it('reports progress and keeps a reader at a snapshot after the pack time working', async () => {
+      const file = freshFile()
+      const storage = new SQLiteStorage(file)
+      const db = new DB(storage)
+      const tmA = new TransactionManager({ explicit: true })
+      const writer = db.open({ transactionManager: tmA })
+      tmA.begin()
+      const root = writer.root as Record<string, unknown>
+      for (let i = 0; i < 50; i++) {
+        const t = new Thing()
+        t.value = i
+        root[`t${i}`] = t
+      }
+      tmA.commit()
+      for (let round = 0; round < 5; round++) {
+        tmA.begin()
+        for (let i = 0; i < 50; i++) (root[`t${i}`] as Thing).value += 100
+        if (round === 4) root.t0 = null // t0 becomes garbage
+        tmA.commit()
+      }
+      const tmB = new TransactionManager({ explicit: true })
+      const reader = db.open({ transactionManager: tmB })
+      tmB.begin()
+      const readerRoot = reader.root as Record<string, unknown>
+      const phases: string[] = []
+      const before = storage.getSize()
+      storage.pack(storage.lastTransaction(), true, { onProgress: (p) => phases.push(p.phase) })
+      expect(phases).to.include.members(['reachability', 'removing revisions', 'removing unreachable objects', 'done'])
+      // The reader's snapshot is the newest one: every object it can reach still loads.
+      reader.cacheMinimize()
+      for (let i = 1; i < 50; i++) expect((readerRoot[`t${i}`] as Thing).value).to.equal(i + 500)
+      tmB.abort()
+      expect(storage.history(0n, 100).length).to.equal(1, 'only the newest root revision is left')
+      expect(storage.len()).to.equal(50, 'root + 49 things; t0 was collected')
+      expect(storage.getSize()).to.be.at.most(before)
+      writer.close()
+      reader.close()
+      db.close()
+    })
+  })
+
+  describe('several processes on one file', function () {
+    this.timeout(60_000)
+    const children: ChildProcess[] = []
+    afterEach(() => {
+      for (const c of children.splice(0)) if (c.exitCode === null) c.kill('SIGKILL')
+    })
+
+    function spawnWorker(file: string) {
+      const child = fork(workerScript, [file], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] })
+      children.push(child)
+      const queue: Array<(m: Record<string, unknown>) => void> = []
+      child.on('message', (m: Record<string, unknown>) => queue.shift()?.(m))
+      const ready = new Promise<void>((resolve) => queue.push(() => resolve()))
+      const ask = (m: Record<string, unknown>) => new Promise<Record<string, unknown>>((resolve) => {
+        queue.push(resolve)
+        child.send(m)
+      })
+      const must = async (m: Record<string, unknown>) => {
+        const r = await ask(m)
+        if (!r.ok) throw new Error(`worker failed ${JSON.stringify(m)}: ${String(r.name)}: ${String(r.error)}`)
+        return r
+      }
+      return { child, ready, ask, must }
+    }
+
+    it('each process sees the other’s commits at its next transaction', async () => {
+      const file = freshDatabase()
+      const a = spawnWorker(file)
+      const b = spawnWorker(file)
+      await Promise.all([a.ready, b.ready])
+      await a.must({ cmd: 'begin' })
+      await b.must({ cmd: 'begin' })
+      await a.must({ cmd: 'set', key: 'x', value: 1 })
+      await a.must({ cmd: 'commit' })
+      expect((await b.must({ cmd: 'read', key: 'x' })).value).to.equal(null, 'b keeps its snapshot during its transaction')
+      await b.must({ cmd: 'abort' })
+      await b.must({ cmd: 'begin' })
+      expect((await b.must({ cmd: 'read', key: 'x' })).value).to.equal(1)
+      await b.must({ cmd: 'set', key: 'y', value: 2 })
+      await b.must({ cmd: 'commit' })
+      await a.must({ cmd: 'begin' })
+      expect((await a.must({ cmd: 'read', key: 'y' })).value).to.equal(2)
+      await a.must({ cmd: 'abort' })
+    })
+
+    it('a write conflict between processes gives exactly one ConflictError and loses nothing', async () => {
+      const file = freshDatabase()
+      const a = spawnWorker(file)
+      const b = spawnWorker(file)
+      await Promise.all([a.ready, b.ready])
+      await a.must({ cmd: 'begin' })
+      await a.must({ cmd: 'setThing', key: 'thing', value: 0 })
+      await a.must({ cmd: 'commit' })
+      await a.must({ cmd: 'begin' })
+      await b.must({ cmd: 'begin' })
+      await a.must({ cmd: 'setThing', key: 'thing', value: 10 })
+      await b.must({ cmd: 'setThing', key: 'thing', value: 20 })
+      const [ra, rb] = [await a.ask({ cmd: 'commit' }), await b.ask({ cmd: 'commit' })]
+      expect(ra.ok).to.equal(true)
+      expect(rb.ok).to.equal(false)
+      expect(rb.name).to.equal('ConflictError')
+      await b.must({ cmd: 'abort' })
+      await b.must({ cmd: 'begin' })
+      expect((await b.must({ cmd: 'read', key: 'thing' })).value).to.equal(10)
+      await b.must({ cmd: 'abort' })
+      // Concurrent increments with retries: no update is lost.
+      const [ia, ib] = await Promise.all([a.must({ cmd: 'increment', key: 'n', times: 60 }), b.must({ cmd: 'increment', key: 'n', times: 60 })])
+      await a.must({ cmd: 'begin' })
+      expect((await a.must({ cmd: 'read', key: 'n' })).value).to.equal(120)
+      await a.must({ cmd: 'abort' })
+      expect(Number(ia.conflicts) + Number(ib.conflicts)).to.be.at.least(0)
+    })
+
+    it('survives SIGKILL at random moments of its commits: committed transactions whole, none partial', async function () {
+      this.timeout(120_000)
+      const file = freshDatabase()
+      let next = 1
+      let killsDuringCommits = 0
+      for (let round = 0; round < 20; round++) {
+        const w = spawnWorker(file)
+        await w.ready
+        let printed = ''
+        w.child.stdout!.on('data', (d: Buffer) => (printed += d.toString()))
+        void w.ask({ cmd: 'crashLoop', start: next })
+        await new Promise((resolve) => setTimeout(resolve, 30 + Math.floor(Math.random() * 120)))
+        w.child.kill('SIGKILL')
+        await new Promise((resolve) => w.child.once('exit', resolve))
+        const acknowledged = printed.trim().split('\n').filter(Boolean).map(Number)
+        if (acknowledged.length > 0) killsDuringCommits++
+        // The file opens; every transaction is whole; the newest is at least the last acknowledged.
+        const s = new SQLiteStorage(file)
+        try {
+          expect(s.integrityCheck()).to.deep.equal([])
+          let last = 0
+          for (const t of s.iterator(1n)) {
+            if (t.records.length === 1 && t.records[0]!.oid === 0n) continue // the root's creation
+            expect(t.records.length).to.equal(4, `transaction ${t.tid} is whole (root + 3 things)`)
+          }
+          const db = new DB(s)
+          const conn = db.open({ transactionManager: new TransactionManager() })
+          const root = conn.root as Record<string, unknown>
+          last = (root.last as number | undefined) ?? 0
+          if (acknowledged.length > 0) expect(last).to.be.at.least(acknowledged.at(-1)!)
+          for (let j = 0; j < 3 && last > 0; j++) expect((root[`slot${j}`] as Thing).n).to.equal(last, 'all slots from the same transaction')
+          next = last + 1
+          conn.close()
+        } finally {
+          s.close()
+        }
+      }
+      expect(killsDuringCommits).to.be.at.least(10, 'most kills landed while the child was committing')
+    })
+  })
+})
+
