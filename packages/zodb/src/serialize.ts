@@ -89,7 +89,8 @@ class PathStep {
   toString(): string {
     const parts: string[] = []
     for (let s: PathStep | null = this; s !== null; s = s.parent) {
-      parts.push(typeof s.key === 'number' ? `[${s.key}]` : s.parent === null ? s.key : /^[A-Za-z_$][\w$]*$/.test(s.key) ? `.${s.key}` : `[${JSON.stringify(s.key)}]`)
+      const k = s.key
+      parts.push(typeof k === 'number' ? `[${k}]` : s.parent === null || k.startsWith('<') || k.startsWith('.get(') ? k : /^[A-Za-z_$][\w$]*$/.test(k) ? `.${k}` : `[${JSON.stringify(k)}]`)
     }
     return parts.reverse().join('')
   }
@@ -153,7 +154,8 @@ class StateWriter {
       const out: unknown[] = []
       let i = 0
       for (const [k, v] of value as Map<unknown, unknown>) {
-        out.push(this.write(k, new PathStep(path, `<key ${i}>`)), this.write(v, new PathStep(path, `<value ${i}>`)))
+        const valuePath = typeof k === 'string' || typeof k === 'number' ? `.get(${JSON.stringify(k)})` : `<value ${i}>`
+        out.push(this.write(k, new PathStep(path, `<key ${i}>`)), this.write(v, new PathStep(path, valuePath)))
         i++
       }
       return tagged(Tag.MAP, out)

@@ -1,0 +1,394 @@
+// DB and Connection: root creation, add/get, joining, commit of reachable new objects, abort,
+// failed commits, close rules and the pool (ZODB's testConnection and testZODB).
+import { expect } from 'chai'
+import * as transaction from '@wendelin/transaction'
+import { TransactionFailedError, TransactionManager, TransientError } from '@wendelin/transaction'
+import {
+  ConflictError,
+  ConnectionStateError,
+  DB,
+  InvalidObjectReference,
+  MemoryStorage,
+  POSKeyError,
+  PersistentMapping,
+  ReadConflictError,
+  ReadOnlyError,
+  Root,
+  UnserializableError,
+} from '@wendelin/zodb'
+
+import { Item, newDB, session, type AppRoot } from './helpers.js'
+
+describe('DB and Connection', () => {
+  describe('the root', () => {
+    it('is created on first open and found by later databases on the same storage', async () => {
+      const storage = new MemoryStorage()
+      const db = await DB.open<AppRoot>(storage)
+      expect(storage.len()).to.equal(1)
+      const s = session(db)
+      expect(s.root).to.be.instanceOf(Root)
+      expect(s.root._p_oid).to.equal(0n)
+      s.root.answer = 42
+      s.tm.commit()
+      const again = new DB<AppRoot>(storage)
+      expect(storage.len()).to.equal(1)
+      expect(session(again).root.answer).to.equal(42)
+    })
+
+    it('reads as in the issue: DB.open, attributes on the root, the default transaction manager', async () => {
+      const db = await DB.open<{ accounts: PersistentMapping<string, Item> } & Root>('memory:')
+      const conn = db.open()
+      conn.root.accounts = new PersistentMapping()
+      conn.root.accounts.set('alice', Object.assign(new Item(), { name: 'alice', value: 10 }))
+      transaction.commit()
+      const other = db.open({ transactionManager: new TransactionManager() })
+      expect(other.root.accounts.get('alice')!.value).to.equal(10)
+      conn.close()
+      other.close()
+      db.close()
+    })
+  })
+
+  describe('add and get', () => {
+    it('gives an added object an oid at once and returns it by oid', () => {
+      const s = session(newDB())
+      const item = new Item('x')
+      s.conn.add(item)
+      expect(item._p_oid).to.be.a('bigint')
+      expect(item._p_jar).to.equal(s.conn)
+      expect(s.conn.get(item._p_oid!)).to.equal(item)
+      s.conn.add(item) // again: no-op
+      s.root.item = item
+      s.tm.commit()
+      expect(s.conn.get(item._p_oid!)).to.equal(item)
+      expect(item._p_status).to.equal('saved')
+    })
+
+    it('refuses an object of another connection', () => {
+      const db = newDB()
+      const a = session(db)
+      const b = session(db)
+      const item = new Item()
+      a.conn.add(item)
+      expect(() => b.conn.add(item)).to.throw(InvalidObjectReference)
+      a.tm.abort()
+    })
+
+    it('raises POSKeyError for an oid that does not exist', () => {
+      const s = session(newDB())
+      expect(() => s.conn.get(12345n)).to.throw(POSKeyError)
+    })
+
+    it('keeps object identity per connection and separate copies across connections', () => {
+      const db = newDB()
+      const a = session(db)
+      a.root.item = new Item('x')
+      a.tm.commit()
+      const b = session(db)
+      expect(a.root.item).to.equal(a.root.item)
+      expect(b.root.item).to.not.equal(a.root.item)
+      expect((b.root.item as Item)._p_oid).to.equal((a.root.item as Item)._p_oid)
+    })
+  })
+
+  describe('commit', () => {
+    it('joins the transaction on the first change only', () => {
+      const s = session(newDB())
+      const txn = s.tm.get()
+      expect(txn.resources).to.have.length(0)
+      void s.root.item // reading does not join
+      expect(txn.resources).to.have.length(0)
+      s.root.x = 1
+      s.root.y = 2
+      expect(txn.resources).to.deep.equal([s.conn])
+      s.tm.commit()
+    })
+
+    it('stores every new object reachable from changed objects, through plain values too', () => {
+      const db = newDB()
+      const s = session(db)
+      const leaf = new Item('leaf')
+      const mid = new Item('mid', { deep: [new Map([['k', leaf]])] })
+      s.root.mid = mid
+      s.tm.commit()
+      expect(leaf._p_oid).to.be.a('bigint')
+      expect(leaf._p_status).to.equal('saved')
+      const other = session(db)
+      const m = (other.root.mid as Item).value as { deep: Map<string, Item>[] }
+      expect(m.deep[0]!.get('k')!.name).to.equal('leaf')
+    })
+
+    it('commits nothing when nothing changed', () => {
+      const db = newDB()
+      const s = session(db)
+      const last = db.lastTransaction()
+      s.tm.commit()
+      expect(db.lastTransaction()).to.equal(last)
+    })
+
+    it('sets the transaction metadata on the storage record', () => {
+      const db = newDB()
+      const s = session(db)
+      const txn = s.tm.get()
+      txn.note('set x')
+      txn.setUser('alice')
+      txn.setExtendedInfo('why', 'testing')
+      s.root.x = 1
+      s.tm.commit()
+      const [h] = db.history(0n)
+      expect(h!.description).to.equal('set x')
+      expect(h!.user).to.equal('/ alice')
+      expect(h!.extension).to.deep.equal({ why: 'testing' })
+    })
+  })
+
+  describe('abort', () => {
+    it('discards changes: changed objects reload their committed state', () => {
+      const s = session(newDB())
+      const item = new Item('x', 1)
+      s.root.item = item
+      s.tm.commit()
+      item.value = 2
+      ;(item as unknown as Record<string, unknown>).extra = true
+      s.tm.abort()
+      expect(item.value).to.equal(1)
+      expect((item as unknown as Record<string, unknown>).extra).to.equal(undefined)
+      expect(item._p_status).to.equal('saved')
+    })
+
+    it('makes objects added in the transaction unsaved again, with their state', () => {
+      const s = session(newDB())
+      const item = new Item('new', 5)
+      s.conn.add(item)
+      s.root.item = item
+      s.tm.abort()
+      expect(item._p_oid).to.equal(null)
+      expect(item._p_jar).to.equal(null)
+      expect(item.value).to.equal(5)
+      expect(s.root.item).to.equal(undefined)
+      // It can be added again later.
+      s.root.item = item
+      s.tm.commit()
+      expect(item._p_status).to.equal('saved')
+    })
+
+    it('happens when a new transaction begins (begin implies abort)', () => {
+      const s = session(newDB())
+      s.root.x = 1
+      s.tm.commit()
+      s.root.x = 2
+      s.tm.begin()
+      expect(s.root.x).to.equal(1)
+    })
+  })
+
+  describe('a failing commit', () => {
+    it('sticks: the transaction cannot commit again until aborted, and the database is unchanged', () => {
+      const db = newDB()
+      const s = session(db)
+      s.root.ok = new Item('ok')
+      s.tm.commit()
+      const last = db.lastTransaction()
+      ;(s.root.ok as Item).value = 'changed'
+      s.root.bad = { fn: () => 0 }
+      expect(() => s.tm.commit()).to.throw(UnserializableError)
+      expect(() => s.tm.commit()).to.throw(TransactionFailedError)
+      expect(db.lastTransaction()).to.equal(last)
+      s.tm.abort()
+      expect((s.root.ok as Item).value).to.equal(0)
+      expect(s.root.bad).to.equal(undefined)
+      s.root.good = 1
+      s.tm.commit()
+      expect(db.lastTransaction() > last).to.equal(true)
+    })
+  })
+
+  describe('read-only databases', () => {
+    it('over an empty read-only storage have no root to read', () => {
+      const ro = new DB<AppRoot>(new MemoryStorage({ readOnly: true }))
+      expect(() => session(ro).root).to.throw(POSKeyError)
+    })
+
+    it('refuse the first change of an object', () => {
+      const storage = new MemoryStorage()
+      const db = new DB<AppRoot>(storage)
+      const s = session(db)
+      s.root.x = 1
+      s.tm.commit()
+      const roStorage = new Proxy(storage, {
+        get(target, key) {
+          if (key === 'isReadOnly') return () => true
+          const v = Reflect.get(target, key, target) as unknown
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v
+        },
+      })
+      const ro = new DB<AppRoot>(roStorage)
+      const r = session(ro)
+      expect(r.root.x).to.equal(1)
+      expect(() => (r.root.x = 2)).to.throw(ReadOnlyError)
+      expect(r.root.x).to.equal(1)
+    })
+  })
+
+  describe('close', () => {
+    it('is an error while the connection has changes in a transaction', () => {
+      const s = session(newDB())
+      s.root.x = 1
+      expect(() => s.conn.close()).to.throw(ConnectionStateError, /joined to a transaction/)
+      s.tm.abort()
+      s.conn.close()
+      expect(s.conn.opened).to.equal(false)
+    })
+
+    it('calls the close callbacks, and a closed connection loads nothing', () => {
+      const s = session(newDB())
+      const item = new Item('x')
+      s.root.item = item
+      s.tm.commit()
+      item._p_invalidate()
+      let called = 0
+      s.conn.onCloseCallback(() => called++)
+      s.conn.close()
+      expect(called).to.equal(1)
+      expect(() => item.name).to.throw(ConnectionStateError, /connection is closed/)
+      expect(() => s.conn.get(0n)).to.throw(ConnectionStateError)
+    })
+
+    it('returns the connection to the pool, and open() reuses it with its cache', () => {
+      const db = newDB({ poolSize: 1 })
+      const tm = new TransactionManager()
+      const c1 = db.open({ transactionManager: tm })
+      const root = c1.root
+      c1.close()
+      expect(db.pooledCount).to.equal(1)
+      const c2 = db.open({ transactionManager: tm })
+      expect(c2).to.equal(c1)
+      expect(c2.root).to.equal(root)
+      const c3 = db.open({ transactionManager: tm })
+      expect(c3).to.not.equal(c2)
+      c2.close()
+      c3.close() // the pool is full: c3 is dropped
+      expect(db.pooledCount).to.equal(1)
+      expect(db.connectionCount).to.equal(1)
+    })
+
+    it('a pooled connection still hears of other commits', () => {
+      const db = newDB()
+      const a = session(db)
+      a.root.x = 1
+      a.tm.commit()
+      expect(a.root.x).to.equal(1)
+      const w = session(db)
+      a.conn.close()
+      w.root.x = 2
+      w.tm.commit()
+      const again = db.open({ transactionManager: new TransactionManager() })
+      expect(again).to.equal(a.conn)
+      expect(again.root.x).to.equal(2)
+    })
+
+    it('supports using / Symbol.dispose for connections and databases', () => {
+      let conn
+      {
+        using db = newDB()
+        {
+          using c = db.open({ transactionManager: new TransactionManager() })
+          conn = c
+          expect(c.opened).to.equal(true)
+        }
+        expect(conn.opened).to.equal(false)
+        expect(db.closed).to.equal(false)
+        conn = db
+      }
+      expect(conn.closed).to.equal(true)
+    })
+  })
+
+  describe('readCurrent', () => {
+    it('fails the commit with ReadConflictError if an object read was changed meanwhile', () => {
+      const db = newDB()
+      const a = session(db)
+      a.root.guard = new Item('guard', 1)
+      a.root.other = new Item('other', 1)
+      a.tm.commit()
+      const b = session(db)
+      a.conn.readCurrent(a.root.guard as Item)
+      ;(a.root.other as Item).value = 2
+      ;(b.root.guard as Item).value = 5
+      b.tm.commit()
+      expect(() => a.tm.commit()).to.throw(ReadConflictError)
+      a.tm.abort()
+      // Without a concurrent change it commits.
+      a.conn.readCurrent(a.root.guard as Item)
+      ;(a.root.other as Item).value = 3
+      a.tm.commit()
+    })
+  })
+
+  describe('db.transaction', () => {
+    it('runs a function in its own connection and transaction, commits, and retries conflicts', async () => {
+      const db = newDB()
+      await db.transaction((conn) => {
+        conn.root.n = new Item('n', 0)
+      })
+      let attempts = 0
+      const result = await db.transaction(async (conn) => {
+        attempts++
+        const n = conn.root.n as Item
+        n.value = (n.value as number) + 1
+        if (attempts === 1) {
+          // Someone else commits the same object meanwhile.
+          await db.transaction((other) => {
+            ;(other.root.n as Item).value = 100
+          })
+        }
+        return n.value
+      })
+      expect(attempts).to.equal(2)
+      expect(result).to.equal(101)
+      const check = session(db)
+      expect((check.root.n as Item).value).to.equal(101)
+      expect(db.connectionCount).to.be.at.least(1)
+    })
+  })
+
+  describe('ConflictError', () => {
+    it('is a TransientError carrying oid, class and serials, retried by tm.run', () => {
+      const db = newDB()
+      const a = session(db)
+      a.root.item = new Item('x', 0)
+      a.tm.commit()
+      const b = session(db)
+      ;(a.root.item as Item).value = 1
+      ;(b.root.item as Item).value = 2
+      a.tm.commit()
+      let error: unknown
+      try {
+        b.tm.commit()
+      } catch (e) {
+        error = e
+      }
+      expect(error).to.be.instanceOf(ConflictError)
+      expect(error).to.be.instanceOf(TransientError)
+      const c = error as ConflictError
+      expect(c.oid).to.equal((a.root.item as Item)._p_oid)
+      expect(c.className).to.equal('test.Item')
+      expect(c.oldSerial).to.be.a('bigint')
+      expect(c.committedSerial! > c.oldSerial!).to.equal(true)
+      expect(c.serials).to.deep.equal([c.committedSerial, c.oldSerial])
+      b.tm.abort()
+      let tries = 0
+      b.tm.run(() => {
+        tries++
+        ;(b.root.item as Item).value = 3
+        if (tries === 1) {
+          ;(a.root.item as Item).value = 4
+          a.tm.commit()
+        }
+      })
+      expect(tries).to.equal(2)
+      a.tm.begin()
+      expect((a.root.item as Item).value).to.equal(3)
+    })
+  })
+})

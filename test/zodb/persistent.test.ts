@@ -1,0 +1,287 @@
+// Persistent objects: states, the _p_ attributes and transparent loading and change tracking
+// (the behaviours of persistent's test_persistence, on a real connection).
+import { expect } from 'chai'
+import {
+  CHANGED,
+  ConnectionStateError,
+  GHOST,
+  Persistent,
+  PersistentList,
+  PersistentMapping,
+  STICKY,
+  UPTODATE,
+  registerClass,
+  tidToDate,
+} from '@wendelin/zodb'
+
+import { Item, newDB, session, type Session } from './helpers.js'
+
+class Custom extends Persistent {
+  secret = ''
+  derived = 0
+  override _p_getState() {
+    return { s: this.secret.split('').reverse().join('') }
+  }
+  override _p_setState(state: unknown) {
+    this.secret = ((state as { s: string }).s ?? '').split('').reverse().join('')
+    this.derived = this.secret.length
+  }
+}
+registerClass('test.persistent.Custom', Custom)
+
+describe('Persistent', () => {
+  describe('unsaved', () => {
+    it('has no oid, no jar, is up to date and not changed', () => {
+      const p = new Item('a', 1)
+      expect(p._p_oid).to.equal(null)
+      expect(p._p_jar).to.equal(null)
+      expect(p._p_changed).to.equal(false)
+      expect(p._p_state).to.equal(UPTODATE)
+      expect(p._p_status).to.equal('unsaved')
+      expect(p._p_serial).to.equal(0n)
+      expect(p._p_mtime).to.equal(null)
+      p.value = 2
+      expect(p._p_changed).to.equal(false)
+      p._p_changed = true
+      expect(p._p_status).to.equal('unsaved')
+    })
+
+    it('keeps its attributes as plain own properties, _v_ and _p_ ones out of its state', () => {
+      const p = new Item('a', 1)
+      ;(p as unknown as Record<string, unknown>).extra = 'x'
+      ;(p as unknown as Record<string, unknown>)._v_cache = 'v'
+      expect(Object.keys(p)).to.deep.equal(['name', 'value', 'extra'])
+      expect(p._p_getState()).to.deep.equal({ name: 'a', value: 1, extra: 'x' })
+    })
+
+    it('accepts an oid and a jar once', () => {
+      const p = new Item()
+      p._p_oid = 42n
+      expect(p._p_oid).to.equal(42n)
+      p._p_oid = 43n // no jar yet: allowed
+      expect(p._p_oid).to.equal(43n)
+    })
+
+    it('validates _p_estimatedSize and _p_serial', () => {
+      const p = new Item()
+      p._p_estimatedSize = 100.5
+      expect(p._p_estimatedSize).to.equal(101)
+      expect(() => (p._p_estimatedSize = -1)).to.throw(RangeError)
+      expect(() => ((p as unknown as { _p_serial: unknown })._p_serial = 5)).to.throw(TypeError)
+    })
+  })
+
+  describe('in a connection', () => {
+    let s: Session
+    let item: Item
+
+    beforeEach(() => {
+      s = session(newDB())
+      item = new Item('thing', 1)
+      s.root.item = item
+      s.tm.commit()
+    })
+
+    it('is saved after commit, with an oid, jar, serial and mtime', () => {
+      expect(item._p_status).to.equal('saved')
+      expect(item._p_oid).to.be.a('bigint')
+      expect(item._p_jar).to.equal(s.conn)
+      expect(item._p_serial).to.equal(s.conn.db.storage.lastTransaction())
+      expect(item._p_mtime!.getTime()).to.equal(tidToDate(item._p_serial).getTime())
+      expect(item._p_estimatedSize).to.be.above(0)
+    })
+
+    it('marks itself changed and joins the transaction once, on the first write', () => {
+      const txn = s.tm.get()
+      item.value = 2
+      expect(item._p_changed).to.equal(true)
+      expect(item._p_state).to.equal(CHANGED)
+      item.value = 3
+      item.name = 'again'
+      expect(txn.resources.filter((r) => r === (s.conn as unknown))).to.have.length(1)
+      s.tm.commit()
+      expect(item._p_status).to.equal('saved')
+      const other = session(s.conn.db as never)
+      expect((other.root.item as Item).value).to.equal(3)
+    })
+
+    it('tracks attributes added after creation, as well as declared fields', () => {
+      ;(item as unknown as Record<string, unknown>).added = 'later'
+      expect(item._p_changed).to.equal(true)
+      s.tm.commit()
+      const other = session(s.conn.db as never)
+      expect((other.root.item as unknown as Record<string, unknown>).added).to.equal('later')
+    })
+
+    it('never stores _v_ attributes and they never mark changes', () => {
+      ;(item as unknown as Record<string, unknown>)._v_temp = 'volatile'
+      expect(item._p_changed).to.equal(false)
+      expect((item as unknown as Record<string, unknown>)._v_temp).to.equal('volatile')
+      item.value = 5
+      s.tm.commit()
+      const other = session(s.conn.db as never)
+      expect((other.root.item as unknown as Record<string, unknown>)._v_temp).to.equal(undefined)
+      // A ghost loses its _v_ attributes.
+      item._p_invalidate()
+      expect((item as unknown as Record<string, unknown>)._v_temp).to.equal(undefined)
+    })
+
+    it('becomes a ghost on _p_invalidate and loads on the first attribute read', () => {
+      item._p_invalidate()
+      expect(item._p_state).to.equal(GHOST)
+      expect(item._p_status).to.equal('ghost')
+      expect(item._p_changed).to.equal(null)
+      expect(Object.keys(item)).to.deep.equal([])
+      expect(item.value).to.equal(1)
+      expect(item._p_state).to.equal(UPTODATE)
+      expect(Object.keys(item)).to.deep.equal(['name', 'value'])
+    })
+
+    it('loads a ghost on a write, then marks it changed', () => {
+      item._p_invalidate()
+      item.value = 9
+      expect(item._p_state).to.equal(CHANGED)
+      expect(item.name).to.equal('thing')
+    })
+
+    it('loads a ghost for JSON.stringify but not for await', async () => {
+      item._p_invalidate()
+      const same = await Promise.resolve(item).then((x) => x)
+      expect(same).to.equal(item)
+      expect(item._p_state).to.equal(GHOST)
+      expect(JSON.parse(JSON.stringify(item))).to.deep.equal({ name: 'thing', value: 1 })
+    })
+
+    it('_p_deactivate ghosts an up-to-date object but leaves a changed one alone', () => {
+      item._p_deactivate()
+      expect(item._p_state).to.equal(GHOST)
+      item.value = 2
+      item._p_deactivate()
+      expect(item._p_state).to.equal(CHANGED)
+      expect(item.value).to.equal(2)
+    })
+
+    it('_p_changed: null deactivates, false forgets the change flag, true activates and marks', () => {
+      item._p_changed = null
+      expect(item._p_state).to.equal(GHOST)
+      item._p_changed = true
+      expect(item._p_state).to.equal(CHANGED)
+      expect(item.name).to.equal('thing')
+      item._p_changed = false
+      expect(item._p_state).to.equal(UPTODATE)
+      item._p_changed = null
+      expect(item._p_state).to.equal(GHOST)
+    })
+
+    it('_p_invalidate ghosts even a changed object', () => {
+      item.value = 7
+      item._p_invalidate()
+      expect(item._p_state).to.equal(GHOST)
+      expect(item.value).to.equal(1)
+    })
+
+    it('a sticky object is not made a ghost by _p_deactivate or the cache', () => {
+      item._p_sticky = true
+      expect(item._p_state).to.equal(STICKY)
+      expect(item._p_changed).to.equal(false)
+      item._p_deactivate()
+      s.conn.cacheMinimize()
+      expect(item._p_state).to.equal(STICKY)
+      item.value = 3
+      expect(item._p_state).to.equal(CHANGED)
+      s.tm.abort()
+      expect(item.value).to.equal(1)
+    })
+
+    it('refuses to move to another jar or oid', () => {
+      expect(() => (item._p_oid = 99n)).to.throw(ConnectionStateError)
+      expect(() => (item._p_jar = null)).to.throw(ConnectionStateError)
+    })
+
+    it('uses overridden _p_getState/_p_setState', () => {
+      const c = new Custom()
+      c.secret = 'abc'
+      s.root.custom = c
+      s.tm.commit()
+      const other = session(s.conn.db as never)
+      const c2 = other.root.custom as Custom
+      expect(c2.secret).to.equal('abc')
+      expect(c2.derived).to.equal(3)
+      expect(c2._p_changed).to.equal(false) // loading is not a change
+    })
+
+    it('shows its class, oid and state when inspected', async () => {
+      const { inspect } = await import('node:util')
+      expect(inspect(item)).to.match(/^Item <oid 0x[0-9a-f]{16} saved> \{"name":"thing","value":1\}$/)
+      item._p_invalidate()
+      expect(inspect(item)).to.match(/ghost/)
+    })
+  })
+
+  describe('PersistentMapping', () => {
+    it('is Map-like and tracks its own mutations', () => {
+      const s = session(newDB())
+      const m = new PersistentMapping<string, number>([['a', 1]])
+      s.root.m = m
+      s.tm.commit()
+      expect(m._p_changed).to.equal(false)
+      m.set('b', 2)
+      expect(m._p_changed).to.equal(true)
+      s.tm.commit()
+      m.delete('a')
+      expect(m._p_changed).to.equal(true)
+      s.tm.commit()
+      expect([...m]).to.deep.equal([['b', 2]])
+      expect(m.size).to.equal(1)
+      expect(m.setDefault('c', 3)).to.equal(3)
+      expect(m.pop('c')).to.equal(3)
+      m.update([['x', 9]])
+      s.tm.commit()
+      const other = session(s.conn.db as never)
+      const m2 = other.root.m as PersistentMapping<string, number>
+      expect([...m2.entries()]).to.deep.equal([
+        ['b', 2],
+        ['x', 9],
+      ])
+      expect(m2.has('x') && m2.get('x')).to.equal(9)
+      m2.clear()
+      expect(m2._p_changed).to.equal(true)
+    })
+
+    it('accepts a plain object of entries', () => {
+      expect([...new PersistentMapping({ a: 1, b: 2 }).keys()]).to.deep.equal(['a', 'b'])
+    })
+  })
+
+  describe('PersistentList', () => {
+    it('is Array-like and tracks its own mutations', () => {
+      const s = session(newDB())
+      const l = new PersistentList([3, 1, 2])
+      s.root.l = l
+      s.tm.commit()
+      l.push(4)
+      expect(l._p_changed).to.equal(true)
+      s.tm.commit()
+      l.sort()
+      s.tm.commit()
+      l.set(0, 10)
+      s.tm.commit()
+      expect(l.toArray()).to.deep.equal([10, 2, 3, 4])
+      const other = session(s.conn.db as never)
+      const l2 = other.root.l as PersistentList<number>
+      expect([...l2]).to.deep.equal([10, 2, 3, 4])
+      expect(l2.length).to.equal(4)
+      expect(l2.at(-1)).to.equal(4)
+      expect(l2.pop()).to.equal(4)
+      expect(l2.shift()).to.equal(10)
+      expect(l2.splice(0, 1)).to.deep.equal([2])
+      l2.unshift(0)
+      l2.reverse()
+      expect(l2.slice()).to.deep.equal([3, 0])
+      expect(l2.map((x) => x * 2)).to.deep.equal([6, 0])
+      expect(l2.includes(3) && l2.indexOf(0)).to.equal(1)
+      other.tm.commit()
+      expect(l2._p_changed).to.equal(false)
+    })
+  })
+})

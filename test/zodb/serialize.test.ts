@@ -1,0 +1,265 @@
+// Records: every storable kind of value round-trips; what cannot be stored fails the commit with
+// the attribute path and nothing is written; references make ghosts without loads; unknown
+// classes are clear errors but the database can still be dumped (ZODB's testSerialize).
+import { expect } from 'chai'
+import { TransactionFailedError } from '@wendelin/transaction'
+import {
+  Broken,
+  GHOST,
+  InvalidObjectReference,
+  Persistent,
+  RECORD_FORMAT_VERSION,
+  UnknownClassError,
+  UnserializableError,
+  decodeForDump,
+  recordClassName,
+  referencesIn,
+  registerClass,
+} from '@wendelin/zodb'
+
+import { Item, newDB, session } from './helpers.js'
+
+class Point {
+  constructor(
+    public x = 0,
+    public y = 0,
+  ) {}
+  norm(): number {
+    return Math.hypot(this.x, this.y)
+  }
+}
+registerClass('test.serialize.Point', Point)
+
+class Unregistered {
+  a = 1
+}
+class UnregisteredPersistent extends Persistent {
+  a = 1
+}
+
+/** Store `value` as an attribute, commit, and read it back in another connection. */
+function roundTrip(value: unknown): unknown {
+  const db = newDB()
+  const a = session(db)
+  a.root.item = new Item('v', value)
+  a.tm.commit()
+  const b = session(db)
+  return (b.root.item as Item).value
+}
+
+describe('serialization', () => {
+  it('round-trips scalars, strings, bigints and undefined', () => {
+    for (const v of [null, true, false, 0, 1, -1, 2 ** 40, -(2 ** 53), 1.5, NaN, Infinity, -Infinity, '', 'héllo ✓', 'x'.repeat(70000)]) {
+      expect(roundTrip(v)).to.deep.equal(v)
+    }
+    for (const v of [0n, -1n, 2n ** 64n, -(2n ** 200n) + 7n]) expect(roundTrip(v)).to.equal(v)
+    expect(roundTrip({ u: undefined })).to.deep.equal({ u: undefined })
+  })
+
+  it('round-trips arrays, plain objects, Map, Set and Date', () => {
+    const d = new Date('2024-02-29T12:34:56.789Z')
+    const v = { arr: [1, [2, [3]], 'x'], obj: { a: { b: 1 } }, map: new Map<unknown, unknown>([[1, 'one'], ['k', { v: 2 }], [null, [1]]]), set: new Set([1, 'a', 2n]), d, bad: new Date(NaN) }
+    const back = roundTrip(v) as typeof v
+    expect(back.arr).to.deep.equal(v.arr)
+    expect(back.obj).to.deep.equal(v.obj)
+    expect(back.map).to.be.instanceOf(Map)
+    expect([...back.map]).to.deep.equal([...v.map])
+    expect([...back.set]).to.deep.equal([...v.set])
+    expect(back.d).to.be.instanceOf(Date)
+    expect(back.d.getTime()).to.equal(d.getTime())
+    expect(Number.isNaN(back.bad.getTime())).to.equal(true)
+  })
+
+  it('keeps a __proto__ key as data, never as a prototype', () => {
+    const v = JSON.parse('{"__proto__": {"polluted": true}, "a": 1}') as Record<string, unknown>
+    const back = roundTrip(v) as Record<string, unknown>
+    expect(Object.getPrototypeOf(back)).to.equal(Object.prototype)
+    expect(Object.getOwnPropertyDescriptor(back, '__proto__')?.value).to.deep.equal({ polluted: true })
+    expect(({} as Record<string, unknown>).polluted).to.equal(undefined)
+  })
+
+  it('round-trips ArrayBuffer, Buffer, DataView and every typed array', () => {
+    const kinds = [Uint8Array, Uint8ClampedArray, Int8Array, Uint16Array, Int16Array, Uint32Array, Int32Array, Float32Array, Float64Array]
+    for (const K of kinds) {
+      const a = new K([1, 2, 3, 250])
+      const back = roundTrip(a) as typeof a
+      expect(back).to.be.instanceOf(K)
+      expect(Array.from(back)).to.deep.equal(Array.from(a))
+    }
+    const big = roundTrip(new BigInt64Array([-5n, 2n ** 62n])) as BigInt64Array
+    expect(big).to.be.instanceOf(BigInt64Array)
+    expect([...big]).to.deep.equal([-5n, 2n ** 62n])
+    expect([...(roundTrip(new BigUint64Array([2n ** 64n - 1n])) as BigUint64Array)]).to.deep.equal([2n ** 64n - 1n])
+    const buf = roundTrip(Buffer.from('bytes')) as Buffer
+    expect(Buffer.isBuffer(buf)).to.equal(true)
+    expect(buf.toString()).to.equal('bytes')
+    const ab = roundTrip(new Uint8Array([9, 8]).buffer) as ArrayBuffer
+    expect(ab).to.be.instanceOf(ArrayBuffer)
+    expect([...new Uint8Array(ab)]).to.deep.equal([9, 8])
+    const dv = roundTrip(new DataView(new Uint8Array([1, 2, 3]).buffer, 1, 2)) as DataView
+    expect(dv).to.be.instanceOf(DataView)
+    expect([dv.getUint8(0), dv.getUint8(1)]).to.deep.equal([2, 3])
+    // A view of part of a buffer stores only its own bytes.
+    const part = roundTrip(new Float64Array(new Float64Array([1, 2, 3, 4]).buffer, 8, 2)) as Float64Array
+    expect([...part]).to.deep.equal([2, 3])
+  })
+
+  it('keeps cycles and shared references inside a record', () => {
+    const shared = { n: 1 }
+    const cyc: Record<string, unknown> = { shared, also: shared, list: [shared] }
+    cyc.self = cyc
+    const m = new Map<string, unknown>()
+    m.set('me', m)
+    cyc.m = m
+    const back = roundTrip(cyc) as Record<string, unknown>
+    expect(back.self).to.equal(back)
+    expect(back.shared).to.equal(back.also)
+    expect((back.list as unknown[])[0]).to.equal(back.shared)
+    expect((back.m as Map<string, unknown>).get('me')).to.equal(back.m)
+  })
+
+  it('revives registered classes with their prototype', () => {
+    const back = roundTrip([new Point(3, 4)]) as Point[]
+    expect(back[0]).to.be.instanceOf(Point)
+    expect(back[0]!.norm()).to.equal(5)
+  })
+
+  it('stores references to persistent objects, loaded later as ghosts of the right class', () => {
+    const db = newDB()
+    const a = session(db)
+    const target = new Item('target', 1)
+    a.root.item = new Item('holder', { ref: target, again: target })
+    a.tm.commit()
+    expect(target._p_oid).to.be.a('bigint') // reached from a stored object: stored too
+    const b = session(db)
+    const holder = b.root.item as Item
+    const ref = (holder.value as { ref: Item; again: Item }).ref
+    expect(ref).to.be.instanceOf(Item)
+    expect(ref._p_state).to.equal(GHOST)
+    expect((holder.value as { again: Item }).again).to.equal(ref)
+    expect(ref.name).to.equal('target')
+    expect(b.conn.get(target._p_oid!)).to.equal(ref)
+  })
+
+  it('stores a self-reference as a reference', () => {
+    const db = newDB()
+    const a = session(db)
+    const item = new Item('self')
+    item.value = item
+    a.root.item = item
+    a.tm.commit()
+    const b = session(db)
+    const back = b.root.item as Item
+    expect(back.value).to.equal(back)
+  })
+
+  describe('what cannot be stored', () => {
+    const cases: [string, (holder: Item) => void, RegExp][] = [
+      ['a function', (h) => (h.value = { deep: [0, { fn: () => 1 }] }), /test\.Item\(oid 0x[0-9a-f]{16}\)\.value\.deep\[1\]\.fn: it is a function \(fn\)/],
+      ['a symbol', (h) => (h.value = new Map([['k', Symbol('s')]])), /\.value\.get\("k"\): it is a symbol/],
+      ['an unregistered class instance', (h) => (h.value = [new Unregistered()]), /value\[0\]: it is an instance of the unregistered class Unregistered/],
+      ['an instance of an unregistered persistent class', (h) => (h.value = new UnregisteredPersistent()), /class UnregisteredPersistent is not registered/],
+    ]
+    for (const [what, set, message] of cases) {
+      it(`fails the commit on ${what}, naming the path, and writes nothing`, () => {
+        const db = newDB()
+        const s = session(db)
+        const last = db.storage.lastTransaction()
+        const holder = new Item('h')
+        s.root.holder = holder
+        set(holder)
+        expect(() => s.tm.commit()).to.throw(UnserializableError, message)
+        expect(db.storage.lastTransaction()).to.equal(last)
+        expect(() => s.tm.commit()).to.throw(TransactionFailedError)
+        s.tm.abort()
+        expect(holder._p_oid).to.equal(null)
+        expect(s.root.holder).to.equal(undefined)
+      })
+    }
+
+    it('refuses a reference to an object of another database', () => {
+      const one = session(newDB())
+      const two = session(newDB())
+      const foreign = new Item('foreign')
+      one.root.x = foreign
+      one.tm.commit()
+      two.root.ref = foreign
+      expect(() => two.tm.commit()).to.throw(InvalidObjectReference, /another connection of another database/)
+      two.tm.abort()
+    })
+  })
+
+  describe('unknown classes', () => {
+    it('load as Broken ghosts whose activation names the class; the database can still be dumped', () => {
+      const db = newDB()
+      const a = session(db)
+      class Temporary extends Persistent {
+        x = 1
+      }
+      registerClass('test.serialize.Temporary', Temporary)
+      a.root.t = new Temporary()
+      a.tm.commit()
+      const oid = (a.root.t as Temporary)._p_oid!
+      // Simulate the class being gone: rewrite the record under a name no one registered.
+      const rec = db.storage.loadBefore(oid, 2n ** 64n - 1n)!
+      const dump = decodeForDump(rec.data)
+      expect(dump).to.deep.equal({ className: 'test.serialize.Temporary', state: { x: 1 } })
+      const storage = db.storage
+      const rename = (data: Uint8Array) =>
+        new Uint8Array(Buffer.from(Buffer.from(data).toString('latin1').replace('test.serialize.Temporary', 'test.serialize.Vanished!'), 'latin1'))
+      const rootRev = storage.loadBefore(0n, 2n ** 64n - 1n)!
+      const txn = { user: '', description: '', extension: {} }
+      storage.tpc_begin(txn)
+      storage.store(oid, rec.serial, rename(rec.data), txn)
+      storage.store(0n, rootRev.serial, rename(rootRev.data), txn)
+      storage.tpc_vote(txn)
+      storage.tpc_finish(txn)
+      const b = session(db)
+      const t = b.root.t as Persistent
+      expect(t).to.be.instanceOf(Broken)
+      expect(() => (t as unknown as { x: number }).x).to.throw(UnknownClassError, /test\.serialize\.Vanished!/)
+      expect(() => b.conn.get(oid)).to.not.throw()
+      const rootRecord = db.storage.loadBefore(0n, 2n ** 64n - 1n)!.data
+      expect(decodeForDump(rootRecord).state).to.deep.equal({ t: { $ref: `0x${oid.toString(16).padStart(16, '0')}`, class: 'test.serialize.Vanished!' } })
+    })
+
+    it('an unknown class loaded directly by oid is an error naming it', () => {
+      const db = newDB()
+      const txn = { user: '', description: '', extension: {} }
+      // A record whose class is not registered, made by renaming a registered one.
+      const s = session(db)
+      s.root.i = new Item('x')
+      s.tm.commit()
+      const oid = db.storage.newOid()
+      db.storage.tpc_begin(txn)
+      const itemOid = (s.root.i as Item)._p_oid!
+      const data = Buffer.from(Buffer.from(db.storage.loadBefore(itemOid, 2n ** 64n - 1n)!.data).toString('latin1').replace('test.Item', 'zz.NoSuch'), 'latin1')
+      db.storage.store(oid, 0n, new Uint8Array(data), txn)
+      db.storage.tpc_vote(txn)
+      db.storage.tpc_finish(txn)
+      const c = session(db)
+      expect(() => c.conn.get(oid)).to.throw(UnknownClassError, /"zz\.NoSuch"/)
+    })
+  })
+
+  describe('record format', () => {
+    it('is a MessagePack array [version, class name, state] and names its references', () => {
+      const db = newDB()
+      const s = session(db)
+      const target = new Item('t')
+      s.root.item = new Item('h', target)
+      s.tm.commit()
+      const oid = (s.root.item as Item)._p_oid!
+      const data = db.storage.loadBefore(oid, 2n ** 64n - 1n)!.data
+      expect(data[0]).to.equal(0x93) // fixarray of 3
+      expect(data[1]).to.equal(RECORD_FORMAT_VERSION)
+      expect(data[2]).to.equal(0xa0 | 'test.Item'.length) // fixstr
+      expect(Buffer.from(data.subarray(3, 3 + 9)).toString()).to.equal('test.Item')
+      expect(recordClassName(data)).to.equal('test.Item')
+      expect(referencesIn(data)).to.deep.equal([target._p_oid])
+      // A reference: tag 1, then [8-byte oid, class name].
+      const refTag = Buffer.from([0xd4, 0x01, 0x00, 0x92, 0xc4, 0x08])
+      expect(Buffer.from(data).indexOf(refTag)).to.be.above(0)
+    })
+  })
+})
