@@ -1,0 +1,98 @@
+// Conflict resolution through connections: a class with _p_resolveConflict merges concurrent
+// changes; the committer's copy is refreshed with the merged state (ZODB's testconflictresolution).
+import { expect } from 'chai'
+import { ConflictError, Persistent, PersistentReference, registerClass } from '@wendelin/zodb'
+
+import { Counter, Item, newDB, session } from './helpers.js'
+
+/** Keeps the union of two sets of persistent references. */
+class Bag extends Persistent {
+  items: Persistent[] = []
+  override _p_resolveConflict(old: Record<string, unknown> | null, committed: Record<string, unknown>, mine: Record<string, unknown>) {
+    const merged = [...(committed.items as PersistentReference[])]
+    for (const ref of mine.items as PersistentReference[]) {
+      if (!merged.some((r) => r.sameAs(ref))) merged.push(ref)
+    }
+    void old
+    return { items: merged }
+  }
+}
+registerClass('test.conflict.Bag', Bag)
+
+class Refuses extends Persistent {
+  value = 0
+  override _p_resolveConflict(): Record<string, unknown> {
+    throw new Error('these changes do not mix')
+  }
+}
+registerClass('test.conflict.Refuses', Refuses)
+
+describe('conflict resolution', () => {
+  it('merges concurrent increments of a resolving counter', () => {
+    const db = newDB()
+    const a = session(db)
+    a.root.counter = new Counter()
+    a.tm.commit()
+    const b = session(db)
+    const ca = a.root.counter as Counter
+    const cb = b.root.counter as Counter
+    ca.value += 5
+    cb.value += 3
+    a.tm.commit()
+    b.tm.commit() // conflicts, resolved by the storage
+    expect(cb.value).to.equal(8) // the committer reloads the merged state
+    a.tm.begin()
+    expect(ca.value).to.equal(8)
+    expect(db.history(ca._p_oid!, 10)).to.have.length(3)
+  })
+
+  it('merges states holding references to persistent objects', () => {
+    const db = newDB()
+    const a = session(db)
+    a.root.bag = new Bag()
+    a.tm.commit()
+    const b = session(db)
+    ;(a.root.bag as Bag).items.push(new Item('from a'))
+    ;(a.root.bag as Bag)._p_changed = true
+    ;(b.root.bag as Bag).items = [new Item('from b')]
+    a.tm.commit()
+    b.tm.commit()
+    const c = session(db)
+    expect((c.root.bag as Bag).items.map((i) => (i as Item).name).sort()).to.deep.equal(['from a', 'from b'])
+  })
+
+  it('leaves the conflict standing when the class refuses, naming the class', () => {
+    const db = newDB()
+    const a = session(db)
+    a.root.r = new Refuses()
+    a.tm.commit()
+    const b = session(db)
+    ;(a.root.r as Refuses).value = 1
+    ;(b.root.r as Refuses).value = 2
+    a.tm.commit()
+    let error: unknown
+    try {
+      b.tm.commit()
+    } catch (e) {
+      error = e
+    }
+    expect(error).to.be.instanceOf(ConflictError)
+    expect((error as ConflictError).className).to.equal('test.conflict.Refuses')
+    expect((error as Error).message).to.match(/these changes do not mix/)
+    b.tm.abort()
+    expect((b.root.r as Refuses).value).to.equal(1)
+  })
+
+  it('does not resolve conflicts of classes without a resolver', () => {
+    const db = newDB()
+    const a = session(db)
+    a.root.i = new Item('i', 0)
+    a.tm.commit()
+    const b = session(db)
+    ;(a.root.i as Item).value = 1
+    ;(b.root.i as Item).value = 2
+    a.tm.commit()
+    expect(() => b.tm.commit()).to.throw(ConflictError, /does not resolve conflicts/)
+    b.tm.abort()
+  })
+})

@@ -1,0 +1,78 @@
+// The connection's object cache: LRU eviction by count and by estimated bytes at transaction
+// boundaries, changed and sticky objects kept, ghosts held weakly, identity per oid
+// (the behaviours of persistent's test_picklecache).
+import { expect } from 'chai'
+import { CHANGED, GHOST, PersistentList } from '@wendelin/zodb'
+
+import { Item, newDB, session } from './helpers.js'
+
+const gc = (globalThis as { gc?: () => void }).gc
+
+describe('object cache', () => {
+  function populate(n: number, options: { cacheSize?: number; cacheSizeBytes?: number } = {}) {
+    const db = newDB(options)
+    const w = session(db)
+    w.root.items = new PersistentList(Array.from({ length: n }, (_, i) => new Item(`item${i}`, 'x'.repeat(100))))
+    w.tm.commit()
+    const s = session(db)
+    const items = (s.root.items as PersistentList<Item>).toArray()
+    return { db, s, items }
+  }
+
+  it('makes the least recently used objects ghosts when over cacheSize, at transaction boundaries', () => {
+    const { s, items } = populate(50, { cacheSize: 10 })
+    for (const it of items) void it.name
+    expect(s.conn.cache.activeCount).to.be.at.least(50)
+    s.tm.commit()
+    expect(s.conn.cache.activeCount).to.be.at.most(10)
+    // The oldest went first: the last items read are still active.
+    expect(items[49]!._p_state).to.not.equal(GHOST)
+    expect(items[0]!._p_state).to.equal(GHOST)
+    expect(items[0]!.name).to.equal('item0') // and load again when used
+  })
+
+  it('evicts by estimated bytes as well', () => {
+    const { s, items } = populate(40, { cacheSize: 1000, cacheSizeBytes: 2000 })
+    for (const it of items) void it.name
+    s.conn.cacheGC()
+    expect(s.conn.cache.activeBytes).to.be.at.most(2000)
+    expect(s.conn.cache.activeCount).to.be.below(41)
+    expect(items[0]!._p_estimatedSize).to.be.above(100)
+  })
+
+  it('never evicts changed or sticky objects', () => {
+    const { s, items } = populate(30, { cacheSize: 2 })
+    for (const it of items) void it.name
+    items[0]!.value = 'changed'
+    items[1]!._p_sticky = true
+    s.conn.cacheGC()
+    s.conn.cacheMinimize()
+    expect(items[0]!._p_state).to.equal(CHANGED)
+    expect(items[0]!.value).to.equal('changed')
+    expect(items[1]!._p_sticky).to.equal(true)
+    expect(items[2]!._p_state).to.equal(GHOST)
+    s.tm.abort()
+  })
+
+  it('returns the same object for an oid while it is alive', () => {
+    const { s, items } = populate(3)
+    const oid = items[1]!._p_oid!
+    expect(s.conn.get(oid)).to.equal(items[1])
+    items[1]!._p_deactivate()
+    expect(s.conn.get(oid)).to.equal(items[1])
+  })
+
+  ;(gc ? it : it.skip)('holds ghosts weakly, so unreferenced ones are collected (needs --expose-gc)', async () => {
+    const { s } = populate(200, { cacheSize: 5 })
+    const list = s.root.items as PersistentList<Item>
+    for (const it of list) void it.name
+    s.tm.commit() // most become ghosts, referenced only by the list's state
+    list._p_invalidate() // now nothing holds them
+    const before = s.conn.cache.size
+    for (let i = 0; i < 5; i++) {
+      gc!()
+      await new Promise((r) => setTimeout(r, 10))
+    }
+    expect(s.conn.cache.size).to.be.below(before)
+  })
+})
