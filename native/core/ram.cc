@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -37,10 +38,26 @@ Ram::Ram(const RamConfig& config) : pageSize_(config.pageSize) {
   fd_ = ::memfd_create("wendelin-virtmem-ram", MFD_CLOEXEC);
   if (fd_ < 0)
     throw VirtmemError(std::string("memfd_create failed: ") + std::strerror(errno));
+  // Address space only (PROT_NONE, no memory): room for the limit stretched 8 times, or the
+  // hard cap, at most 1 TiB.
+  std::size_t frames = std::max<std::size_t>({limitFrames_ * 8, hardCapFrames_, 16});
+  frames = std::min<std::size_t>(frames, (std::size_t{1} << 40) / pageSize_);
+  void* alias = ::mmap(nullptr, frames * pageSize_, PROT_NONE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (alias != MAP_FAILED) {
+    alias_ = static_cast<char*>(alias);
+    aliasFrames_ = frames;
+  }
 }
 
 Ram::~Ram() {
+  if (alias_) ::munmap(alias_, aliasFrames_ * pageSize_);
   if (fd_ >= 0) ::close(fd_);
+}
+
+void* Ram::aliasOf(std::int64_t frame) const {
+  if (!alias_ || frame < 0 || static_cast<std::size_t>(frame) >= aliasFrames_) return nullptr;
+  return alias_ + static_cast<std::size_t>(frame) * pageSize_;
 }
 
 std::int64_t Ram::allocFrame() {
@@ -55,6 +72,9 @@ std::int64_t Ram::allocFrame() {
     frame = nextFrame_;
     const off_t size = static_cast<off_t>((frame + 1) * static_cast<std::int64_t>(pageSize_));
     if (::ftruncate(fd_, size) != 0) return -1;
+    if (void* at = aliasOf(frame)) {
+      if (!mapFrame(frame, at, PROT_READ | PROT_WRITE, /*populate=*/false)) return -1;
+    }
     nextFrame_++;
   }
   inUse_++;

@@ -9,6 +9,11 @@
 // frame is already resident. Above the high-water mark freed frames are handed back to the OS
 // (fallocate PUNCH_HOLE) and parked on the cold list.
 //
+// Loads write into a frame through the alias: one read-write mapping of the whole memfd kept
+// for the process's life, so a load into a recycled frame costs no mmap, no page-table
+// population and no munmap (with its TLB shootdown) — only the copy. Frames beyond the alias
+// reservation (a stretched limit) fall back to a temporary mapping.
+//
 // Ram knows nothing of pages, files or the limit policy: the virtmem layer (virtmem.h) decides
 // when to reclaim; Ram only counts. All methods are called with the virtmem lock held.
 #pragma once
@@ -50,6 +55,8 @@ class Ram {
 
   // Maps a frame at `at` (MAP_FIXED) or anywhere (at == nullptr). Returns nullptr on failure.
   void* mapFrame(std::int64_t frame, void* at, int prot, bool populate) const;
+  // The frame's read-write address in the alias, or nullptr when it lies beyond the alias.
+  void* aliasOf(std::int64_t frame) const;
 
   std::size_t framesInUse() const { return inUse_; }
   std::size_t framesWarm() const { return warm_.size(); }
@@ -65,6 +72,8 @@ class Ram {
   std::size_t hardCapFrames_;
   std::size_t highWaterFrames_;
   int fd_ = -1;
+  char* alias_ = nullptr;            // read-write view of frames [0, aliasFrames_)
+  std::size_t aliasFrames_ = 0;
   std::int64_t nextFrame_ = 0;       // frames [0, nextFrame_) exist in the memfd
   std::vector<std::int64_t> warm_;   // freed frames still backed by memory
   std::vector<std::int64_t> cold_;   // freed frames whose memory was punched out

@@ -33,6 +33,27 @@ void makeInaccessible(void* addr, std::size_t len) {
   if (p == MAP_FAILED) fatal("cannot drop a page mapping (mmap PROT_NONE failed)");
 }
 
+// Where a load writes a frame: its alias address, or a temporary mapping released after.
+struct FrameView {
+  FrameView(Ram* ram, std::int64_t frame, int prot) : ram_(ram) {
+    addr = ram->aliasOf(frame);
+    if (!addr) {
+      addr = ram->mapFrame(frame, nullptr, prot, /*populate=*/true);
+      temporary_ = addr != nullptr;
+    }
+  }
+  ~FrameView() { release(); }
+  void release() {
+    if (temporary_) ::munmap(addr, ram_->pageSize());
+    temporary_ = false;
+  }
+  void* addr = nullptr;
+
+ private:
+  Ram* ram_;
+  bool temporary_ = false;
+};
+
 }  // namespace
 
 // The virtmem lock, remembering per thread that it is held (see lockedByThisThread).
@@ -307,11 +328,11 @@ bool Virtmem::onFault(std::uintptr_t addr, bool write) {
       std::shared_ptr<BigFileOps> ops = fileh->ops;  // keeps the backend alive meanwhile
       g.unlock();
       char err[512] = "";
-      void* dest = ram->mapFrame(page->frame, nullptr, PROT_READ | PROT_WRITE, true);
-      bool ok = dest != nullptr;
+      FrameView dest(ram, page->frame, PROT_READ | PROT_WRITE);
+      bool ok = dest.addr != nullptr;
       if (!ok) std::snprintf(err, sizeof err, "cannot map a RAM frame: %s", std::strerror(errno));
-      if (ok) ok = ops->loadblk(pg, dest, ram->pageSize(), err, sizeof err);
-      if (dest) ::munmap(dest, ram->pageSize());
+      if (ok) ok = ops->loadblk(pg, dest.addr, ram->pageSize(), err, sizeof err);
+      dest.release();
       g.lock();
       stats_.loads++;
       if (!ok) {
@@ -373,7 +394,9 @@ Virtmem::BeginLoad Virtmem::beginLoad(FileH* fileh, std::uint64_t pgoffset, Pend
   if (page) return page->state == PageState::Loading ? BeginLoad::Busy : BeginLoad::Present;
   page = allocPage(fileh, pgoffset);
   g.unlock();
-  void* dest = fileh->ram->mapFrame(page->frame, nullptr, PROT_READ | PROT_WRITE, true);
+  Ram* ram = fileh->ram;
+  void* dest = ram->aliasOf(page->frame);
+  if (!dest) dest = ram->mapFrame(page->frame, nullptr, PROT_READ | PROT_WRITE, true);
   if (!dest) {
     g.lock();
     dropPage(page);
@@ -388,7 +411,8 @@ Virtmem::BeginLoad Virtmem::beginLoad(FileH* fileh, std::uint64_t pgoffset, Pend
 }
 
 bool Virtmem::finishLoad(PendingLoad& load, bool ok) {
-  ::munmap(load.dest, load.fileh->ram->pageSize());
+  Ram* ram = load.fileh->ram;
+  if (load.dest != ram->aliasOf(load.page->frame)) ::munmap(load.dest, ram->pageSize());
   load.dest = nullptr;
   Guard g(*this);
   stats_.loads++;

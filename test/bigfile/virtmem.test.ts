@@ -2,6 +2,8 @@
 // through the binding: a native pattern file (block blk reads as bytes 100+blk) on a RAM of
 // 3 pages. Pages are touched from JS; the SIGSEGV handler serves the faults.
 import { expect } from 'chai'
+import v8 from 'node:v8'
+import vm from 'node:vm'
 
 import { FileH, MAX_MAPPING_BYTES, PatternBigFile, RAM, WRITEOUT_MARKSTORED, WRITEOUT_STORE, virtmemStats } from '@wendelin/bigfile'
 
@@ -224,7 +226,31 @@ describe('virtmem: file access through mappings (test_virtmem)', () => {
     fh.close()
   })
 
-  it('refuses to close with live mappings; unmap, `using` and garbage collection release them', () => {
+  it('unmaps a mapping whose ArrayBuffer was garbage collected', async () => {
+    v8.setFlagsFromString('--expose-gc')
+    const gc = vm.runInNewContext('gc') as () => void
+    const { ram, fh } = patternFileH(3)
+    ;(() => {
+      const m = fh.mmap(0, 2)
+      expect(m.bytes()[PS]).to.equal(101)
+    })()
+    expect(() => fh.close()).to.throw(/1 mapping\(s\) still live/)
+    let closed = false
+    for (let round = 0; round < 100 && !closed; round++) {
+      gc()
+      await new Promise<void>((resolve) => setImmediate(resolve)) // finalizers run on the JS thread
+      try {
+        fh.close()
+        closed = true
+      } catch {
+        // not collected yet
+      }
+    }
+    expect(closed).to.equal(true, 'the collected mapping was unmapped and the handle could close')
+    expect(ram.stats().bytesInUse).to.equal(0)
+  })
+
+  it('refuses to close with live mappings; unmap and `using` release them', () => {
     const { fh } = patternFileH(3)
     const m = fh.mmap(0, 2)
     expect(m.bytes()[0]).to.equal(100)

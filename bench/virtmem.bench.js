@@ -1,0 +1,162 @@
+// Virtual memory manager figures named by issue 6, each beside a baseline measured in this run:
+//   fault/no-op JS loadblk   µs per 2 MiB page fault through a loader worker, loadblk doing nothing
+//   fault/no-op native       the same with a native no-op loadblk (no loader worker, no JS)
+//     baseline: copying 2 MiB between two warm buffers (the copy a real load adds)
+//   read/cold sequential     GB/s reading a 2 GiB FileBigFile (512 MiB RAM limit) through a
+//                            mapping: one access per 2 MiB page faults it in, the loader reads
+//                            all of it into RAM (the bytes made addressable, as readSync does)
+//     baseline: fs.readSync of the same file into a 2 MiB buffer (the OS page cache is warm
+//               for both: this measures virtmem, not the disk)
+//   read/warm pass           GB/s summing a 256 MiB mapping whose pages are loaded
+//     baseline: the same sum over a plain Float64Array in RAM
+// Writes its rows into bench/RESULTS.md.
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+
+import { FileBigFile, FileH, PatternBigFile, RAM } from '@wendelin/bigfile'
+
+import { printRows, repeat, secondsSince, updateResults } from './lib/harness.js'
+import { NoopBigFile } from './lib/virtmem-files.js'
+
+const MiB = 1024 * 1024
+const GiB = 1024 * MiB
+const PAGE = 2 * MiB
+
+// ---- fault cost ------------------------------------------------------------------------------
+
+/** µs per fault: read one byte of each of `pages` unloaded pages; frames are recycled. */
+function faultMicros(makeFile, pages) {
+  const ram = new RAM({ pageSize: PAGE, limit: 64 * MiB })
+  return () => {
+    const fh = new FileH(makeFile(), { ram })
+    const m = fh.mmap(0, pages)
+    const b = m.bytes()
+    let s = 0
+    const start = process.hrtime.bigint()
+    for (let pg = 0; pg < pages; pg++) s += b[pg * PAGE]
+    const us = (secondsSince(start) * 1e6) / pages
+    m.unmap()
+    fh.close()
+    if (Number.isNaN(s)) throw new Error('unreachable')
+    return us
+  }
+}
+
+function copyMicros() {
+  const a = Buffer.alloc(PAGE, 1)
+  const b = Buffer.alloc(PAGE, 2)
+  return () => {
+    const n = 256
+    const start = process.hrtime.bigint()
+    for (let i = 0; i < n; i++) a.copy(b)
+    return (secondsSince(start) * 1e6) / n
+  }
+}
+
+// ---- sequential read -------------------------------------------------------------------------
+
+function makeFile(file, size) {
+  if (fs.existsSync(file) && fs.statSync(file).size === size) return
+  const fd = fs.openSync(file, 'w')
+  const chunk = Buffer.alloc(16 * MiB)
+  for (let off = 0; off < size; off += chunk.length) {
+    chunk.writeDoubleLE(off, 0)
+    fs.writeSync(fd, chunk, 0, chunk.length, off)
+  }
+  fs.closeSync(fd)
+}
+
+function mappedReadGBs(file, size, ram) {
+  return () => {
+    const fh = new FileH(new FileBigFile(file, { blksize: PAGE, create: false }), { ram })
+    let sink = 0
+    const window = 1 * GiB // several mappings: one ArrayBuffer is at most 4 GiB on Node 20
+    const start = process.hrtime.bigint()
+    for (let pg0 = 0; pg0 < size / PAGE; pg0 += window / PAGE) {
+      const m = fh.mmap(pg0, window / PAGE)
+      const b = m.bytes()
+      for (let off = 0; off < window; off += PAGE) sink += b[off] // the fault loads all 2 MiB
+      m.unmap()
+    }
+    const gbs = size / 1e9 / secondsSince(start)
+    fh.close()
+    if (Number.isNaN(sink)) throw new Error('unreachable')
+    return gbs
+  }
+}
+
+function readSyncGBs(file, size) {
+  return () => {
+    const fd = fs.openSync(file, 'r')
+    const out = Buffer.alloc(PAGE)
+    const start = process.hrtime.bigint()
+    for (let off = 0; off < size; off += PAGE) fs.readSync(fd, out, 0, PAGE, off)
+    const gbs = size / 1e9 / secondsSince(start)
+    fs.closeSync(fd)
+    return gbs
+  }
+}
+
+// ---- warm pass -------------------------------------------------------------------------------
+
+function sum(a) {
+  let s = 0
+  for (let i = 0; i < a.length; i++) s += a[i]
+  return s
+}
+
+function sumGBs(array) {
+  return () => {
+    const start = process.hrtime.bigint()
+    const s = sum(array)
+    const gbs = array.byteLength / 1e9 / secondsSince(start)
+    if (Number.isNaN(s)) throw new Error('unreachable')
+    return gbs
+  }
+}
+
+async function main() {
+  const rows = []
+
+  const copy = await repeat(copyMicros(), { runs: 5, warmup: 1 })
+  const noopJs = await repeat(faultMicros(() => new NoopBigFile(PAGE), 512), { runs: 5, warmup: 1 })
+  const noopNative = await repeat(faultMicros(() => new PatternBigFile({ blksize: PAGE, noop: true }), 512), { runs: 5, warmup: 1 })
+  rows.push({ workload: 'virtmem', figure: 'fault, no-op JS loadblk (2 MiB page)', value: noopJs, unit: 'µs/page', baseline: 'copy 2 MiB (warm)', baselineValue: copy })
+  rows.push({ workload: 'virtmem', figure: 'fault, no-op native loadblk (2 MiB page)', value: noopNative, unit: 'µs/page', baseline: 'copy 2 MiB (warm)', baselineValue: copy })
+
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wendelin-bench-'))
+  try {
+    const file = path.join(dir, 'big.bin')
+    const size = 2 * GiB
+    makeFile(file, size)
+    const ram = new RAM({ pageSize: PAGE, limit: 512 * MiB })
+    const baseline = await repeat(readSyncGBs(file, size), { runs: 3, warmup: 1 })
+    const mapped = await repeat(mappedReadGBs(file, size, ram), { runs: 3, warmup: 1 })
+    const st = ram.stats()
+    if (st.bytesPeak > 512 * MiB) throw new Error(`RAM peak ${st.bytesPeak} above the limit`)
+    rows.push({ workload: 'virtmem', figure: 'cold sequential read, 2 GiB file, 512 MiB RAM', value: mapped, unit: 'GB/s', baseline: 'fs.readSync 2 MiB chunks', baselineValue: baseline })
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
+
+  {
+    const bytes = 256 * MiB
+    const ram = new RAM({ pageSize: PAGE, limit: 512 * MiB })
+    const fh = new FileH(new PatternBigFile({ blksize: PAGE }), { ram })
+    const m = fh.mmap(0, bytes / PAGE)
+    m.prefault()
+    const mapped = new Float64Array(m.buffer)
+    const plain = new Float64Array(bytes / 8).fill(mapped[0])
+    const base = await repeat(sumGBs(plain), { runs: 5, warmup: 2 })
+    const warm = await repeat(sumGBs(mapped), { runs: 5, warmup: 2 })
+    rows.push({ workload: 'virtmem', figure: 'warm pass, 256 MiB loaded mapping (sum f64)', value: warm, unit: 'GB/s', baseline: 'plain Float64Array', baselineValue: base })
+    m.unmap()
+    fh.close()
+  }
+
+  printRows(rows)
+  updateResults(rows)
+}
+
+await main()
