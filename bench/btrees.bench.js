@@ -10,7 +10,7 @@ import { TransactionManager } from '@wendelin/transaction'
 import { DB, openStorage } from '@wendelin/zodb'
 import { IIBTree } from '@wendelin/btrees'
 
-import { printRows, secondsSince, summarize, updateResults } from './lib/harness.js'
+import { printRows, secondsSince, summarize, updateResults, xorshift } from './lib/harness.js'
 
 const args = process.argv.slice(2)
 const KEYS = Number(args[args.indexOf('--keys') + 1] || 0) || 1_000_000
@@ -19,13 +19,8 @@ const LOOKUPS = 10_000
 const write = !args.includes('--no-write')
 
 function randomKeys(n, max, seed = 12345) {
-  let x = seed
-  const out = new Array(n)
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0
-    out[i] = x % max
-  }
-  return out
+  const r = xorshift(seed)
+  return Array.from({ length: n }, () => Math.floor(r() * max))
 }
 const lookupKeys = randomKeys(LOOKUPS, KEYS)
 

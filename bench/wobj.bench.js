@@ -13,7 +13,7 @@ import { TransactionManager } from '@wendelin/transaction'
 import { DB, MemoryStorage, Persistent, SQLiteStorage, registerClass } from '@wendelin/zodb'
 import { IOBTree } from '@wendelin/btrees'
 
-import { printRows, secondsSince, summarize, updateResults } from './lib/harness.js'
+import { printRows, secondsSince, summarize, updateResults, xorshift } from './lib/harness.js'
 
 const args = process.argv.slice(2)
 const N = Number(args[args.indexOf('--objects') + 1] || 0) || 100_000
@@ -33,14 +33,6 @@ class Item extends Persistent {
   prev = null
 }
 registerClass('bench.wobj.Item', Item)
-
-function random(seed) {
-  let x = seed >>> 0 || 1
-  return () => {
-    x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0
-    return x / 2 ** 32
-  }
-}
 
 function makeItem(i, prev) {
   const o = new Item()
@@ -98,7 +90,7 @@ function runObjects(open, reopen) {
   tm.abort()
 
   // 4. update: 100 transactions each changing x of 1,000 random objects
-  const r = random(7)
+  const r = xorshift(7)
   t0 = process.hrtime.bigint()
   for (let t = 0; t < UPDATE_TXNS; t++) {
     tm.begin()
@@ -143,7 +135,7 @@ function runRaw(file, durability, recordSize) {
   for (let i = 0; i < N; i++) bytes += select.get(i).data.length
   const cold = N / secondsSince(t0)
   const update = db2.prepare('UPDATE rows SET data = ? WHERE id = ?')
-  const r = random(7)
+  const r = xorshift(7)
   db2.pragma(`synchronous = ${durability === 'full' ? 'FULL' : 'NORMAL'}`)
   t0 = process.hrtime.bigint()
   // Different bytes each time: SQLite does not write (or sync) an UPDATE that changes nothing.

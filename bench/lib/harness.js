@@ -40,6 +40,19 @@ export async function repeat(fn, { runs = 3, warmup = 0 } = {}) {
   return summarize(samples)
 }
 
+/** A deterministic pseudo-random sequence in [0, 1) (xorshift32), so every run does the same work. */
+export function xorshift(seed) {
+  let x = seed >>> 0 || 1
+  return () => {
+    x ^= x << 13
+    x >>>= 0
+    x ^= x >>> 17
+    x ^= x << 5
+    x >>>= 0
+    return x / 2 ** 32
+  }
+}
+
 /** Seconds elapsed since `start` (a process.hrtime.bigint() value). */
 export function secondsSince(start) {
   return Number(process.hrtime.bigint() - start) / 1e9

@@ -2,15 +2,14 @@
 // bucket and per internal node, so a tree of millions of keys loads only the path it walks.
 // The algorithms are in tree-node.ts; this file gives them a face.
 
-import { PersistentReference } from '@wendelin/zodb'
-
 import { BucketMergeConflict, mergeBuckets } from './bucket-merge.js'
+import { sameLink } from './bucket.js'
 import type { Family } from './family.js'
-import type { Bound, Lookup, PutResult } from './leaf.js'
 import { Length } from './length.js'
 import { sameValue } from './same-value.js'
 import { type EntriesSource, SortedMapping } from './sorted-mapping.js'
 import { SortedSet } from './sorted-set.js'
+import type { Structure } from './structure.js'
 import { type Leaf, type TreeNode, type TreeShape, treeClear, treeCount, treeGet, treePut, treeRange, treeRemove } from './tree-node.js'
 
 export interface TreeOptions {
@@ -21,11 +20,16 @@ export interface TreeOptions {
   trackLength?: boolean
 }
 
-/** The static side of tree classes: family and leaf class. */
+/** The static side of tree classes. */
 interface TreeClass {
+  new (): TreeNode<unknown, unknown>
   readonly family: Family<unknown, unknown>
   readonly leafClass: new () => object
+  readonly hasValues: boolean
 }
+
+/** A tree object as the structure sees it. */
+type AnyTree = TreeNode<unknown, unknown> & { _length: Length | null }
 
 /** The stored state of a tree node. */
 interface TreeState {
@@ -36,9 +40,23 @@ interface TreeState {
   _length: unknown
 }
 
-function sameRef(a: unknown, b: unknown): boolean {
-  if (a === null || a === undefined) return b === null || b === undefined
-  return a instanceof PersistentReference && b instanceof PersistentReference && a.oid === b.oid
+// One shape per class: what the algorithms need (family, leaf and node constructors).
+const shapes = new WeakMap<TreeClass, TreeShape<unknown, unknown>>()
+
+function shapeOf(tree: object): TreeShape<unknown, unknown> {
+  const cls = tree.constructor as TreeClass
+  let shape = shapes.get(cls)
+  if (shape === undefined) {
+    shape = {
+      family: cls.family,
+      hasValues: cls.hasValues,
+      isNode: (obj: unknown): obj is TreeNode<unknown, unknown> => obj instanceof cls,
+      newLeaf: () => new cls.leafClass() as Leaf<unknown, unknown>,
+      newNode: () => new cls(),
+    }
+    shapes.set(cls, shape)
+  }
+  return shape
 }
 
 /**
@@ -49,7 +67,7 @@ function resolveTreeConflict(family: Family<unknown, unknown>, old: TreeState | 
   if (old === null || old._children !== null || committed._children !== null || mine._children !== null) {
     throw new BucketMergeConflict('internal node changed')
   }
-  if (!sameRef(old._length, committed._length) || !sameRef(old._length, mine._length)) {
+  if (!sameLink(old._length, committed._length) || !sameLink(old._length, mine._length)) {
     throw new BucketMergeConflict('internal node changed')
   }
   const asContents = (s: TreeState) => (s._values === null ? { keys: s._keys! } : { keys: s._keys!, values: s._values })
@@ -57,8 +75,32 @@ function resolveTreeConflict(family: Family<unknown, unknown>, old: TreeState | 
   return { ...mine, _keys: merged.keys, _values: merged.values ?? null, _children: null, _separators: null }
 }
 
+/** Trees keep their keys in buckets under internal nodes (or inline while small). */
+export const treeStructure: Structure = {
+  lookup: (c, key) => treeGet(shapeOf(c), c as AnyTree, key),
+  range: (c, lo, hi, reverse) => treeRange(shapeOf(c), c as AnyTree, lo, hi, reverse),
+  put(c, key, value, onlyIfAbsent) {
+    const r = treePut(shapeOf(c), c as AnyTree, key, value, onlyIfAbsent)
+    if (r.inserted) (c as AnyTree)._length?.change(1)
+    return r
+  },
+  remove(c, key) {
+    const r = treeRemove(shapeOf(c), c as AnyTree, key)
+    if (r.found) (c as AnyTree)._length?.change(-1)
+    return r
+  },
+  clear(c) {
+    treeClear(shapeOf(c), c as AnyTree)
+    ;(c as AnyTree)._length?.set(0)
+  },
+  count: (c) => (c as AnyTree)._length?.value ?? treeCount(shapeOf(c), c as AnyTree),
+  resolve: (family, old, committed, mine) =>
+    resolveTreeConflict(family, old as unknown as TreeState | null, committed as unknown as TreeState, mine as unknown as TreeState) as unknown as Record<string, unknown>,
+}
+
 /** A sorted mapping of any size. */
-export class BTree<K, V> extends SortedMapping<K, V> implements TreeShape<K, V> {
+export class BTree<K, V> extends SortedMapping<K, V> {
+  static readonly hasValues: boolean = true
   /** @internal */ _keys: K[] | null = []
   /** @internal */ _values: V[] | null = []
   /** @internal */ _children: Array<TreeNode<K, V> | Leaf<K, V>> | null = null
@@ -71,54 +113,14 @@ export class BTree<K, V> extends SortedMapping<K, V> implements TreeShape<K, V> 
     if (source !== undefined) this.update(source)
   }
 
-  get hasValues(): boolean {
-    return true
-  }
-  /** @internal */ isNode(obj: unknown): obj is TreeNode<K, V> {
-    return obj instanceof BTree
-  }
-  /** @internal */ newLeaf(): Leaf<K, V> {
-    return new (this.constructor as unknown as TreeClass).leafClass() as Leaf<K, V>
-  }
-  /** @internal */ newNode(): TreeNode<K, V> {
-    return new (this.constructor as new () => TreeNode<K, V>)()
-  }
-
-  /** @internal */ _lookup(key: K): Lookup<V> {
-    return treeGet(this, this, key)
-  }
-  /** @internal */ _range(lo: Bound<K> | undefined, hi: Bound<K> | undefined, reverse: boolean) {
-    return treeRange(this, this, lo, hi, reverse)
-  }
-  /** @internal */ _put(key: K, value: V | undefined, onlyIfAbsent: boolean): PutResult<V> {
-    const r = treePut(this, this, key, value, onlyIfAbsent)
-    if (r.inserted) this._length?.change(1)
-    return r
-  }
-  /** @internal */ _remove(key: K): Lookup<V> {
-    const r = treeRemove(this, this, key)
-    if (r.found) this._length?.change(-1)
-    return r
-  }
-  /** @internal */ _clear(): void {
-    treeClear(this, this)
-    this._length?.set(0)
-  }
-  /** @internal */ _count(): number {
-    return treeCount(this, this)
-  }
-
-  override get size(): number {
-    return this._length !== null ? this._length.value : this._count()
-  }
-
-  override _p_resolveConflict(old: Record<string, unknown> | null, committed: Record<string, unknown>, mine: Record<string, unknown>) {
-    return resolveTreeConflict(this.family as Family<unknown, unknown>, old as unknown as TreeState | null, committed as unknown as TreeState, mine as unknown as TreeState) as unknown as Record<string, unknown>
+  /** @internal */ get _structure(): Structure {
+    return treeStructure
   }
 }
 
 /** A sorted set of any size. */
-export class TreeSet<K> extends SortedSet<K> implements TreeShape<K, undefined> {
+export class TreeSet<K> extends SortedSet<K> {
+  static readonly hasValues: boolean = false
   /** @internal */ _keys: K[] | null = []
   /** @internal */ _values: null = null
   /** @internal */ _children: Array<TreeNode<K, undefined> | Leaf<K, undefined>> | null = null
@@ -131,48 +133,7 @@ export class TreeSet<K> extends SortedSet<K> implements TreeShape<K, undefined> 
     if (source !== undefined) this.update(source)
   }
 
-  get hasValues(): boolean {
-    return false
-  }
-  /** @internal */ isNode(obj: unknown): obj is TreeNode<K, undefined> {
-    return obj instanceof TreeSet
-  }
-  /** @internal */ newLeaf(): Leaf<K, undefined> {
-    return new (this.constructor as unknown as TreeClass).leafClass() as Leaf<K, undefined>
-  }
-  /** @internal */ newNode(): TreeNode<K, undefined> {
-    return new (this.constructor as new () => TreeNode<K, undefined>)()
-  }
-
-  /** @internal */ _lookup(key: K): Lookup<undefined> {
-    return treeGet(this, this, key)
-  }
-  /** @internal */ _range(lo: Bound<K> | undefined, hi: Bound<K> | undefined, reverse: boolean) {
-    return treeRange(this, this, lo, hi, reverse)
-  }
-  /** @internal */ _put(key: K, _value: undefined, onlyIfAbsent: boolean): PutResult<undefined> {
-    const r = treePut(this, this, key, undefined, onlyIfAbsent)
-    if (r.inserted) this._length?.change(1)
-    return r
-  }
-  /** @internal */ _remove(key: K): Lookup<undefined> {
-    const r = treeRemove(this, this, key)
-    if (r.found) this._length?.change(-1)
-    return r
-  }
-  /** @internal */ _clear(): void {
-    treeClear(this, this)
-    this._length?.set(0)
-  }
-  /** @internal */ _count(): number {
-    return treeCount(this, this)
-  }
-
-  override get size(): number {
-    return this._length !== null ? this._length.value : this._count()
-  }
-
-  override _p_resolveConflict(old: Record<string, unknown> | null, committed: Record<string, unknown>, mine: Record<string, unknown>) {
-    return resolveTreeConflict(this.family as Family<unknown, unknown>, old as unknown as TreeState | null, committed as unknown as TreeState, mine as unknown as TreeState) as unknown as Record<string, unknown>
+  /** @internal */ get _structure(): Structure {
+    return treeStructure
   }
 }

@@ -6,11 +6,12 @@
 import { PersistentReference } from '@wendelin/zodb'
 
 import { BucketMergeConflict, mergeBuckets } from './bucket-merge.js'
-import { type Bound, type Lookup, type PutResult, leafGet, leafPut, leafRange, leafRemove } from './leaf.js'
 import type { Family } from './family.js'
+import { type LeafNode, leafGet, leafPut, leafRange, leafRemove } from './leaf.js'
 import { sameValue } from './same-value.js'
 import { SortedMapping } from './sorted-mapping.js'
 import { SortedSet } from './sorted-set.js'
+import type { Structure } from './structure.js'
 
 /** The stored state of a bucket. */
 export interface BucketState<K, V> {
@@ -19,7 +20,7 @@ export interface BucketState<K, V> {
   _next: unknown
 }
 
-/** Three-way merge of bucket states (see bucket-merge.ts); a changed `next` link means a split. */
+/** Three-way merge of bucket states (see bucket-merge.ts); a changed `_next` link means a split. */
 export function resolveBucketConflict<K, V>(
   family: Family<K, V>,
   old: BucketState<K, V> | null,
@@ -33,9 +34,28 @@ export function resolveBucketConflict<K, V>(
   return { _keys: merged.keys, _values: merged.values ?? null, _next: old._next }
 }
 
-function sameLink(a: unknown, b: unknown): boolean {
+export function sameLink(a: unknown, b: unknown): boolean {
   if (a === null || a === undefined) return b === null || b === undefined
   return a instanceof PersistentReference && b instanceof PersistentReference && a.oid === b.oid
+}
+
+type AnyLeaf = LeafNode<unknown, unknown> & { family: Family<unknown, unknown> }
+
+/** Buckets and set buckets keep all their keys in their own record. */
+export const leafStructure: Structure = {
+  lookup: (c, key) => leafGet(c as AnyLeaf, key, (c as AnyLeaf).family.keys),
+  range: (c, lo, hi, reverse) => leafRange(c as AnyLeaf, lo, hi, reverse, (c as AnyLeaf).family.keys.compare),
+  put: (c, key, value, onlyIfAbsent) => leafPut(c as AnyLeaf, key, value, onlyIfAbsent, (c as AnyLeaf).family.keys),
+  remove: (c, key) => leafRemove(c as AnyLeaf, key, (c as AnyLeaf).family.keys),
+  clear(c) {
+    const leaf = c as AnyLeaf
+    leaf._p_changed = true
+    leaf._keys = []
+    if (leaf._values !== null) leaf._values = []
+  },
+  count: (c) => (c as AnyLeaf)._keys.length,
+  resolve: (family, old, committed, mine) =>
+    resolveBucketConflict(family, old as BucketState<unknown, unknown> | null, committed as unknown as BucketState<unknown, unknown>, mine as unknown as BucketState<unknown, unknown>) as unknown as Record<string, unknown>,
 }
 
 /** A bucket: a sorted mapping in one persistent object. */
@@ -45,29 +65,8 @@ export class Bucket<K, V> extends SortedMapping<K, V> {
   /** @internal the next bucket of the tree this bucket belongs to (null for the last, or a free bucket) */
   _next: Bucket<K, V> | null = null
 
-  /** @internal */ _lookup(key: K): Lookup<V> {
-    return leafGet(this, key, this.family.keys)
-  }
-  /** @internal */ _range(lo: Bound<K> | undefined, hi: Bound<K> | undefined, reverse: boolean) {
-    return leafRange(this, lo, hi, reverse, this.family.keys.compare)
-  }
-  /** @internal */ _put(key: K, value: V | undefined, onlyIfAbsent: boolean): PutResult<V> {
-    return leafPut(this, key, value, onlyIfAbsent, this.family.keys)
-  }
-  /** @internal */ _remove(key: K): Lookup<V> {
-    return leafRemove(this, key, this.family.keys)
-  }
-  /** @internal */ _clear(): void {
-    this._p_changed = true
-    this._keys = []
-    this._values = []
-  }
-  /** @internal */ _count(): number {
-    return this._keys.length
-  }
-
-  override _p_resolveConflict(old: Record<string, unknown> | null, committed: Record<string, unknown>, mine: Record<string, unknown>) {
-    return resolveBucketConflict(this.family, old as BucketState<K, V> | null, committed as unknown as BucketState<K, V>, mine as unknown as BucketState<K, V>) as unknown as Record<string, unknown>
+  /** @internal */ get _structure(): Structure {
+    return leafStructure
   }
 }
 
@@ -77,27 +76,7 @@ export class SetBucket<K> extends SortedSet<K> {
   /** @internal sets have no values */ _values: null = null
   /** @internal */ _next: SetBucket<K> | null = null
 
-  /** @internal */ _lookup(key: K): Lookup<undefined> {
-    return leafGet(this, key, this.family.keys)
-  }
-  /** @internal */ _range(lo: Bound<K> | undefined, hi: Bound<K> | undefined, reverse: boolean) {
-    return leafRange<K, undefined>(this, lo, hi, reverse, this.family.keys.compare)
-  }
-  /** @internal */ _put(key: K, _value: undefined, onlyIfAbsent: boolean): PutResult<undefined> {
-    return leafPut(this, key, undefined, onlyIfAbsent, this.family.keys)
-  }
-  /** @internal */ _remove(key: K): Lookup<never> {
-    return leafRemove(this, key, this.family.keys)
-  }
-  /** @internal */ _clear(): void {
-    this._p_changed = true
-    this._keys = []
-  }
-  /** @internal */ _count(): number {
-    return this._keys.length
-  }
-
-  override _p_resolveConflict(old: Record<string, unknown> | null, committed: Record<string, unknown>, mine: Record<string, unknown>) {
-    return resolveBucketConflict(this.family, old as BucketState<K, undefined> | null, committed as unknown as BucketState<K, undefined>, mine as unknown as BucketState<K, undefined>) as unknown as Record<string, unknown>
+  /** @internal */ get _structure(): Structure {
+    return leafStructure
   }
 }

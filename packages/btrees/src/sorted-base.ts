@@ -5,6 +5,7 @@ import { Persistent } from '@wendelin/zodb'
 
 import type { Family, FamilyMember } from './family.js'
 import type { Bound, Lookup, PutResult } from './leaf.js'
+import type { Structure } from './structure.js'
 
 export interface RangeOptions {
   /** Leave out the lower bound itself. */
@@ -25,14 +26,26 @@ export class ConcurrentModificationError extends Error {
 const versions = new WeakMap<object, number>()
 
 export abstract class SortedBase<K, V> extends Persistent {
-  // --- primitives ------------------------------------------------------------------------------
-  /** @internal */ abstract _lookup(key: K): Lookup<V>
-  /** @internal */ abstract _range(lo: Bound<K> | undefined, hi: Bound<K> | undefined, reverse: boolean): Iterable<[K, V | undefined]>
-  /** @internal */ abstract _put(key: K, value: V | undefined, onlyIfAbsent: boolean): PutResult<V>
-  /** @internal */ abstract _remove(key: K): Lookup<V>
-  /** @internal */ abstract _clear(): void
-  /** @internal Count keys by walking the structure. */
-  abstract _count(): number
+  /** @internal The structure that holds the keys (see structure.ts). */
+  abstract get _structure(): Structure
+
+  /** @internal */ _lookup(key: K): Lookup<V> {
+    return this._structure.lookup(this, key) as Lookup<V>
+  }
+  /** @internal */ _range(lo: Bound<K> | undefined, hi: Bound<K> | undefined, reverse: boolean): Iterable<[K, V | undefined]> {
+    return this._structure.range(this, lo, hi, reverse) as Iterable<[K, V | undefined]>
+  }
+  /** @internal */ _put(key: K, value: V | undefined, onlyIfAbsent: boolean): PutResult<V> {
+    return this._structure.put(this, key, value, onlyIfAbsent) as PutResult<V>
+  }
+  /** @internal */ _remove(key: K): Lookup<V> {
+    return this._structure.remove(this, key) as Lookup<V>
+  }
+
+  /** Concurrent changes merge as the structure allows (see bucket-merge.ts). */
+  override _p_resolveConflict(old: Record<string, unknown> | null, committed: Record<string, unknown>, mine: Record<string, unknown>): Record<string, unknown> {
+    return this._structure.resolve(this.family as Family<unknown, unknown>, old, committed, mine)
+  }
 
   /** The family of this collection (key and value kinds, node sizes). */
   get family(): Family<K, V> {
@@ -51,7 +64,7 @@ export abstract class SortedBase<K, V> extends Persistent {
 
   /** Number of keys. Walks every bucket, unless the collection keeps a Length (trees, on request). */
   get size(): number {
-    return this._count()
+    return this._structure.count(this)
   }
 
   isEmpty(): boolean {
@@ -97,7 +110,7 @@ export abstract class SortedBase<K, V> extends Persistent {
 
   /** Remove every key. */
   clear(): void {
-    this._clear()
+    this._structure.clear(this)
     this._touch()
   }
 }
