@@ -39,6 +39,7 @@ import {
 import { Broken } from './broken.js'
 import { decodeState, encodeRecord, type ReferenceReader, type ReferenceWriter } from './serialize.js'
 import type { Storage } from './storage.js'
+import { StorageCommit } from './storage-commit.js'
 import { idToHex, type Oid, type Tid } from './tid.js'
 
 const log = createDebug('wendelin:zodb:connection')
@@ -283,7 +284,7 @@ export class Connection<R extends object = Record<string, unknown>> implements P
     this.#checkOpen('commit')
     this.#stored = []
     this.#resolved = []
-    this.#storage.tpc_begin(txn)
+    StorageCommit.for(this.#storage, txn).begin()
   }
 
   commit(txn: Transaction): void {
@@ -329,14 +330,14 @@ export class Connection<R extends object = Record<string, unknown>> implements P
   }
 
   tpc_vote(txn: Transaction): void {
-    this.#resolved = this.#storage.tpc_vote(txn)
+    this.#resolved = StorageCommit.for(this.#storage, txn).vote()
   }
 
   tpc_finish(txn: Transaction): void {
     this.#finishing = true
     let tid: Tid
     try {
-      tid = this.#storage.tpc_finish(txn)
+      tid = StorageCommit.for(this.#storage, txn).finish()
     } finally {
       this.#finishing = false
     }
@@ -347,7 +348,7 @@ export class Connection<R extends object = Record<string, unknown>> implements P
   }
 
   tpc_abort(txn: Transaction): void {
-    this.#storage.tpc_abort(txn)
+    StorageCommit.for(this.#storage, txn).abort()
     this.#discardChanges()
   }
 

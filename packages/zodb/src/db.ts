@@ -3,7 +3,7 @@
 // every connection so that each can apply them at its next transaction boundary.
 
 import createDebug from 'debug'
-import { TransactionManager, type TransactionManagerLike } from '@wendelin/transaction'
+import { TransactionManager, manager as defaultManager, type Transaction, type TransactionManagerLike } from '@wendelin/transaction'
 
 import { Connection } from './connection.js'
 import { ConnectionStateError, POSError, POSKeyError } from './errors.js'
@@ -11,7 +11,8 @@ import { Root } from './root.js'
 import { encodeRecord } from './serialize.js'
 import type { HistoryEntry, InvalidationListener, Storage } from './storage.js'
 import { openStorage } from './storage-spec.js'
-import { MAX_TID, tidFromDate, type Oid, type Tid } from './tid.js'
+import { StorageCommit } from './storage-commit.js'
+import { MAX_TID, idToHex, tidFromDate, type Oid, type Tid } from './tid.js'
 
 const log = createDebug('wendelin:zodb:db')
 
@@ -184,9 +185,29 @@ export class DB<R extends object = Root> implements Disposable {
     return this.storage.supportsUndo()
   }
 
-  /** Undo is not implemented by any storage yet. */
-  undo(tid: Tid): never {
-    throw new POSError(`undo of 0x${tid.toString(16)}: storage ${this.storage.getName()} does not support undo`)
+  /**
+   * Undo transaction `tid` when the current transaction of `transactionManager` (default: the
+   * package's manager) commits: every object it wrote goes back to its previous revision.
+   * POSError if the storage cannot undo; the storage refuses (at commit) if a later transaction
+   * changed one of those objects.
+   */
+  undo(tid: Tid, options: { transactionManager?: TransactionManagerLike } = {}): void {
+    const storage = this.storage
+    if (!storage.supportsUndo() || typeof storage.undo !== 'function') {
+      throw new POSError(`undo of 0x${idToHex(tid)}: storage ${storage.getName()} does not support undo`)
+    }
+    const undo = storage.undo.bind(storage)
+    const txn = (options.transactionManager ?? defaultManager).get()
+    txn.join({
+      // After the storage's own key: a connection committing in the same transaction goes first.
+      sortKey: () => `${storage.sortKey()}~undo`,
+      abort: () => {},
+      tpc_begin: (t: Transaction) => StorageCommit.for(storage, t).begin(),
+      commit: (t: Transaction) => void undo(tid, t),
+      tpc_vote: (t: Transaction) => void StorageCommit.for(storage, t).vote(),
+      tpc_finish: (t: Transaction) => void StorageCommit.for(storage, t).finish(),
+      tpc_abort: (t: Transaction) => StorageCommit.for(storage, t).abort(),
+    })
   }
 
   /** Close every connection and the storage. */

@@ -130,6 +130,12 @@ export interface Storage {
   pack(packTime: Date | Tid, gc?: boolean): void
   /** Whether `undo` is supported. */
   supportsUndo(): boolean
+  /**
+   * Optional: undo transaction `tid` as part of the committing transaction `txn` — every object
+   * it wrote goes back to its previous revision. Returns the oids that change. Throws if a later
+   * transaction changed one of them.
+   */
+  undo?(tid: Tid, txn: TransactionMetaData): Oid[]
 
   /** Listen for committed transactions (each storage delivers in tid order). */
   addListener(listener: InvalidationListener): void
