@@ -3,14 +3,18 @@
 // core (virtmem) and in packages/bigfile (TypeScript).
 #include <napi.h>
 
+#include <fcntl.h>
+
 #include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <cstring>
 #include <string>
 
 #include "binding/js_file_ops.h"
 #include "binding/loader_pool.h"
+#include "core/fd_file_ops.h"
 #include "core/os.h"
 #include "core/pagefault.h"
 #include "core/pattern_file.h"
@@ -93,6 +97,7 @@ struct FileHandle {
   FileH* fileh = nullptr;
   std::shared_ptr<BigFileOps> ops;
   PatternFile* pattern = nullptr;  // set for pattern/no-op files
+  FdFileOps* base = nullptr;       // set in overlay mode
 };
 
 // Specs loader workers reopen files from, by fileh id.
@@ -111,7 +116,20 @@ Napi::Value FilehOpen(const Napi::CallbackInfo& info) {
   std::string spec = info[3].IsString() ? info[3].As<Napi::String>().Utf8Value() : std::string();
   auto* handle = new FileHandle();
   std::shared_ptr<JsFileOps> js;
-  if (kind == "js") {
+  int baseFd = -1;
+  if (kind == "overlay") {
+    // info[4]: path of the file to map as the base layer (and to load blocks from).
+    std::string basePath = info[4].As<Napi::String>();
+    baseFd = ::open(basePath.c_str(), O_RDONLY | O_CLOEXEC);
+    if (baseFd < 0) {
+      delete handle;
+      throw Napi::Error::New(info.Env(), "cannot open " + basePath + " as the base layer: " +
+                                             std::strerror(errno));
+    }
+    auto fdOps = std::make_shared<FdFileOps>(baseFd);
+    handle->base = fdOps.get();
+    handle->ops = fdOps;
+  } else if (kind == "js") {
     js = std::make_shared<JsFileOps>();
     handle->ops = js;
   } else if (kind == "pattern" || kind == "noop") {
@@ -122,7 +140,7 @@ Napi::Value FilehOpen(const Napi::CallbackInfo& info) {
     delete handle;
     throw Napi::TypeError::New(info.Env(), "unknown file kind " + kind);
   }
-  handle->fileh = vm().filehOpen(ram, handle->ops, description);
+  handle->fileh = vm().filehOpen(ram, handle->ops, description, baseFd);
   if (js) js->setFilehId(handle->fileh->id);
   {
     std::lock_guard<std::mutex> g(specsMutex);
@@ -147,6 +165,7 @@ Napi::Value FilehSpec(const Napi::CallbackInfo& info) {
 Napi::Value FilehClose(const Napi::CallbackInfo& info) {
   FileHandle* h = fhOf(info[0]);
   guarded(info.Env(), [&] { vm().filehClose(h->fileh); });
+  if (h->base) h->base->closeFd();
   std::lock_guard<std::mutex> g(specsMutex);
   specs().erase(h->fileh->id);
   return info.Env().Undefined();
@@ -208,6 +227,12 @@ Napi::Value MappingUnmap(const Napi::CallbackInfo& info) {
   }
   mapping->unmap();
   return info.Env().Undefined();
+}
+
+Napi::Value MappingBasePages(const Napi::CallbackInfo& info) {
+  MappingRef& mapping = mappingOf(info[0]);
+  if (mapping->unmapped.load()) throw Napi::Error::New(info.Env(), "mapping is unmapped");
+  return Napi::Number::New(info.Env(), static_cast<double>(vm().vmaBasePages(mapping->vma)));
 }
 
 Napi::Value MappingIsLive(const Napi::CallbackInfo& info) {
@@ -307,7 +332,7 @@ Napi::Value FilehLoadAsync(const Napi::CallbackInfo& info) {
   auto r = guarded(env, [&] { return vm().beginLoad(h->fileh, pg, &pending); });
   if (r == Virtmem::BeginLoad::Present) return Napi::String::New(env, "present");
   if (r == Virtmem::BeginLoad::Busy) return Napi::String::New(env, "busy");
-  if (h->pattern) {
+  if (h->pattern || h->base) {
     // Native backend: fill it right here.
     char err[512] = "";
     bool ok = h->ops->loadblk(pg, pending.dest, h->fileh->ram->pageSize(), err, sizeof err);
@@ -504,6 +529,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   fn("mappingUnmap", MappingUnmap);
   fn("mappingIsLive", MappingIsLive);
   fn("mappingMapped", MappingMapped);
+  fn("mappingBasePages", MappingBasePages);
   fn("mappingPrefault", MappingPrefault);
   fn("serveLoads", ServeLoads);
   fn("completeLoad", CompleteLoad);

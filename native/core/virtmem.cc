@@ -1,6 +1,7 @@
 #include "core/virtmem.h"
 
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 
@@ -92,8 +93,10 @@ void Virtmem::checkOpen(FileH* fileh) {
 
 // ---- file handles ----------------------------------------------------------------------
 
-FileH* Virtmem::filehOpen(Ram* ram, std::shared_ptr<BigFileOps> ops, std::string description) {
+FileH* Virtmem::filehOpen(Ram* ram, std::shared_ptr<BigFileOps> ops, std::string description,
+                          int baseFd) {
   auto* fileh = new FileH();
+  fileh->baseFd = baseFd;
   fileh->ram = ram;
   fileh->ops = std::move(ops);
   fileh->description = std::move(description);
@@ -140,6 +143,18 @@ Vma* Virtmem::mmap(FileH* fileh, std::uint64_t pgoffset, std::size_t pglen) {
   vma->pgoffset = pgoffset;
   vma->fileh = fileh;
   vma->mapped.assign(pglen, false);
+  if (fileh->baseFd >= 0) {
+    // Overlay: the base covers the whole blocks the file has now.
+    struct stat st;
+    if (::fstat(fileh->baseFd, &st) != 0) {
+      ::munmap(addr, len);
+      delete vma;
+      throw VirtmemError(std::string("mmap: cannot stat the base file: ") + std::strerror(errno));
+    }
+    const std::uint64_t fileBlocks = static_cast<std::uint64_t>(st.st_size) / pageSize;
+    vma->basePages = fileBlocks > pgoffset ? std::min<std::uint64_t>(fileBlocks - pgoffset, pglen) : 0;
+    if (vma->basePages) mapBaseInto(vma, 0, vma->basePages);
+  }
   Guard g(*this);
   if (fileh->closed) {
     ::munmap(addr, len);
@@ -148,7 +163,21 @@ Vma* Virtmem::mmap(FileH* fileh, std::uint64_t pgoffset, std::size_t pglen) {
   }
   vmas_[vma->start] = vma;
   fileh->vmas.push_back(vma);
+  // Overlay: dirty pages are mapped over the base right away, or the base would show through.
+  if (fileh->baseFd >= 0)
+    for (Page* page : fileh->dirty)
+      if (vma->covers(page->pgoffset)) mapPageInto(vma, page, PROT_READ | PROT_WRITE);
   return vma;
+}
+
+// Maps the base file read-only at pages [first, first+count) of an overlay VMA.
+void Virtmem::mapBaseInto(Vma* vma, std::size_t first, std::size_t count) {
+  const std::size_t pageSize = vma->fileh->ram->pageSize();
+  void* at = reinterpret_cast<void*>(vma->start + first * pageSize);
+  const off_t offset = static_cast<off_t>((vma->pgoffset + first) * pageSize);
+  if (::mmap(at, count * pageSize, PROT_READ, MAP_SHARED | MAP_FIXED, vma->fileh->baseFd, offset) ==
+      MAP_FAILED)
+    fatal("cannot map the base file into a mapping (mmap failed)");
 }
 
 void Virtmem::unmap(Vma* vma) {
@@ -191,7 +220,10 @@ void Virtmem::unmapPageFrom(Vma* vma, Page* page) {
   const std::size_t i = page->pgoffset - vma->pgoffset;
   if (!vma->mapped[i]) return;
   const std::size_t pageSize = vma->fileh->ram->pageSize();
-  makeInaccessible(reinterpret_cast<void*>(vma->start + i * pageSize), pageSize);
+  if (i < vma->basePages)
+    mapBaseInto(vma, i, 1);  // overlay: the base shows through again
+  else
+    makeInaccessible(reinterpret_cast<void*>(vma->start + i * pageSize), pageSize);
   vma->mapped[i] = false;
   page->refcnt--;
 }
@@ -379,6 +411,12 @@ bool Virtmem::onFault(std::uintptr_t addr, bool write) {
     }
     const int prot = page->state == PageState::Dirty ? PROT_READ | PROT_WRITE : PROT_READ;
     mapPageInto(vma, page, prot);
+    if (fileh->baseFd >= 0 && page->state == PageState::Dirty) {
+      // Overlay: other VMAs showing the base at this page would read stale data.
+      for (Vma* other : fileh->vmas)
+        if (other != vma && other->covers(pg) && pg - other->pgoffset < other->basePages)
+          mapPageInto(other, page, prot);
+    }
     touchLru(page);
     errno = savedErrno;
     return true;
@@ -476,6 +514,17 @@ void Virtmem::dirtyWriteout(FileH* fileh, int flags, const StoreFn& store) {
       page->state = PageState::Loaded;
       fileh->dirty.erase(page->dirtyPos);
       page->inDirty = false;
+      if (fileh->baseFd >= 0) {
+        // Overlay: the stored data is in the base now. Map it back where it underlies the
+        // VMA; the frame goes away unless a VMA without base there still shows it.
+        for (Vma* vma : fileh->vmas)
+          if (vma->covers(page->pgoffset) && page->pgoffset - vma->pgoffset < vma->basePages)
+            unmapPageFrom(vma, page);
+        if (page->refcnt == 0) {
+          dropPage(page);
+          continue;
+        }
+      }
       protectPageEverywhere(page, PROT_READ);
     }
   }
@@ -528,6 +577,11 @@ std::vector<std::uint64_t> Virtmem::dirtyPages(FileH* fileh) {
 std::vector<bool> Virtmem::vmaMapped(Vma* vma) {
   Guard g(*this);
   return vma->mapped;
+}
+
+std::size_t Virtmem::vmaBasePages(Vma* vma) {
+  Guard g(*this);
+  return vma->basePages;
 }
 
 std::vector<std::pair<std::uint64_t, std::uint64_t>> Virtmem::lru(Ram* ram) {

@@ -15,6 +15,13 @@
 //   - a page that is LOADING is waited for, never loaded twice;
 //   - one writeout per FileH at a time; during it discard, invalidate and page modification
 //     of that FileH are refused (modification ends the process: it happens in a fault).
+//
+// "mmap overlay" mode (wendelin.core's MMAP_OVERLAY, seed 000): a FileH with a base file
+// descriptor maps the file itself read-only under its VMAs (whole blocks within the file's
+// size when the VMA is made), so reads need no fault, no load and no RAM of ours, and share
+// the kernel's page cache. A write faults: the block is copied into a RAM frame mapped
+// read-write over the base. Once stored (MARKSTORED) or discarded, the base is mapped back
+// and the frame freed. Blocks beyond the base (past the end of the file) behave as usual.
 #pragma once
 
 #include <atomic>
@@ -48,6 +55,7 @@ struct FileH {
   std::list<Vma*> vmas;
   bool writeoutInProgress = false;
   bool closed = false;
+  int baseFd = -1;                  // overlay mode: the file mapped read-only under the VMAs
 };
 
 struct Vma {
@@ -56,6 +64,7 @@ struct Vma {
   std::uint64_t pgoffset = 0;       // first file page mapped at start
   FileH* fileh = nullptr;
   std::vector<bool> mapped;         // mapped[i]: page pgoffset+i is mapped at start+i*pageSize
+  std::size_t basePages = 0;        // overlay: pages [0, basePages) show the base when unmapped
 
   std::size_t npages() const { return mapped.size(); }
   bool covers(std::uint64_t pg) const { return pg >= pgoffset && pg < pgoffset + npages(); }
@@ -91,7 +100,10 @@ class Virtmem {
   // faults may still be served while the process exits.
   static Virtmem& instance();
 
-  FileH* filehOpen(Ram* ram, std::shared_ptr<BigFileOps> ops, std::string description);
+  // baseFd >= 0 opens the handle in overlay mode over that file (the caller keeps it open
+  // until the handle is closed).
+  FileH* filehOpen(Ram* ram, std::shared_ptr<BigFileOps> ops, std::string description,
+                   int baseFd = -1);
   // Drops every page and frees the handle. Refused while mappings, a writeout or a load live.
   void filehClose(FileH* fileh);
 
@@ -109,6 +121,7 @@ class Virtmem {
   PageState pageState(FileH* fileh, std::uint64_t pgoffset);
   std::vector<std::uint64_t> dirtyPages(FileH* fileh);   // ascending
   std::vector<bool> vmaMapped(Vma* vma);
+  std::size_t vmaBasePages(Vma* vma);
 
   // Evicts up to `batch` non-dirty pages, least recently used first. Returns how many.
   std::size_t reclaim(Ram* ram, std::size_t batch);
@@ -144,6 +157,7 @@ class Virtmem {
   Vma* findVma(std::uintptr_t addr);
   Page* allocPage(FileH* fileh, std::uint64_t pgoffset);
   void mapPageInto(Vma* vma, Page* page, int prot);
+  void mapBaseInto(Vma* vma, std::size_t first, std::size_t count);
   void unmapPageFrom(Vma* vma, Page* page);
   void unmapPageEverywhere(Page* page);
   void protectPageEverywhere(Page* page, int prot);

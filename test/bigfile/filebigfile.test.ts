@@ -4,7 +4,7 @@ import { expect } from 'chai'
 import fs from 'node:fs'
 import path from 'node:path'
 
-import { FileBigFile, FileH, RAM, virtmemStats } from '@wendelin/bigfile'
+import { FileBigFile, FileH, PatternBigFile, RAM, virtmemStats } from '@wendelin/bigfile'
 
 import { FlakyFile, BrokenFile } from './fixtures/files.js'
 import { runFixture, tmpDir } from './helpers.js'
@@ -22,10 +22,10 @@ function shmemBytes(): number {
   return Number(m[1]) * 1024
 }
 
-describe('FileBigFile', () => {
+for (const mode of ['load', 'overlay'] as const) describe(`FileBigFile, ${mode} mode`, () => {
   let dir: string
   beforeEach(() => {
-    dir = tmpDir()
+    dir = tmpDir(true)
   })
   afterEach(() => {
     fs.rmSync(dir, { recursive: true, force: true })
@@ -37,7 +37,7 @@ describe('FileBigFile', () => {
     const size = 32 * MiB
     const file = path.join(dir, 'big.bin')
     const ram = new RAM({ pageSize: blksize, limit })
-    const fh = new FileH(new FileBigFile(file, { blksize }), { ram })
+    const fh = new FileH(new FileBigFile(file, { blksize }), { ram, mode })
     const m = fh.mmap(0, size / blksize)
     const u32 = new Uint32Array(m.buffer)
     const shmemBefore = shmemBytes()
@@ -81,7 +81,7 @@ describe('FileBigFile', () => {
     const file = path.join(dir, 'short.bin')
     fs.writeFileSync(file, Buffer.from('hello'))
     const ram = new RAM({ pageSize: blksize, limit: 4 * blksize })
-    const fh = new FileH(new FileBigFile(file, { blksize }), { ram })
+    const fh = new FileH(new FileBigFile(file, { blksize }), { ram, mode })
     const m = fh.mmap(0, 3)
     const b = m.bytes()
     expect(Buffer.from(b.subarray(0, 6)).toString('latin1')).to.equal('hello\0')
@@ -99,7 +99,7 @@ describe('FileBigFile', () => {
     const file = path.join(dir, 'f.bin')
     fs.writeFileSync(file, Buffer.alloc(4 * blksize, 3))
     const ram = new RAM({ pageSize: blksize, limit: 8 * blksize })
-    const fh = new FileH(new FileBigFile(file, { blksize }), { ram })
+    const fh = new FileH(new FileBigFile(file, { blksize }), { ram, mode })
     await fh.load({ pgoffset: 1, pglen: 2 })
     expect([0, 1, 2, 3].map((pg) => fh.pageState(pg))).to.deep.equal(['empty', 'loaded', 'loaded', 'empty'])
     const m = fh.mmap(0, 4)
@@ -108,6 +108,75 @@ describe('FileBigFile', () => {
     expect(virtmemStats().loads).to.equal(loads, 'already loaded: the fault only maps it')
     m.unmap()
     fh.close()
+  })
+
+  it('writes, discards, stores and invalidates blocks; the file holds what was stored', () => {
+    const blksize = 64 * 1024
+    const file = path.join(dir, 'f.bin')
+    fs.writeFileSync(file, Buffer.alloc(4 * blksize, 1))
+    const ram = new RAM({ pageSize: blksize, limit: 8 * blksize })
+    const fh = new FileH(new FileBigFile(file, { blksize }), { ram, mode })
+    const m = fh.mmap(0, 4)
+    const b = m.bytes()
+    expect(b[blksize + 3]).to.equal(1)
+    b[blksize + 3] = 2
+    expect(b[blksize + 4]).to.equal(1, 'the rest of the block is the file data')
+    expect(fh.dirtyPages()).to.deep.equal([1])
+    expect(fs.readFileSync(file)[blksize + 3]).to.equal(1, 'not stored yet')
+
+    // a second mapping of the same block sees the change
+    const m2 = fh.mmap(1, 1)
+    expect(m2.bytes()[3]).to.equal(2)
+    m2.unmap()
+
+    fh.dirtyDiscard()
+    expect(b[blksize + 3]).to.equal(1)
+    expect(fh.dirtyPages()).to.deep.equal([])
+
+    b[2 * blksize] = 9
+    fh.dirtyWriteout()
+    expect(fh.dirtyPages()).to.deep.equal([])
+    expect(fs.readFileSync(file)[2 * blksize]).to.equal(9)
+    expect(b[2 * blksize]).to.equal(9)
+
+    // the file changes behind our back: an invalidated block shows the new data
+    const fd = fs.openSync(file, 'r+')
+    fs.writeSync(fd, Buffer.from([7]), 0, 1, 3 * blksize)
+    fs.closeSync(fd)
+    fh.invalidatePage(3)
+    expect(b[3 * blksize]).to.equal(7)
+
+    expect(() => fh.close()).to.throw(/still live/)
+    m.unmap()
+    fh.close()
+    expect(ram.stats().bytesInUse).to.equal(0)
+  })
+
+  it('keeps dirty data across unmap and a new mapping', () => {
+    const blksize = 64 * 1024
+    const file = path.join(dir, 'f.bin')
+    fs.writeFileSync(file, Buffer.alloc(2 * blksize, 1))
+    const ram = new RAM({ pageSize: blksize, limit: 8 * blksize })
+    const fh = new FileH(new FileBigFile(file, { blksize }), { ram, mode })
+    let m = fh.mmap(0, 2)
+    m.bytes()[blksize] = 5
+    m.unmap()
+    m = fh.mmap(0, 2)
+    expect(m.bytes()[blksize]).to.equal(5)
+    expect(m.bytes()[0]).to.equal(1)
+    m.unmap()
+    fh.dirtyDiscard()
+    fh.close()
+  })
+})
+
+describe('FileBigFile: loads through loader workers', () => {
+  let dir: string
+  beforeEach(() => {
+    dir = tmpDir()
+  })
+  afterEach(() => {
+    fs.rmSync(dir, { recursive: true, force: true })
   })
 
   it('rejects fileh.load with the backend error; the page stays unloaded', async () => {
@@ -156,5 +225,64 @@ describe('FileBigFile', () => {
     expect(r.stderr).to.not.match(/uv_loop_close|Assertion|abort/i)
     expect(r.status).to.equal(0, r.stderr)
     expect(r.stdout).to.equal('read 9 with 1 live mapping\n')
+  })
+})
+
+describe('FileBigFile: overlay mode specifics', () => {
+  let dir: string
+  beforeEach(() => {
+    dir = tmpDir(true)
+  })
+  afterEach(() => {
+    fs.rmSync(dir, { recursive: true, force: true })
+  })
+
+  it('reads through the base: no faults, no loads, no RAM', () => {
+    const blksize = 64 * 1024
+    const file = path.join(dir, 'f.bin')
+    fs.writeFileSync(file, Buffer.alloc(8 * blksize + 100, 4)) // 8 whole blocks and a partial one
+    const ram = new RAM({ pageSize: blksize, limit: 4 * blksize })
+    const fh = new FileH(new FileBigFile(file, { blksize }), { ram, mode: 'overlay' })
+    const m = fh.mmap(0, 10)
+    expect(m.basePages()).to.equal(8)
+    const s0 = virtmemStats()
+    const b = m.bytes()
+    let total = 0
+    for (let i = 0; i < 8 * blksize; i += 4096) total += b[i]!
+    expect(total).to.equal(4 * (8 * blksize) / 4096)
+    expect(virtmemStats().faults).to.equal(s0.faults)
+    expect(ram.stats().bytesInUse).to.equal(0)
+    // the partial last block and the one past the end are loaded as usual (zeros past the end)
+    expect(b[8 * blksize + 99]).to.equal(4)
+    expect(b[8 * blksize + 100]).to.equal(0)
+    expect(b[9 * blksize]).to.equal(0)
+    expect(virtmemStats().loads - s0.loads).to.equal(2)
+    // system calls can read base pages without prefault
+    const out = path.join(dir, 'out.bin')
+    fs.writeFileSync(out, b.subarray(0, 1000))
+    expect(fs.readFileSync(out)).to.deep.equal(Buffer.alloc(1000, 4))
+    m.unmap()
+    fh.close()
+  })
+
+  it('takes RAM only for written blocks, and gives it back once they are stored', () => {
+    const blksize = 64 * 1024
+    const file = path.join(dir, 'f.bin')
+    fs.writeFileSync(file, Buffer.alloc(4 * blksize, 1))
+    const ram = new RAM({ pageSize: blksize, limit: 4 * blksize })
+    const fh = new FileH(new FileBigFile(file, { blksize }), { ram, mode: 'overlay' })
+    const m = fh.mmap(0, 4)
+    const b = m.bytes()
+    b[2 * blksize + 1] = 8
+    expect(ram.stats().bytesInUse).to.equal(blksize)
+    expect(m.mappedPages()).to.deep.equal([false, false, true, false])
+    fh.dirtyWriteout()
+    expect(ram.stats().bytesInUse).to.equal(0, 'the stored block is read from the base again')
+    expect(fh.pageState(2)).to.equal('empty')
+    expect(m.mappedPages()).to.deep.equal([false, false, false, false])
+    expect(b[2 * blksize + 1]).to.equal(8)
+    expect(() => new FileH(new PatternBigFile({ blksize: 64 * 1024 }), { ram, mode: 'overlay' })).to.throw(/no mmapBase/)
+    m.unmap()
+    fh.close()
   })
 })

@@ -42,6 +42,15 @@ export abstract class BigFile {
     return `${spec.export} ${JSON.stringify(spec.args)}`
   }
 
+  /**
+   * For "mmap overlay" mode: a file whose bytes are this BigFile's blocks (block b at byte
+   * b*blksize, zeros past the end), mapped read-only under the handle's mappings. null: the
+   * BigFile cannot be a base layer.
+   */
+  mmapBase(): { path: string } | null {
+    return null
+  }
+
   /** Releases resources (a loader calls it when the handle closes). */
   close(): void {}
 

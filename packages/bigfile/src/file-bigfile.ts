@@ -35,6 +35,10 @@ export class FileBigFile extends BigFile {
     return `FileBigFile ${this.path} (blksize ${this.blksize})`
   }
 
+  override mmapBase(): { path: string } {
+    return { path: this.path }
+  }
+
   private handle(): number {
     if (this.fd === null) this.fd = fs.openSync(this.path, 'r+')
     return this.fd

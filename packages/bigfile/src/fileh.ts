@@ -9,7 +9,7 @@ import { constants as bufferConstants } from 'node:buffer'
 import type { BigFile } from './bigfile.js'
 import { loaderPool } from './loader-pool.js'
 import { log, writeoutLog } from './log.js'
-import { addon, type NativeFileH, type NativeMapping, type PageState, type PatternStatus } from './native.js'
+import { addon, type NativeFileH, type NativeFileKind, type NativeMapping, type PageState, type PatternStatus } from './native.js'
 import { defaultRAM, type RAM } from './ram.js'
 
 export const WRITEOUT_STORE = addon.WRITEOUT_STORE
@@ -18,9 +18,18 @@ export const WRITEOUT_MARKSTORED = addon.WRITEOUT_MARKSTORED
 /** Largest ArrayBuffer this Node can hold: one mapping is at most this long. */
 export const MAX_MAPPING_BYTES = bufferConstants.MAX_LENGTH
 
+export type FileHMode = 'load' | 'overlay'
+
 export interface FileHOptions {
   /** RAM to hold pages in; default: the shared RAM for the file's block size. */
   ram?: RAM
+  /**
+   * 'load' (default): every page is loaded into RAM by loadblk on first access.
+   * 'overlay' ("mmap overlay"): the file's mmapBase() is mapped read-only under the mappings,
+   * so reads cost no RAM of ours and share the kernel's page cache; only written pages take
+   * RAM until they are written out or discarded.
+   */
+  mode?: FileHMode
 }
 
 export interface PageRange {
@@ -32,7 +41,9 @@ export class FileH {
   readonly file: BigFile
   readonly ram: RAM
   readonly id: number
+  readonly mode: FileHMode
   private native: NativeFileH
+  private readonly kind: NativeFileKind
   private closed = false
   private readonly mappings = new Set<WeakRef<Mapping>>()
 
@@ -41,9 +52,20 @@ export class FileH {
     this.ram = options.ram ?? defaultRAM(file.blksize)
     if (file.blksize !== this.ram.pageSize)
       throw new RangeError(`file block size ${file.blksize} differs from the RAM page size ${this.ram.pageSize}`)
-    const kind = file.nativeKind
+    this.mode = options.mode ?? 'load'
+    let kind: NativeFileKind = file.nativeKind
+    let basePath: string | undefined
+    if (this.mode === 'overlay') {
+      const base = kind === 'js' ? file.mmapBase() : null
+      if (!base) throw new TypeError(`${file.describe()} cannot be opened in overlay mode: it has no mmapBase()`)
+      kind = 'overlay' // blocks are read natively from the base: no loader workers
+      basePath = base.path
+    } else if (this.mode !== 'load') {
+      throw new TypeError(`unknown FileH mode ${String(this.mode)}`)
+    }
+    this.kind = kind
     if (kind === 'js') loaderPool() // start the loaders before the first fault
-    this.native = addon.filehOpen(this.ram.native, kind, file.describe(), JSON.stringify(file.spec()))
+    this.native = addon.filehOpen(this.ram.native, kind, file.describe(), JSON.stringify(file.spec()), basePath)
     this.id = addon.filehId(this.native)
     log('open fileh %d: %s', this.id, file.describe())
   }
@@ -124,7 +146,7 @@ export class FileH {
   private async loadPage(pg: number): Promise<void> {
     for (;;) {
       if (this.closed) throw new Error('file handle is closed')
-      const pool = this.file.nativeKind === 'js' ? loaderPool() : null
+      const pool = this.kind === 'js' ? loaderPool() : null
       const pending = pool?.expect()
       let status: ReturnType<typeof addon.filehLoadAsync>
       try {
@@ -215,6 +237,11 @@ export class Mapping implements Disposable {
   /** Which pages are mapped in this mapping now (index 0 is page pgoffset). */
   mappedPages(): boolean[] {
     return addon.mappingMapped(this.native)
+  }
+
+  /** Overlay mode: how many leading pages show the base file (whole blocks it had at mmap). */
+  basePages(): number {
+    return addon.mappingBasePages(this.native)
   }
 
   /**

@@ -8,6 +8,7 @@ export {
   MAX_MAPPING_BYTES,
   WRITEOUT_MARKSTORED,
   WRITEOUT_STORE,
+  type FileHMode,
   type FileHOptions,
   type PageRange,
   type PrefaultOptions,

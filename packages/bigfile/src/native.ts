@@ -12,7 +12,7 @@ export type NativeFileH = NativeHandle<'fileh'>
 export type NativeMapping = NativeHandle<'mapping'>
 
 export type PageState = 'empty' | 'loading' | 'loading-invalidated' | 'loaded' | 'dirty'
-export type NativeFileKind = 'js' | 'pattern' | 'noop'
+export type NativeFileKind = 'js' | 'pattern' | 'noop' | 'overlay'
 
 export interface RAMStats {
   pageSize: number
@@ -65,7 +65,7 @@ export interface VirtmemAddon {
   ramStats(ram: NativeRam): RAMStats
   ramReclaim(ram: NativeRam, batch: number): number
   ramLru(ram: NativeRam): Array<[number, number]>
-  filehOpen(ram: NativeRam, kind: NativeFileKind, description: string, spec: string | null): NativeFileH
+  filehOpen(ram: NativeRam, kind: NativeFileKind, description: string, spec: string | null, basePath?: string): NativeFileH
   filehId(fh: NativeFileH): number
   filehSpec(id: number): string | undefined
   filehClose(fh: NativeFileH): void
@@ -80,6 +80,7 @@ export interface VirtmemAddon {
   mappingUnmap(m: NativeMapping, buffer: ArrayBuffer | null): void
   mappingIsLive(m: NativeMapping): boolean
   mappingMapped(m: NativeMapping): boolean[]
+  mappingBasePages(m: NativeMapping): number
   mappingPrefault(m: NativeMapping, offset: number, length: number, write: boolean): void
   serveLoads(handler: LoadHandler): void
   completeLoad(job: number, error: string | null): 'loaded' | 'invalidated' | 'failed'

@@ -1,0 +1,49 @@
+// FdFileOps: blocks read natively from a file descriptor (block blk at byte blk*blksize;
+// past the end of the file reads as zeros). Used by overlay mode: the copy a write fault
+// makes of a base block, and loads of blocks beyond the base, need no loader worker.
+#pragma once
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "core/bigfile_ops.h"
+
+namespace wendelin {
+
+class FdFileOps : public BigFileOps {
+ public:
+  explicit FdFileOps(int fd) : fd_(fd) {}
+  ~FdFileOps() override { closeFd(); }
+
+  int fd() const { return fd_; }
+  void closeFd() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+  bool loadblk(std::uint64_t blk, void* dest, std::size_t len, char* err,
+               std::size_t errLen) override {
+    auto* out = static_cast<char*>(dest);
+    std::size_t done = 0;
+    while (done < len) {
+      ssize_t n = ::pread(fd_, out + done, len - done, static_cast<off_t>(blk * len + done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        std::snprintf(err, errLen, "pread: %s", std::strerror(errno));
+        return false;
+      }
+      if (n == 0) break;  // end of file
+      done += static_cast<std::size_t>(n);
+    }
+    if (done < len) std::memset(out + done, 0, len - done);
+    return true;
+  }
+
+ private:
+  int fd_;
+};
+
+}  // namespace wendelin
