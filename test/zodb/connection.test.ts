@@ -304,6 +304,68 @@ describe('DB and Connection', () => {
     })
   })
 
+  describe('several connections in one transaction', () => {
+    it('commit together through one storage commit', () => {
+      const db = newDB()
+      const tm = new TransactionManager()
+      const a = db.open({ transactionManager: tm })
+      const b = db.open({ transactionManager: tm })
+      a.root.fromA = new Item('a')
+      tm.commit()
+      b.sync()
+      ;(b.root.fromA as Item).value = 'changed by b'
+      a.root.more = 1
+      const last = db.lastTransaction()
+      tm.commit()
+      const history = [...db.storage.iterator(last + 1n)]
+      expect(history).to.have.length(1)
+      const check = session(db)
+      expect((check.root.fromA as Item).value).to.equal('changed by b')
+      expect(check.root.more).to.equal(1)
+    })
+
+    it('refuse a reference from one connection to an object of the other', () => {
+      const db = newDB()
+      const tm = new TransactionManager()
+      const a = db.open({ transactionManager: tm })
+      const b = db.open({ transactionManager: tm })
+      a.root.item = new Item('a')
+      tm.commit()
+      b.sync()
+      b.root.alias = a.root.item
+      expect(() => tm.commit()).to.throw(InvalidObjectReference, /belongs to another connection/)
+      tm.abort()
+    })
+  })
+
+  describe('transaction metadata that cannot be stored', () => {
+    it('fails the commit before anything is written', () => {
+      const db = newDB()
+      const s = session(db)
+      const last = db.lastTransaction()
+      s.tm.get().setExtendedInfo('callback', () => 1)
+      s.root.x = 1
+      expect(() => s.tm.commit()).to.throw()
+      expect(db.lastTransaction()).to.equal(last)
+      s.tm.abort()
+      expect(s.root.x).to.equal(undefined)
+    })
+  })
+
+  describe('savepoint, then abort', () => {
+    it('gives a new object its state back before it becomes unsaved', () => {
+      const s = session(newDB())
+      const item = new Item('new', 1)
+      s.root.item = item
+      const sp = s.tm.savepoint()
+      item.value = 2
+      sp.rollback() // the new object is a ghost of its savepoint state now
+      s.tm.abort()
+      expect(item._p_status).to.equal('unsaved')
+      expect([item.name, item.value]).to.deep.equal(['new', 1])
+    })
+  })
+
   describe('readCurrent', () => {
     it('fails the commit with ReadConflictError if an object read was changed meanwhile', () => {
       const db = newDB()

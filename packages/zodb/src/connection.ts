@@ -400,10 +400,6 @@ export class Connection<R extends object = Record<string, unknown>> implements P
     }
   }
 
-  shouldRetry(): boolean {
-    return false
-  }
-
   // --- internals -------------------------------------------------------------------------------
 
   /** Set while storing: an unsaved object reached from a stored one is added here. */
@@ -507,6 +503,8 @@ export class Connection<R extends object = Record<string, unknown>> implements P
       if (obj._p_jar === this && !this.#added.has(obj._p_oid!)) obj._p_invalidate()
     }
     for (const [oid, obj] of this.#added) {
+      // A new object made a ghost after a savepoint gets its state back before it is detached.
+      if (_meta(obj).state === GHOST && this.#tmp.has(oid) && this.#opened) obj._p_activate()
       this.cache.delete(oid)
       _detach(obj)
     }

@@ -46,6 +46,7 @@ interface TransactionEntry {
 
 interface Commit {
   txn: TransactionMetaData
+  meta: { user: string; description: string; extension: Record<string, unknown> }
   stores: Map<Oid, Uint8Array>
   resolved: Oid[]
   voted: boolean
@@ -142,7 +143,9 @@ export class MemoryStorage implements Storage {
       if (this.#commit.txn === txn) return
       throw new StorageTransactionError(`${this.#name}: tpc_begin while another transaction is committing (one commit at a time)`)
     }
-    this.#commit = { txn, stores: new Map(), resolved: [], voted: false }
+    // Copy the metadata now: an extension that cannot be copied fails here, not in tpc_finish.
+    const meta = { user: String(txn.user), description: String(txn.description), extension: structuredClone(txn.extension) }
+    this.#commit = { txn, meta, stores: new Map(), resolved: [], voted: false }
   }
 
   store(oid: Oid, oldSerial: Tid, data: Uint8Array, txn: TransactionMetaData): void {
@@ -193,9 +196,7 @@ export class MemoryStorage implements Storage {
     this.#transactions.push({
       tid,
       status: ' ',
-      user: txn.user,
-      description: txn.description,
-      extension: structuredClone(txn.extension),
+      ...commit.meta,
       oids,
     })
     this.#last = tid
