@@ -366,6 +366,32 @@ describe('DB and Connection', () => {
     })
   })
 
+  describe('pack and history through the database', () => {
+    it('drops old revisions and unreachable objects; open connections read on', () => {
+      const db = newDB()
+      const s = session(db)
+      const kept = new Item('kept', 1)
+      const dropped = new Item('dropped', 1)
+      s.root.kept = kept
+      s.root.dropped = dropped
+      s.tm.commit()
+      kept.value = 2
+      s.tm.commit()
+      expect(db.history(kept._p_oid!, 10)).to.have.length(2)
+      delete s.root.dropped
+      s.root._p_changed = true
+      s.tm.commit()
+      db.pack(db.lastTransaction())
+      expect(db.history(kept._p_oid!, 10)).to.have.length(1)
+      expect(() => db.history(dropped._p_oid!)).to.throw(POSKeyError)
+      kept._p_invalidate()
+      expect(kept.value).to.equal(2)
+      const other = session(db)
+      expect((other.root.kept as Item).value).to.equal(2)
+      expect(other.root.dropped).to.equal(undefined)
+    })
+  })
+
   describe('readCurrent', () => {
     it('fails the commit with ReadConflictError if an object read was changed meanwhile', () => {
       const db = newDB()

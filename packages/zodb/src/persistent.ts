@@ -385,7 +385,8 @@ export class Persistent {
     const out: Record<string, unknown> = {}
     const dict = slots(this)._p_dict
     const source: StateDict = dict ?? (this as unknown as StateDict)
-    for (const k of dict !== null ? Object.keys(dict) : stateKeys(this)) {
+    // The object's own keys, not the dictionary's: an attribute removed with `delete` is gone.
+    for (const k of stateKeys(this)) {
       if (k === '__proto__') Object.defineProperty(out, k, { value: source[k], writable: true, enumerable: true, configurable: true })
       else out[k] = source[k]
     }
