@@ -287,6 +287,22 @@ describe('DB and Connection', () => {
       expect(again.root.x).to.equal(2)
     })
 
+    it('closing the database closes its connections, which stop following transactions', () => {
+      const db = newDB()
+      const tm = new TransactionManager()
+      const conn = db.open({ transactionManager: tm })
+      let closed = 0
+      conn.onCloseCallback(() => closed++)
+      conn.root.x = 1
+      tm.commit()
+      db.close()
+      expect(conn.opened).to.equal(false)
+      expect(closed).to.equal(1)
+      expect(() => tm.begin()).to.not.throw()
+      expect(() => conn.root).to.throw(ConnectionStateError)
+      tm.commit()
+    })
+
     it('supports using / Symbol.dispose for connections and databases', () => {
       let conn
       {

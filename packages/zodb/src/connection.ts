@@ -222,6 +222,25 @@ export class Connection<R extends object = Record<string, unknown>> implements P
     this.close()
   }
 
+  /** @internal The database closed: stop following transactions and drop the cache. */
+  _shutdown(): void {
+    if (this.#opened && !this.#historical) this.#tm.unregisterSynch(this.#synchronizer)
+    if (this.#opened) {
+      const callbacks = this.#onClose
+      this.#onClose = []
+      for (const fn of callbacks) {
+        try {
+          fn()
+        } catch (error) {
+          log('error in a close callback: %O', error)
+        }
+      }
+    }
+    this.#opened = false
+    this.#invalidated.clear()
+    this.cache.clear()
+  }
+
   /** @internal Reopen a pooled connection for another user. */
   _reopen(tm: TransactionManagerLike | undefined): void {
     this.#opened = true

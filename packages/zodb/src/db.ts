@@ -129,6 +129,8 @@ export class DB<R extends object = Root> implements Disposable {
     }
     const conn = new Connection<R>(this, { cache, ...(options.transactionManager ? { transactionManager: options.transactionManager } : {}) })
     this.#connections.add(conn)
+    const open = this.#connections.size - this.#pool.length
+    if (open > this.poolSize) log('%d connections are open, more than the pool size %d: are some never closed?', open, this.poolSize)
     return conn
   }
 
@@ -215,7 +217,7 @@ export class DB<R extends object = Root> implements Disposable {
     if (this.#closed) return
     this.#closed = true
     this.storage.removeListener(this.#listener)
-    for (const c of this.#connections) c.cache.clear()
+    for (const c of this.#connections) c._shutdown()
     this.#connections.clear()
     this.#pool.length = 0
     this.storage.close()
