@@ -1,0 +1,90 @@
+// The client's record cache: revisions of objects keyed by (oid, serial), each valid for
+// snapshots in (serial, next]. A revision whose `next` is null is the newest one this client
+// knows of: invalidations received later close its range. Bounded in bytes, least recently used
+// out first.
+
+import type { Oid, Tid } from '@wendelin/zodb'
+
+export interface CachedRevision {
+  data: Uint8Array
+  serial: Tid
+  /** Tid of the next revision, or null: current as far as the invalidations received tell. */
+  next: Tid | null
+}
+
+export class RecordCache {
+  readonly #entries = new Map<Oid, CachedRevision[]>()
+  #bytes = 0
+  hits = 0
+  misses = 0
+
+  constructor(readonly limit: number) {}
+
+  get stats(): { hits: number; misses: number; entries: number; bytes: number } {
+    return { hits: this.hits, misses: this.misses, entries: this.#entries.size, bytes: this.#bytes }
+  }
+
+  /**
+   * The revision to read before `tid`, if cached. A current revision (next null) answers only
+   * for tid <= horizon + 1, `horizon` being the last tid whose invalidations were all received.
+   */
+  lookup(oid: Oid, tid: Tid, horizon: Tid): CachedRevision | undefined {
+    const revs = this.#entries.get(oid)
+    if (revs !== undefined) {
+      for (const r of revs) {
+        if (r.serial < tid && (r.next === null ? tid <= horizon + 1n : tid <= r.next)) {
+          // most recently used: move to the end
+          this.#entries.delete(oid)
+          this.#entries.set(oid, revs)
+          this.hits++
+          return r
+        }
+      }
+    }
+    this.misses++
+    return undefined
+  }
+
+  bySerial(oid: Oid, serial: Tid): Uint8Array | undefined {
+    return this.#entries.get(oid)?.find((r) => r.serial === serial)?.data
+  }
+
+  put(oid: Oid, rev: CachedRevision): void {
+    if (this.limit <= 0) return
+    let revs = this.#entries.get(oid)
+    if (revs === undefined) {
+      revs = []
+      this.#entries.set(oid, revs)
+    }
+    const same = revs.findIndex((r) => r.serial === rev.serial)
+    if (same >= 0) {
+      const old = revs[same]!
+      // Keep the better-known end of the range.
+      if (old.next !== null && rev.next === null) return
+      this.#bytes -= old.data.length
+      revs.splice(same, 1)
+    }
+    revs.push(rev)
+    if (revs.length > 4) this.#bytes -= revs.shift()!.data.length
+    this.#bytes += rev.data.length
+    while (this.#bytes > this.limit && this.#entries.size > 0) {
+      const [victim, vrevs] = this.#entries.entries().next().value as [Oid, CachedRevision[]]
+      this.#entries.delete(victim)
+      for (const r of vrevs) this.#bytes -= r.data.length
+    }
+  }
+
+  /** Transaction `tid` wrote `oids`: their current revisions end there. */
+  invalidate(tid: Tid, oids: readonly Oid[]): void {
+    for (const oid of oids) {
+      const revs = this.#entries.get(oid)
+      if (revs === undefined) continue
+      for (const r of revs) if (r.next === null && r.serial < tid) r.next = tid
+    }
+  }
+
+  clear(): void {
+    this.#entries.clear()
+    this.#bytes = 0
+  }
+}

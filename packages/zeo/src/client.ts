@@ -1,0 +1,742 @@
+// ClientStorage: a Storage whose data lives on a StorageServer, for ZODB's DB and Connection as
+// ZEO's ClientStorage is. Every Storage method is synchronous: the request goes to the I/O
+// worker through a MessagePort and the main thread blocks in Atomics.wait until the reply (or an
+// invalidation, or news of the connection) arrives on the reply port. `prefetch` is the
+// asynchronous way in, for code that must not block its event loop.
+
+import { readFileSync } from 'node:fs'
+import { MessageChannel, type MessagePort, Worker, receiveMessageOnPort } from 'node:worker_threads'
+
+import createDebug from 'debug'
+import {
+  ConflictError,
+  ConnectionStateError,
+  MAX_TID,
+  ReadOnlyError,
+  StorageTransactionError,
+  idToHex,
+  tidFromDate,
+  tidToDate,
+  tryToResolveConflict,
+  type HistoryEntry,
+  type InvalidationListener,
+  type LoadedRevision,
+  type Oid,
+  type Storage,
+  type Tid,
+  type TransactionMetaData,
+  type TransactionRecord,
+} from '@wendelin/zodb'
+
+import { RecordCache } from './cache.js'
+import type { FromWorker, IoWorkerData, ToWorker } from './io-worker.js'
+import { ClientDisconnected, DEFAULT_MAX_FRAME, MAGIC, ProtocolError, decodeBody, encodeFrame, errorFromWire, type WireError } from './protocol.js'
+
+const log = createDebug('wendelin:zeo:client')
+
+export interface ClientStorageOptions {
+  host: string
+  port: number
+  /** Name of the storage on the server (default '1'). */
+  storage?: string
+  /** The server's token; default: $WENDELIN_TOKEN, or the file named by $WENDELIN_TOKEN_FILE. */
+  token?: string
+  /** Read the token from this file (its first line). */
+  tokenFile?: string
+  readOnly?: boolean
+  /** Connect with TLS, verifying the server with `ca` (PEM) unless rejectUnauthorized is false. */
+  tls?: { ca?: string; rejectUnauthorized?: boolean; servername?: string } | boolean
+  /** How long the constructor waits for the first connection, in ms (default 10000). */
+  connectTimeout?: number
+  /** How long a call waits while disconnected before throwing ClientDisconnected, in ms (default 30000). */
+  disconnectTimeout?: number
+  /** Longest any call waits for its reply, in ms (default 5 minutes; pack waits without limit). */
+  callTimeout?: number
+  /** Record cache size in bytes (default 64 MiB; 0 disables it). */
+  cacheSize?: number
+  /**
+   * Bytes of the objects a loaded record refers to that the server sends along with it (default
+   * 256 KiB; 0 disables): a B-tree walk then costs one round trip per bucket, not per object.
+   */
+  prefetchBudget?: number
+  /**
+   * Ask the server for its last tid on every `lastTransaction()` (default true), so that a
+   * connection's new snapshot includes everything committed before it started. With false, the
+   * last tid this client has heard of is used (as ZEO without server_sync).
+   */
+  serverSync?: boolean
+  /** Reconnection backoff, in ms (default 50 doubling up to 2000). */
+  backoffMin?: number
+  backoffMax?: number
+  maxFrameBytes?: number
+}
+
+/** Parse `zeo://host:port/name?readonly=1&timeout=ms&tokenFile=/path` (zeos:// for TLS). */
+export function parseZeoSpec(spec: string): ClientStorageOptions {
+  const m = /^(zeos?):\/\/(\[[^\]]+\]|[^:/?]+):(\d+)(?:\/([^?]*))?(?:\?(.*))?$/.exec(spec)
+  if (m === null) throw new TypeError(`not a zeo storage spec (zeo://host:port/name): ${JSON.stringify(spec)}`)
+  const options: ClientStorageOptions = { host: m[2]!.replace(/^\[|\]$/g, ''), port: Number(m[3]) }
+  if (m[4]) options.storage = decodeURIComponent(m[4])
+  if (m[1] === 'zeos') options.tls = true
+  for (const [k, v] of new URLSearchParams(m[5] ?? '')) {
+    if (k === 'readonly' || k === 'readOnly') options.readOnly = v !== '0' && v !== 'false'
+    else if (k === 'timeout' && /^\d+$/.test(v)) options.disconnectTimeout = Number(v)
+    else if (k === 'connectTimeout' && /^\d+$/.test(v)) options.connectTimeout = Number(v)
+    else if (k === 'tokenFile') options.tokenFile = v
+    else if (k === 'cacheSize' && /^\d+$/.test(v)) options.cacheSize = Number(v)
+    else throw new TypeError(`zeo storage spec: unknown option ${k}=${v} in ${JSON.stringify(spec)}`)
+  }
+  return options
+}
+
+function readToken(options: ClientStorageOptions): string {
+  if (options.token !== undefined) return options.token
+  const file = options.tokenFile ?? process.env.WENDELIN_TOKEN_FILE
+  if (file) return readFileSync(file, 'utf8').split(/\r?\n/)[0]!.trim()
+  const env = process.env.WENDELIN_TOKEN
+  if (env) return env
+  throw new TypeError('ClientStorage: no token (pass `token`, `tokenFile`, or set WENDELIN_TOKEN or WENDELIN_TOKEN_FILE)')
+}
+
+interface Commit {
+  txn: TransactionMetaData
+  id: number
+  generation: number
+  stores: Map<Oid, { oldSerial: Tid; data: Uint8Array | null }>
+  resolved: Oid[]
+  voted: boolean
+}
+
+interface Reply {
+  ok: boolean
+  value: unknown
+}
+
+type Welcome = {
+  name: string
+  storageName: string
+  readOnly: boolean
+  lastTid: Tid
+  supportsUndo: boolean
+  invalidations: [Tid, Oid[]][] | null
+}
+
+let nextTxnId = 1
+
+/** A network client storage (see the package README). */
+export class ClientStorage implements Storage {
+  readonly spec: string
+  readonly shareable = true
+  readonly host: string
+  readonly port: number
+  readonly storageName: string
+  readonly #options: ClientStorageOptions
+  readonly #worker: Worker
+  readonly #port: MessagePort
+  readonly #ctl: Int32Array
+  readonly #cache: RecordCache
+  readonly #listeners = new Set<InvalidationListener>()
+  readonly #replies = new Map<number, Reply>()
+  readonly #async = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; apply: (v: unknown) => void }>()
+  /** Waiting sync calls: their replies are kept in #replies. */
+  readonly #syncIds = new Set<number>()
+  /** oid → id of the prefetch request that will bring it. */
+  readonly #inflightPrefetch = new Map<Oid, number>()
+  /** Invalidations not yet told to the listeners ('reset': drop everything). */
+  #queue: ([Tid, Oid[]] | 'reset')[] = []
+  #nextId = 1
+  #lastTid: Tid = 0n
+  #deliveredTid: Tid = 0n
+  #connected = false
+  #generation = 0
+  #refused: string | null = null
+  #welcome: Welcome | null = null
+  #serverReadOnly = false
+  #oids: Oid[] = []
+  #oidBatch = 16
+  #commit: Commit | null = null
+  #closed = false
+  #portRefs = 0
+
+  /** Open `zeo://host:port/name` (the spec's options, then `options`, apply). */
+  static open(spec: string, options: Partial<ClientStorageOptions> = {}): ClientStorage {
+    return new ClientStorage({ ...parseZeoSpec(spec), ...options })
+  }
+
+  constructor(options: ClientStorageOptions) {
+    this.#options = { ...options }
+    this.host = options.host
+    this.port = options.port
+    this.storageName = options.storage ?? '1'
+    const params = new URLSearchParams()
+    if (options.readOnly) params.set('readonly', '1')
+    if (options.tokenFile) params.set('tokenFile', options.tokenFile)
+    const host = this.host.includes(':') ? `[${this.host}]` : this.host
+    this.spec = `${options.tls ? 'zeos' : 'zeo'}://${host}:${this.port}/${encodeURIComponent(this.storageName)}${params.size > 0 ? `?${params}` : ''}`
+    this.#cache = new RecordCache(options.cacheSize ?? 64 * 1024 * 1024)
+    const token = readToken(options)
+    const sab = new SharedArrayBuffer(4)
+    this.#ctl = new Int32Array(sab)
+    const { port1, port2 } = new MessageChannel()
+    this.#port = port1
+    const tlsOption = options.tls === true ? {} : options.tls === false || options.tls === undefined ? null : options.tls
+    const data: IoWorkerData = {
+      host: this.host,
+      port: this.port,
+      tls: tlsOption,
+      token,
+      storage: this.storageName,
+      readOnly: options.readOnly ?? false,
+      ctl: sab,
+      port_: port2,
+      disconnectTimeout: options.disconnectTimeout ?? 30_000,
+      maxFrame: options.maxFrameBytes ?? DEFAULT_MAX_FRAME,
+      backoffMin: options.backoffMin ?? 50,
+      backoffMax: options.backoffMax ?? 2_000,
+    }
+    this.#worker = new Worker(new URL('./io-worker.js', import.meta.url), { workerData: data, transferList: [port2] })
+    this.#worker.unref()
+    this.#worker.on('error', (e) => log('I/O worker failed: %s', e.message))
+    this.#port.on('message', (m: FromWorker) => this.#handle(m))
+    this.#port.unref()
+    // Wait for the first connection.
+    const deadline = Date.now() + (options.connectTimeout ?? 10_000)
+    while (!this.#connected) {
+      const seq = Atomics.load(this.#ctl, 0)
+      this.#drain()
+      if (this.#connected) break
+      if (this.#refused !== null) {
+        const message = this.#refused
+        this.close()
+        throw new ConnectionStateError(`${this.spec}: ${message}`)
+      }
+      const remaining = deadline - Date.now()
+      if (remaining <= 0) {
+        this.close()
+        throw new ClientDisconnected(`${this.spec}: could not connect to the server (is it running, and is the token right?)`)
+      }
+      Atomics.wait(this.#ctl, 0, seq, remaining)
+    }
+    this.#deliver()
+  }
+
+  // --- plumbing --------------------------------------------------------------------------------
+
+  #post(m: ToWorker, transfer?: ArrayBuffer[]): void {
+    this.#port.postMessage(m, transfer)
+  }
+
+  #drain(): void {
+    for (;;) {
+      const r = receiveMessageOnPort(this.#port)
+      if (r === undefined) return
+      this.#handle(r.message as FromWorker)
+    }
+  }
+
+  #handle(m: FromWorker): void {
+    switch (m.t) {
+      case 'frame': {
+        const msg = decodeBody(m.b) as unknown[]
+        const id = msg[0] as number
+        if (id === 0) {
+          if (msg[1] === 'invalidate') this.#invalidate(msg[2] as Tid, msg[3] as Oid[])
+          return
+        }
+        this.#settle(id, { ok: msg[1] === 0, value: msg[2] })
+        return
+      }
+      case 'failed':
+        this.#settle(m.id, { ok: false, value: { name: m.name, message: m.message } satisfies WireError })
+        return
+      case 'connected':
+        this.#onConnected(decodeBody(m.b) as [string, number, Welcome])
+        return
+      case 'disconnected':
+        if (this.#connected) {
+          log('%s: disconnected (%s)', this.spec, m.reason)
+          this.#connected = false
+          this.#generation++
+        }
+        return
+      case 'refused':
+        this.#refused = m.message
+        return
+    }
+  }
+
+  #settle(id: number, reply: Reply): void {
+    if (this.#syncIds.has(id)) {
+      this.#replies.set(id, reply)
+      return
+    }
+    const a = this.#async.get(id)
+    if (a === undefined) return
+    this.#async.delete(id)
+    if (--this.#portRefs === 0) this.#port.unref()
+    if (reply.ok) {
+      try {
+        a.apply(reply.value)
+      } catch (error) {
+        a.reject(error as Error)
+        return
+      }
+      a.resolve(reply.value)
+    } else a.reject(errorFromWire(reply.value as WireError))
+  }
+
+  #onConnected(welcome: [string, number, Welcome]): void {
+    const w = welcome[2]
+    if (welcome[0] !== MAGIC) throw new ProtocolError('bad welcome')
+    const first = this.#welcome === null
+    this.#welcome = w
+    this.#serverReadOnly = w.readOnly
+    this.#connected = true
+    this.#generation++
+    if (first) {
+      this.#lastTid = this.#deliveredTid = w.lastTid
+      return
+    }
+    // A reconnection: verify the cache with what the server says changed since our last tid.
+    if (w.invalidations === null || w.lastTid < this.#lastTid) {
+      log('%s: reconnected; the server cannot tell what changed since %s: dropping the cache', this.spec, idToHex(this.#lastTid))
+      this.#cache.clear()
+      this.#queue.push('reset')
+      this.#lastTid = w.lastTid
+    } else {
+      log('%s: reconnected; %d transactions to apply to the cache', this.spec, w.invalidations.length)
+      for (const [tid, oids] of w.invalidations) this.#invalidate(tid, oids)
+      if (w.lastTid > this.#lastTid) this.#lastTid = w.lastTid
+    }
+  }
+
+  #invalidate(tid: Tid, oids: Oid[]): void {
+    if (tid <= this.#lastTid) return // already known (our own commit, or told before a reconnection)
+    this.#cache.invalidate(tid, oids)
+    this.#queue.push([tid, oids])
+    this.#lastTid = tid
+  }
+
+  /** Tell the listeners every invalidation received so far, in tid order. */
+  #deliver(): void {
+    while (this.#queue.length > 0) {
+      const item = this.#queue.shift()!
+      if (item === 'reset') {
+        for (const l of [...this.#listeners]) l.invalidateCache?.()
+        continue
+      }
+      const [tid, oids] = item
+      if (tid <= this.#deliveredTid) continue
+      this.#deliveredTid = tid
+      for (const l of [...this.#listeners]) l.invalidate(tid, oids)
+    }
+  }
+
+  #send(id: number, message: unknown[]): void {
+    const b = encodeFrame(message)
+    this.#post({ t: 'send', id, b }, [b.buffer as ArrayBuffer])
+  }
+
+  /** A synchronous call: blocks until the reply (or a failure) comes. */
+  #call(method: string, ...args: unknown[]): unknown {
+    this.#checkOpen()
+    const id = this.#nextId++
+    this.#syncIds.add(id)
+    this.#send(id, [id, method, ...args])
+    return this.#wait(id, method === 'pack' ? Infinity : (this.#options.callTimeout ?? 300_000))
+  }
+
+  #wait(id: number, timeout: number): unknown {
+    this.#syncIds.add(id)
+    const deadline = Date.now() + timeout
+    try {
+      for (;;) {
+        const seq = Atomics.load(this.#ctl, 0)
+        this.#drain()
+        const reply = this.#replies.get(id)
+        if (reply !== undefined) {
+          this.#replies.delete(id)
+          if (reply.ok) return reply.value
+          throw errorFromWire(reply.value as WireError)
+        }
+        const remaining = deadline - Date.now()
+        if (remaining <= 0) throw new ClientDisconnected(`${this.spec}: no reply from the server within ${timeout} ms`)
+        Atomics.wait(this.#ctl, 0, seq, Math.min(remaining, 60_000))
+      }
+    } finally {
+      this.#syncIds.delete(id)
+    }
+  }
+
+  /** An asynchronous call. */
+  #callAsync(apply: (value: unknown) => void, method: string, ...args: unknown[]): Promise<unknown> {
+    this.#checkOpen()
+    const id = this.#nextId++
+    const p = new Promise<unknown>((resolve, reject) => this.#async.set(id, { resolve, reject, apply }))
+    if (this.#portRefs++ === 0) this.#port.ref()
+    this.#send(id, [id, method, ...args])
+    return p
+  }
+
+  #oneWay(method: string, ...args: unknown[]): void {
+    this.#send(0, [0, method, ...args])
+  }
+
+  /** Block until connected (up to the disconnect timeout), or throw ClientDisconnected. */
+  #ensureConnected(): void {
+    this.#drain()
+    if (this.#connected) return
+    const timeout = this.#options.disconnectTimeout ?? 30_000
+    const deadline = Date.now() + timeout
+    while (!this.#connected) {
+      const seq = Atomics.load(this.#ctl, 0)
+      this.#drain()
+      if (this.#connected) return
+      const remaining = deadline - Date.now()
+      if (remaining <= 0) throw new ClientDisconnected(`${this.spec}: not connected to the server for ${timeout} ms`)
+      Atomics.wait(this.#ctl, 0, seq, remaining)
+    }
+  }
+
+  // --- facts -----------------------------------------------------------------------------------
+
+  get closed(): boolean {
+    return this.#closed
+  }
+
+  /** Whether the I/O worker is connected to the server now (as far as this thread knows). */
+  get connected(): boolean {
+    if (!this.#closed) this.#drain()
+    return this.#connected
+  }
+
+  getName(): string {
+    return `ClientStorage(${this.spec})`
+  }
+
+  getSize(): number {
+    return this.#call('getSize') as number
+  }
+
+  len(): number {
+    return this.#call('len') as number
+  }
+
+  isReadOnly(): boolean {
+    return (this.#options.readOnly ?? false) || this.#serverReadOnly
+  }
+
+  sortKey(): string {
+    return this.spec
+  }
+
+  lastTransaction(): Tid {
+    this.#checkOpen()
+    if (this.#options.serverSync ?? true) {
+      const last = this.#call('sync') as Tid
+      // Every invalidation up to `last` came before the reply.
+      if (last > this.#lastTid) this.#lastTid = last
+    } else {
+      this.#drain()
+    }
+    this.#deliver()
+    return this.#lastTid
+  }
+
+  // --- reading ---------------------------------------------------------------------------------
+
+  loadBefore(oid: Oid, tid: Tid): LoadedRevision | null {
+    this.#checkOpen()
+    this.#drain()
+    let hit = this.#cache.lookup(oid, tid, this.#lastTid)
+    if (hit === undefined) {
+      const pending = this.#inflightPrefetch.get(oid)
+      if (pending !== undefined && this.#async.has(pending)) {
+        // A prefetch is bringing it: wait for that reply rather than asking again.
+        const a = this.#async.get(pending)!
+        this.#async.delete(pending)
+        if (--this.#portRefs === 0) this.#port.unref()
+        try {
+          const value = this.#wait(pending, this.#options.callTimeout ?? 300_000)
+          a.apply(value)
+          a.resolve(value)
+        } catch (error) {
+          a.reject(error as Error)
+        }
+        hit = this.#cache.lookup(oid, tid, this.#lastTid)
+      }
+    }
+    if (hit !== undefined) return { data: hit.data, serial: hit.serial, nextSerial: hit.next }
+    const [rev, extras] = this.#call('loadBefore', oid, tid, this.#options.prefetchBudget ?? 256 * 1024) as [
+      [Uint8Array, Tid, Tid | null] | null,
+      [Oid, Uint8Array, Tid, Tid | null][],
+    ]
+    for (const [o, data, serial, next] of extras) this.#cache.put(o, { data, serial, next })
+    if (rev === null) return null
+    const [data, serial, next] = rev
+    this.#cache.put(oid, { data, serial, next })
+    return { data, serial, nextSerial: next }
+  }
+
+  loadSerial(oid: Oid, serial: Tid): Uint8Array {
+    this.#checkOpen()
+    const hit = this.#cache.bySerial(oid, serial)
+    if (hit !== undefined) return hit
+    return this.#call('loadSerial', oid, serial) as Uint8Array
+  }
+
+  /**
+   * Load the revisions of `oids` current before `tid` (default: this client's newest snapshot)
+   * into the cache, without blocking the event loop. Later loadBefore calls find them there.
+   */
+  async prefetch(oids: Iterable<Oid>, tid?: Tid): Promise<void> {
+    this.#checkOpen()
+    this.#drain()
+    const at = tid ?? this.#lastTid + 1n
+    const wanted: Oid[] = []
+    for (const oid of oids) {
+      if (this.#cache.lookup(oid, at, this.#lastTid) === undefined && !this.#inflightPrefetch.has(oid)) wanted.push(oid)
+    }
+    const chunks: Promise<void>[] = []
+    for (let i = 0; i < wanted.length; i += 1000) {
+      const part = wanted.slice(i, i + 1000)
+      const id = this.#nextId // the id #callAsync will use
+      const apply = (value: unknown) => {
+        for (const o of part) if (this.#inflightPrefetch.get(o) === id) this.#inflightPrefetch.delete(o)
+        ;(value as (null | 0 | [Uint8Array, Tid, Tid | null])[]).forEach((r, k) => {
+          if (Array.isArray(r)) this.#cache.put(part[k]!, { data: r[0], serial: r[1], next: r[2] })
+        })
+      }
+      const p = this.#callAsync(
+        apply,
+        'loadMany',
+        part.map((o) => [o, at]),
+      )
+      for (const o of part) this.#inflightPrefetch.set(o, id)
+      chunks.push(
+        p.then(
+          () => undefined,
+          (error: unknown) => {
+            for (const o of part) if (this.#inflightPrefetch.get(o) === id) this.#inflightPrefetch.delete(o)
+            throw error
+          },
+        ),
+      )
+    }
+    await Promise.all(chunks)
+  }
+
+  newOid(): Oid {
+    this.#checkWritable('newOid')
+    if (this.#oids.length === 0) {
+      this.#oids = (this.#call('newOids', this.#oidBatch) as Oid[]).reverse()
+      if (this.#oidBatch < 1024) this.#oidBatch *= 2
+    }
+    return this.#oids.pop()!
+  }
+
+  // --- two-phase commit --------------------------------------------------------------------------
+
+  tpc_begin(txn: TransactionMetaData): void {
+    this.#checkWritable('tpc_begin')
+    if (this.#commit !== null) {
+      if (this.#commit.txn === txn) return
+      throw new StorageTransactionError(`${this.getName()}: tpc_begin while another transaction is committing (one commit at a time)`)
+    }
+    this.#ensureConnected()
+    const id = nextTxnId++
+    this.#commit = { txn, id, generation: this.#generation, stores: new Map(), resolved: [], voted: false }
+    this.#oneWay('tpc_begin', id, txn.user, txn.description, txn.extension ?? {})
+  }
+
+  store(oid: Oid, oldSerial: Tid, data: Uint8Array, txn: TransactionMetaData): void {
+    this.#checkWritable('store')
+    const commit = this.#committing(txn, 'store')
+    if (typeof oid !== 'bigint' || typeof oldSerial !== 'bigint') throw new TypeError('store: oid and serial must be bigints')
+    if (!(data instanceof Uint8Array)) throw new TypeError('store: data must be a Uint8Array record')
+    if (commit.voted) throw new StorageTransactionError(`${this.getName()}: store after tpc_vote`)
+    commit.stores.set(oid, { oldSerial, data })
+    this.#oneWay('store', commit.id, oid, oldSerial, data)
+  }
+
+  checkCurrentSerialInTransaction(oid: Oid, serial: Tid, txn: TransactionMetaData): void {
+    const commit = this.#committing(txn, 'checkCurrentSerialInTransaction')
+    this.#oneWay('checkCurrent', commit.id, oid, serial)
+  }
+
+  /** Undo transaction `tid` as part of the committing transaction (if the server's storage can). */
+  undo(tid: Tid, txn: TransactionMetaData): Oid[] {
+    this.#checkWritable('undo')
+    const commit = this.#committing(txn, 'undo')
+    const oids = this.#call('undo', commit.id, tid) as Oid[]
+    for (const oid of oids) if (!commit.stores.has(oid)) commit.stores.set(oid, { oldSerial: tid, data: null })
+    return oids
+  }
+
+  /** The newest transactions, newest first (for undo). */
+  undoLog(limit = 20): { tid: Tid; time: Date; user: string; description: string }[] {
+    return (this.#call('undoLog', limit) as [Tid, string, string][]).map(([tid, user, description]) => ({ tid, time: tidToDate(tid), user, description }))
+  }
+
+  tpc_vote(txn: TransactionMetaData): Oid[] {
+    const commit = this.#committing(txn, 'tpc_vote')
+    if (commit.voted) return [...commit.resolved]
+    for (let round = 0; ; round++) {
+      this.#checkGeneration(commit)
+      let reply: { conflicts: [Oid, Tid][] }
+      try {
+        reply = this.#call('vote', commit.id) as { conflicts: [Oid, Tid][] }
+      } finally {
+        this.#deliver() // what others committed before us reaches the listeners first
+      }
+      this.#checkGeneration(commit)
+      if (reply.conflicts.length === 0) break
+      if (round >= 50) throw new ConflictError('conflicts kept coming back after 50 rounds of resolution')
+      // Resolve here, where the application's classes are, and store the merged states.
+      for (const [oid, committed] of reply.conflicts) {
+        const pending = commit.stores.get(oid)
+        if (pending === undefined) throw new ProtocolError(`the server reported a conflict on an object this transaction did not store (0x${idToHex(oid)})`)
+        if (committed === 0n || pending.data === null) {
+          throw new ConflictError(committed === 0n ? 'store of an object based on a revision that does not exist' : 'undo of an object that changed meanwhile', {
+            oid,
+            oldSerial: pending.oldSerial,
+            committedSerial: committed === 0n ? null : committed,
+          })
+        }
+        const data = tryToResolveConflict(oid, committed, pending.oldSerial, pending.data, (o, s) => this.loadSerial(o, s))
+        commit.stores.set(oid, { oldSerial: committed, data })
+        if (!commit.resolved.includes(oid)) commit.resolved.push(oid)
+        this.#oneWay('store', commit.id, oid, committed, data)
+      }
+    }
+    commit.voted = true
+    return [...commit.resolved]
+  }
+
+  tpc_finish(txn: TransactionMetaData, onTid?: (tid: Tid) => void): Tid {
+    const commit = this.#committing(txn, 'tpc_finish')
+    if (!commit.voted) throw new StorageTransactionError(`${this.getName()}: tpc_finish before tpc_vote`)
+    let tid: Tid
+    try {
+      this.#checkGeneration(commit)
+      tid = this.#call('finish', commit.id) as Tid
+    } finally {
+      this.#commit = null
+    }
+    this.#deliver()
+    const oids = [...commit.stores.keys()]
+    this.#cache.invalidate(tid, oids)
+    for (const [oid, s] of commit.stores) if (s.data !== null) this.#cache.put(oid, { data: s.data, serial: tid, next: null })
+    if (tid > this.#lastTid) this.#lastTid = tid
+    this.#deliveredTid = tid
+    this.#post({ t: 'lastTid', tid })
+    log('committed %s (%d objects)', idToHex(tid), oids.length)
+    onTid?.(tid)
+    for (const l of [...this.#listeners]) l.invalidate(tid, oids)
+    return tid
+  }
+
+  tpc_abort(txn: TransactionMetaData): void {
+    const commit = this.#commit
+    if (commit === null || commit.txn !== txn) return
+    this.#commit = null
+    if (!this.#closed && commit.generation === this.#generation) this.#oneWay('abort', commit.id)
+  }
+
+  #checkGeneration(commit: Commit): void {
+    this.#drain()
+    if (commit.generation !== this.#generation || !this.#connected) {
+      throw new ClientDisconnected(`${this.spec}: the connection to the server was lost during the commit; the transaction was aborted`)
+    }
+  }
+
+  // --- history, iteration, pack ---------------------------------------------------------------------
+
+  history(oid: Oid, size = 1): HistoryEntry[] {
+    return (this.#call('history', oid, size) as [Tid, string, string, Record<string, unknown>, number][]).map(([tid, user, description, extension, sz]) => ({
+      tid,
+      time: tidToDate(tid),
+      user,
+      description,
+      extension,
+      size: sz,
+    }))
+  }
+
+  *iterator(start: Tid = 0n, stop: Tid = MAX_TID): IterableIterator<TransactionRecord> {
+    let from = start
+    for (;;) {
+      if (from > stop) return
+      const page = this.#call('iterator', from, stop, 100) as [Tid, ' ' | 'p', string, string, Record<string, unknown>, [Oid, Uint8Array | null][]][]
+      for (const [tid, status, user, description, extension, records] of page) {
+        yield { tid, status, user, description, extension, records: records.map(([oid, data]) => ({ oid, tid, data })) }
+      }
+      if (page.length === 0) return
+      from = page[page.length - 1]![0] + 1n
+    }
+  }
+
+  pack(packTime: Date | Tid, gc = true): void {
+    this.#checkWritable('pack')
+    if (this.#commit !== null) throw new StorageTransactionError(`${this.getName()}: cannot pack while a transaction is committing`)
+    this.#call('pack', typeof packTime === 'bigint' ? packTime : tidFromDate(packTime), gc)
+    this.#cache.clear()
+  }
+
+  supportsUndo(): boolean {
+    return this.#welcome?.supportsUndo ?? false
+  }
+
+  // --- listeners, life ----------------------------------------------------------------------------
+
+  addListener(listener: InvalidationListener): void {
+    this.#listeners.add(listener)
+  }
+
+  removeListener(listener: InvalidationListener): void {
+    this.#listeners.delete(listener)
+  }
+
+  /** Cache statistics: hits, misses, entries, bytes. */
+  get cacheStats(): { hits: number; misses: number; entries: number; bytes: number } {
+    return this.#cache.stats
+  }
+
+  close(): void {
+    if (this.#closed) return
+    this.#closed = true
+    this.#commit = null
+    this.#listeners.clear()
+    this.#cache.clear()
+    for (const [, a] of this.#async) a.reject(new ConnectionStateError(`storage ${this.getName()} is closed`))
+    this.#async.clear()
+    try {
+      this.#post({ t: 'close' })
+    } catch {
+      // the port is gone already
+    }
+    this.#port.close()
+    void this.#worker.terminate()
+  }
+
+  [Symbol.dispose](): void {
+    this.close()
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new ConnectionStateError(`storage ${this.getName()} is closed`)
+  }
+
+  #checkWritable(what: string): void {
+    this.#checkOpen()
+    if (this.isReadOnly()) throw new ReadOnlyError(`${what}: storage ${this.getName()} is read-only`)
+  }
+
+  #committing(txn: TransactionMetaData, what: string): Commit {
+    this.#checkOpen()
+    if (this.#commit === null) throw new StorageTransactionError(`${this.getName()}: ${what} without tpc_begin`)
+    if (this.#commit.txn !== txn) throw new StorageTransactionError(`${this.getName()}: ${what} with a transaction that is not the committing one`)
+    return this.#commit
+  }
+}
+

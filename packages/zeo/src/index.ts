@@ -1,0 +1,18 @@
+// @wendelin/zeo: a storage server and the network client storage that talks to it, with
+// invalidations pushed to clients (a TypeScript take on ZEO).
+//
+//     import { StorageServer, ClientStorage } from '@wendelin/zeo'
+//
+// Importing the package registers the `zeo:` and `zeos:` storage specs with openStorage.
+
+import { registerStorageScheme } from '@wendelin/zodb'
+
+import { ClientStorage } from './client.js'
+
+export { ClientStorage, parseZeoSpec, type ClientStorageOptions } from './client.js'
+export { StorageServer, type StorageServerOptions, type ServedStorageOptions, type TlsServerOptions } from './server.js'
+export { ClientDisconnected, ProtocolError, PROTOCOL_VERSION, DEFAULT_MAX_FRAME, FrameReader, encodeFrame, decodeBody } from './protocol.js'
+
+for (const scheme of ['zeo', 'zeos']) {
+  registerStorageScheme(scheme, (spec, options) => ClientStorage.open(spec, options.readOnly ? { readOnly: true } : {}))
+}

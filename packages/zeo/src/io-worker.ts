@@ -1,0 +1,217 @@
+// The client's I/O worker: owns the socket to the server, reconnects with backoff, and relays
+// frames. The main thread (ClientStorage) posts requests on a MessagePort; everything the server
+// sends comes back on that port, in order, each batch followed by a bump of a shared counter and
+// Atomics.notify, so that a main thread blocked in Atomics.wait wakes and reads it with
+// receiveMessageOnPort.
+
+import net from 'node:net'
+import tls from 'node:tls'
+import { type MessagePort, workerData } from 'node:worker_threads'
+
+import createDebug from 'debug'
+
+import { FrameReader, MAGIC, PROTOCOL_VERSION, decodeBody, encodeFrame, peekId } from './protocol.js'
+
+const log = createDebug('wendelin:zeo:client-io')
+
+export interface IoWorkerData {
+  host: string
+  port: number
+  tls: { ca?: string; rejectUnauthorized?: boolean; servername?: string } | null
+  token: string
+  storage: string
+  readOnly: boolean
+  ctl: SharedArrayBuffer
+  port_: MessagePort
+  /** How long a call waits for a connection before failing with ClientDisconnected, in ms. */
+  disconnectTimeout: number
+  maxFrame: number
+  backoffMin: number
+  backoffMax: number
+}
+
+/** Main thread → worker. */
+export type ToWorker =
+  | { t: 'send'; id: number; b: Uint8Array }
+  | { t: 'lastTid'; tid: bigint }
+  | { t: 'close' }
+
+/** Worker → main thread. */
+export type FromWorker =
+  | { t: 'frame'; b: Uint8Array }
+  | { t: 'connected'; b: Uint8Array }
+  | { t: 'disconnected'; reason: string }
+  | { t: 'failed'; id: number; name: string; message: string }
+  | { t: 'refused'; message: string }
+
+const data = workerData as IoWorkerData
+const ctl = new Int32Array(data.ctl)
+const port = data.port_
+
+let socket: net.Socket | null = null
+let connected = false
+let closing = false
+let lastTid: bigint | null = null
+let backoff = data.backoffMin
+let reconnectTimer: NodeJS.Timeout | null = null
+/** Calls sent on the current connection and not answered yet. */
+const inflight = new Set<number>()
+/** Calls waiting for a connection, with their deadlines. */
+let queued: { id: number; b: Uint8Array; deadline: number }[] = []
+let queueTimer: NodeJS.Timeout | null = null
+let outbox: FromWorker[] = []
+let flushScheduled = false
+
+function post(m: FromWorker): void {
+  outbox.push(m)
+  if (!flushScheduled) {
+    flushScheduled = true
+    queueMicrotask(flush)
+  }
+}
+
+function flush(): void {
+  flushScheduled = false
+  const batch = outbox
+  outbox = []
+  for (const m of batch) {
+    if ((m.t === 'frame' || m.t === 'connected') && m.b.byteOffset === 0 && m.b.byteLength === m.b.buffer.byteLength) {
+      port.postMessage(m, [m.b.buffer as ArrayBuffer])
+    } else {
+      port.postMessage(m)
+    }
+  }
+  Atomics.add(ctl, 0, 1)
+  Atomics.notify(ctl, 0)
+}
+
+function fail(id: number, message: string): void {
+  post({ t: 'failed', id, name: 'ClientDisconnected', message })
+}
+
+function connect(): void {
+  reconnectTimer = null
+  if (closing) return
+  const reader = new FrameReader(data.maxFrame)
+  let welcomed = false
+  const s = data.tls
+    ? tls.connect({ host: data.host, port: data.port, ca: data.tls.ca, rejectUnauthorized: data.tls.rejectUnauthorized ?? true, servername: data.tls.servername ?? data.host })
+    : net.connect({ host: data.host, port: data.port })
+  socket = s
+  s.setNoDelay(true)
+  s.on(data.tls ? 'secureConnect' : 'connect', () => {
+    s.write(encodeFrame([MAGIC, PROTOCOL_VERSION, data.token, data.storage, lastTid, data.readOnly]))
+  })
+  s.on('data', (chunk: Buffer) => {
+    let bodies: Buffer[]
+    try {
+      bodies = reader.push(chunk)
+    } catch (error) {
+      log('bad frame from the server: %s', (error as Error).message)
+      s.destroy()
+      return
+    }
+    for (const body of bodies) {
+      const copy = new Uint8Array(body.length)
+      copy.set(body)
+      if (!welcomed) {
+        welcomed = true
+        let welcome: unknown
+        try {
+          welcome = decodeBody(copy)
+        } catch {
+          welcome = null
+        }
+        const info = Array.isArray(welcome) && welcome[0] === MAGIC ? (welcome[2] as Record<string, unknown> | undefined) : undefined
+        if (info === undefined || typeof info.error === 'string' || typeof info.lastTid !== 'bigint') {
+          const message = typeof info?.error === 'string' ? info.error : 'the server answered the handshake with something unexpected'
+          post({ t: 'refused', message })
+          s.destroy()
+          return
+        }
+        lastTid = info.lastTid
+        connected = true
+        backoff = data.backoffMin
+        log('connected to %s:%d/%s', data.host, data.port, data.storage)
+        post({ t: 'connected', b: copy })
+        const q = queued
+        queued = []
+        for (const r of q) send(r.id, r.b)
+        continue
+      }
+      const id = peekId(copy)
+      if (id > 0) inflight.delete(id)
+      else if (id === 0) {
+        // An invalidation push: remember its tid for the next handshake.
+        try {
+          const m = decodeBody(copy) as unknown[]
+          if (typeof m[2] === 'bigint' && (lastTid === null || m[2] > lastTid)) lastTid = m[2]
+        } catch {
+          // the main thread reports it
+        }
+      }
+      post({ t: 'frame', b: copy })
+    }
+  })
+  s.on('error', (e) => log('connection error: %s', e.message))
+  s.on('close', () => {
+    if (socket === s) socket = null
+    const wasConnected = connected
+    connected = false
+    for (const id of inflight) fail(id, 'the connection to the server was lost before the reply came')
+    inflight.clear()
+    if (wasConnected) post({ t: 'disconnected', reason: 'connection lost' })
+    else if (!welcomed && !closing) post({ t: 'disconnected', reason: 'could not connect (or the server refused the handshake)' })
+    if (closing) return
+    reconnectTimer = setTimeout(connect, backoff)
+    backoff = Math.min(backoff * 2, data.backoffMax)
+    armQueueTimer()
+  })
+}
+
+function send(id: number, b: Uint8Array): void {
+  if (connected && socket !== null) {
+    if (id > 0) inflight.add(id)
+    socket.write(b)
+    return
+  }
+  if (id === 0) return // one-way messages are lost with the connection; the vote notices
+  queued.push({ id, b, deadline: Date.now() + data.disconnectTimeout })
+  armQueueTimer()
+}
+
+function armQueueTimer(): void {
+  if (queueTimer !== null || queued.length === 0) return
+  const next = Math.min(...queued.map((q) => q.deadline))
+  queueTimer = setTimeout(
+    () => {
+      queueTimer = null
+      const now = Date.now()
+      const keep: typeof queued = []
+      for (const q of queued) {
+        if (q.deadline <= now) fail(q.id, `not connected to the server ${data.host}:${data.port} for ${data.disconnectTimeout} ms`)
+        else keep.push(q)
+      }
+      queued = keep
+      armQueueTimer()
+    },
+    Math.max(0, next - Date.now()),
+  )
+}
+
+port.on('message', (m: ToWorker) => {
+  if (m.t === 'send') send(m.id, m.b)
+  else if (m.t === 'lastTid') {
+    if (lastTid === null || m.tid > lastTid) lastTid = m.tid
+  } else if (m.t === 'close') {
+    closing = true
+    if (reconnectTimer) clearTimeout(reconnectTimer)
+    if (queueTimer) clearTimeout(queueTimer)
+    for (const q of queued) fail(q.id, 'the client storage is closed')
+    queued = []
+    if (socket) socket.end()
+    port.close()
+  }
+})
+
+connect()

@@ -1,0 +1,195 @@
+// The wire protocol between the storage server and its clients (described byte by byte in the
+// package README, "Protocol").
+//
+// Every message is a frame: a 4-byte big-endian unsigned length N (1 <= N <= the receiver's
+// frame limit) followed by N bytes of one MessagePack value. 64-bit ids (oids, tids) are always
+// MessagePack int64/uint64, decoded as bigint; records are MessagePack bin.
+
+import { TransientError } from '@wendelin/transaction'
+import {
+  ConflictError,
+  ConnectionStateError,
+  POSError,
+  POSKeyError,
+  ReadConflictError,
+  ReadOnlyError,
+  StorageTransactionError,
+  UndoError,
+} from '@wendelin/zodb'
+import { Packr } from 'msgpackr'
+
+/** The protocol version this code speaks; the handshake refuses any other. */
+export const PROTOCOL_VERSION = 1
+/** The first element of the client's hello and of the server's welcome. */
+export const MAGIC = 'WZEO'
+/** Default largest frame either side accepts (a record of a 2 MiB ZBigFile block fits easily). */
+export const DEFAULT_MAX_FRAME = 64 * 1024 * 1024
+
+const packr = new Packr({ useRecords: false, int64AsType: 'bigint', mapsAsObjects: true, moreTypes: false })
+
+/** One MessagePack value, framed: 4-byte big-endian length, then the body. A fresh buffer. */
+export function encodeFrame(value: unknown): Uint8Array {
+  const body = packr.pack(value)
+  const out = new Uint8Array(4 + body.length)
+  new DataView(out.buffer).setUint32(0, body.length)
+  out.set(body, 4)
+  return out
+}
+
+/** Decode a frame body (without its length prefix). Throws ProtocolError on malformed bytes. */
+export function decodeBody(body: Uint8Array): unknown {
+  try {
+    return packr.unpack(body)
+  } catch (error) {
+    throw new ProtocolError(`malformed message: ${(error as Error).message}`)
+  }
+}
+
+/** The other side broke the protocol: malformed, oversized or unexpected frame. */
+export class ProtocolError extends POSError {
+  override name = 'ProtocolError'
+}
+
+/**
+ * The client is not connected to its server (or lost the connection while a call was in
+ * flight). A TransientError: retrying the transaction later, once reconnected, may succeed.
+ */
+export class ClientDisconnected extends TransientError {
+  override name = 'ClientDisconnected'
+}
+
+/**
+ * Splits a byte stream into frame bodies. `push` returns the complete bodies received so far;
+ * a length of 0 or above `maxFrame` is a ProtocolError (the connection must be dropped).
+ */
+export class FrameReader {
+  #chunks: Buffer[] = []
+  #buffered = 0
+  #need = -1
+
+  constructor(readonly maxFrame: number = DEFAULT_MAX_FRAME) {}
+
+  get buffered(): number {
+    return this.#buffered
+  }
+
+  push(chunk: Buffer): Buffer[] {
+    this.#chunks.push(chunk)
+    this.#buffered += chunk.length
+    const out: Buffer[] = []
+    for (;;) {
+      if (this.#need < 0) {
+        if (this.#buffered < 4) break
+        const n = this.#take(4).readUInt32BE(0)
+        if (n === 0 || n > this.maxFrame) throw new ProtocolError(`frame of ${n} bytes (limit ${this.maxFrame})`)
+        this.#need = n
+      }
+      if (this.#buffered < this.#need) break
+      out.push(this.#take(this.#need))
+      this.#need = -1
+    }
+    return out
+  }
+
+  #take(n: number): Buffer {
+    const first = this.#chunks[0]!
+    let result: Buffer
+    if (first.length >= n) {
+      result = first.subarray(0, n)
+      if (first.length === n) this.#chunks.shift()
+      else this.#chunks[0] = first.subarray(n)
+    } else {
+      result = Buffer.allocUnsafe(n)
+      let off = 0
+      while (off < n) {
+        const c = this.#chunks[0]!
+        const k = Math.min(c.length, n - off)
+        c.copy(result, off, 0, k)
+        off += k
+        if (k === c.length) this.#chunks.shift()
+        else this.#chunks[0] = c.subarray(k)
+      }
+    }
+    this.#buffered -= n
+    return result
+  }
+}
+
+/** An error as it travels in a reply. */
+export interface WireError {
+  name: string
+  message: string
+  oid?: bigint | null
+  oldSerial?: bigint | null
+  committedSerial?: bigint | null
+  className?: string | null
+}
+
+export function errorToWire(error: unknown): WireError {
+  if (!(error instanceof Error)) return { name: 'Error', message: String(error) }
+  const w: WireError = { name: error.name, message: error.message }
+  if (error instanceof ConflictError) {
+    w.oid = error.oid
+    w.oldSerial = error.oldSerial
+    w.committedSerial = error.committedSerial
+    w.className = error.className
+  } else if (error instanceof POSKeyError) {
+    w.oid = error.oid
+  }
+  return w
+}
+
+/** The error a reply carried, as an instance of the same class where the client knows it. */
+export function errorFromWire(w: WireError): Error {
+  let error: Error
+  switch (w.name) {
+    case 'POSKeyError':
+      error = new POSKeyError(w.oid ?? 0n)
+      error.message = w.message
+      return error
+    case 'ConflictError':
+    case 'ReadConflictError': {
+      const Cls = w.name === 'ConflictError' ? ConflictError : ReadConflictError
+      error = new Cls('', { oid: w.oid ?? null, className: w.className ?? null, oldSerial: w.oldSerial ?? null, committedSerial: w.committedSerial ?? null })
+      error.message = w.message
+      return error
+    }
+    case 'ReadOnlyError':
+      return new ReadOnlyError(w.message)
+    case 'StorageTransactionError':
+      return new StorageTransactionError(w.message)
+    case 'UndoError':
+      return new UndoError(w.message)
+    case 'ConnectionStateError':
+      return new ConnectionStateError(w.message)
+    case 'ClientDisconnected':
+      return new ClientDisconnected(w.message)
+    case 'ProtocolError':
+      return new ProtocolError(w.message)
+    default:
+      error = new POSError(w.message)
+      error.name = w.name === 'Error' ? 'POSError' : w.name
+      return error
+  }
+}
+
+/** The id of a server message without decoding all of it: body is [id, ...]. -1 if not that shape. */
+export function peekId(body: Uint8Array): number {
+  if (body.length < 2) return -1
+  const h = body[0]!
+  if (h < 0x91 || h > 0x9f) return -1 // a fixarray of 1..15 elements
+  const b = body[1]!
+  if (b < 0x80) return b
+  if (b === 0xcc && body.length >= 3) return body[2]!
+  if (b === 0xcd && body.length >= 4) return (body[2]! << 8) | body[3]!
+  if (b === 0xce && body.length >= 6) return ((body[2]! << 24) >>> 0) + ((body[3]! << 16) | (body[4]! << 8) | body[5]!)
+  return -1
+}
+
+export function isBigint(x: unknown): x is bigint {
+  return typeof x === 'bigint' && x >= 0n && x <= 0xffff_ffff_ffff_ffffn
+}
+
+export function isBytes(x: unknown): x is Uint8Array {
+  return x instanceof Uint8Array
+}

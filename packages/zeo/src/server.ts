@@ -1,0 +1,749 @@
+// The storage server: serves named storages to network clients (ClientStorage) over the
+// protocol in protocol.ts, as ZEO's StorageServer does for ZODB.
+//
+// Commits: tpc_begin and the stores are buffered per client without any lock. tpc_vote queues
+// for the storage's commit lock; holding it, the server compares every stored object's serial
+// with the current one and every readCurrent serial; conflicts go back to the client, which has
+// the application's classes, resolves them and re-stores, then votes again (the lock is released
+// meanwhile). Without conflicts the transaction is written to the storage (its tpc_vote) and the
+// lock stays held until tpc_finish or tpc_abort, the client's disconnection, or the transaction
+// timeout. tpc_finish assigns the tid; the storage's listener then pushes the invalidation to
+// every other client of that storage, in tid order, before anything else is sent to them.
+
+import { createHash, timingSafeEqual } from 'node:crypto'
+import net from 'node:net'
+import tls from 'node:tls'
+
+import createDebug from 'debug'
+import {
+  MAX_TID,
+  POSKeyError,
+  ReadConflictError,
+  ReadOnlyError,
+  StorageTransactionError,
+  idToHex,
+  referencesIn,
+  type InvalidationListener,
+  type Oid,
+  type Storage,
+  type Tid,
+  type TransactionMetaData,
+} from '@wendelin/zodb'
+
+import {
+  DEFAULT_MAX_FRAME,
+  FrameReader,
+  MAGIC,
+  PROTOCOL_VERSION,
+  ProtocolError,
+  decodeBody,
+  encodeFrame,
+  errorToWire,
+  isBigint,
+  isBytes,
+} from './protocol.js'
+
+const log = createDebug('wendelin:zeo:server')
+
+/** A storage as the server serves it. */
+export interface ServedStorageOptions {
+  /** Refuse every write from every client of this storage. */
+  readOnly?: boolean
+}
+
+export interface TlsServerOptions {
+  key: string | Buffer
+  cert: string | Buffer
+  /** CA certificates to verify client certificates with (with requestCert). */
+  ca?: string | Buffer
+  requestCert?: boolean
+}
+
+export interface StorageServerOptions {
+  /** The shared secret every client must present first. */
+  token: string | Uint8Array
+  /** Storages by name; more can be added with addStorage. */
+  storages?: Record<string, Storage | ({ storage: Storage } & ServedStorageOptions)>
+  tls?: TlsServerOptions
+  /** Largest frame accepted from a client, in bytes (default 64 MiB). */
+  maxFrameBytes?: number
+  /** Calls of one client awaiting their reply at once (default 128); more drops the client. */
+  maxPendingRequests?: number
+  /** Simultaneous connections (default 256); more are closed at once. */
+  maxConnections?: number
+  /** Bytes of records one transaction may buffer (default 1 GiB). */
+  maxTransactionBytes?: number
+  /** How long a client may hold the commit lock between vote and finish, in ms (default 30000). */
+  transactionTimeout?: number
+  /** How long a new connection may take to present its token, in ms (default 5000). */
+  handshakeTimeout?: number
+  /** Transactions remembered for verifying reconnecting clients' caches (default 10000). */
+  invalidationHistory?: number
+  /** Close the storages when the server closes (default true). */
+  closeStorages?: boolean
+}
+
+interface PendingStore {
+  oldSerial: Tid
+  data: Uint8Array
+}
+
+interface ServerTxn {
+  id: number
+  meta: TransactionMetaData
+  stores: Map<Oid, PendingStore>
+  readCurrent: Map<Oid, Tid>
+  undos: Tid[]
+  bytes: number
+  error: Error | null
+  state: 'open' | 'waiting' | 'voted'
+  timer: NodeJS.Timeout | null
+}
+
+class Served {
+  readonly clients = new Set<ClientConn>()
+  holder: ClientConn | null = null
+  waiters: { conn: ClientConn; id: number }[] = []
+  /** The client whose tpc_finish is running: the storage's listener skips it. */
+  committer: ClientConn | null = null
+  /** Recent transactions, for verifying reconnecting clients: [(tid, oids)], from `recentFrom`. */
+  recent: [Tid, Oid[]][] = []
+  recentFrom: Tid
+  readonly listener: InvalidationListener
+
+  constructor(
+    readonly name: string,
+    readonly storage: Storage,
+    readonly readOnly: boolean,
+    readonly historySize: number,
+  ) {
+    this.recentFrom = storage.lastTransaction()
+    this.listener = {
+      invalidate: (tid, oids) => this.#broadcast(tid, oids),
+      invalidateCache: () => {
+        // The storage cannot say what changed: reconnecting clients must drop their caches, and
+        // connected ones are told through an empty-oid invalidation at the current tid.
+        this.recent = []
+        this.recentFrom = MAX_TID
+      },
+    }
+    storage.addListener(this.listener)
+  }
+
+  #broadcast(tid: Tid, oids: readonly Oid[]): void {
+    const list = [...oids]
+    this.recent.push([tid, list])
+    if (this.recent.length > this.historySize) {
+      const dropped = this.recent.splice(0, this.recent.length - this.historySize)
+      this.recentFrom = dropped[dropped.length - 1]![0]
+    }
+    const frame = encodeFrame([0, 'invalidate', tid, list])
+    for (const c of this.clients) if (c !== this.committer) c.send(frame)
+  }
+
+  /** (tid, oids) of every transaction after `since`, or null if they are not known. */
+  changesSince(since: Tid, limit: number): [Tid, Oid[]][] | null {
+    const last = this.storage.lastTransaction()
+    if (since > last) return null
+    if (since === last) return []
+    if (since >= this.recentFrom) return this.recent.filter(([t]) => t > since)
+    const out: [Tid, Oid[]][] = []
+    try {
+      for (const t of this.storage.iterator(since + 1n)) {
+        if (out.length >= limit) return null
+        out.push([t.tid, t.records.map((r) => r.oid)])
+      }
+    } catch {
+      return null
+    }
+    return out
+  }
+
+  close(closeStorage: boolean): void {
+    this.storage.removeListener(this.listener)
+    if (closeStorage && !this.storage.closed) this.storage.close()
+  }
+}
+
+function digest(token: string | Uint8Array): Buffer {
+  return createHash('sha256').update(token).digest()
+}
+
+const ONE_WAY = new Set(['tpc_begin', 'store', 'checkCurrent', 'abort'])
+
+/** The server. Start it with `listen`, stop it with `close` (or `await using`). */
+export class StorageServer {
+  readonly #storages = new Map<string, Served>()
+  readonly #tokenDigest: Buffer
+  readonly #server: net.Server
+  readonly #conns = new Set<ClientConn>()
+  readonly options: Required<Omit<StorageServerOptions, 'storages' | 'tls' | 'token'>>
+  #closing: Promise<void> | null = null
+  #address: { host: string; port: number } | null = null
+
+  constructor(options: StorageServerOptions) {
+    if (options.token === undefined || options.token.length === 0) throw new TypeError('StorageServer: a token is required')
+    this.#tokenDigest = digest(options.token)
+    this.options = {
+      maxFrameBytes: options.maxFrameBytes ?? DEFAULT_MAX_FRAME,
+      maxPendingRequests: options.maxPendingRequests ?? 128,
+      maxConnections: options.maxConnections ?? 256,
+      maxTransactionBytes: options.maxTransactionBytes ?? 1024 * 1024 * 1024,
+      transactionTimeout: options.transactionTimeout ?? 30_000,
+      handshakeTimeout: options.handshakeTimeout ?? 5_000,
+      invalidationHistory: options.invalidationHistory ?? 10_000,
+      closeStorages: options.closeStorages ?? true,
+    }
+    for (const [name, s] of Object.entries(options.storages ?? {})) {
+      if ('storage' in s && !('loadBefore' in s)) this.addStorage(name, s.storage, { readOnly: s.readOnly ?? false })
+      else this.addStorage(name, s as Storage)
+    }
+    const onConnection = (socket: net.Socket) => this.#accept(socket)
+    this.#server = options.tls
+      ? tls.createServer({ key: options.tls.key, cert: options.tls.cert, ca: options.tls.ca, requestCert: options.tls.requestCert ?? false }, onConnection)
+      : net.createServer(onConnection)
+    this.#server.on('error', (e) => log('server error: %s', e.message))
+  }
+
+  /** Serve `storage` under `name` (a client's spec ends with /name). */
+  addStorage(name: string, storage: Storage, options: ServedStorageOptions = {}): void {
+    if (!/^[A-Za-z0-9_.-]{1,100}$/.test(name)) throw new TypeError(`not a valid storage name: ${JSON.stringify(name)}`)
+    if (this.#storages.has(name)) throw new Error(`a storage named ${name} is already served`)
+    const readOnly = (options.readOnly ?? false) || storage.isReadOnly()
+    this.#storages.set(name, new Served(name, storage, readOnly, this.options.invalidationHistory))
+    log('serving %s as %s%s', storage.getName(), name, readOnly ? ' (read-only)' : '')
+  }
+
+  get storageNames(): string[] {
+    return [...this.#storages.keys()]
+  }
+
+  /** Listen on `port` (0: any free port) of `host` (default 127.0.0.1); resolves to the address. */
+  listen(port = 0, host = '127.0.0.1'): Promise<{ host: string; port: number }> {
+    return new Promise((resolve, reject) => {
+      const onError = (e: Error) => reject(e)
+      this.#server.once('error', onError)
+      this.#server.listen(port, host, () => {
+        this.#server.off('error', onError)
+        const a = this.#server.address() as net.AddressInfo
+        this.#address = { host: a.address, port: a.port }
+        log('listening on %s:%d', a.address, a.port)
+        resolve(this.#address)
+      })
+    })
+  }
+
+  get address(): { host: string; port: number } | null {
+    return this.#address
+  }
+
+  /** Number of connected sockets (authenticated or not). */
+  get connectionCount(): number {
+    return this.#conns.size
+  }
+
+  /**
+   * Stop: accept nothing more, let a transaction that has voted finish (up to `grace` ms), abort
+   * every other transaction, close the connections and (by default) the storages.
+   */
+  close(options: { grace?: number } = {}): Promise<void> {
+    if (this.#closing) return this.#closing
+    this.#closing = (async () => {
+      const grace = options.grace ?? 5_000
+      this.#server.close()
+      const deadline = Date.now() + grace
+      const busy = () => [...this.#storages.values()].some((s) => s.holder !== null && s.holder.txn?.state === 'voted')
+      while (busy() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5))
+      for (const c of [...this.#conns]) c.shutdown()
+      const until = Date.now() + 1000
+      while (this.#conns.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 5))
+      for (const c of [...this.#conns]) c.destroy('server closed')
+      for (const s of this.#storages.values()) s.close(this.options.closeStorages)
+      log('closed')
+    })()
+    return this.#closing
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close()
+  }
+
+  #accept(socket: net.Socket): void {
+    if (this.#closing || this.#conns.size >= this.options.maxConnections) {
+      log('refusing a connection from %s (%s)', socket.remoteAddress, this.#closing ? 'closing' : 'too many connections')
+      socket.destroy()
+      return
+    }
+    const conn = new ClientConn(this, socket)
+    this.#conns.add(conn)
+    socket.once('close', () => this.#conns.delete(conn))
+  }
+
+  /** Constant-time check of a presented token. */
+  _checkToken(token: unknown): boolean {
+    if (typeof token !== 'string' && !(token instanceof Uint8Array)) return false
+    return timingSafeEqual(digest(token), this.#tokenDigest)
+  }
+
+  _storage(name: string): Served | undefined {
+    return this.#storages.get(name)
+  }
+
+  get _closing(): boolean {
+    return this.#closing !== null
+  }
+}
+
+let nextConnId = 1
+
+class ClientConn {
+  readonly id = nextConnId++
+  readonly #reader: FrameReader
+  served: Served | null = null
+  readOnly = false
+  txn: ServerTxn | null = null
+  pending = 0
+  closed = false
+  readonly #handshakeTimer: NodeJS.Timeout
+
+  constructor(
+    readonly server: StorageServer,
+    readonly socket: net.Socket,
+  ) {
+    this.#reader = new FrameReader(server.options.maxFrameBytes)
+    socket.setNoDelay(true)
+    socket.on('data', (chunk: Buffer) => this.#onData(chunk))
+    socket.on('error', (e) => log('client %d: %s', this.id, e.message))
+    socket.on('close', () => this.#onClose())
+    this.#handshakeTimer = setTimeout(() => this.destroy('no handshake in time'), server.options.handshakeTimeout)
+    this.#handshakeTimer.unref()
+  }
+
+  send(frame: Uint8Array): void {
+    if (this.closed) return
+    this.socket.write(frame)
+    if (this.socket.writableLength > 256 * 1024 * 1024) this.destroy('does not read its replies')
+  }
+
+  reply(id: number, result: unknown): void {
+    this.pending--
+    this.send(encodeFrame([id, 0, result]))
+  }
+
+  replyError(id: number, error: unknown): void {
+    this.pending--
+    this.send(encodeFrame([id, 1, errorToWire(error)]))
+  }
+
+  /** Drop this client (and only it): its transaction is aborted. */
+  destroy(reason: string): void {
+    if (this.closed) return
+    log('dropping client %d: %s', this.id, reason)
+    this.#cleanup()
+    this.socket.destroy()
+  }
+
+  /** Clean end at server shutdown: abort the transaction, flush what is written, close. */
+  shutdown(): void {
+    if (this.closed) return
+    this.#cleanup()
+    this.socket.end()
+  }
+
+  #cleanup(): void {
+    this.closed = true
+    clearTimeout(this.#handshakeTimer)
+    this.abortTxn()
+    this.served?.clients.delete(this)
+  }
+
+  #onClose(): void {
+    if (!this.closed) log('client %d disconnected', this.id)
+    this.#cleanup()
+  }
+
+  #onData(chunk: Buffer): void {
+    if (this.closed) return
+    try {
+      for (const body of this.#reader.push(chunk)) {
+        if (this.closed) return
+        const msg = decodeBody(body)
+        if (this.served === null) this.#handshake(msg)
+        else this.#dispatch(msg)
+      }
+    } catch (error) {
+      if (error instanceof ProtocolError) this.destroy(error.message)
+      else this.destroy(`internal error: ${(error as Error).stack ?? String(error)}`)
+    }
+  }
+
+  #handshake(msg: unknown): void {
+    // [MAGIC, version, token, storage name, client's last tid or null, read-only]
+    if (!Array.isArray(msg) || msg.length !== 6 || msg[0] !== MAGIC || msg[1] !== PROTOCOL_VERSION) {
+      throw new ProtocolError('not a handshake of this protocol version')
+    }
+    if (!this.server._checkToken(msg[2])) throw new ProtocolError('wrong token')
+    const [, , , name, lastTid, readOnly] = msg as [string, number, unknown, unknown, unknown, unknown]
+    if (typeof name !== 'string' || (lastTid !== null && !isBigint(lastTid)) || typeof readOnly !== 'boolean') {
+      throw new ProtocolError('malformed handshake')
+    }
+    clearTimeout(this.#handshakeTimer)
+    const served = this.server._storage(name)
+    if (served === undefined) {
+      this.send(encodeFrame([MAGIC, PROTOCOL_VERSION, { error: `no storage named ${JSON.stringify(name)} is served here` }]))
+      this.closed = true
+      this.socket.end()
+      return
+    }
+    this.served = served
+    this.readOnly = readOnly || served.readOnly
+    served.clients.add(this)
+    const storage = served.storage
+    let invalidations: [Tid, Oid[]][] | null = []
+    if (lastTid !== null) invalidations = served.changesSince(lastTid, this.server.options.invalidationHistory)
+    log('client %d authenticated for %s (last tid %s, %s)', this.id, name, lastTid === null ? 'none' : idToHex(lastTid), invalidations === null ? 'cache to drop' : `${invalidations.length} transactions to verify`)
+    this.send(
+      encodeFrame([
+        MAGIC,
+        PROTOCOL_VERSION,
+        {
+          name,
+          storageName: storage.getName(),
+          readOnly: this.readOnly,
+          lastTid: storage.lastTransaction(),
+          supportsUndo: storage.supportsUndo() && typeof (storage as { undo?: unknown }).undo === 'function',
+          invalidations,
+        },
+      ]),
+    )
+  }
+
+  #dispatch(msg: unknown): void {
+    if (!Array.isArray(msg) || msg.length < 2) throw new ProtocolError('a message is [id, method, ...args]')
+    const [id, method] = msg as [unknown, unknown]
+    if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id > 0xffff_ffff || typeof method !== 'string') {
+      throw new ProtocolError('a message is [id, method, ...args]')
+    }
+    const args = msg.slice(2)
+    if (ONE_WAY.has(method)) {
+      if (id !== 0) throw new ProtocolError(`${method} is one-way: its id must be 0`)
+      this.#oneWay(method, args)
+      return
+    }
+    if (id === 0) throw new ProtocolError(`${method} needs a reply: its id must not be 0`)
+    if (++this.pending > this.server.options.maxPendingRequests) throw new ProtocolError('too many pending requests')
+    let result: unknown
+    try {
+      result = this.#call(id, method, args)
+    } catch (error) {
+      if (error instanceof ProtocolError) throw error
+      this.replyError(id, error)
+      return
+    }
+    if (result !== DEFERRED) this.reply(id, result)
+  }
+
+  #storage(): Storage {
+    return this.served!.storage
+  }
+
+  #checkWritable(what: string): void {
+    if (this.readOnly) throw new ReadOnlyError(`${what}: storage ${this.served!.name} is read-only for this client`)
+  }
+
+  #oneWay(method: string, args: unknown[]): void {
+    if (method === 'tpc_begin') {
+      const [txnId, user, description, extension] = args
+      if (typeof txnId !== 'number' || typeof user !== 'string' || typeof description !== 'string' || typeof extension !== 'object' || extension === null) {
+        throw new ProtocolError('malformed tpc_begin')
+      }
+      this.abortTxn()
+      this.txn = {
+        id: txnId,
+        meta: { user, description, extension: extension as Record<string, unknown> },
+        stores: new Map(),
+        readCurrent: new Map(),
+        undos: [],
+        bytes: 0,
+        error: null,
+        state: 'open',
+        timer: null,
+      }
+      if (this.readOnly) this.txn.error = new ReadOnlyError(`tpc_begin: storage ${this.served!.name} is read-only for this client`)
+      return
+    }
+    if (method === 'abort') {
+      const [txnId] = args
+      if (typeof txnId !== 'number') throw new ProtocolError('malformed abort')
+      if (this.txn?.id === txnId) this.abortTxn()
+      return
+    }
+    const txnId = args[0]
+    if (typeof txnId !== 'number') throw new ProtocolError(`malformed ${method}`)
+    const txn = this.txn
+    if (method === 'store') {
+      const [, oid, oldSerial, data] = args
+      if (args.length !== 4 || !isBigint(oid) || !isBigint(oldSerial) || !isBytes(data)) throw new ProtocolError('malformed store')
+      if (txn === null || txn.id !== txnId || txn.state !== 'open') return // reported at vote
+      if (txn.error) return
+      txn.bytes += data.length
+      if (txn.bytes > this.server.options.maxTransactionBytes) {
+        txn.error = new StorageTransactionError(`transaction larger than the server's limit of ${this.server.options.maxTransactionBytes} bytes`)
+        txn.stores.clear()
+        return
+      }
+      txn.stores.set(oid, { oldSerial, data })
+    } else if (method === 'checkCurrent') {
+      const [, oid, serial] = args
+      if (args.length !== 3 || !isBigint(oid) || !isBigint(serial)) throw new ProtocolError('malformed checkCurrent')
+      if (txn === null || txn.id !== txnId || txn.state !== 'open') return
+      if (!txn.readCurrent.has(oid)) txn.readCurrent.set(oid, serial)
+    }
+  }
+
+  #txn(txnId: unknown, what: string): ServerTxn {
+    if (typeof txnId !== 'number') throw new ProtocolError(`malformed ${what}`)
+    const txn = this.txn
+    if (txn === null || txn.id !== txnId) throw new StorageTransactionError(`${what}: no such transaction is in progress on the server (was the connection lost?)`)
+    return txn
+  }
+
+  #call(id: number, method: string, args: unknown[]): unknown {
+    const storage = this.#storage()
+    switch (method) {
+      case 'sync':
+        return storage.lastTransaction()
+      case 'loadBefore': {
+        const [oid, tid, budget] = args
+        if (!isBigint(oid) || !isBigint(tid) || typeof budget !== 'number') throw new ProtocolError('malformed loadBefore')
+        const rev = storage.loadBefore(oid, tid)
+        if (rev === null) return [null, []]
+        const extras: unknown[] = []
+        if (budget > 0) {
+          let refs: Oid[] = []
+          try {
+            refs = referencesIn(rev.data)
+          } catch {
+            refs = []
+          }
+          let bytes = 0
+          const seen = new Set<Oid>([oid])
+          for (const ref of refs) {
+            if (bytes >= budget || extras.length >= 2000) break
+            if (seen.has(ref)) continue
+            seen.add(ref)
+            try {
+              const r = storage.loadBefore(ref, tid)
+              if (r === null) continue
+              extras.push([ref, r.data, r.serial, r.nextSerial])
+              bytes += r.data.length
+            } catch (error) {
+              if (!(error instanceof POSKeyError)) throw error
+            }
+          }
+        }
+        return [[rev.data, rev.serial, rev.nextSerial], extras]
+      }
+      case 'loadMany': {
+        const [pairs] = args
+        if (!Array.isArray(pairs) || pairs.length > 10_000) throw new ProtocolError('malformed loadMany')
+        return pairs.map((p) => {
+          if (!Array.isArray(p) || !isBigint(p[0]) || !isBigint(p[1])) throw new ProtocolError('malformed loadMany')
+          try {
+            const r = storage.loadBefore(p[0], p[1])
+            return r === null ? null : [r.data, r.serial, r.nextSerial]
+          } catch (error) {
+            if (error instanceof POSKeyError) return 0
+            throw error
+          }
+        })
+      }
+      case 'loadSerial': {
+        const [oid, serial] = args
+        if (!isBigint(oid) || !isBigint(serial)) throw new ProtocolError('malformed loadSerial')
+        return storage.loadSerial(oid, serial)
+      }
+      case 'newOids': {
+        const [n] = args
+        if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 10_000) throw new ProtocolError('malformed newOids')
+        this.#checkWritable('newOid')
+        const out: Oid[] = []
+        for (let i = 0; i < n; i++) out.push(storage.newOid())
+        return out
+      }
+      case 'len':
+        return storage.len()
+      case 'getSize':
+        return storage.getSize()
+      case 'history': {
+        const [oid, size] = args
+        if (!isBigint(oid) || typeof size !== 'number') throw new ProtocolError('malformed history')
+        return storage.history(oid, size).map((h) => [h.tid, h.user, h.description, h.extension, h.size])
+      }
+      case 'iterator': {
+        const [start, stop, limit] = args
+        if (!isBigint(start) || !isBigint(stop) || typeof limit !== 'number') throw new ProtocolError('malformed iterator')
+        const out: unknown[] = []
+        let bytes = 0
+        for (const t of storage.iterator(start, stop)) {
+          out.push([t.tid, t.status, t.user, t.description, t.extension, t.records.map((r) => [r.oid, r.data])])
+          for (const r of t.records) bytes += (r.data?.length ?? 0) + 16
+          if (out.length >= Math.min(limit, 1000) || bytes > 8 * 1024 * 1024) break
+        }
+        return out
+      }
+      case 'pack': {
+        const [tid, gc] = args
+        if (!isBigint(tid) || typeof gc !== 'boolean') throw new ProtocolError('malformed pack')
+        this.#checkWritable('pack')
+        storage.pack(tid, gc)
+        return null
+      }
+      case 'undoLog': {
+        const [limit] = args
+        if (typeof limit !== 'number') throw new ProtocolError('malformed undoLog')
+        const s = storage as Storage & { undoLog?: (n: number) => { tid: Tid; user: string; description: string }[] }
+        if (typeof s.undoLog !== 'function') return []
+        return s.undoLog(limit).map((e) => [e.tid, e.user, e.description])
+      }
+      case 'undo': {
+        const [txnId, tid] = args
+        if (!isBigint(tid)) throw new ProtocolError('malformed undo')
+        this.#checkWritable('undo')
+        const txn = this.#txn(txnId, 'undo')
+        if (typeof (storage as { undo?: unknown }).undo !== 'function') throw new StorageTransactionError(`${storage.getName()} does not support undo`)
+        const oids: Oid[] = []
+        for (const t of storage.iterator(tid, tid)) for (const r of t.records) oids.push(r.oid)
+        txn.undos.push(tid)
+        return oids
+      }
+      case 'vote': {
+        const txn = this.#txn(args[0], 'tpc_vote')
+        if (txn.error) throw txn.error
+        if (txn.state === 'voted') return { conflicts: [] }
+        if (txn.state === 'waiting') throw new ProtocolError('vote while already voting')
+        txn.state = 'waiting'
+        this.served!.waiters.push({ conn: this, id })
+        pump(this.served!, this.server.options.transactionTimeout)
+        return DEFERRED
+      }
+      case 'finish': {
+        const txn = this.#txn(args[0], 'tpc_finish')
+        const served = this.served!
+        if (txn.state !== 'voted' || served.holder !== this) throw new StorageTransactionError('tpc_finish before tpc_vote')
+        served.committer = this
+        let tid: Tid
+        try {
+          tid = storage.tpc_finish(txn.meta)
+        } finally {
+          served.committer = null
+          this.txn = null
+          if (txn.timer) clearTimeout(txn.timer)
+          release(served, this.server.options.transactionTimeout)
+        }
+        log('client %d committed %s to %s (%d objects)', this.id, idToHex(tid), served.name, txn.stores.size)
+        return tid
+      }
+      default:
+        throw new ProtocolError(`unknown method ${JSON.stringify(method).slice(0, 40)}`)
+    }
+  }
+
+  /** Forget this client's transaction; if it holds the commit lock, abort it in the storage. */
+  abortTxn(): void {
+    const txn = this.txn
+    const served = this.served
+    if (txn === null || served === null) return
+    this.txn = null
+    if (txn.timer) clearTimeout(txn.timer)
+    served.waiters = served.waiters.filter((w) => w.conn !== this)
+    if (served.holder === this) {
+      try {
+        served.storage.tpc_abort(txn.meta)
+      } catch (error) {
+        log('abort on %s failed: %s', served.name, (error as Error).message)
+      }
+      release(served, this.server.options.transactionTimeout)
+    }
+  }
+}
+
+const DEFERRED = Symbol('deferred')
+
+function release(served: Served, timeout: number): void {
+  served.holder = null
+  pump(served, timeout)
+}
+
+/** Give the commit lock to waiting voters, one at a time, until one holds it. */
+function pump(served: Served, timeout: number): void {
+  while (served.holder === null && served.waiters.length > 0) {
+    const { conn, id } = served.waiters.shift()!
+    const txn = conn.txn
+    if (conn.closed || txn === null || txn.state !== 'waiting') continue
+    served.holder = conn
+    let conflicts: [Oid, Tid][]
+    try {
+      conflicts = voteLocked(served, txn)
+    } catch (error) {
+      try {
+        served.storage.tpc_abort(txn.meta)
+      } catch {
+        // already aborted
+      }
+      txn.state = 'open'
+      served.holder = null
+      conn.replyError(id, error)
+      continue
+    }
+    if (conflicts.length > 0) {
+      txn.state = 'open'
+      served.holder = null
+      conn.reply(id, { conflicts })
+      continue
+    }
+    txn.state = 'voted'
+    txn.timer = setTimeout(() => {
+      log('client %d held the commit lock of %s longer than %d ms: aborting its transaction', conn.id, served.name, timeout)
+      conn.destroy('transaction timeout')
+    }, timeout)
+    txn.timer.unref()
+    conn.reply(id, { conflicts: [] })
+  }
+}
+
+function currentSerial(storage: Storage, oid: Oid): Tid {
+  try {
+    const rev = storage.loadBefore(oid, MAX_TID)
+    if (rev !== null) return rev.serial
+    return storage.history(oid, 1)[0]?.tid ?? 0n
+  } catch (error) {
+    if (error instanceof POSKeyError) return 0n
+    throw error
+  }
+}
+
+/** Holding the lock: conflicts to resolve on the client, or the transaction written (voted). */
+function voteLocked(served: Served, txn: ServerTxn): [Oid, Tid][] {
+  const storage = served.storage
+  storage.lastTransaction() // external commits reach the listeners (and so the clients) first
+  for (const [oid, expected] of txn.readCurrent) {
+    const current = currentSerial(storage, oid)
+    if (current !== expected) {
+      throw new ReadConflictError('an object read with readCurrent() was changed by another transaction', { oid, oldSerial: expected, committedSerial: current })
+    }
+  }
+  const conflicts: [Oid, Tid][] = []
+  for (const [oid, pending] of txn.stores) {
+    const current = currentSerial(storage, oid)
+    if (current !== pending.oldSerial) conflicts.push([oid, current])
+  }
+  if (conflicts.length > 0) return conflicts
+  storage.tpc_begin(txn.meta)
+  const s = storage as Storage & { undo?: (tid: Tid, txn: TransactionMetaData) => Oid[] }
+  for (const tid of txn.undos) s.undo!(tid, txn.meta)
+  for (const [oid, pending] of txn.stores) storage.store(oid, pending.oldSerial, pending.data, txn.meta)
+  for (const [oid, serial] of txn.readCurrent) storage.checkCurrentSerialInTransaction(oid, serial, txn.meta)
+  storage.tpc_vote(txn.meta)
+  return []
+}
