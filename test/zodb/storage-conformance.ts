@@ -190,6 +190,22 @@ export function describeStorageConformance(name: string, factory: StorageFactory
         expect(storage.loadBefore(oid, MAX)!.serial).to.equal(tid)
       })
 
+      it('forgets a voted transaction on tpc_abort, and lastTransaction moves only at tpc_finish', () => {
+        const oid = storage.newOid()
+        const s1 = storeRevision(storage, oid, 0n, { value: 1 })
+        const txn = meta()
+        storage.tpc_begin(txn)
+        storage.store(oid, s1, record({ value: 2 }), txn)
+        storage.tpc_vote(txn)
+        expect(storage.lastTransaction()).to.equal(s1)
+        storage.tpc_abort(txn)
+        expect(stateOf(storage.loadBefore(oid, MAX)!.data)).to.deep.equal({ value: 1 })
+        expect(storage.lastTransaction()).to.equal(s1)
+        expect(storage.history(oid, 10)).to.have.length(1)
+        const s2 = storeRevision(storage, oid, s1, { value: 3 })
+        expect(stateOf(storage.loadSerial(oid, s2))).to.deep.equal({ value: 3 })
+      })
+
       it('keeps the last of two stores of one object in a transaction', () => {
         const oid = storage.newOid()
         const txn = meta()
