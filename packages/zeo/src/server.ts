@@ -31,6 +31,7 @@ import {
 } from '@wendelin/zodb'
 
 import {
+  ClientDisconnected,
   DEFAULT_MAX_FRAME,
   FrameReader,
   MAGIC,
@@ -109,6 +110,8 @@ class Served {
   /** Recent transactions, for verifying reconnecting clients: [(tid, oids)], from `recentFrom`. */
   recent: [Tid, Oid[]][] = []
   recentFrom: Tid
+  /** Set at shutdown: voters waiting for the lock are turned away. */
+  closing = false
   readonly listener: InvalidationListener
 
   constructor(
@@ -251,6 +254,10 @@ export class StorageServer {
     this.#closing = (async () => {
       const grace = options.grace ?? 5_000
       this.#server.close()
+      for (const s of this.#storages.values()) {
+        s.closing = true
+        pump(s, this.options.transactionTimeout)
+      }
       const deadline = Date.now() + grace
       const busy = () => [...this.#storages.values()].some((s) => s.holder !== null && s.holder.txn?.state === 'voted')
       while (busy() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5))
@@ -681,6 +688,11 @@ function pump(served: Served, timeout: number): void {
     const { conn, id } = served.waiters.shift()!
     const txn = conn.txn
     if (conn.closed || txn === null || txn.state !== 'waiting') continue
+    if (served.closing) {
+      txn.state = 'open'
+      conn.replyError(id, new ClientDisconnected('the server is shutting down: the transaction was not committed'))
+      continue
+    }
     served.holder = conn
     let conflicts: [Oid, Tid][]
     try {

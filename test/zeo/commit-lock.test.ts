@@ -1,0 +1,164 @@
+// The server's commit lock, after ZEO's CommitLockTests: stores are buffered without it, vote
+// takes it, a second voter waits, and finish, abort, disconnection and the transaction timeout
+// all release it. Driven frame by frame with RawClient against a server in a child process.
+import { expect } from 'chai'
+
+import { record } from '../zodb/storage-conformance.js'
+import { RawClient, ServerProcess, removeScratch, sleep, within } from './helpers.js'
+
+describe('zeo commit lock (CommitLockTests)', function () {
+  let server: ServerProcess
+  let name: string
+  const clients: RawClient[] = []
+
+  before(async () => {
+    server = await ServerProcess.start(0, { transactionTimeout: 400 })
+  })
+  after(async () => {
+    await server.stop()
+    removeScratch()
+  })
+  beforeEach(async () => {
+    name = await server.addStorage()
+  })
+  afterEach(() => {
+    for (const c of clients.splice(0)) c.close()
+  })
+
+  async function client(): Promise<RawClient> {
+    const c = await RawClient.connect(server.port, name)
+    clients.push(c)
+    const w = await c.welcome()
+    expect(w[0]).to.equal('WZEO')
+    return c
+  }
+
+  async function newOid(c: RawClient): Promise<bigint> {
+    const [, status, oids] = await c.call('newOids', 1)
+    expect(status).to.equal(0)
+    return (oids as bigint[])[0]!
+  }
+
+  /** tpc_begin + one store of a new object; returns the oid. */
+  async function begin(c: RawClient, txnId: number, oid?: bigint, oldSerial = 0n, value = 1): Promise<bigint> {
+    const o = oid ?? (await newOid(c))
+    c.oneWay('tpc_begin', txnId, 'user', `txn ${txnId}`, {})
+    c.oneWay('store', txnId, o, oldSerial, record({ value }))
+    return o
+  }
+
+  it('lets a second voter wait until the first finishes', async () => {
+    const a = await client()
+    const b = await client()
+    await begin(a, 1)
+    await begin(b, 2)
+    expect((await a.call('vote', 1)).slice(1)).to.deep.equal([0, { conflicts: [] }])
+    const bVote = b.call('vote', 2)
+    expect(await within(bVote, 300)).to.equal('timeout')
+    const [, status, tidA] = await a.call('finish', 1)
+    expect(status).to.equal(0)
+    expect(((await within(bVote, 2000)) as unknown[]).slice(1)).to.deep.equal([0, { conflicts: [] }])
+    const [, status2, tidB] = await b.call('finish', 2)
+    expect(status2).to.equal(0)
+    expect((tidB as bigint) > (tidA as bigint)).to.equal(true)
+  })
+
+  it('does not take the lock for tpc_begin and stores', async () => {
+    const a = await client()
+    const b = await client()
+    await begin(a, 1)
+    await begin(b, 2) // both buffered, neither blocks the other
+    expect(((await within(b.call('vote', 2), 1000)) as unknown[]).slice(1)).to.deep.equal([0, { conflicts: [] }])
+    await b.call('finish', 2)
+    expect(((await within(a.call('vote', 1), 1000)) as unknown[]).slice(1)).to.deep.equal([0, { conflicts: [] }])
+  })
+
+  it('releases the lock on abort', async () => {
+    const a = await client()
+    const b = await client()
+    await begin(a, 1)
+    await begin(b, 2)
+    await a.call('vote', 1)
+    const bVote = b.call('vote', 2)
+    expect(await within(bVote, 200)).to.equal('timeout')
+    a.oneWay('abort', 1)
+    expect(await within(bVote, 2000)).to.not.equal('timeout')
+    await b.call('finish', 2)
+    // a's transaction left nothing behind: its object does not exist
+  })
+
+  it('releases the lock when the holder disconnects', async () => {
+    const a = await client()
+    const b = await client()
+    await begin(a, 1)
+    await begin(b, 2)
+    await a.call('vote', 1)
+    const bVote = b.call('vote', 2)
+    expect(await within(bVote, 200)).to.equal('timeout')
+    a.close()
+    expect(await within(bVote, 2000)).to.not.equal('timeout')
+    const [, status] = await b.call('finish', 2)
+    expect(status).to.equal(0)
+  })
+
+  it('aborts a holder that stalls past the transaction timeout, and drops it', async () => {
+    const a = await client()
+    const b = await client()
+    await begin(a, 1)
+    await begin(b, 2)
+    await a.call('vote', 1)
+    const started = Date.now()
+    const bVote = b.call('vote', 2)
+    expect(await within(bVote, 3000)).to.not.equal('timeout')
+    expect(Date.now() - started).to.be.within(250, 2500)
+    expect(await a.waitClosed(1000)).to.equal(true)
+    const [, status] = await b.call('finish', 2)
+    expect(status).to.equal(0)
+  })
+
+  it('returns write conflicts to the client instead of resolving them', async () => {
+    const a = await client()
+    const b = await client()
+    const oid = await begin(a, 1)
+    await a.call('vote', 1)
+    const [, , s0] = await a.call('finish', 1)
+    a.oneWay('tpc_begin', 2, '', '', {})
+    a.oneWay('store', 2, oid, s0, record({ value: 2 }))
+    await a.call('vote', 2)
+    const [, , s1] = await a.call('finish', 2)
+    b.oneWay('tpc_begin', 3, '', '', {})
+    b.oneWay('store', 3, oid, s0, record({ value: 3 }))
+    expect((await b.call('vote', 3)).slice(1)).to.deep.equal([0, { conflicts: [[oid, s1]] }])
+    // the lock was released: a can commit again
+    a.oneWay('tpc_begin', 4, '', '', {})
+    a.oneWay('store', 4, oid, s1, record({ value: 4 }))
+    expect(await within(a.call('vote', 4), 1000)).to.not.equal('timeout')
+  })
+
+  it('refuses finish before vote and calls for a transaction that is not in progress', async () => {
+    const a = await client()
+    await begin(a, 1)
+    const [, status, error] = await a.call('finish', 1)
+    expect(status).to.equal(1)
+    expect((error as { name: string }).name).to.equal('StorageTransactionError')
+    const [, status2, error2] = await a.call('vote', 99)
+    expect(status2).to.equal(1)
+    expect((error2 as { name: string }).name).to.equal('StorageTransactionError')
+  })
+
+  it('pushes invalidations to every other client, in tid order, and not to the committer', async () => {
+    const a = await client()
+    const c = await client()
+    const tids: bigint[] = []
+    let oid = 0n
+    for (let i = 0; i < 5; i++) {
+      oid = await begin(a, 10 + i, i === 0 ? undefined : oid, tids[i - 1] ?? 0n, i)
+      await a.call('vote', 10 + i)
+      tids.push((await a.call('finish', 10 + i))[2] as bigint)
+    }
+    await c.call('sync')
+    expect(c.frames).to.deep.equal(tids.map((t) => [0, 'invalidate', t, [oid]]))
+    expect(a.frames).to.deep.equal([])
+    await sleep(10)
+  })
+})

@@ -1,0 +1,130 @@
+// What the server must survive: wrong tokens, silence, rogue and malformed frames, oversized
+// frames, too many connections, while honest clients go on committing.
+import { randomBytes } from 'node:crypto'
+
+import { expect } from 'chai'
+import { DB, PersistentMapping } from '@wendelin/zodb'
+import { TransactionManager } from '@wendelin/transaction'
+
+import { record } from '../zodb/storage-conformance.js'
+import { RawClient, ServerProcess, TOKEN, removeScratch, sleep } from './helpers.js'
+
+describe('zeo server security and robustness', function () {
+  let server: ServerProcess
+  let name: string
+
+  before(async () => {
+    server = await ServerProcess.start(0, { handshakeTimeout: 300, maxFrameBytes: 64 * 1024, maxConnections: 12 })
+    name = await server.addStorage()
+  })
+  after(async () => {
+    await server.stop()
+    removeScratch()
+  })
+
+  it('gives nothing to a client with a wrong token, and closes it', async () => {
+    for (const token of ['wrong', TOKEN + 'x', TOKEN.slice(0, -1), '']) {
+      const c = await RawClient.connect(server.port, name, token)
+      c.write([1, 'sync'])
+      expect(await c.waitClosed(2000)).to.equal(true)
+      expect(c.received).to.equal(0)
+    }
+  })
+
+  it('closes a connection that never presents its token', async () => {
+    const c = new RawClient(server.port)
+    expect(await c.waitClosed(3000)).to.equal(true)
+    expect(c.received).to.equal(0)
+  })
+
+  it('answers a correct token for an unknown storage with an error, and closes', async () => {
+    const c = await RawClient.connect(server.port, 'no-such-storage')
+    const w = await c.welcome()
+    expect((w[2] as { error: string }).error).to.match(/no storage named/)
+    expect(await c.waitClosed(2000)).to.equal(true)
+  })
+
+  it('drops a rogue client sending random or malformed frames, and only it, while others commit', async () => {
+    const honest = await RawClient.connect(server.port, name)
+    await honest.welcome()
+    const storage = server.client(name)
+    const db = new DB(storage)
+    const tm = new TransactionManager()
+    const conn = db.open({ transactionManager: tm })
+    ;(conn.root as Record<string, unknown>).m = new PersistentMapping<string, number>()
+    tm.commit()
+    const u32 = (n: number) => {
+      const b = Buffer.alloc(4)
+      b.writeUInt32BE(n)
+      return b
+    }
+    const attacks: ((c: RawClient) => void)[] = [
+      (c) => c.socket.write(randomBytes(200)),
+      (c) => c.socket.write(u32(0)),
+      (c) => c.socket.write(u32(0xffffffff)),
+      (c) => c.socket.write(Buffer.concat([u32(3), Buffer.from([0xc1, 0xc1, 0xc1])])), // 0xc1: never used in msgpack
+      (c) => c.write('not an array'),
+      (c) => c.write([1, 'noSuchMethod']),
+      (c) => c.write([0, 'vote', 1]), // a call sent as one-way
+      (c) => c.write([5, 'store', 1, 1n, 0n, new Uint8Array(3)]), // a one-way sent as a call
+      (c) => c.write([1, 'loadBefore', 'x', 1n, 0]),
+      (c) => c.write([-1, 'sync']),
+      (c) => c.write([0, 'store', 1, 'oid', 0n, 'data']),
+      (c) => c.write([1, 'newOids', 1e9]),
+    ]
+    let round = 0
+    for (const attack of attacks) {
+      for (const handshake of [true, false]) {
+        const rogue = handshake ? await RawClient.connect(server.port, name) : new RawClient(server.port)
+        if (handshake) await rogue.welcome()
+        else await new Promise((r) => rogue.socket.once('connect', r))
+        attack(rogue)
+        // meanwhile, an honest client commits through the network storage
+        const m = (conn.root as Record<string, unknown>).m as PersistentMapping<string, number>
+        m.set(`k${round}`, round)
+        tm.commit()
+        round++
+        expect(await rogue.waitClosed(3000), `attack ${attacks.indexOf(attack)} (handshake ${handshake})`).to.equal(true)
+      }
+    }
+    const [, status, last] = await honest.call('sync')
+    expect(status).to.equal(0)
+    expect(last).to.equal(storage.lastTransaction())
+    tm.begin()
+    expect([...((conn.root as Record<string, unknown>).m as PersistentMapping<string, number>).keys()].length).to.equal(round)
+    honest.close()
+    db.close()
+  })
+
+  it('drops a client whose frame is larger than the limit', async () => {
+    const c = await RawClient.connect(server.port, name)
+    await c.welcome()
+    c.oneWay('tpc_begin', 1, '', '', {})
+    c.oneWay('store', 1, 1n, 0n, new Uint8Array(100 * 1024))
+    expect(await c.waitClosed(2000)).to.equal(true)
+    const ok = await RawClient.connect(server.port, name)
+    await ok.welcome()
+    ok.oneWay('tpc_begin', 1, '', '', {})
+    ok.oneWay('store', 1, 1n, 0n, record({ value: 1 }))
+    expect((await ok.call('sync'))[1]).to.equal(0)
+    ok.close()
+  })
+
+  it('closes connections beyond the limit at once', async () => {
+    await sleep(100) // let earlier tests' connections go
+    const open: RawClient[] = []
+    for (let i = 0; i < 12; i++) {
+      const c = await RawClient.connect(server.port, name)
+      await c.welcome()
+      open.push(c)
+    }
+    const extra = new RawClient(server.port)
+    expect(await extra.waitClosed(2000)).to.equal(true)
+    expect(extra.received).to.equal(0)
+    for (const c of open) c.close()
+    await sleep(100)
+    const again = await RawClient.connect(server.port, name)
+    expect((await again.welcome())[0]).to.equal('WZEO')
+    again.close()
+  })
+})
