@@ -1,6 +1,9 @@
 // JsFileOps: a BigFile whose loadblk is JavaScript, run by a loader worker.
 #pragma once
 
+#include <time.h>
+
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 
@@ -29,17 +32,26 @@ class JsFileOps : public BigFileOps {
     request.dest = dest;
     request.len = len;
     LoaderPool::instance().submit(&request);
-    // A loader usually answers within tens of µs: spin briefly before sleeping, since a
-    // futex wake-up costs about as much again on these VMs.
-    for (int i = 0; i < kSpinRounds && request.done.load(std::memory_order_acquire) == 0; i++)
+    // A loader usually answers within tens of µs: spin for up to kSpinNanos before sleeping,
+    // since a futex wake-up costs about as much again on these VMs. Bounded in time, not in
+    // rounds: on a busy machine a long spin would keep the loader itself off the CPU.
+    const std::int64_t spinUntil = monotonicNanos() + kSpinNanos;
+    for (int i = 1; request.done.load(std::memory_order_acquire) == 0; i++) {
       cpuRelax();
+      if (i % 64 == 0 && monotonicNanos() > spinUntil) break;
+    }
     while (request.done.load() == 0) futexWait(request.done, 0);
     if (!request.ok) std::snprintf(err, errLen, "%s", request.error);
     return request.ok;
   }
 
  private:
-  static constexpr int kSpinRounds = 20000;
+  static constexpr std::int64_t kSpinNanos = 50'000;
+  static std::int64_t monotonicNanos() {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);  // vDSO: no syscall, fine in a signal handler
+    return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+  }
   static void cpuRelax() {
 #if defined(__x86_64__)
     __builtin_ia32_pause();

@@ -12,7 +12,8 @@ import { loaderLog } from './log.js'
 import { addon } from './native.js'
 
 const options = workerData as LoaderWorkerData
-const files = new Map<number, Promise<BigFile>>()
+const opening = new Map<number, Promise<BigFile>>()
+const opened = new Map<number, BigFile>()
 
 const transientCodes = new Set(['EAGAIN', 'EBUSY', 'EINTR', 'ETIMEDOUT', 'ECONNRESET', 'ECONNREFUSED', 'EMFILE', 'ENFILE'])
 
@@ -26,37 +27,32 @@ function describeError(e: unknown): string {
   return e instanceof Error ? `${e.name}: ${e.message}` : String(e)
 }
 
-function fileFor(filehId: number): Promise<BigFile> {
-  let file = files.get(filehId)
+function open(filehId: number): Promise<BigFile> {
+  let file = opening.get(filehId)
   if (!file) {
     const spec = addon.filehSpec(filehId)
     if (spec === undefined) return Promise.reject(new Error(`file handle ${filehId} is closed`))
     file = openBigFile(JSON.parse(spec) as BigFileSpec)
-    files.set(filehId, file)
+    file.then(
+      (f) => opened.set(filehId, f),
+      () => opening.delete(filehId),
+    )
+    opening.set(filehId, file)
   }
   return file
 }
 
+function forget(filehId: number): void {
+  opening.delete(filehId)
+  opened.delete(filehId)
+}
+
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
-async function serve(filehId: number, blk: number, dest: Uint8Array, job: number, asyncId: number | null) {
-  let error: string | null = null
-  for (let attempt = 1; ; attempt++) {
-    try {
-      const file = await fileFor(filehId)
-      await file.loadblk(blk, dest)
-      error = null
-      break
-    } catch (e) {
-      error = describeError(e)
-      if (!isTransient(e) || attempt >= options.attempts) break
-      loaderLog('fileh %d block %d: attempt %d failed (%s), retrying', filehId, blk, attempt, error)
-      await sleep(options.retryDelayMs * 2 ** (attempt - 1))
-    }
-  }
+function complete(filehId: number, blk: number, job: number, asyncId: number | null, error: string | null): void {
   if (error !== null) {
     loaderLog('fileh %d block %d: load failed: %s', filehId, blk, error)
-    files.delete(filehId) // reopen next time
+    forget(filehId) // reopen next time
   }
   const status = addon.completeLoad(job, error)
   if (asyncId !== null) {
@@ -65,7 +61,57 @@ async function serve(filehId: number, blk: number, dest: Uint8Array, job: number
   }
 }
 
-addon.serveLoads((filehId, blk, dest, job, asyncId) => {
-  void serve(filehId, blk, dest, job, asyncId)
-})
+/**
+ * The slow path: open the file, await loadblk, retry transient errors (`earlier`: the failure
+ * of a first attempt made by serve()).
+ */
+async function serveAsync(filehId: number, blk: number, dest: Uint8Array, job: number, asyncId: number | null, earlier?: { error: unknown }): Promise<void> {
+  let attempts = earlier ? 1 : 0
+  let failed = earlier
+  for (;;) {
+    if (failed) {
+      if (!isTransient(failed.error) || attempts >= options.attempts) {
+        complete(filehId, blk, job, asyncId, describeError(failed.error))
+        return
+      }
+      loaderLog('fileh %d block %d: attempt %d failed (%s), retrying', filehId, blk, attempts, describeError(failed.error))
+      await sleep(options.retryDelayMs * 2 ** (attempts - 1))
+    }
+    attempts++
+    try {
+      const file = await open(filehId)
+      await file.loadblk(blk, dest)
+      complete(filehId, blk, job, asyncId, null)
+      return
+    } catch (e) {
+      failed = { error: e }
+    }
+  }
+}
+
+/** Serves one load: synchronously when the file is open and loadblk is synchronous. */
+function serve(filehId: number, blk: number, dest: Uint8Array, job: number, asyncId: number | null): void {
+  const file = opened.get(filehId)
+  if (file) {
+    let result: void | Promise<void>
+    try {
+      result = file.loadblk(blk, dest)
+    } catch (e) {
+      void serveAsync(filehId, blk, dest, job, asyncId, { error: e })
+      return
+    }
+    if (typeof (result as PromiseLike<void> | undefined)?.then !== 'function') {
+      complete(filehId, blk, job, asyncId, null)
+      return
+    }
+    ;(result as PromiseLike<void>).then(
+      () => complete(filehId, blk, job, asyncId, null),
+      (e: unknown) => void serveAsync(filehId, blk, dest, job, asyncId, { error: e }),
+    )
+    return
+  }
+  void serveAsync(filehId, blk, dest, job, asyncId)
+}
+
+addon.serveLoads(serve)
 loaderLog('loader serving')
