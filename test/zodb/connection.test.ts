@@ -118,6 +118,18 @@ describe('DB and Connection', () => {
       expect(m.deep[0]!.get('k')!.name).to.equal('leaf')
     })
 
+    it('does not store an object whose change was taken back with _p_changed = false', () => {
+      const db = newDB()
+      const s = session(db)
+      const item = new Item('x', 1)
+      s.root.item = item
+      s.tm.commit()
+      item.value = 2
+      item._p_changed = false
+      s.tm.commit()
+      expect(db.history(item._p_oid!, 10)).to.have.length(1)
+    })
+
     it('commits nothing when nothing changed', () => {
       const db = newDB()
       const s = session(db)

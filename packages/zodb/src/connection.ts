@@ -329,7 +329,7 @@ export class Connection<R extends object = Record<string, unknown>> implements P
     try {
       for (let i = 0; i < queue.length; i++) {
         const obj = queue[i]!
-        if (obj._p_jar !== this || _meta(obj).state === GHOST) continue
+        if (!this.#needsStoring(obj)) continue
         const oid = obj._p_oid!
         const className = this.#classNameOf(obj, () => describe(obj))
         const data = encodeRecord(obj, className, writer)
@@ -385,7 +385,7 @@ export class Connection<R extends object = Record<string, unknown>> implements P
     try {
       for (let i = 0; i < queue.length; i++) {
         const obj = queue[i]!
-        if (obj._p_jar !== this || _meta(obj).state === GHOST) continue
+        if (!this.#needsStoring(obj)) continue
         const oid = obj._p_oid!
         const data = encodeRecord(obj, this.#classNameOf(obj, () => describe(obj)), writer)
         const previous = this.#tmp.get(oid)
@@ -423,6 +423,17 @@ export class Connection<R extends object = Record<string, unknown>> implements P
 
   /** Set while storing: an unsaved object reached from a stored one is added here. */
   #addedDuringCommit: ((obj: Persistent) => void) | null = null
+
+  /**
+   * New objects are stored; a registered object only if it is still changed (setting
+   * `_p_changed = false` after a change is a legal way to take it back, as in ZODB).
+   */
+  #needsStoring(obj: Persistent): boolean {
+    if (obj._p_jar !== this) return false
+    const state = _meta(obj).state
+    if (state === GHOST) return false
+    return this.#added.has(obj._p_oid!) || state === CHANGED
+  }
 
   #checkOpen(what: string): void {
     if (!this.#opened) throw new ConnectionStateError(`${what}: the connection is closed`)
