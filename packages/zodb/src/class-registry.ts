@@ -4,8 +4,8 @@
 
 import { UnknownClassError } from './errors.js'
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- any constructor signature
-export type AnyClass = abstract new (...args: any[]) => object
+/** Any class, whatever its constructor's parameters. */
+export type AnyClass = abstract new (...args: never[]) => object
 
 const byName = new Map<string, AnyClass>()
 const byClass = new Map<AnyClass, string>()

@@ -361,7 +361,7 @@ export class PersistentReference {
   }
 }
 
-/** Decode a record's state without any class: persistent references become PersistentRefInfo-like `{ $ref: hex oid, class }` objects. */
+/** Decode a record's state without any class: persistent references become `{ $ref: '0x<hex oid>', class }` objects. */
 export function decodeForDump(data: Uint8Array): { className: string; state: unknown } {
   return decodeState(data, { persistentObject: (oid, className) => ({ $ref: `0x${idToHex(oid)}`, class: className }) })
 }
