@@ -10,6 +10,8 @@ export interface CachedRevision {
   serial: Tid
   /** Tid of the next revision, or null: current as far as the invalidations received tell. */
   next: Tid | null
+  /** Whether the records this one refers to were asked for already. */
+  refsDone?: boolean
 }
 
 export class RecordCache {
@@ -43,6 +45,13 @@ export class RecordCache {
     }
     this.misses++
     return undefined
+  }
+
+  /** Whether `lookup` would answer (without counting a hit or a miss). */
+  has(oid: Oid, tid: Tid, horizon: Tid): boolean {
+    const revs = this.#entries.get(oid)
+    if (revs === undefined) return false
+    return revs.some((r) => r.serial < tid && (r.next === null ? tid <= horizon + 1n : tid <= r.next))
   }
 
   bySerial(oid: Oid, serial: Tid): Uint8Array | undefined {

@@ -15,6 +15,7 @@ import {
   ReadOnlyError,
   StorageTransactionError,
   idToHex,
+  referencesIn,
   tidFromDate,
   tidToDate,
   tryToResolveConflict,
@@ -28,7 +29,7 @@ import {
   type TransactionRecord,
 } from '@wendelin/zodb'
 
-import { RecordCache } from './cache.js'
+import { RecordCache, type CachedRevision } from './cache.js'
 import type { FromWorker, IoWorkerData, ToWorker } from './io-worker.js'
 import { ClientDisconnected, DEFAULT_MAX_FRAME, MAGIC, ProtocolError, decodeBody, encodeFrame, errorFromWire, type WireError } from './protocol.js'
 
@@ -466,7 +467,10 @@ export class ClientStorage implements Storage {
         hit = this.#cache.lookup(oid, tid, this.#lastTid)
       }
     }
-    if (hit !== undefined) return { data: hit.data, serial: hit.serial, nextSerial: hit.next }
+    if (hit !== undefined) {
+      if (!hit.refsDone) this.#prefetchReferences(hit, tid)
+      return { data: hit.data, serial: hit.serial, nextSerial: hit.next }
+    }
     const [rev, extras] = this.#call('loadBefore', oid, tid, this.#options.prefetchBudget ?? 256 * 1024) as [
       [Uint8Array, Tid, Tid | null] | null,
       [Oid, Uint8Array, Tid, Tid | null][],
@@ -474,8 +478,28 @@ export class ClientStorage implements Storage {
     for (const [o, data, serial, next] of extras) this.#cache.put(o, { data, serial, next })
     if (rev === null) return null
     const [data, serial, next] = rev
-    this.#cache.put(oid, { data, serial, next })
+    const entry = { data, serial, next }
+    this.#cache.put(oid, entry)
+    this.#prefetchReferences(entry, tid)
     return { data, serial, nextSerial: next }
+  }
+
+  /**
+   * Ask (without waiting) for the records `rev` refers to that are not cached: when a B-tree
+   * bucket is read, its values are likely to be read next, and come in one round trip.
+   */
+  #prefetchReferences(rev: CachedRevision, tid: Tid): void {
+    rev.refsDone = true
+    if ((this.#options.prefetchBudget ?? 256 * 1024) <= 0) return
+    let refs: Oid[]
+    try {
+      refs = referencesIn(rev.data)
+    } catch {
+      return
+    }
+    const wanted = refs.filter((o) => !this.#inflightPrefetch.has(o) && !this.#cache.has(o, tid, this.#lastTid))
+    if (wanted.length === 0) return
+    this.prefetch(wanted, tid).catch((error: unknown) => log('prefetch failed: %s', (error as Error).message))
   }
 
   loadSerial(oid: Oid, serial: Tid): Uint8Array {
@@ -495,7 +519,7 @@ export class ClientStorage implements Storage {
     const at = tid ?? this.#lastTid + 1n
     const wanted: Oid[] = []
     for (const oid of oids) {
-      if (this.#cache.lookup(oid, at, this.#lastTid) === undefined && !this.#inflightPrefetch.has(oid)) wanted.push(oid)
+      if (!this.#cache.has(oid, at, this.#lastTid) && !this.#inflightPrefetch.has(oid)) wanted.push(oid)
     }
     const chunks: Promise<void>[] = []
     for (let i = 0; i < wanted.length; i += 1000) {

@@ -1,0 +1,260 @@
+// Invalidations through the server, after ZEO's InvalidationTests and ConnectionTests: what one
+// client commits reaches another's connections at their next transaction boundary; the cache
+// never serves a stale snapshot; a reconnection verifies the cache; calls while disconnected fail
+// with ClientDisconnected (a TransientError).
+import path from 'node:path'
+
+import { expect } from 'chai'
+import { TransactionManager, TransientError } from '@wendelin/transaction'
+import { DB, MAX_TID, PersistentMapping, SQLiteStorage, openStorage, type Oid, type Tid } from '@wendelin/zodb'
+import { ClientDisconnected, ClientStorage } from '@wendelin/zeo'
+
+import { Item } from '../zodb/helpers.js'
+import { ServerProcess, TOKEN, freshDir, removeScratch, sleep } from './helpers.js'
+
+type AnyRoot = Record<string, unknown>
+
+describe('zeo invalidations and the client cache', function () {
+  let server: ServerProcess
+  const open: { close(): void }[] = []
+
+  before(async () => {
+    server = await ServerProcess.start()
+  })
+  after(async () => {
+    await server.stop()
+    removeScratch()
+  })
+  afterEach(() => {
+    for (const o of open.splice(0)) o.close()
+  })
+
+  function dbOn(name: string, options = {}): { db: DB; tm: TransactionManager; root: () => AnyRoot; storage: ClientStorage } {
+    const storage = server.client(name, options)
+    const db = new DB(storage)
+    open.push(db)
+    const tm = new TransactionManager({ explicit: true })
+    const conn = db.open({ transactionManager: tm })
+    return { db, tm, root: () => conn.root as AnyRoot, storage }
+  }
+
+  it("shows another client's commit at the next transaction boundary, not before", async () => {
+    const name = await server.addStorage()
+    const a = dbOn(name)
+    const b = dbOn(name)
+    a.tm.begin()
+    a.root().item = new Item('x', 1)
+    a.tm.commit()
+    b.tm.begin()
+    const item = b.root().item as Item
+    expect(item.value).to.equal(1)
+    a.tm.begin()
+    ;(a.root().item as Item).value = 2
+    a.tm.commit()
+    expect(item.value).to.equal(1) // b's snapshot is older than a's commit
+    b.tm.abort()
+    b.tm.begin()
+    expect(item.value).to.equal(2)
+    b.tm.abort()
+  })
+
+  it("never lets lastTransaction() run ahead of the invalidations a listener received", async () => {
+    const name = await server.addStorage()
+    const a = server.client(name)
+    const b = server.client(name)
+    open.push(a, b)
+    const heard: Tid[] = []
+    b.addListener({ invalidate: (tid) => void heard.push(tid) })
+    let serial = 0n
+    const oid = a.newOid()
+    for (let i = 0; i < 30; i++) {
+      const txn = { user: '', description: '', extension: {} }
+      a.tpc_begin(txn)
+      a.store(oid, serial, new Uint8Array([i]), txn)
+      a.tpc_vote(txn)
+      serial = a.tpc_finish(txn)
+      const last = b.lastTransaction()
+      expect(last).to.equal(serial)
+      expect(heard[heard.length - 1]).to.equal(last)
+    }
+    for (let i = 1; i < heard.length; i++) expect(heard[i]! > heard[i - 1]!).to.equal(true)
+    expect(heard.length).to.equal(30)
+  })
+
+  it('serves old snapshots and the new state correctly from its cache', async () => {
+    const name = await server.addStorage()
+    const a = server.client(name)
+    const b = server.client(name)
+    open.push(a, b)
+    const oid = a.newOid()
+    const put = (old: Tid, byte: number): Tid => {
+      const txn = { user: '', description: '', extension: {} }
+      a.tpc_begin(txn)
+      a.store(oid, old, new Uint8Array([byte]), txn)
+      a.tpc_vote(txn)
+      return a.tpc_finish(txn)
+    }
+    const t1 = put(0n, 1)
+    const at1 = b.lastTransaction() + 1n
+    expect([...b.loadBefore(oid, at1)!.data]).to.deep.equal([1])
+    const hits = b.cacheStats.hits
+    expect([...b.loadBefore(oid, at1)!.data]).to.deep.equal([1])
+    expect(b.cacheStats.hits).to.equal(hits + 1) // served from the cache
+    const t2 = put(t1, 2)
+    const at2 = b.lastTransaction() + 1n
+    expect(at2).to.equal(t2 + 1n)
+    expect([...b.loadBefore(oid, at2)!.data]).to.deep.equal([2]) // not the cached revision 1
+    const old = b.loadBefore(oid, at1)!
+    expect([...old.data]).to.deep.equal([1])
+    expect(old.nextSerial).to.equal(t2)
+    expect([...b.loadBefore(oid, MAX_TID)!.data]).to.deep.equal([2])
+  })
+
+  it('prefetches asynchronously, and a later load finds the records in the cache', async () => {
+    const name = await server.addStorage()
+    const a = server.client(name)
+    open.push(a)
+    const txn = { user: '', description: '', extension: {} }
+    const oids: Oid[] = []
+    a.tpc_begin(txn)
+    for (let i = 0; i < 50; i++) {
+      const oid = a.newOid()
+      oids.push(oid)
+      a.store(oid, 0n, new Uint8Array([i]), txn)
+    }
+    a.tpc_vote(txn)
+    a.tpc_finish(txn)
+    const b = server.client(name)
+    open.push(b)
+    b.lastTransaction()
+    await b.prefetch(oids)
+    const misses = b.cacheStats.misses
+    const at = b.lastTransaction() + 1n
+    for (let i = 0; i < 50; i++) expect([...b.loadBefore(oids[i]!, at)!.data]).to.deep.equal([i])
+    expect(b.cacheStats.misses).to.equal(misses)
+    // a load of an oid whose prefetch is in flight waits for that reply
+    const c = server.client(name)
+    open.push(c)
+    c.lastTransaction()
+    const p = c.prefetch(oids)
+    expect([...c.loadBefore(oids[7]!, c.lastTransaction() + 1n)!.data]).to.deep.equal([7])
+    await p
+  })
+
+  it('sends along the records a loaded record refers to, so a tree walk costs a round trip per bucket', async () => {
+    const name = await server.addStorage()
+    const a = dbOn(name)
+    a.tm.begin()
+    const m = new PersistentMapping<string, Item>()
+    for (let i = 0; i < 40; i++) m.set(`k${i}`, new Item(`i${i}`, i))
+    a.root().m = m
+    a.tm.commit()
+    const b = dbOn(name)
+    b.tm.begin()
+    const before = b.storage.cacheStats
+    let sum = 0
+    for (const item of (b.root().m as PersistentMapping<string, Item>).values()) sum += item.value as number
+    expect(sum).to.equal((39 * 40) / 2)
+    const after = b.storage.cacheStats
+    expect(after.hits - before.hits).to.be.at.least(40)
+    b.tm.abort()
+  })
+
+  it('opens from its spec with openStorage (token from the environment)', async () => {
+    const name = await server.addStorage()
+    const saved = process.env.WENDELIN_TOKEN
+    process.env.WENDELIN_TOKEN = TOKEN
+    try {
+      const s = (await openStorage(server.spec(name))) as ClientStorage
+      open.push(s)
+      expect(s).to.be.instanceOf(ClientStorage)
+      expect(s.spec).to.equal(server.spec(name))
+      expect(s.shareable).to.equal(true)
+      const ro = (await openStorage(server.spec(name), { readOnly: true })) as ClientStorage
+      open.push(ro)
+      expect(ro.isReadOnly()).to.equal(true)
+    } finally {
+      if (saved === undefined) delete process.env.WENDELIN_TOKEN
+      else process.env.WENDELIN_TOKEN = saved
+    }
+  })
+
+  it('serves a storage read-only when the server says so', async () => {
+    const name = await server.addStorage(undefined, true)
+    const s = server.client(name)
+    open.push(s)
+    expect(s.isReadOnly()).to.equal(true)
+    expect(() => s.newOid()).to.throw(/read-only/)
+  })
+})
+
+describe('zeo reconnection (ConnectionTests)', function () {
+  this.timeout(30_000)
+  after(removeScratch)
+
+  it('fails calls with ClientDisconnected while the server is down, reconnects, and verifies its cache', async () => {
+    const file = path.join(freshDir(), 'db.sqlite')
+    let server = await ServerProcess.start()
+    const port = server.port
+    await server.command({ cmd: 'add', name: 'main', spec: `sqlite:${file}` })
+    const storage = new ClientStorage({ host: '127.0.0.1', port, storage: 'main', token: TOKEN, disconnectTimeout: 300, backoffMin: 20, backoffMax: 100 })
+    const db = new DB(storage)
+    try {
+      const tm = new TransactionManager({ explicit: true })
+      const conn = db.open({ transactionManager: tm })
+      tm.begin()
+      ;(conn.root as AnyRoot).item = new Item('x', 1)
+      ;(conn.root as AnyRoot).other = new Item('y', 1)
+      tm.commit()
+      tm.begin()
+      const item = (conn.root as AnyRoot).item as Item
+      expect(item.value).to.equal(1) // loaded, cached
+      tm.abort()
+
+      expect(await server.stop()).to.equal(0)
+      await sleep(50)
+      let error: unknown
+      try {
+        tm.begin()
+      } catch (e) {
+        error = e
+      }
+      expect(error).to.be.instanceOf(ClientDisconnected)
+      expect(error).to.be.instanceOf(TransientError)
+      try {
+        tm.abort()
+      } catch {
+        // nothing begun
+      }
+      // Meanwhile the file changes behind the client's back.
+      const direct = new SQLiteStorage(file)
+      const ddb = new DB(direct)
+      const dtm = new TransactionManager()
+      const dconn = ddb.open({ transactionManager: dtm })
+      ;((dconn.root as AnyRoot).item as Item).value = 2
+      dtm.commit()
+      ddb.close()
+
+      server = await ServerProcess.start(port)
+      await server.command({ cmd: 'add', name: 'main', spec: `sqlite:${file}` })
+      // The client reconnects by itself; its cached revision of item is now known stale.
+      let begun = false
+      for (let i = 0; i < 100 && !begun; i++) {
+        try {
+          tm.begin()
+          begun = true
+        } catch (e) {
+          if (!(e instanceof ClientDisconnected)) throw e
+          await sleep(50)
+        }
+      }
+      expect(begun).to.equal(true)
+      expect(((conn.root as AnyRoot).item as Item).value).to.equal(2)
+      ;((conn.root as AnyRoot).other as Item).value = 5
+      tm.commit()
+    } finally {
+      db.close()
+      await server.stop()
+    }
+  })
+})
