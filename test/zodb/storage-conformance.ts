@@ -461,6 +461,52 @@ export function describeStorageConformance(name: string, factory: StorageFactory
       })
     })
 
+    describe('UndoStorage (storages whose supportsUndo() is true)', () => {
+      it('undoes the newest transaction: changed objects go back, created ones go away', function () {
+        if (!storage.supportsUndo() || typeof storage.undo !== 'function') return this.skip()
+        const a = storage.newOid()
+        const b = storage.newOid()
+        const t1 = storeRevision(storage, a, 0n, { value: 1 })
+        const t2 = commitRecords(storage, [
+          [a, t1, record({ value: 2 })],
+          [b, 0n, record({ value: 1 })],
+        ])
+        const heard: Oid[][] = []
+        storage.addListener({ invalidate: (_tid, oids) => void heard.push([...oids]) })
+        const txn = meta('undo')
+        storage.tpc_begin(txn)
+        expect(storage.undo(t2, txn).sort()).to.deep.equal([a, b].sort())
+        storage.tpc_vote(txn)
+        const t3 = storage.tpc_finish(txn)
+        expect(t3 > t2).to.equal(true)
+        expect(stateOf(storage.loadBefore(a, MAX)!.data)).to.deep.equal({ value: 1 })
+        let gone: unknown
+        try {
+          gone = storage.loadBefore(b, MAX)
+        } catch (error) {
+          gone = error
+        }
+        expect(gone === null || gone instanceof POSKeyError).to.equal(true)
+        expect(heard.at(-1)!.sort()).to.deep.equal([a, b].sort())
+      })
+
+      it('refuses to undo a transaction whose objects changed later, and stores nothing', function () {
+        if (!storage.supportsUndo() || typeof storage.undo !== 'function') return this.skip()
+        const a = storage.newOid()
+        const t1 = storeRevision(storage, a, 0n, { value: 1 })
+        const t2 = storeRevision(storage, a, t1, { value: 2 })
+        const txn = meta('undo')
+        storage.tpc_begin(txn)
+        expect(() => {
+          storage.undo!(t1, txn)
+          storage.tpc_vote(txn)
+        }).to.throw(Error)
+        storage.tpc_abort(txn)
+        expect(storage.lastTransaction()).to.equal(t2)
+        expect(stateOf(storage.loadBefore(a, MAX)!.data)).to.deep.equal({ value: 2 })
+      })
+    })
+
     describe('MTStorage: several connections committing at once', () => {
       it('loses no increment when interleaved transactions conflict and retry', async function () {
         this.timeout(20_000)
