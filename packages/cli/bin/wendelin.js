@@ -1,0 +1,3 @@
+#!/usr/bin/env node
+// The `wendelin` command (its code is compiled TypeScript in ../dist).
+import '../dist/cli.js'
