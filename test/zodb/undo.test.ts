@@ -1,12 +1,12 @@
-// db.undo: through a storage that can undo (SQLiteStorage), in the transaction that commits it,
-// alone or beside a connection's own changes; refused where the storage cannot undo.
+// db.undo: through storages that can undo (SQLiteStorage, MemoryStorage), in the transaction that
+// commits it, alone or beside a connection's own changes; refused where the storage cannot undo.
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 
 import { expect } from 'chai'
 import { TransactionManager } from '@wendelin/transaction'
-import { DB, POSError, SQLiteStorage } from '@wendelin/zodb'
+import { DB, MemoryStorage, POSError, SQLiteStorage, UndoError } from '@wendelin/zodb'
 
 import { Item, newDB, session, type AppRoot } from './helpers.js'
 
@@ -57,8 +57,46 @@ describe('db.undo', () => {
     }
   })
 
-  it('is refused where the storage cannot undo', () => {
+  it('works the same on MemoryStorage, and lists undoable transactions', () => {
     const db = newDB()
+    const s = session(db)
+    s.root.item = new Item('x', 1)
+    s.tm.get().note('create')
+    s.tm.commit()
+    ;(s.root.item as Item).value = 2
+    s.tm.get().note('change')
+    s.tm.commit()
+    const log = db.undoLog(2)
+    expect(log.map((e) => e.description)).to.deep.equal(['change', 'create'])
+    db.undo(log[0]!.tid, { transactionManager: s.tm })
+    s.tm.commit()
+    expect((s.root.item as Item).value).to.equal(1)
+  })
+
+  it('fails the commit with UndoError when a later transaction changed the objects', () => {
+    const db = newDB()
+    const s = session(db)
+    s.root.item = new Item('x', 1)
+    s.tm.commit()
+    const first = db.lastTransaction()
+    ;(s.root.item as Item).value = 2
+    s.tm.commit()
+    db.undo(first, { transactionManager: s.tm })
+    expect(() => s.tm.commit()).to.throw(UndoError, /changed by a later transaction/)
+    s.tm.abort()
+    expect((s.root.item as Item).value).to.equal(2)
+  })
+
+  it('is refused where the storage cannot undo', () => {
+    const memory = new MemoryStorage()
+    const noUndo = new Proxy(memory, {
+      get(target, key) {
+        if (key === 'supportsUndo') return () => false
+        const v = Reflect.get(target, key, target) as unknown
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v
+      },
+    })
+    const db = new DB(noUndo)
     expect(() => db.undo(db.lastTransaction(), { transactionManager: new TransactionManager() })).to.throw(POSError, /does not support undo/)
   })
 })

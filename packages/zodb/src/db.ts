@@ -9,7 +9,7 @@ import { Connection } from './connection.js'
 import { ConnectionStateError, POSError, POSKeyError } from './errors.js'
 import { Root } from './root.js'
 import { encodeRecord } from './serialize.js'
-import type { HistoryEntry, InvalidationListener, Storage } from './storage.js'
+import type { HistoryEntry, InvalidationListener, Storage, UndoLogEntry } from './storage.js'
 import { openStorage } from './storage-spec.js'
 import { StorageCommit } from './storage-commit.js'
 import { MAX_TID, idToHex, tidFromDate, type Oid, type Tid } from './tid.js'
@@ -210,6 +210,11 @@ export class DB<R extends object = Root> implements Disposable {
       tpc_finish: (t: Transaction) => void StorageCommit.for(storage, t).finish(),
       tpc_abort: (t: Transaction) => StorageCommit.for(storage, t).abort(),
     })
+  }
+
+  /** The newest transactions, newest first (empty where the storage cannot undo). */
+  undoLog(limit = 20): UndoLogEntry[] {
+    return this.storage.undoLog?.(limit) ?? []
   }
 
   /** Close every connection and the storage. */

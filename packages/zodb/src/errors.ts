@@ -125,6 +125,11 @@ export class UnknownClassError extends POSError {
   }
 }
 
+/** A transaction cannot be undone (no such transaction, or a later one changed one of its objects). */
+export class UndoError extends POSError {
+  override name = 'UndoError'
+}
+
 /** A record that is not in a format this version can read. */
 export class CorruptRecordError extends POSError {
   override name = 'CorruptRecordError'

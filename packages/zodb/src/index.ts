@@ -29,6 +29,7 @@ export type {
   DataRecord,
   TransactionRecord,
   InvalidationListener,
+  UndoLogEntry,
 } from './storage.js'
 export { MemoryStorage, type MemoryStorageOptions } from './memory-storage.js'
 export { SQLiteStorage, SQLITE_SCHEMA_VERSION, StorageFileError, UndoError, type SQLiteStorageOptions, type Durability, type PackOptions, type PackProgress, type UndoEntry } from './sqlite-storage.js'

@@ -15,6 +15,7 @@ import {
   ReadOnlyError,
   StorageNotShareableError,
   StorageTransactionError,
+  UndoError,
 } from './errors.js'
 import { referencesIn } from './serialize.js'
 import type {
@@ -25,6 +26,7 @@ import type {
   Storage,
   TransactionMetaData,
   TransactionRecord,
+  UndoLogEntry,
 } from './storage.js'
 import { checkId, idToHex, newTid, tidFromDate, tidToDate, type Oid, type Tid } from './tid.js'
 
@@ -47,7 +49,8 @@ interface TransactionEntry {
 interface Commit {
   txn: TransactionMetaData
   meta: { user: string; description: string; extension: Record<string, unknown> }
-  stores: Map<Oid, Uint8Array>
+  /** New revisions; null deletes the object (an undone creation). */
+  stores: Map<Oid, Uint8Array | null>
   resolved: Oid[]
   voted: boolean
 }
@@ -296,7 +299,38 @@ export class MemoryStorage implements Storage {
   }
 
   supportsUndo(): boolean {
-    return false
+    return true
+  }
+
+  /**
+   * Undo transaction `tid` within the committing transaction: each object it wrote goes back
+   * to its previous revision (an object it created is deleted). UndoError if a later
+   * transaction changed one of them.
+   */
+  undo(tid: Tid, txn: TransactionMetaData): Oid[] {
+    this.#checkWritable('undo')
+    const commit = this.#committing(txn, 'undo')
+    const t = this.#transaction(tid)
+    if (t === undefined) throw new UndoError(`no transaction 0x${idToHex(tid)} to undo`)
+    const changes: [Oid, Uint8Array | null][] = []
+    for (const oid of t.oids) {
+      const revs = this.#revisions.get(oid)
+      const last = revs?.[revs.length - 1]
+      if (revs === undefined || last === undefined || last.tid !== tid) {
+        throw new UndoError(`cannot undo transaction 0x${idToHex(tid)}: object 0x${idToHex(oid)} was changed by a later transaction`)
+      }
+      changes.push([oid, revs.length >= 2 ? revs[revs.length - 2]!.data : null])
+    }
+    for (const [oid, data] of changes) commit.stores.set(oid, data)
+    return changes.map(([oid]) => oid)
+  }
+
+  undoLog(limit = 20): UndoLogEntry[] {
+    this.#checkOpen()
+    return this.#transactions
+      .slice(-limit)
+      .reverse()
+      .map((t) => ({ tid: t.tid, time: tidToDate(t.tid), user: t.user, description: t.description }))
   }
 
   addListener(listener: InvalidationListener): void {

@@ -37,6 +37,7 @@ import {
   ReadConflictError,
   ReadOnlyError,
   StorageTransactionError,
+  UndoError,
 } from './errors.js'
 import { referencesIn } from './serialize.js'
 import type {
@@ -70,10 +71,8 @@ export class StorageFileError extends POSError {
   }
 }
 
-/** A transaction cannot be undone (a later transaction changed one of its objects). */
-export class UndoError extends POSError {
-  override name = 'UndoError'
-}
+// UndoError is shared with the other storages (errors.ts); re-exported for existing importers.
+export { UndoError }
 
 export type Durability = 'full' | 'normal'
 

@@ -55,6 +55,14 @@ export interface TransactionRecord {
   records: DataRecord[]
 }
 
+/** One transaction as `undoLog()` lists it. */
+export interface UndoLogEntry {
+  tid: Tid
+  time: Date
+  user: string
+  description: string
+}
+
 /** Told about committed transactions, in tid order. */
 export interface InvalidationListener {
   /** Transaction `tid` changed `oids`. Called once per transaction, in increasing tid order. */
@@ -136,6 +144,8 @@ export interface Storage {
    * transaction changed one of them.
    */
   undo?(tid: Tid, txn: TransactionMetaData): Oid[]
+  /** Optional, with undo: the newest transactions, newest first, candidates for `undo`. */
+  undoLog?(limit?: number): UndoLogEntry[]
 
   /** Listen for committed transactions (each storage delivers in tid order). */
   addListener(listener: InvalidationListener): void
