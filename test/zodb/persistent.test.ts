@@ -198,6 +198,24 @@ describe('Persistent', () => {
       expect(() => (item._p_jar = null)).to.throw(ConnectionStateError)
     })
 
+    it('works as a dictionary of thousands of distinct attribute names, and with __proto__', () => {
+      const n = 5000
+      const names = Array.from({ length: n }, (_, i) => `key_${i}_${Math.random().toString(36).slice(2)}`)
+      const root = s.root as Record<string, unknown>
+      for (const [i, name] of names.entries()) root[name] = i
+      Object.defineProperty(root, '__proto__', { value: 'data', writable: true, enumerable: true, configurable: true })
+      s.tm.commit()
+      const other = session(s.conn.db as never)
+      const r = other.root as Record<string, unknown>
+      expect(names.every((name, i) => r[name] === i)).to.equal(true)
+      expect(Object.getOwnPropertyDescriptor(r, '__proto__')?.get?.call(r)).to.equal('data')
+      r[names[n - 1]!] = 'changed'
+      expect(other.root._p_changed).to.equal(true)
+      other.tm.commit()
+      s.tm.begin()
+      expect(root[names[n - 1]!]).to.equal('changed')
+    })
+
     it('uses overridden _p_getState/_p_setState', () => {
       const c = new Custom()
       c.secret = 'abc'

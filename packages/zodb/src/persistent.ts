@@ -97,19 +97,27 @@ interface AccessorPair {
   set(this: Persistent, value: unknown): void
 }
 const accessors = new Map<string, AccessorPair>()
+/** Attribute names that get generated (fastest) accessors; later names share closures. */
+const GENERATED_ACCESSOR_LIMIT = 4096
 
 /** The shared getter/setter pair of an attribute name (generated so that V8 sees a named load). */
 function accessorFor(key: string): AccessorPair {
   let pair = accessors.get(key)
   if (pair !== undefined) return pair
-  if (key === '__proto__') {
+  if (key === '__proto__' || accessors.size >= GENERATED_ACCESSOR_LIMIT) {
+    // Plain closures: no compilation per name. Used for the odd key and once many distinct
+    // names were seen (an object used as a big dictionary: PersistentMapping suits it better).
     pair = {
       get() {
-        return Object.getOwnPropertyDescriptor(slots(this)._p_dict ?? {}, key)?.value
+        const dict = slots(this)._p_dict
+        return dict !== null && Object.prototype.hasOwnProperty.call(dict, key) ? dict[key] : undefined
       },
       set(value) {
         if (slots(this)._p_meta.state !== CHANGED) beforeWrite(this)
-        Object.defineProperty(slots(this)._p_dict ?? {}, key, { value, writable: true, enumerable: true, configurable: true })
+        const dict = slots(this)._p_dict
+        if (dict === null) return
+        if (key === '__proto__') Object.defineProperty(dict, key, { value, writable: true, enumerable: true, configurable: true })
+        else dict[key] = value
       },
     }
   } else {
@@ -383,12 +391,12 @@ export class Persistent {
   _p_getState(): Record<string, unknown> {
     if (slots(this)._p_meta.state === GHOST) this._p_activate()
     const out: Record<string, unknown> = {}
-    const dict = slots(this)._p_dict
-    const source: StateDict = dict ?? (this as unknown as StateDict)
-    // The object's own keys, not the dictionary's: an attribute removed with `delete` is gone.
+    // Read through the object's own attributes (accessors or plain properties): an attribute
+    // removed with `delete` is gone, one defined with defineProperty is there.
     for (const k of stateKeys(this)) {
-      if (k === '__proto__') Object.defineProperty(out, k, { value: source[k], writable: true, enumerable: true, configurable: true })
-      else out[k] = source[k]
+      const value = (this as unknown as StateDict)[k]
+      if (k === '__proto__') Object.defineProperty(out, k, { value, writable: true, enumerable: true, configurable: true })
+      else out[k] = value
     }
     return out
   }
