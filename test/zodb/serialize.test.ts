@@ -12,6 +12,7 @@ import {
   UnknownClassError,
   UnserializableError,
   decodeForDump,
+  encodeStateRecord,
   recordClassName,
   referencesIn,
   registerClass,
@@ -260,6 +261,26 @@ describe('serialization', () => {
       // A reference: tag 1, then [8-byte oid, class name].
       const refTag = Buffer.from([0xd4, 0x01, 0x00, 0x92, 0xc4, 0x08])
       expect(Buffer.from(data).indexOf(refTag)).to.be.above(0)
+    })
+
+    it('writes each tag as the README says', () => {
+      const enc = (value: unknown) => Buffer.from(encodeStateRecord('t', { v: value }, { persistentRef: () => ({ oid: 0n, className: 'x' }) }))
+      // header 93 01 a1 74, then the state map 81 a1 76 (one key "v"), then the value
+      const valueOf = (value: unknown) => enc(value).subarray(7)
+      expect([...enc(1).subarray(0, 7)]).to.deep.equal([0x93, 0x01, 0xa1, 0x74, 0x81, 0xa1, 0x76])
+      expect([...valueOf(undefined)]).to.deep.equal([0xd4, 0x00, 0x00])
+      expect([...valueOf(-0)]).to.deep.equal([0x00])
+      expect([...valueOf(12n)]).to.deep.equal([0xd4, 0x03, 0x00, 0xa2, 0x31, 0x32])
+      expect([...valueOf(new Date(5))]).to.deep.equal([0xd4, 0x04, 0x00, 0x05])
+      expect([...valueOf(new Map([[1, 2]]))]).to.deep.equal([0xd4, 0x05, 0x00, 0x92, 0x01, 0x02])
+      expect([...valueOf(new Set([3]))]).to.deep.equal([0xd4, 0x06, 0x00, 0x91, 0x03])
+      expect([...valueOf(new Uint8Array([7]).buffer)]).to.deep.equal([0xd4, 0x07, 0x00, 0xc4, 0x01, 0x07])
+      expect([...valueOf(new Uint16Array([0x0102]))]).to.deep.equal([0xd4, 0x08, 0x00, 0x92, 0x04, 0xc4, 0x02, 0x02, 0x01])
+      expect([...valueOf(new Point(1, 2))]).to.deep.equal([0xd4, 0x09, 0x00, 0x92, 0xb4, ...Buffer.from('test.serialize.Point'), 0x82, 0xa1, 0x78, 0x01, 0xa1, 0x79, 0x02])
+      const a: unknown[] = []
+      a.push(a)
+      // The state map is object 0 and the array object 1: the array holds a back-reference to 1.
+      expect([...valueOf(a)]).to.deep.equal([0x91, 0xd4, 0x02, 0x00, 0x01])
     })
   })
 })
