@@ -49,6 +49,29 @@ describe('DB and Connection', () => {
     })
   })
 
+  describe('with the async-scoped default manager', () => {
+    it('gives each scope its own connection transaction', async () => {
+      const db = newDB()
+      await db.transaction((conn) => {
+        conn.root.one = new Item('one', 0)
+        conn.root.two = new Item('two', 0)
+      })
+      const tick = () => new Promise((r) => setImmediate(r))
+      const work = (name: string) =>
+        transaction.manager.scope(async () => {
+          const conn = db.open()
+          ;(conn.root[name] as Item).value = `set by ${name}`
+          await tick() // the other scope runs here, with changes of its own
+          expect(transaction.get().resources).to.deep.equal([conn])
+          transaction.commit()
+          conn.close()
+        })
+      await Promise.all([work('one'), work('two')])
+      const check = session(db)
+      expect([(check.root.one as Item).value, (check.root.two as Item).value]).to.deep.equal(['set by one', 'set by two'])
+    })
+  })
+
   describe('add and get', () => {
     it('gives an added object an oid at once and returns it by oid', () => {
       const s = session(newDB())
