@@ -309,8 +309,9 @@ export class Persistent {
   /**
    * true: changed in this transaction; false: up to date; null: a ghost. Setting true marks the
    * object changed (loading it first if it is a ghost); false forgets the change flag (the object
-   * stays registered); null makes an up-to-date object a ghost. `delete obj._p_changed`
-   * invalidates it even if changed.
+   * stays registered, and is not stored unless changed again); null makes an up-to-date object a
+   * ghost. Python's `del obj._p_changed` is `obj._p_invalidate()` here: JavaScript has no way to
+   * intercept `delete` of an inherited property.
    */
   get _p_changed(): boolean | null {
     const meta = slots(this)._p_meta
