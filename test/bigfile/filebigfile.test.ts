@@ -6,8 +6,8 @@ import path from 'node:path'
 
 import { FileBigFile, FileH, PatternBigFile, RAM, virtmemStats } from '@wendelin/bigfile'
 
-import { FlakyFile, BrokenFile } from './fixtures/files.js'
-import { runFixture, tmpDir } from './helpers.js'
+import { BrokenFile, FlakyFile, TracedFile } from './fixtures/files.js'
+import { runFixture, tmpDir, until } from './helpers.js'
 
 const MiB = 1024 * 1024
 
@@ -203,6 +203,22 @@ describe('FileBigFile: loads through loader workers', () => {
     expect(fs.readFileSync(marker, 'utf8')).to.equal('xxx')
     m.unmap()
     fh.close()
+  })
+
+  it('closes the loaders\' instance of a file when its handle closes', async () => {
+    const marker = path.join(dir, 'trace')
+    fs.writeFileSync(marker, '')
+    const ram = new RAM({ pageSize: 64 * 1024, limit: 4 * 64 * 1024 })
+    const fh = new FileH(new TracedFile({ blksize: 64 * 1024, marker }), { ram })
+    const m = fh.mmap(0, 2)
+    expect(m.bytes()[0]).to.equal(55)
+    expect(m.bytes()[64 * 1024]).to.equal(55)
+    expect(fs.readFileSync(marker, 'utf8')).to.match(/^o+$/, 'opened by the loaders that served loads')
+    m.unmap()
+    fh.close()
+    const count = (c: string) => fs.readFileSync(marker, 'utf8').split(c).length - 1
+    await until(() => count('c') >= count('o')) // each loader gets the close message
+    expect(count('c')).to.equal(count('o'), `every instance opened was closed once: ${fs.readFileSync(marker, 'utf8')}`)
   })
 
   it('ends the process with a message naming file, block and cause when a load cannot succeed', () => {

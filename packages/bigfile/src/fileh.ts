@@ -7,7 +7,7 @@
 import { constants as bufferConstants } from 'node:buffer'
 
 import type { BigFile } from './bigfile.js'
-import { loaderPool } from './loader-pool.js'
+import { loaderPool, runningLoaderPool } from './loader-pool.js'
 import { log, writeoutLog } from './log.js'
 import { addon, type NativeFileH, type NativeFileKind, type NativeMapping, type PageState, type PatternStatus } from './native.js'
 import { defaultRAM, type RAM } from './ram.js'
@@ -172,6 +172,7 @@ export class FileH {
     addon.filehClose(this.native)
     this.closed = true
     this.file.close()
+    if (this.kind === 'js') runningLoaderPool()?.closed(this.id)
     log('close fileh %d', this.id)
   }
 

@@ -21,6 +21,11 @@ export interface LoaderWorkerData {
   retryDelayMs: number
 }
 
+/** Main → loader: a file handle closed; drop (and close) the loader's instance of its file. */
+export interface LoaderCloseMessage {
+  closed: number
+}
+
 export interface AsyncLoadResult {
   asyncId: number
   status: 'loaded' | 'invalidated' | 'failed'
@@ -67,6 +72,12 @@ class LoaderPool {
     return { asyncId, done }
   }
 
+  /** Tells every loader that a file handle closed. */
+  closed(filehId: number): void {
+    const message: LoaderCloseMessage = { closed: filehId }
+    for (const w of this.workers) w.postMessage(message)
+  }
+
   forget(asyncId: number): void {
     if (this.pending.delete(asyncId) && this.pending.size === 0) for (const w of this.workers) w.unref()
   }
@@ -88,6 +99,11 @@ export function configureLoaders(options: LoaderOptions): void {
   if (pool) throw new Error('configureLoaders: the loader workers are already running')
   configured = { ...configured, ...options }
   if (!(configured.count >= 1)) throw new RangeError('configureLoaders: count must be at least 1')
+}
+
+/** The loader pool if it was started. @internal */
+export function runningLoaderPool(): LoaderPool | null {
+  return pool
 }
 
 /** @internal */

@@ -7,7 +7,7 @@
 import { parentPort, workerData } from 'node:worker_threads'
 
 import { type BigFile, type BigFileSpec, openBigFile } from './bigfile.js'
-import type { AsyncLoadResult, LoaderWorkerData } from './loader-pool.js'
+import type { AsyncLoadResult, LoaderCloseMessage, LoaderWorkerData } from './loader-pool.js'
 import { loaderLog } from './log.js'
 import { addon } from './native.js'
 
@@ -114,4 +114,14 @@ function serve(filehId: number, blk: number, dest: Uint8Array, job: number, asyn
 }
 
 addon.serveLoads(serve)
+
+parentPort?.on('message', (m: LoaderCloseMessage) => {
+  const file = opened.get(m.closed)
+  forget(m.closed)
+  try {
+    file?.close()
+  } catch (e) {
+    loaderLog('closing the file of fileh %d: %s', m.closed, describeError(e))
+  }
+})
 loaderLog('loader serving')
