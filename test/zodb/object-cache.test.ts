@@ -40,6 +40,21 @@ describe('object cache', () => {
     expect(items[0]!._p_estimatedSize).to.be.above(100)
   })
 
+  it('counts the bytes of new objects once they are stored, and drops them when ghosts', () => {
+    const db = newDB({ cacheSize: 1000 })
+    const s = session(db)
+    const items = Array.from({ length: 10 }, (_, i) => new Item(`n${i}`, 'y'.repeat(200)))
+    s.root.items = new PersistentList(items)
+    s.tm.commit()
+    const bytes = s.conn.cache.activeBytes
+    const expected = [s.root as unknown as Item, s.root.items as unknown as Item, ...items].reduce((n, o) => n + o._p_estimatedSize, 0)
+    expect(bytes).to.equal(expected)
+    expect(bytes).to.be.above(2000)
+    s.conn.cacheMinimize()
+    expect(s.conn.cache.activeBytes).to.equal(0)
+    expect(s.conn.cache.activeCount).to.equal(0)
+  })
+
   it('never evicts changed or sticky objects', () => {
     const { s, items } = populate(30, { cacheSize: 2 })
     for (const it of items) void it.name

@@ -360,7 +360,10 @@ export class Connection<R extends object = Record<string, unknown>> implements P
     } finally {
       this.#finishing = false
     }
-    for (const { obj, size } of this.#stored) _stored(obj, tid, size)
+    for (const { obj, size } of this.#stored) {
+      _stored(obj, tid, size)
+      this.cache.accessed(obj) // counted again with its stored size
+    }
     for (const oid of this.#resolved) this.cache.get(oid)?._p_invalidate()
     log('conn %d committed %s (%d objects)', this.id, idToHex(tid), this.#stored.length)
     this.#endTransaction()

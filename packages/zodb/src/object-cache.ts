@@ -17,8 +17,8 @@ export interface CacheLimits {
 
 export class ObjectCache {
   readonly #refs = new Map<Oid, WeakRef<Persistent>>()
-  /** Active objects, least recently used first. */
-  readonly #active = new Map<Oid, Persistent>()
+  /** Active objects, least recently used first, with the size counted for each in #bytes. */
+  readonly #active = new Map<Oid, { obj: Persistent; size: number }>()
   #bytes = 0
   readonly #finalizer = new FinalizationRegistry<Oid>((oid) => {
     const ref = this.#refs.get(oid)
@@ -50,13 +50,10 @@ export class ObjectCache {
   accessed(obj: Persistent): void {
     const oid = _meta(obj).oid
     if (oid === null) return
-    const prev = this.#active.get(oid)
-    if (prev !== undefined) {
-      this.#active.delete(oid)
-      this.#bytes -= _meta(prev).size
-    }
-    this.#active.set(oid, obj)
-    this.#bytes += _meta(obj).size
+    this.#removeActive(oid)
+    const size = _meta(obj).size
+    this.#active.set(oid, { obj, size })
+    this.#bytes += size
   }
 
   /** `obj` became a ghost: hold it weakly only. */
@@ -69,7 +66,7 @@ export class ObjectCache {
     const prev = this.#active.get(oid)
     if (prev !== undefined) {
       this.#active.delete(oid)
-      this.#bytes -= _meta(prev).size
+      this.#bytes -= prev.size
     }
   }
 
@@ -93,7 +90,7 @@ export class ObjectCache {
     const { cacheSize, cacheSizeBytes } = this.limits
     const over = () => this.#active.size > cacheSize || (cacheSizeBytes > 0 && this.#bytes > cacheSizeBytes)
     if (!over()) return
-    for (const obj of [...this.#active.values()]) {
+    for (const { obj } of [...this.#active.values()]) {
       if (!over()) break
       const state = _meta(obj).state
       if (state === CHANGED || state === STICKY) continue
@@ -103,7 +100,7 @@ export class ObjectCache {
 
   /** Make every up-to-date object a ghost. */
   minimize(): void {
-    for (const obj of [...this.#active.values()]) {
+    for (const { obj } of [...this.#active.values()]) {
       if (_meta(obj).state !== CHANGED && _meta(obj).state !== STICKY) obj._p_deactivate()
     }
   }
