@@ -396,6 +396,7 @@ export class Connection<R extends object = Record<string, unknown>> implements P
         this.#tmp.set(oid, { data, serial })
         // Up to date with the savepoint store: later changes register again.
         _stored(obj, obj._p_serial, data.length)
+        this.cache.accessed(obj)
       }
     } finally {
       this.#addedDuringCommit = null
