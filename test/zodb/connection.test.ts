@@ -15,6 +15,8 @@ import {
   ReadOnlyError,
   Root,
   UnserializableError,
+  type Oid,
+  type Tid,
 } from '@wendelin/zodb'
 
 import { Item, newDB, session, type AppRoot } from './helpers.js'
@@ -440,6 +442,40 @@ describe('DB and Connection', () => {
       const other = session(db)
       expect((other.root.kept as Item).value).to.equal(2)
       expect(other.root.dropped).to.equal(undefined)
+    })
+  })
+
+  describe('prefetch', () => {
+    it("asks a storage that can prefetch for the ghosts' oids at the connection's snapshot", async () => {
+      const memory = new MemoryStorage()
+      const asked: [Oid[], Tid | undefined][] = []
+      const prefetching = new Proxy(memory, {
+        get(target, key) {
+          if (key === 'prefetch') return async (oids: Iterable<Oid>, tid?: Tid) => void asked.push([[...oids], tid])
+          const v = Reflect.get(target, key, target) as unknown
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v
+        },
+      })
+      const db = new DB<AppRoot>(prefetching)
+      const s = session(db)
+      const a = new Item('a')
+      const b = new Item('b')
+      s.root.a = a
+      s.root.b = b
+      s.tm.commit()
+      const other = session(db)
+      const ga = other.root.a as Item
+      const gb = other.root.b as Item
+      await other.conn.prefetch(ga, gb, 12345n)
+      expect(asked).to.deep.equal([[[a._p_oid, b._p_oid, 12345n], other.conn.before]])
+      void ga.name // loaded: no longer a ghost, not asked for again
+      await other.conn.prefetch(ga)
+      expect(asked).to.have.length(1)
+    })
+
+    it('resolves at once on a storage without prefetch', async () => {
+      const s = session(newDB())
+      await s.conn.prefetch(s.root)
     })
   })
 

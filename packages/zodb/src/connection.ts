@@ -176,6 +176,22 @@ export class Connection<R extends object = Record<string, unknown>> implements P
     if (!this.#readCurrent.has(oid)) this.#readCurrent.set(oid, obj._p_serial)
   }
 
+  /**
+   * Ask the storage to start loading these objects (ghosts, or oids) at this connection's
+   * snapshot, for storages where loading waits on a network. Resolves when they are loaded; a
+   * storage without prefetch resolves at once. Objects still load on first use either way.
+   */
+  async prefetch(...objects: (Persistent | Oid)[]): Promise<void> {
+    this.#checkOpen('prefetch')
+    if (typeof this.#storage.prefetch !== 'function') return
+    const oids: Oid[] = []
+    for (const o of objects) {
+      if (typeof o === 'bigint') oids.push(o)
+      else if (o._p_jar === this && o._p_state === GHOST && !this.#tmp.has(o._p_oid!)) oids.push(o._p_oid!)
+    }
+    if (oids.length > 0) await this.#storage.prefetch(oids, this.#before)
+  }
+
   /** Apply pending invalidations and move the snapshot to the newest transaction (aborts nothing). */
   sync(): void {
     this.#checkOpen('sync')

@@ -147,6 +147,13 @@ export interface Storage {
   /** Optional, with undo: the newest transactions, newest first, candidates for `undo`. */
   undoLog?(limit?: number): UndoLogEntry[]
 
+  /**
+   * Optional: start loading the revisions of `oids` current before `tid` so that later
+   * `loadBefore` calls are served without waiting (a network storage's round trips). Never
+   * required for correctness.
+   */
+  prefetch?(oids: Iterable<Oid>, tid?: Tid): Promise<void>
+
   /** Listen for committed transactions (each storage delivers in tid order). */
   addListener(listener: InvalidationListener): void
   removeListener(listener: InvalidationListener): void
