@@ -35,6 +35,20 @@ describe('Connection savepoints', () => {
     expect([acc.get('bob')!.value, acc.get('sally')!.value]).to.deep.equal([100, 0])
   })
 
+  it('rolls back to a savepoint made before the connection joined: its changes are aborted', () => {
+    const { s, bob, db } = setup()
+    const sp = s.tm.savepoint() // nothing joined yet
+    bob.value = 5
+    expect(s.tm.get().resources).to.deep.equal([s.conn])
+    sp.rollback()
+    expect(bob.value).to.equal(0)
+    expect(s.tm.get().resources).to.deep.equal([])
+    bob.value = 6 // joins again
+    s.tm.commit()
+    const other = session(db)
+    expect((other.root.accounts as PersistentMapping<string, Item>).get('bob')!.value).to.equal(6)
+  })
+
   it('commits changes made before and after a savepoint', () => {
     const { s, bob, sally, db } = setup()
     bob.value = 1
