@@ -1,6 +1,7 @@
 #include "core/os.h"
 
 #include <linux/futex.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -11,6 +12,23 @@ namespace wendelin {
 std::size_t osPageSize() {
   static const std::size_t size = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
   return size;
+}
+
+void* reserveAligned(std::size_t len, std::size_t align) {
+  void* p = ::mmap(nullptr, len + align, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                   -1, 0);
+  if (p == MAP_FAILED) return nullptr;
+  const auto start = reinterpret_cast<std::uintptr_t>(p);
+  const std::uintptr_t aligned = (start + align - 1) & ~(static_cast<std::uintptr_t>(align) - 1);
+  if (aligned > start) ::munmap(p, aligned - start);
+  const std::uintptr_t end = start + len + align;
+  if (end > aligned + len) ::munmap(reinterpret_cast<void*>(aligned + len), end - (aligned + len));
+  return reinterpret_cast<void*>(aligned);
+}
+
+std::size_t mappingAlignment(std::size_t pageSize) {
+  constexpr std::size_t kPmd = std::size_t{2} << 20;
+  return pageSize % kPmd == 0 ? kPmd : osPageSize();
 }
 
 void writeStderr(const char* message) {

@@ -33,6 +33,14 @@ void writeStderr(const char* message);
 void futexWait(std::atomic<std::uint32_t>& word, std::uint32_t expected);
 void futexWakeAll(std::atomic<std::uint32_t>& word);
 
+// Reserves `len` bytes of inaccessible address space aligned to `align` (a power of two,
+// at least the OS page size). Returns nullptr on failure.
+void* reserveAligned(std::size_t len, std::size_t align);
+
+// The alignment that lets the kernel move a page's page tables whole (2 MiB PMD on x86-64 and
+// arm64 with 4 KiB pages) when the page size is a multiple of it; else the OS page size.
+std::size_t mappingAlignment(std::size_t pageSize);
+
 // Exit status used by fatal(): EX_SOFTWARE from sysexits.h.
 constexpr int kFatalExitCode = 70;
 

@@ -39,6 +39,7 @@ enum class PageState : std::uint8_t {
 const char* pageStateName(PageState state);
 
 struct FileH;
+struct Vma;
 
 struct Page {
   FileH* fileh = nullptr;
@@ -46,6 +47,7 @@ struct Page {
   std::int64_t frame = -1;           // RAM frame holding the data
   PageState state = PageState::Empty;
   int refcnt = 0;                    // how many VMAs map this page now
+  Vma* ptesIn = nullptr;             // the VMA holding the page tables moved from the alias
 
   bool inLru = false;
   std::list<Page*>::iterator lruPos;     // position in Ram::lru when inLru

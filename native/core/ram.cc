@@ -42,9 +42,8 @@ Ram::Ram(const RamConfig& config) : pageSize_(config.pageSize) {
   // hard cap, at most 1 TiB.
   std::size_t frames = std::max<std::size_t>({limitFrames_ * 8, hardCapFrames_, 16});
   frames = std::min<std::size_t>(frames, (std::size_t{1} << 40) / pageSize_);
-  void* alias = ::mmap(nullptr, frames * pageSize_, PROT_NONE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (alias != MAP_FAILED) {
+  void* alias = reserveAligned(frames * pageSize_, mappingAlignment(pageSize_));
+  if (alias) {
     alias_ = static_cast<char*>(alias);
     aliasFrames_ = frames;
   }
@@ -58,6 +57,23 @@ Ram::~Ram() {
 void* Ram::aliasOf(std::int64_t frame) const {
   if (!alias_ || frame < 0 || static_cast<std::size_t>(frame) >= aliasFrames_) return nullptr;
   return alias_ + static_cast<std::size_t>(frame) * pageSize_;
+}
+
+bool Ram::moveAliasTo(std::int64_t frame, void* at) const {
+  void* slot = aliasOf(frame);
+  if (!slot) return false;
+  if (::mremap(slot, pageSize_, pageSize_, MREMAP_MAYMOVE | MREMAP_FIXED, at) == MAP_FAILED)
+    return false;
+  // The slot is a hole now: map the frame there again for the next load (no population).
+  return mapFrame(frame, slot, PROT_READ | PROT_WRITE, /*populate=*/false) != nullptr;
+}
+
+bool Ram::moveBackToAlias(std::int64_t frame, void* from) const {
+  void* slot = aliasOf(frame);
+  if (!slot) return false;
+  if (::mremap(from, pageSize_, pageSize_, MREMAP_MAYMOVE | MREMAP_FIXED, slot) == MAP_FAILED)
+    return false;
+  return ::mprotect(slot, pageSize_, PROT_READ | PROT_WRITE) == 0;
 }
 
 std::int64_t Ram::allocFrame() {

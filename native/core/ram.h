@@ -14,6 +14,10 @@
 // population and no munmap (with its TLB shootdown) — only the copy. Frames beyond the alias
 // reservation (a stretched limit) fall back to a temporary mapping.
 //
+// The alias also keeps a frame's page tables warm: mapping a page into a VMA moves the alias
+// slot's populated page tables there (mremap — whole 2 MiB page tables when aligned) instead
+// of populating 512 entries afresh, and eviction moves them back (see Virtmem::mapPageInto).
+//
 // Ram knows nothing of pages, files or the limit policy: the virtmem layer (virtmem.h) decides
 // when to reclaim; Ram only counts. All methods are called with the virtmem lock held.
 #pragma once
@@ -57,6 +61,10 @@ class Ram {
   void* mapFrame(std::int64_t frame, void* at, int prot, bool populate) const;
   // The frame's read-write address in the alias, or nullptr when it lies beyond the alias.
   void* aliasOf(std::int64_t frame) const;
+  // Page tables of the frame's alias slot → `at` (the slot is mapped afresh, unpopulated).
+  bool moveAliasTo(std::int64_t frame, void* at) const;
+  // Page tables at `from` (which map the frame) → the frame's alias slot, read-write again.
+  bool moveBackToAlias(std::int64_t frame, void* from) const;
 
   std::size_t framesInUse() const { return inUse_; }
   std::size_t framesWarm() const { return warm_.size(); }

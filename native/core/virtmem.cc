@@ -133,8 +133,8 @@ Vma* Virtmem::mmap(FileH* fileh, std::uint64_t pgoffset, std::size_t pglen) {
   const std::size_t pageSize = fileh->ram->pageSize();
   if (pglen > SIZE_MAX / pageSize) throw VirtmemError("mmap: page range too large");
   const std::size_t len = pglen * pageSize;
-  void* addr = ::mmap(nullptr, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (addr == MAP_FAILED)
+  void* addr = reserveAligned(len, mappingAlignment(pageSize));
+  if (!addr)
     throw VirtmemError("mmap: cannot reserve " + std::to_string(len) + " bytes of address space: " +
                        std::strerror(errno));
   auto* vma = new Vma();
@@ -186,7 +186,15 @@ void Virtmem::unmap(Vma* vma) {
   for (std::size_t i = 0; i < vma->npages(); i++) {
     if (!vma->mapped[i]) continue;
     Page* page = vma->fileh->pagemap.get(vma->pgoffset + i);
-    if (page) page->refcnt--;
+    if (!page) continue;
+    page->refcnt--;
+    if (page->ptesIn == vma) {
+      // Back to the alias: the frame's next load then writes through populated page tables.
+      void* at = reinterpret_cast<void*>(vma->start + i * pageSize);
+      if (!vma->fileh->ram->moveBackToAlias(page->frame, at))
+        fatal("cannot move page tables back to the RAM alias");
+      page->ptesIn = nullptr;
+    }
   }
   vmas_.erase(vma->start);
   vma->fileh->vmas.remove(vma);
@@ -210,8 +218,15 @@ void Virtmem::mapPageInto(Vma* vma, Page* page, int prot) {
     if (::mprotect(at, pageSize, prot) != 0) fatal("mprotect of a mapped page failed");
     return;
   }
-  if (!vma->fileh->ram->mapFrame(page->frame, at, prot, /*populate=*/true))
+  Ram* ram = vma->fileh->ram;
+  if (!page->ptesIn && ram->moveAliasTo(page->frame, at)) {
+    // The alias slot's page tables (populated by the load) now serve this VMA.
+    page->ptesIn = vma;
+    if (prot != (PROT_READ | PROT_WRITE) && ::mprotect(at, pageSize, prot) != 0)
+      fatal("mprotect of a mapped page failed");
+  } else if (!ram->mapFrame(page->frame, at, prot, /*populate=*/true)) {
     fatal("cannot map a RAM frame into a mapping (mmap failed)");
+  }
   vma->mapped[i] = true;
   page->refcnt++;
 }
@@ -219,11 +234,18 @@ void Virtmem::mapPageInto(Vma* vma, Page* page, int prot) {
 void Virtmem::unmapPageFrom(Vma* vma, Page* page) {
   const std::size_t i = page->pgoffset - vma->pgoffset;
   if (!vma->mapped[i]) return;
-  const std::size_t pageSize = vma->fileh->ram->pageSize();
+  Ram* ram = vma->fileh->ram;
+  const std::size_t pageSize = ram->pageSize();
+  void* at = reinterpret_cast<void*>(vma->start + i * pageSize);
+  if (page->ptesIn == vma) {
+    // Keep the page tables warm for the frame's next use; `at` is left a hole, refilled below.
+    if (!ram->moveBackToAlias(page->frame, at)) fatal("cannot move page tables back to the RAM alias");
+    page->ptesIn = nullptr;
+  }
   if (i < vma->basePages)
     mapBaseInto(vma, i, 1);  // overlay: the base shows through again
   else
-    makeInaccessible(reinterpret_cast<void*>(vma->start + i * pageSize), pageSize);
+    makeInaccessible(at, pageSize);
   vma->mapped[i] = false;
   page->refcnt--;
 }

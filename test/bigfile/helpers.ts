@@ -22,9 +22,13 @@ export function tmpDir(onDisk = false): string {
 }
 
 /** A pattern file handle on a RAM of `pages` pages (as wendelin.core's test_virtmem). */
-export function patternFileH(pages = 3, options: { noop?: boolean } = {}): { ram: RAM; file: PatternBigFile; fh: FileH } {
-  const ram = new RAM({ pageSize: PS, limit: pages * PS })
-  const file = new PatternBigFile({ blksize: PS, noop: options.noop ?? false })
+export function patternFileH(
+  pages = 3,
+  options: { noop?: boolean; pageSize?: number } = {},
+): { ram: RAM; file: PatternBigFile; fh: FileH } {
+  const pageSize = options.pageSize ?? PS
+  const ram = new RAM({ pageSize, limit: pages * pageSize })
+  const file = new PatternBigFile({ blksize: pageSize, noop: options.noop ?? false })
   const fh = new FileH(file, { ram })
   return { ram, file, fh }
 }

@@ -7,9 +7,13 @@ import vm from 'node:vm'
 
 import { FileH, MAX_MAPPING_BYTES, PatternBigFile, RAM, WRITEOUT_MARKSTORED, WRITEOUT_STORE, virtmemStats } from '@wendelin/bigfile'
 
-import { PS, patternFileH } from './helpers.js'
+import { patternFileH as patternFileHOf } from './helpers.js'
 
-describe('virtmem: file access through mappings (test_virtmem)', () => {
+// 64 KiB pages move page tables entry by entry; 2 MiB pages (aligned) move whole tables.
+for (const PS of [64 * 1024, 2 * 1024 * 1024]) {
+const patternFileH = (pages = 3) => patternFileHOf(pages, { pageSize: PS })
+
+describe(`virtmem: file access through mappings (test_virtmem), ${PS / 1024} KiB pages`, () => {
   it('loads on read, dirties on write, keeps LRU order and reclaims the least recently used clean page', () => {
     const { ram, fh } = patternFileH(3)
     const m = fh.mmap(0, 8)
@@ -96,6 +100,31 @@ describe('virtmem: file access through mappings (test_virtmem)', () => {
     m2.unmap()
     m.unmap()
     fh.dirtyDiscard()
+    fh.close()
+  })
+
+  it('serves one page mapped twice: writes show in both; unmapping or eviction leaves no stale view', () => {
+    const { fh } = patternFileH(3)
+    const m1 = fh.mmap(0, 2)
+    const b1 = m1.bytes()
+    expect(b1[PS]).to.equal(101) // page 1 mapped in m1 (page tables moved from the RAM alias)
+    const m2 = fh.mmap(1, 1)
+    const b2 = m2.bytes()
+    expect(b2[0]).to.equal(101) // and in m2 (populated afresh)
+    b2[1] = 7
+    expect(b1[PS + 1]).to.equal(7, 'one frame behind both')
+    m1.unmap()
+    expect(b2[1]).to.equal(7)
+    fh.dirtyWriteout()
+    const m3 = fh.mmap(4, 3)
+    const b3 = m3.bytes()
+    for (let i = 0; i < 3; i++) expect(b3[i * PS + 9]).to.equal(104 + i) // page 1 is evicted
+    expect(fh.pageState(1)).to.equal('empty')
+    expect(m2.mappedPages()).to.deep.equal([false])
+    expect(b2[1]).to.equal(101, 'loaded afresh (the pattern file does not keep stores)')
+    expect(b3[2 * PS]).to.equal(106, 'the recycled frames hold the right pages')
+    m2.unmap()
+    m3.unmap()
     fh.close()
   })
 
@@ -322,7 +351,7 @@ describe('virtmem: file access through mappings (test_virtmem)', () => {
   })
 })
 
-describe('virtmem: pagemap (test_pagemap)', () => {
+describe(`virtmem: pagemap (test_pagemap), ${PS / 1024} KiB pages`, () => {
   it('tracks far-apart pages exactly once each, in order (the non-leaf iteration bug)', () => {
     const ram = new RAM({ pageSize: PS, limit: 16 * PS })
     const fh = new FileH(new PatternBigFile({ blksize: PS }), { ram })
@@ -339,3 +368,4 @@ describe('virtmem: pagemap (test_pagemap)', () => {
     expect(ram.stats().bytesInUse).to.equal(0)
   })
 })
+}
