@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url'
 import { TransactionManager } from '@wendelin/transaction'
 import {
   DB,
+  POSKeyError,
   ReadOnlyError,
   SQLITE_SCHEMA_VERSION,
   SQLiteStorage,
@@ -390,3 +391,51 @@ describe('SQLiteStorage', () => {
   })
 })
 
+
+describe('SQLiteStorage isolation of a commit in progress', () => {
+  it('readers of the same instance do not see a voted transaction before it finishes, nor after it aborts', () => {
+    const s = new SQLiteStorage(freshFile())
+    const a = s.newOid()
+    const t1 = commitRecords(s, [[a, 0n, record({ value: 1 })]])
+    const b = s.newOid()
+    const txn = meta()
+    s.tpc_begin(txn)
+    s.store(a, t1, record({ value: 2 }), txn)
+    s.store(b, 0n, record({ value: 'new' }), txn)
+    s.tpc_vote(txn)
+    const now = 0xffffffffffffffffn
+    const seen = s.loadBefore(a, now)!
+    expect(seen.serial).to.equal(t1)
+    expect(seen.nextSerial).to.equal(null)
+    expect(seen.data).to.deep.equal(record({ value: 1 }))
+    expect(() => s.loadBefore(b, now)).to.throw(POSKeyError)
+    expect(s.history(a, 10).map((h) => h.tid)).to.deep.equal([t1])
+    expect([...s.iterator()].map((t) => t.tid)).to.not.include(s.lastTransaction() + 1n)
+    expect(s.len()).to.equal(1)
+    s.tpc_abort(txn)
+    expect(s.loadBefore(a, now)!.serial).to.equal(t1)
+    s.close()
+  })
+
+  it('a database opened by two clients at once gets one root: the client that loses the race uses the winner’s', () => {
+    const file = freshFile()
+    const winner = new SQLiteStorage(file)
+    const loser = new SQLiteStorage(file)
+    // The loser checked for the root just before the winner created it.
+    const realLoadBefore = loser.loadBefore.bind(loser)
+    let first = true
+    loser.loadBefore = (oid, tid) => {
+      if (oid === 0n && first) {
+        first = false
+        throw new POSKeyError(0n)
+      }
+      return realLoadBefore(oid, tid)
+    }
+    const a = new DB(winner)
+    const b = new DB(loser)
+    expect(first).to.equal(false, 'the loser did check first')
+    expect(winner.history(0n, 10)).to.have.length(1, 'the root was created once')
+    b.close()
+    a.close()
+  })
+})

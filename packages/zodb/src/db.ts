@@ -6,7 +6,7 @@ import createDebug from 'debug'
 import { TransactionManager, manager as defaultManager, type Transaction, type TransactionManagerLike } from '@wendelin/transaction'
 
 import { Connection } from './connection.js'
-import { ConnectionStateError, POSError, POSKeyError } from './errors.js'
+import { ConflictError, ConnectionStateError, POSError, POSKeyError } from './errors.js'
 import { Root } from './root.js'
 import { encodeRecord } from './serialize.js'
 import type { HistoryEntry, InvalidationListener, Storage, UndoLogEntry } from './storage.js'
@@ -99,6 +99,11 @@ export class DB<R extends object = Root> implements Disposable {
       this.storage.tpc_finish(txn)
     } catch (error) {
       this.storage.tpc_abort(txn)
+      // Another process opening the same new database created the root first: use theirs.
+      if (error instanceof ConflictError && this.storage.loadBefore(0n, MAX_TID) !== null) {
+        log('the root object was created meanwhile by another client')
+        return
+      }
       throw error
     }
     log('created the root object')

@@ -273,8 +273,8 @@ export class SQLiteStorage implements Storage {
     return {
       lastTid: db.prepare('SELECT coalesce(max(tid), 0) AS tid FROM transactions'),
       loadBefore: db.prepare('SELECT tid, data FROM object_revisions WHERE oid = ? AND tid < ? ORDER BY tid DESC LIMIT 1'),
-      nextSerial: db.prepare('SELECT tid FROM object_revisions WHERE oid = ? AND tid > ? ORDER BY tid LIMIT 1'),
-      exists: db.prepare('SELECT 1 FROM object_revisions WHERE oid = ? LIMIT 1'),
+      nextSerial: db.prepare('SELECT tid FROM object_revisions WHERE oid = ? AND tid > ? AND tid < ? ORDER BY tid LIMIT 1'),
+      exists: db.prepare('SELECT 1 FROM object_revisions WHERE oid = ? AND tid < ? LIMIT 1'),
       loadSerial: db.prepare('SELECT data FROM object_revisions WHERE oid = ? AND tid = ?'),
       currentSerial: db.prepare('SELECT tid FROM current_objects WHERE oid = ?'),
       insertRevision: db.prepare('INSERT INTO object_revisions (oid, tid, data) VALUES (?, ?, ?)'),
@@ -288,7 +288,7 @@ export class SQLiteStorage implements Storage {
       history: db.prepare(
         `SELECT r.tid AS tid, length(r.data) AS size, t.user AS user, t.description AS description, t.extension AS extension
          FROM object_revisions r LEFT JOIN transactions t ON t.tid = r.tid
-         WHERE r.oid = ? ORDER BY r.tid DESC LIMIT ?`,
+         WHERE r.oid = ? AND r.tid < ? ORDER BY r.tid DESC LIMIT ?`,
       ),
       transactionsFrom: db.prepare('SELECT tid, user, description, extension, packed FROM transactions WHERE tid >= ? AND tid <= ? ORDER BY tid LIMIT ?'),
       recordsOf: db.prepare('SELECT oid, data FROM object_revisions WHERE tid = ? ORDER BY oid'),
@@ -367,23 +367,34 @@ export class SQLiteStorage implements Storage {
 
   loadBefore(oid: Oid, tid: Tid): LoadedRevision | null {
     this.#checkOpen()
+    const visible = this.#visibleBefore()
     return this.#guard('load', () => {
-      const row = this.#stmt.loadBefore.get(oid, clampTid(tid)) as Row | undefined
+      const row = this.#stmt.loadBefore.get(oid, tid < visible ? tid : visible) as Row | undefined
       if (row === undefined) {
-        if (this.#stmt.exists.get(oid) === undefined) throw new POSKeyError(oid)
+        if (this.#stmt.exists.get(oid, visible) === undefined) throw new POSKeyError(oid)
         return null
       }
       if (row.data === null) return null
       const serial = row.tid as bigint
-      const next = this.#stmt.nextSerial.get(oid, serial) as Row | undefined
+      const next = this.#stmt.nextSerial.get(oid, serial, visible) as Row | undefined
       return { data: toBytes(row.data), serial, nextSerial: next === undefined ? null : (next.tid as bigint) }
     })
+  }
+
+  /**
+   * Rows with a tid at or above this bound are not visible: between our vote and finish the
+   * file holds the voted transaction's rows, which nobody may read before it commits (and
+   * which vanish if it aborts).
+   */
+  #visibleBefore(): bigint {
+    const pending = this.#commit?.tid
+    return pending != null ? pending : INT64_MAX
   }
 
   loadSerial(oid: Oid, serial: Tid): Uint8Array {
     this.#checkOpen()
     return this.#guard('load', () => {
-      const row = this.#stmt.loadSerial.get(oid, clampTid(serial)) as Row | undefined
+      const row = serial < this.#visibleBefore() ? (this.#stmt.loadSerial.get(oid, serial) as Row | undefined) : undefined
       if (row === undefined || row.data === null) throw new POSKeyError(oid, `no revision written by transaction 0x${idToHex(serial)}`)
       return toBytes(row.data)
     })
@@ -495,10 +506,7 @@ export class SQLiteStorage implements Storage {
       const last = (this.#stmt.lastTid.get() as Row).tid as bigint
       const tid = newTid(last > this.#lastTid ? last : this.#lastTid)
       this.#stmt.insertTransaction.run(tid, txn.user, txn.description, msgpack(txn.extension))
-      for (const [oid, pending] of commit.stores) {
-        this.#stmt.insertRevision.run(oid, tid, pending.data)
-        this.#stmt.setCurrent.run(oid, tid)
-      }
+      for (const [oid, pending] of commit.stores) this.#stmt.insertRevision.run(oid, tid, pending.data)
       commit.tid = tid
     } catch (error) {
       this.#rollback()
@@ -511,7 +519,12 @@ export class SQLiteStorage implements Storage {
     const commit = this.#committing(txn, 'tpc_finish')
     const tid = commit.tid
     if (tid === null) throw new StorageTransactionError(`${this.getName()}: tpc_finish before tpc_vote`)
-    this.#guard('commit', () => this.#db.exec('COMMIT'))
+    // current_objects changes only now, so that len() and conflict checks never count the
+    // transaction before it is committed.
+    this.#guard('commit', () => {
+      for (const oid of commit.stores.keys()) this.#stmt.setCurrent.run(oid, tid)
+      this.#db.exec('COMMIT')
+    })
     this.#lastTid = tid
     this.#commit = null
     const oids = [...commit.stores.keys()]
@@ -539,7 +552,7 @@ export class SQLiteStorage implements Storage {
 
   history(oid: Oid, size = 1): HistoryEntry[] {
     this.#checkOpen()
-    const rows = this.#guard('history', () => this.#stmt.history.all(oid, BigInt(size)) as Row[])
+    const rows = this.#guard('history', () => this.#stmt.history.all(oid, this.#visibleBefore(), BigInt(size)) as Row[])
     if (rows.length === 0) throw new POSKeyError(oid)
     return rows.map((r) => ({
       tid: r.tid as bigint,
@@ -555,7 +568,7 @@ export class SQLiteStorage implements Storage {
   *iterator(start: Tid = 0n, stop: Tid = MAX_TID): IterableIterator<TransactionRecord> {
     this.#checkOpen()
     let from = clampTid(start)
-    const to = clampTid(stop)
+    const to = clampTid(stop) < this.#visibleBefore() ? clampTid(stop) : this.#visibleBefore() - 1n
     for (;;) {
       const page = this.#guard('iterate', () => this.#stmt.transactionsFrom.all(from, to, 100n) as Row[])
       for (const t of page) {
