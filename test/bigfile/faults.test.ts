@@ -5,11 +5,12 @@ import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import { promisify } from 'node:util'
+import { Worker } from 'node:worker_threads'
 import zlib from 'node:zlib'
 
 import { FileBigFile, FileH, RAM, virtmemStats } from '@wendelin/bigfile'
 
-import { PS, patternFileH, tmpDir } from './helpers.js'
+import { PS, here, patternFileH, tmpDir } from './helpers.js'
 
 const deflate = promisify(zlib.deflate)
 
@@ -71,6 +72,22 @@ describe('virtmem: faults from everywhere', () => {
     expect(Buffer.compare(zlib.inflateSync(out), expected)).to.equal(0)
     m.unmap()
     fh.close()
+  })
+
+  it('serves faults in a worker thread that maps a file of its own', async () => {
+    const dir = tmpDir()
+    const file = path.join(dir, 'w.bin')
+    fs.writeFileSync(file, Buffer.alloc(6 * PS, 3))
+    const worker = new Worker(path.join(here, 'fixtures', 'worker-reader.js'), {
+      workerData: { path: file, blksize: PS, pages: 6 },
+    })
+    const sum = await new Promise<number>((resolve, reject) => {
+      worker.once('message', resolve)
+      worker.once('error', reject)
+    })
+    await worker.terminate()
+    expect(sum).to.equal((3 * (6 * PS)) / 4096)
+    fs.rmSync(dir, { recursive: true })
   })
 
   it('still lets a WebAssembly out-of-bounds access trap', () => {

@@ -228,6 +228,13 @@ describe('FileBigFile: loads through loader workers', () => {
     expect(r.stdout).to.not.include('wrong data')
   })
 
+  it('ends the process when a loadblk faults on mapped memory itself (it would wait for itself)', () => {
+    const r = runFixture('loader-fault', [path.join(dir, 'inner.bin')])
+    expect(r.status).to.equal(70, r.stderr)
+    expect(r.stderr).to.match(/FATAL: cannot load block 0 of FileBigFile .*inner\.bin.*: page fault inside a loader worker/)
+    expect(r.stdout).to.equal('')
+  })
+
   it('ends the process naming the RAM hard cap when dirty pages exceed it', () => {
     const r = runFixture('hard-cap')
     expect(r.status).to.equal(70, r.stderr)
