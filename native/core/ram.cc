@@ -63,9 +63,12 @@ bool Ram::moveAliasTo(std::int64_t frame, void* at) const {
   void* slot = aliasOf(frame);
   if (!slot) return false;
   if (::mremap(slot, pageSize_, pageSize_, MREMAP_MAYMOVE | MREMAP_FIXED, at) == MAP_FAILED)
-    return false;
+    return false;  // nothing changed: the caller maps the frame the ordinary way
   // The slot is a hole now: map the frame there again for the next load (no population).
-  return mapFrame(frame, slot, PROT_READ | PROT_WRITE, /*populate=*/false) != nullptr;
+  if (!mapFrame(frame, slot, PROT_READ | PROT_WRITE, /*populate=*/false))
+    fatal("cannot map a RAM frame into the loaders' alias again (mmap failed; with small pages "
+          "and a large RAM the kernel's vm.max_map_count may be too low)");
+  return true;
 }
 
 bool Ram::moveBackToAlias(std::int64_t frame, void* from) const {

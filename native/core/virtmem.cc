@@ -225,7 +225,8 @@ void Virtmem::mapPageInto(Vma* vma, Page* page, int prot) {
     if (prot != (PROT_READ | PROT_WRITE) && ::mprotect(at, pageSize, prot) != 0)
       fatal("mprotect of a mapped page failed");
   } else if (!ram->mapFrame(page->frame, at, prot, /*populate=*/true)) {
-    fatal("cannot map a RAM frame into a mapping (mmap failed)");
+    fatal("cannot map a RAM frame into a mapping (mmap failed; with small pages and a large "
+          "RAM the kernel's vm.max_map_count may be too low)");
   }
   vma->mapped[i] = true;
   page->refcnt++;
