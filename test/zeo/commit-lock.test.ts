@@ -135,6 +135,29 @@ describe('zeo commit lock (CommitLockTests)', function () {
     expect(await within(a.call('vote', 4), 1000)).to.not.equal('timeout')
   })
 
+  it('shows other clients nothing of a transaction that voted but has not finished', async () => {
+    const a = await client()
+    const b = await client()
+    const oid = await begin(a, 1, undefined, 0n, 1)
+    await a.call('vote', 1)
+    const [, , t1] = await a.call('finish', 1)
+    const fresh = await newOid(a)
+    a.oneWay('tpc_begin', 2, '', '', {})
+    a.oneWay('store', 2, oid, t1, record({ value: 2 }))
+    a.oneWay('store', 2, fresh, 0n, record({ value: 3 }))
+    await a.call('vote', 2) // the records are written to SQLite, the transaction is not committed
+    expect((await b.call('sync')).slice(1)).to.deep.equal([0, t1])
+    const [, , loaded] = await b.call('loadBefore', oid, 0xffff_ffff_ffff_ffffn, 0)
+    expect((loaded as unknown[])[0]).to.deep.equal([record({ value: 1 }), t1, null])
+    const [, status, fresher] = await b.call('loadBefore', fresh, 0xffff_ffff_ffff_ffffn, 0)
+    expect(status === 1 || (fresher as unknown[])[0] === null).to.equal(true)
+    const [, , history] = await b.call('history', oid, 10)
+    expect((history as unknown[][]).map((h) => h[0])).to.deep.equal([t1])
+    const [, , t2] = await a.call('finish', 2)
+    const [, , after] = await b.call('loadBefore', oid, 0xffff_ffff_ffff_ffffn, 0)
+    expect((after as unknown[])[0]).to.deep.equal([record({ value: 2 }), t2, null])
+  })
+
   it('refuses finish before vote and calls for a transaction that is not in progress', async () => {
     const a = await client()
     await begin(a, 1)

@@ -110,6 +110,8 @@ class Served {
   /** Recent transactions, for verifying reconnecting clients: [(tid, oids)], from `recentFrom`. */
   recent: [Tid, Oid[]][] = []
   recentFrom: Tid
+  /** The newest committed tid (a voted transaction's tid is not committed until its finish). */
+  lastCommitted: Tid
   /** Set at shutdown: voters waiting for the lock are turned away. */
   closing = false
   readonly listener: InvalidationListener
@@ -121,6 +123,7 @@ class Served {
     readonly historySize: number,
   ) {
     this.recentFrom = storage.lastTransaction()
+    this.lastCommitted = this.recentFrom
     this.listener = {
       invalidate: (tid, oids) => this.#broadcast(tid, oids),
       invalidateCache: () => {
@@ -135,6 +138,7 @@ class Served {
 
   #broadcast(tid: Tid, oids: readonly Oid[]): void {
     const list = [...oids]
+    if (tid > this.lastCommitted) this.lastCommitted = tid
     this.recent.push([tid, list])
     if (this.recent.length > this.historySize) {
       const dropped = this.recent.splice(0, this.recent.length - this.historySize)
@@ -146,13 +150,13 @@ class Served {
 
   /** (tid, oids) of every transaction after `since`, or null if they are not known. */
   changesSince(since: Tid, limit: number): [Tid, Oid[]][] | null {
-    const last = this.storage.lastTransaction()
+    const last = this.readLimit() ?? this.storage.lastTransaction()
     if (since > last) return null
     if (since === last) return []
     if (since >= this.recentFrom) return this.recent.filter(([t]) => t > since)
     const out: [Tid, Oid[]][] = []
     try {
-      for (const t of this.storage.iterator(since + 1n)) {
+      for (const t of this.storage.iterator(since + 1n, last)) {
         if (out.length >= limit) return null
         out.push([t.tid, t.records.map((r) => r.oid)])
       }
@@ -160,6 +164,15 @@ class Served {
       return null
     }
     return out
+  }
+
+  /**
+   * The newest tid other clients may read, or null for no limit. Between a transaction's vote
+   * and its finish the storage may already show its records (SQLite does, to its own
+   * connection): reads are then held to the last committed tid.
+   */
+  readLimit(): Tid | null {
+    return this.holder !== null && this.holder.txn?.state === 'voted' ? this.lastCommitted : null
   }
 
   close(closeStorage: boolean): void {
@@ -417,7 +430,7 @@ class ClientConn {
           name,
           storageName: storage.getName(),
           readOnly: this.readOnly,
-          lastTid: storage.lastTransaction(),
+          lastTid: served.readLimit() ?? storage.lastTransaction(),
           supportsUndo: storage.supportsUndo() && typeof (storage as { undo?: unknown }).undo === 'function',
           invalidations,
         },
@@ -448,6 +461,15 @@ class ClientConn {
       return
     }
     if (result !== DEFERRED) this.reply(id, result)
+  }
+
+  /** loadBefore as other clients may see it: nothing of a transaction voted but not finished. */
+  #loadBefore(oid: Oid, tid: Tid): { data: Uint8Array; serial: Tid; nextSerial: Tid | null } | null {
+    const limit = this.served!.readLimit()
+    if (limit === null) return this.served!.storage.loadBefore(oid, tid)
+    const rev = this.served!.storage.loadBefore(oid, tid > limit + 1n ? limit + 1n : tid)
+    if (rev !== null && rev.nextSerial !== null && rev.nextSerial > limit) return { ...rev, nextSerial: null }
+    return rev
   }
 
   #storage(): Storage {
@@ -519,11 +541,11 @@ class ClientConn {
     const storage = this.#storage()
     switch (method) {
       case 'sync':
-        return storage.lastTransaction()
+        return this.served!.readLimit() ?? storage.lastTransaction()
       case 'loadBefore': {
         const [oid, tid, budget] = args
         if (!isBigint(oid) || !isBigint(tid) || typeof budget !== 'number') throw new ProtocolError('malformed loadBefore')
-        const rev = storage.loadBefore(oid, tid)
+        const rev = this.#loadBefore(oid, tid)
         if (rev === null) return [null, []]
         const extras: unknown[] = []
         if (budget > 0) {
@@ -540,7 +562,7 @@ class ClientConn {
             if (seen.has(ref)) continue
             seen.add(ref)
             try {
-              const r = storage.loadBefore(ref, tid)
+              const r = this.#loadBefore(ref, tid)
               if (r === null) continue
               extras.push([ref, r.data, r.serial, r.nextSerial])
               bytes += r.data.length
@@ -557,7 +579,7 @@ class ClientConn {
         return pairs.map((p) => {
           if (!Array.isArray(p) || !isBigint(p[0]) || !isBigint(p[1])) throw new ProtocolError('malformed loadMany')
           try {
-            const r = storage.loadBefore(p[0], p[1])
+            const r = this.#loadBefore(p[0], p[1])
             return r === null ? null : [r.data, r.serial, r.nextSerial]
           } catch (error) {
             if (error instanceof POSKeyError) return 0
@@ -568,6 +590,8 @@ class ClientConn {
       case 'loadSerial': {
         const [oid, serial] = args
         if (!isBigint(oid) || !isBigint(serial)) throw new ProtocolError('malformed loadSerial')
+        const limit = this.served!.readLimit()
+        if (limit !== null && serial > limit) throw new POSKeyError(oid, `no revision written by transaction 0x${idToHex(serial)}`)
         return storage.loadSerial(oid, serial)
       }
       case 'newOids': {
@@ -585,14 +609,21 @@ class ClientConn {
       case 'history': {
         const [oid, size] = args
         if (!isBigint(oid) || typeof size !== 'number') throw new ProtocolError('malformed history')
-        return storage.history(oid, size).map((h) => [h.tid, h.user, h.description, h.extension, h.size])
+        const limit = this.served!.readLimit()
+        let entries = storage.history(oid, limit === null ? size : size + 1)
+        if (limit !== null) {
+          entries = entries.filter((h) => h.tid <= limit).slice(0, size)
+          if (entries.length === 0) throw new POSKeyError(oid)
+        }
+        return entries.map((h) => [h.tid, h.user, h.description, h.extension, h.size])
       }
       case 'iterator': {
         const [start, stop, limit] = args
         if (!isBigint(start) || !isBigint(stop) || typeof limit !== 'number') throw new ProtocolError('malformed iterator')
         const out: unknown[] = []
         let bytes = 0
-        for (const t of storage.iterator(start, stop)) {
+        const readLimit = this.served!.readLimit()
+        for (const t of storage.iterator(start, readLimit !== null && readLimit < stop ? readLimit : stop)) {
           out.push([t.tid, t.status, t.user, t.description, t.extension, t.records.map((r) => [r.oid, r.data])])
           for (const r of t.records) bytes += (r.data?.length ?? 0) + 16
           if (out.length >= Math.min(limit, 1000) || bytes > 8 * 1024 * 1024) break

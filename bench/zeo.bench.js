@@ -1,0 +1,286 @@
+// W-OBJ through the storage server (shared/BENCHMARKS.md, figures 1-6 and the server's own):
+// the object workload through a ClientStorage whose server (a child process) keeps the data in
+// SQLite, beside the same workload on a local SQLiteStorage in the same run; commits per second
+// from 4 client processes (beside 4 processes sharing one SQLite file directly); and the round
+// trip of one load (beside a local SQLite load).
+// Usage: node bench/zeo.bench.js [--objects N] [--no-write]
+import { fork } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+import { TransactionManager } from '@wendelin/transaction'
+import { DB, MAX_TID, Persistent, SQLiteStorage, openStorage, registerClass } from '@wendelin/zodb'
+import { ClientStorage, StorageServer } from '@wendelin/zeo'
+import { IOBTree } from '@wendelin/btrees'
+
+import { printRows, secondsSince, summarize, updateResults, xorshift } from './lib/harness.js'
+
+const self = fileURLToPath(import.meta.url)
+const args = process.argv.slice(2)
+const role = args[0]?.startsWith('--role=') ? args[0].slice('--role='.length) : 'main'
+const TOKEN = 'bench-token'
+
+class Item extends Persistent {
+  i = 0
+  x = 0
+  s = ''
+  l = [0, 0, 0]
+  prev = null
+}
+registerClass('bench.wobj.Item', Item)
+
+function makeItem(i, prev) {
+  const o = new Item()
+  o.i = i
+  o.x = i * 0.5
+  o.s = `item-${String(i).padStart(15, '0')}`.slice(0, 20)
+  o.l = [i, i + 1, i + 2]
+  o.prev = prev
+  return o
+}
+
+// --- child roles ---------------------------------------------------------------------------------
+
+if (role === 'server') {
+  // argv: --role=server; storages are added over IPC: { add: name, spec }
+  const server = new StorageServer({ token: TOKEN })
+  const { port } = await server.listen(0, '127.0.0.1')
+  process.on('message', async (m) => {
+    if (m.add) {
+      server.addStorage(m.add, await openStorage(m.spec))
+      process.send({ added: m.add })
+    }
+  })
+  process.on('disconnect', () => server.close().then(() => process.exit(0)))
+  process.send({ port })
+} else if (role === 'committer') {
+  // argv: --role=committer SPEC K TXNS: make tree K, wait for 'go', commit TXNS transactions of 10 new objects
+  const [spec, k, txns] = args.slice(1)
+  process.env.WENDELIN_TOKEN = TOKEN
+  const storage = await openStorage(spec)
+  const db = new DB(storage)
+  const tm = new TransactionManager({ explicit: true })
+  const conn = db.open({ transactionManager: tm })
+  for (;;) {
+    try {
+      tm.begin()
+      conn.root[`tree${k}`] = new IOBTree()
+      tm.commit()
+      break
+    } catch (error) {
+      tm.abort()
+      if (error.name !== 'ConflictError') throw error
+    }
+  }
+  process.send({ ready: true })
+  process.once('message', () => {
+    const t0 = process.hrtime.bigint()
+    const tree = conn.root[`tree${k}`]
+    let n = 0
+    for (let t = 0; t < Number(txns); t++) {
+      tm.begin()
+      for (let j = 0; j < 10; j++) tree.set(n, makeItem(n++, null))
+      tm.commit()
+    }
+    process.send({ seconds: secondsSince(t0) })
+    db.close()
+    process.exit(0)
+  })
+}
+
+if (role !== 'main') {
+  // children stay alive on their IPC channel
+} else {
+  await main()
+}
+
+// --- the benchmark ---------------------------------------------------------------------------------
+
+async function main() {
+  const { ZEO_BENCH_OBJECTS } = process.env
+  const N = Number(args[args.indexOf('--objects') + 1] || 0) || Number(ZEO_BENCH_OBJECTS || 0) || 100_000
+  const BATCH = 1_000
+  const UPDATE_TXNS = 100
+  const SMALL_COMMITS = 1_000
+  const RUNS = 3
+  const write = !args.includes('--no-write')
+  const scratch = process.env.WENDELIN_BENCH_DIR ?? tmpdir()
+  const dirs = []
+  const fileIn = () => {
+    const d = mkdtempSync(path.join(scratch, 'zeo-bench-'))
+    dirs.push(d)
+    return path.join(d, 'db.sqlite')
+  }
+
+  const server = fork(self, ['--role=server'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  const port = await new Promise((resolve) => server.once('message', (m) => resolve(m.port)))
+  let nextName = 1
+  const serve = async (spec) => {
+    const name = `b${nextName++}`
+    const added = new Promise((resolve) => server.once('message', resolve))
+    server.send({ add: name, spec })
+    await added
+    return name
+  }
+  const client = (name, options = {}) => new ClientStorage({ host: '127.0.0.1', port, storage: name, token: TOKEN, ...options })
+
+  /** Figures 1-5 on a fresh storage from `open()`; `reopen()` gives a second instance on the same data. */
+  function runObjects(open, reopen) {
+    const storage = open()
+    let db = new DB(storage)
+    let tm = new TransactionManager({ explicit: true })
+    let conn = db.open({ transactionManager: tm })
+    tm.begin()
+    const tree = new IOBTree()
+    conn.root.items = tree
+    tm.commit()
+    let t0 = process.hrtime.bigint()
+    let prev = null
+    for (let base = 0; base < N; base += BATCH) {
+      tm.begin()
+      for (let i = base; i < base + BATCH; i++) {
+        prev = makeItem(i, prev)
+        tree.set(i, prev)
+      }
+      tm.commit()
+    }
+    const populate = N / secondsSince(t0)
+    conn.close()
+    db.close()
+    const second = reopen()
+    db = new DB(second, { cacheSize: N * 2 })
+    tm = new TransactionManager({ explicit: true })
+    conn = db.open({ transactionManager: tm })
+    tm.begin()
+    const items = conn.root.items
+    t0 = process.hrtime.bigint()
+    let sum = 0
+    for (const o of items.values()) sum += o.x
+    const cold = N / secondsSince(t0)
+    t0 = process.hrtime.bigint()
+    for (const o of items.values()) sum += o.x
+    const hot = N / secondsSince(t0)
+    if (!(sum > 0)) throw new Error('bad sum')
+    tm.abort()
+    const r = xorshift(7)
+    t0 = process.hrtime.bigint()
+    for (let t = 0; t < UPDATE_TXNS; t++) {
+      tm.begin()
+      for (let j = 0; j < BATCH; j++) items.get(Math.floor(r() * N)).x += 1
+      tm.commit()
+    }
+    const update = (UPDATE_TXNS * BATCH) / secondsSince(t0)
+    t0 = process.hrtime.bigint()
+    for (let t = 0; t < SMALL_COMMITS; t++) {
+      tm.begin()
+      items.get(Math.floor(r() * N)).x += 1
+      tm.commit()
+    }
+    const small = SMALL_COMMITS / secondsSince(t0)
+    conn.close()
+    db.close()
+    return { populate, cold, hot, update, small }
+  }
+
+  /** Figure 6: 4 processes, each 250 transactions of 10 new objects in its own tree; total commits/s. */
+  async function runCommitters(spec) {
+    const procs = Array.from({ length: 4 }, (_, k) => fork(self, ['--role=committer', spec, String(k), '250'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }))
+    for (const p of procs) {
+      p.once('exit', (code) => {
+        if (code === 0) return
+        console.error(`a committer process exited with ${code}`)
+        process.exit(1)
+      })
+    }
+    await Promise.all(procs.map((p) => new Promise((resolve) => p.once('message', resolve))))
+    const t0 = process.hrtime.bigint()
+    const done = Promise.all(procs.map((p) => new Promise((resolve) => p.once('message', resolve))))
+    for (const p of procs) p.send('go')
+    await done
+    const seconds = secondsSince(t0)
+    await Promise.all(procs.map((p) => (p.exitCode !== null ? null : new Promise((resolve) => p.once('exit', resolve)))))
+    return 1000 / seconds
+  }
+
+  /** Round trip of one load: the same object at MAX_TID (never from the cache), µs per load. */
+  function loadLatency(storage, oid, n = 5000) {
+    for (let i = 0; i < 500; i++) storage.loadBefore(oid, MAX_TID)
+    const t0 = process.hrtime.bigint()
+    for (let i = 0; i < n; i++) storage.loadBefore(oid, MAX_TID)
+    return (secondsSince(t0) * 1e6) / n
+  }
+
+  const rows = []
+  try {
+    console.log(`W-OBJ through the server: ${N.toLocaleString('en-US')} objects, ${RUNS} runs`)
+    const local = []
+    const remote = []
+    for (let run = 0; run < RUNS; run++) {
+      const file = fileIn()
+      local.push(runObjects(() => new SQLiteStorage(file), () => new SQLiteStorage(file)))
+      if (globalThis.gc) globalThis.gc()
+      const name = await serve(`sqlite:${fileIn()}`)
+      remote.push(runObjects(() => client(name), () => client(name)))
+      if (globalThis.gc) globalThis.gc()
+      console.log(`  run ${run + 1}: local cold ${Math.round(local.at(-1).cold)}/s, server cold ${Math.round(remote.at(-1).cold)}/s`)
+    }
+    const m = (f) => summarize(remote.map(f))
+    const b = (f) => summarize(local.map(f))
+    const wl = 'W-OBJ/ClientStorage (server, SQLite)'
+    const base = 'local SQLiteStorage'
+    rows.push(
+      { workload: wl, figure: '1 populate', value: m((x) => x.populate), unit: 'objects/s', baseline: base, baselineValue: b((x) => x.populate) },
+      { workload: wl, figure: '2 cold read', value: m((x) => x.cold), unit: 'objects/s', baseline: base, baselineValue: b((x) => x.cold) },
+      { workload: wl, figure: '3 hot read', value: m((x) => x.hot), unit: 'objects/s', baseline: base, baselineValue: b((x) => x.hot) },
+      { workload: wl, figure: '4 update', value: m((x) => x.update), unit: 'objects/s', baseline: base, baselineValue: b((x) => x.update) },
+      { workload: wl, figure: '5 small commits', value: m((x) => x.small), unit: 'commits/s', baseline: base, baselineValue: b((x) => x.small) },
+    )
+
+    for (const durability of ['full', 'normal']) {
+      const viaServer = []
+      const direct = []
+      for (let run = 0; run < RUNS; run++) {
+        const q = durability === 'full' ? '' : '?durability=normal'
+        const name = await serve(`sqlite:${fileIn()}${q}`)
+        viaServer.push(await runCommitters(`zeo://127.0.0.1:${port}/${name}`))
+        // Create the file first: four processes creating one new SQLite file at once race (see README).
+        const shared = fileIn()
+        new SQLiteStorage(shared).close()
+        direct.push(await runCommitters(`sqlite:${shared}${q}`))
+        console.log(`  4 committers (${durability}): server ${Math.round(viaServer.at(-1))}/s, shared SQLite file ${Math.round(direct.at(-1))}/s`)
+      }
+      rows.push({
+        workload: wl,
+        figure: `6 commits from 4 processes (SQLite ${durability})`,
+        value: summarize(viaServer),
+        unit: 'commits/s',
+        baseline: `4 processes on one SQLite file (${durability})`,
+        baselineValue: summarize(direct),
+      })
+    }
+
+    const latRemote = []
+    const latLocal = []
+    for (let run = 0; run < RUNS; run++) {
+      const file = fileIn()
+      const s = new SQLiteStorage(file)
+      const db = new DB(s)
+      db.close()
+      const name = await serve(`sqlite:${file}`)
+      const c = client(name)
+      latRemote.push(loadLatency(c, 0n))
+      c.close()
+      const l = new SQLiteStorage(file)
+      latLocal.push(loadLatency(l, 0n))
+      l.close()
+    }
+    rows.push({ workload: wl, figure: 'load round trip', value: summarize(latRemote), unit: 'µs', baseline: 'local SQLiteStorage load', baselineValue: summarize(latLocal) })
+  } finally {
+    server.disconnect()
+    for (const d of dirs) rmSync(d, { recursive: true, force: true })
+  }
+  printRows(rows)
+  if (write) updateResults(rows)
+}
