@@ -52,8 +52,8 @@ Napi::Value RamCreate(const Napi::CallbackInfo& info) {
   config.hardCapBytes = toIndex(info[2], "hardCap");
   config.highWaterBytes = toIndex(info[3], "highWater");
   Ram* ram = guarded(info.Env(), [&] { return new Ram(config); });
-  // A Ram lives as long as the process: pages of handles that were never closed may still
-  // sit in its frames, and faults may be served while the process exits.
+  // Freed only by ramDestroy (RAM.close()): pages of handles never closed may sit in its
+  // frames, and faults may be served while the process exits.
   return Napi::External<Ram>::New(info.Env(), ram);
 }
 
@@ -72,6 +72,11 @@ Napi::Value RamStatsJs(const Napi::CallbackInfo& info) {
   o.Set("pagesLoaded", static_cast<double>(s.pagesLoaded));
   o.Set("pagesDirty", static_cast<double>(s.pagesDirty));
   return o;
+}
+
+Napi::Value RamDestroy(const Napi::CallbackInfo& info) {
+  guarded(info.Env(), [&] { vm().ramDestroy(ramOf(info[0])); });
+  return info.Env().Undefined();
 }
 
 Napi::Value RamReclaim(const Napi::CallbackInfo& info) {
@@ -513,6 +518,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   fn("ramCreate", RamCreate);
   fn("ramStats", RamStatsJs);
   fn("ramReclaim", RamReclaim);
+  fn("ramDestroy", RamDestroy);
   fn("ramLru", RamLru);
   fn("filehOpen", FilehOpen);
   fn("filehId", FilehId);

@@ -73,6 +73,8 @@ class Ram {
 
   // Least recently used first. Holds LOADED and DIRTY pages (never LOADING ones).
   std::list<Page*> lru;
+  // File handles open on this RAM (it cannot be destroyed while any is).
+  std::size_t openFilehs = 0;
 
  private:
   std::size_t pageSize_;

@@ -102,6 +102,7 @@ FileH* Virtmem::filehOpen(Ram* ram, std::shared_ptr<BigFileOps> ops, std::string
   fileh->description = std::move(description);
   Guard g(*this);
   fileh->id = nextFilehId_++;
+  ram->openFilehs++;
   return fileh;
 }
 
@@ -122,6 +123,7 @@ void Virtmem::filehClose(FileH* fileh) {
   fileh->pagemap.forEach([&](std::uint64_t, Page* page) { pages.push_back(page); });
   for (Page* page : pages) dropPage(page);
   fileh->closed = true;
+  fileh->ram->openFilehs--;
   // The FileH object itself stays allocated (a LOADING_INVALIDATED page's loader may still
   // look at it); the binding frees nothing else through it once closed.
 }
@@ -130,6 +132,10 @@ void Virtmem::filehClose(FileH* fileh) {
 
 Vma* Virtmem::mmap(FileH* fileh, std::uint64_t pgoffset, std::size_t pglen) {
   if (pglen == 0) throw VirtmemError("mmap: empty page range");
+  {
+    Guard g(*this);
+    checkOpen(fileh);  // a closed handle's RAM may be gone
+  }
   const std::size_t pageSize = fileh->ram->pageSize();
   if (pglen > SIZE_MAX / pageSize) throw VirtmemError("mmap: page range too large");
   const std::size_t len = pglen * pageSize;
@@ -612,6 +618,17 @@ std::vector<std::pair<std::uint64_t, std::uint64_t>> Virtmem::lru(Ram* ram) {
   std::vector<std::pair<std::uint64_t, std::uint64_t>> out;
   for (Page* page : ram->lru) out.emplace_back(page->fileh->id, page->pgoffset);
   return out;
+}
+
+void Virtmem::ramDestroy(Ram* ram) {
+  Guard g(*this);
+  if (ram->openFilehs != 0)
+    throw VirtmemError("cannot close RAM: " + std::to_string(ram->openFilehs) +
+                       " file handle(s) still open on it");
+  if (ram->framesInUse() != 0)
+    throw VirtmemError("cannot close RAM: " + std::to_string(ram->framesInUse()) +
+                       " page(s) still in it (a load is finishing)");
+  delete ram;
 }
 
 VirtmemStats Virtmem::stats() {

@@ -128,6 +128,10 @@ class Virtmem {
   // (fileh id, pgoffset) in LRU order, least recently used first.
   std::vector<std::pair<std::uint64_t, std::uint64_t>> lru(Ram* ram);
 
+  // Frees a RAM (its memfd and alias). Refused while file handles are open on it or frames
+  // are still in use (a page invalidated while loading gives its frame back later).
+  void ramDestroy(Ram* ram);
+
   VirtmemStats stats();
   RamStats ramStats(Ram* ram);
 

@@ -335,6 +335,21 @@ describe(`virtmem: file access through mappings (test_virtmem), ${PS / 1024} KiB
     fh.close()
   })
 
+  it('closes a RAM only when no file handle is open on it', () => {
+    const { ram, fh } = patternFileH(3)
+    const m = fh.mmap(0, 1)
+    expect(m.bytes()[0]).to.equal(100)
+    expect(() => ram.close()).to.throw(/1 file handle\(s\) still open/)
+    m.unmap()
+    fh.close()
+    ram.close()
+    expect(ram.isClosed).to.equal(true)
+    expect(() => ram.stats()).to.throw(/RAM is closed/)
+    expect(() => new FileH(new PatternBigFile({ blksize: PS }), { ram })).to.throw(/RAM is closed/)
+    expect(() => fh.mmap(0, 1)).to.throw(/closed/)
+    ram.close() // idempotent
+  })
+
   it('refuses a mapping larger than the biggest ArrayBuffer, naming the limit', () => {
     const ram = new RAM({ pageSize: 2 * 1024 * 1024, limit: 4 * 1024 * 1024 })
     const fh = new FileH(new PatternBigFile({ blksize: 2 * 1024 * 1024 }), { ram })

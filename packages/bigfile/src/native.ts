@@ -64,6 +64,7 @@ export interface VirtmemAddon {
   ramCreate(pageSize: number, limit: number, hardCap: number, highWater: number): NativeRam
   ramStats(ram: NativeRam): RAMStats
   ramReclaim(ram: NativeRam, batch: number): number
+  ramDestroy(ram: NativeRam): void
   ramLru(ram: NativeRam): Array<[number, number]>
   filehOpen(ram: NativeRam, kind: NativeFileKind, description: string, spec: string | null, basePath?: string): NativeFileH
   filehId(fh: NativeFileH): number

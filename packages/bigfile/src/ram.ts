@@ -21,17 +21,36 @@ export interface RAMOptions {
 
 export class RAM {
   readonly pageSize: number
-  /** @internal */
-  readonly native: NativeRam
+  private nativeRam: NativeRam | null
 
   constructor(options: RAMOptions = {}) {
     this.pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE
-    this.native = addon.ramCreate(
+    this.nativeRam = addon.ramCreate(
       this.pageSize,
       options.limit ?? DEFAULT_RAM_LIMIT,
       options.hardCap ?? 0,
       options.highWater ?? 0,
     )
+  }
+
+  /** @internal */
+  get native(): NativeRam {
+    if (!this.nativeRam) throw new Error('RAM is closed')
+    return this.nativeRam
+  }
+
+  get isClosed(): boolean {
+    return this.nativeRam === null
+  }
+
+  /**
+   * Gives the RAM's memory back to the OS. Refused while file handles are open on it.
+   * A RAM not closed lives as long as the process.
+   */
+  close(): void {
+    if (!this.nativeRam) return
+    addon.ramDestroy(this.nativeRam)
+    this.nativeRam = null
   }
 
   stats(): RAMStats {
@@ -54,7 +73,7 @@ const defaults = new Map<number, RAM>()
 /** The process's shared RAM for a page size (limit from WENDELIN_RAM_LIMIT bytes, else 1 GiB). */
 export function defaultRAM(pageSize: number = DEFAULT_PAGE_SIZE): RAM {
   let ram = defaults.get(pageSize)
-  if (!ram) {
+  if (!ram || ram.isClosed) {
     const env = Number(process.env.WENDELIN_RAM_LIMIT)
     ram = new RAM({ pageSize, limit: Number.isFinite(env) && env > 0 ? env : DEFAULT_RAM_LIMIT })
     defaults.set(pageSize, ram)
