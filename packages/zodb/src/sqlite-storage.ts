@@ -139,15 +139,14 @@ CREATE TABLE transactions (
 CREATE TABLE object_revisions (
   oid  INTEGER NOT NULL,
   tid  INTEGER NOT NULL,
-  data BLOB,
-  PRIMARY KEY (oid, tid)
-) STRICT, WITHOUT ROWID;
-CREATE INDEX object_revisions_by_tid ON object_revisions (tid, oid);
-CREATE TABLE current_objects (
-  oid INTEGER PRIMARY KEY,
-  tid INTEGER NOT NULL
+  data BLOB
 ) STRICT;
+CREATE UNIQUE INDEX object_revisions_by_oid ON object_revisions (oid, tid);
+CREATE INDEX object_revisions_by_tid ON object_revisions (tid);
 `
+// Revisions are appended in commit order (rowid), so a commit writes its rows to the end of the
+// table; only the small (oid, tid) index entries land at random places. The newest serial of an
+// object is one seek at the end of its index run: no separate table of current serials to update.
 
 function clampTid(tid: Tid): bigint {
   return tid > INT64_MAX ? INT64_MAX : tid
@@ -220,7 +219,7 @@ export class SQLiteStorage implements Storage {
       throw this.#fileError(error, 'cannot open')
     }
     this.#lastTid = (this.#stmt.lastTid.get() as Row).tid as bigint
-    this.#dataVersion = this.#db.pragma('data_version', { simple: true }) as bigint
+    this.#dataVersion = this.#stmt.dataVersion.get() as bigint
     log('opened %s (durability %s%s), last tid %s', this.file, this.durability, this.#readOnly ? ', read-only' : '', idToHex(this.#lastTid))
   }
 
@@ -272,16 +271,22 @@ export class SQLiteStorage implements Storage {
     const db = this.#db
     return {
       lastTid: db.prepare('SELECT coalesce(max(tid), 0) AS tid FROM transactions'),
-      loadBefore: db.prepare('SELECT tid, data FROM object_revisions WHERE oid = ? AND tid < ? ORDER BY tid DESC LIMIT 1'),
-      nextSerial: db.prepare('SELECT tid FROM object_revisions WHERE oid = ? AND tid > ? AND tid < ? ORDER BY tid LIMIT 1'),
+      // One statement per load: the revision before `before` and the serial after it (below `visible`).
+      loadBefore: db.prepare(
+        `SELECT r.tid AS tid, r.data AS data,
+           (SELECT n.tid FROM object_revisions n WHERE n.oid = @oid AND n.tid > r.tid AND n.tid < @visible ORDER BY n.tid LIMIT 1) AS next
+         FROM object_revisions r WHERE r.oid = @oid AND r.tid < @before ORDER BY r.tid DESC LIMIT 1`,
+      ),
       exists: db.prepare('SELECT 1 FROM object_revisions WHERE oid = ? AND tid < ? LIMIT 1'),
+      dataVersion: db.prepare('PRAGMA data_version').pluck(),
+      begin: db.prepare('BEGIN IMMEDIATE'),
+      commit: db.prepare('COMMIT'),
       loadSerial: db.prepare('SELECT data FROM object_revisions WHERE oid = ? AND tid = ?'),
-      currentSerial: db.prepare('SELECT tid FROM current_objects WHERE oid = ?'),
+      currentSerial: db.prepare('SELECT tid FROM object_revisions WHERE oid = ? ORDER BY tid DESC LIMIT 1'),
       insertRevision: db.prepare('INSERT INTO object_revisions (oid, tid, data) VALUES (?, ?, ?)'),
-      setCurrent: db.prepare('INSERT INTO current_objects (oid, tid) VALUES (?, ?) ON CONFLICT (oid) DO UPDATE SET tid = excluded.tid'),
       insertTransaction: db.prepare('INSERT INTO transactions (tid, user, description, extension) VALUES (?, ?, ?, ?)'),
       reserveOids: db.prepare(
-        `UPDATE wendelin_meta SET value = max(value, (SELECT coalesce(max(oid), 0) + 1 FROM current_objects)) + ?
+        `UPDATE wendelin_meta SET value = max(value, (SELECT coalesce(max(oid), 0) + 1 FROM object_revisions)) + ?
          WHERE key = 'next_oid' RETURNING value`,
       ),
       changesSince: db.prepare('SELECT tid, oid FROM object_revisions WHERE tid > ? ORDER BY tid, oid'),
@@ -292,7 +297,11 @@ export class SQLiteStorage implements Storage {
       ),
       transactionsFrom: db.prepare('SELECT tid, user, description, extension, packed FROM transactions WHERE tid >= ? AND tid <= ? ORDER BY tid LIMIT ?'),
       recordsOf: db.prepare('SELECT oid, data FROM object_revisions WHERE tid = ? ORDER BY oid'),
-      count: db.prepare('SELECT count(*) AS n FROM current_objects c JOIN object_revisions r ON r.oid = c.oid AND r.tid = c.tid WHERE r.data IS NOT NULL'),
+      // Objects whose newest visible revision is not a deletion.
+      count: db.prepare(
+        `SELECT count(*) AS n FROM (SELECT oid, max(tid) AS tid FROM object_revisions WHERE tid < ? GROUP BY oid) c
+         JOIN object_revisions r ON r.oid = c.oid AND r.tid = c.tid WHERE r.data IS NOT NULL`,
+      ),
       undoLog: db.prepare('SELECT tid, user, description FROM transactions ORDER BY tid DESC LIMIT ?'),
       previousRevision: db.prepare('SELECT tid, data FROM object_revisions WHERE oid = ? AND tid < ? ORDER BY tid DESC LIMIT 1'),
       transactionExists: db.prepare('SELECT 1 FROM transactions WHERE tid = ?'),
@@ -318,7 +327,7 @@ export class SQLiteStorage implements Storage {
 
   len(): number {
     this.#checkOpen()
-    return Number((this.#stmt.count.get() as Row).n)
+    return Number((this.#stmt.count.get(this.#visibleBefore()) as Row).n)
   }
 
   isReadOnly(): boolean {
@@ -339,7 +348,7 @@ export class SQLiteStorage implements Storage {
   /** Look for transactions other processes (or other instances) committed since we last looked. */
   #poll(): void {
     if (this.#commit?.tid != null) return // we hold the write lock: nobody else committed
-    const version = this.#db.pragma('data_version', { simple: true }) as bigint
+    const version = this.#stmt.dataVersion.get() as bigint
     if (version === this.#dataVersion) return
     this.#dataVersion = version
     const rows = this.#stmt.changesSince.all(this.#lastTid) as Row[]
@@ -369,15 +378,13 @@ export class SQLiteStorage implements Storage {
     this.#checkOpen()
     const visible = this.#visibleBefore()
     return this.#guard('load', () => {
-      const row = this.#stmt.loadBefore.get(oid, tid < visible ? tid : visible) as Row | undefined
+      const row = this.#stmt.loadBefore.get({ oid, before: tid < visible ? tid : visible, visible }) as Row | undefined
       if (row === undefined) {
         if (this.#stmt.exists.get(oid, visible) === undefined) throw new POSKeyError(oid)
         return null
       }
       if (row.data === null) return null
-      const serial = row.tid as bigint
-      const next = this.#stmt.nextSerial.get(oid, serial, visible) as Row | undefined
-      return { data: toBytes(row.data), serial, nextSerial: next === undefined ? null : (next.tid as bigint) }
+      return { data: toBytes(row.data), serial: row.tid as bigint, nextSerial: (row.next as bigint | null) ?? null }
     })
   }
 
@@ -475,7 +482,7 @@ export class SQLiteStorage implements Storage {
   tpc_vote(txn: TransactionMetaData): Oid[] {
     const commit = this.#committing(txn, 'tpc_vote')
     if (commit.tid !== null) return [...commit.resolved]
-    this.#guard('commit', () => this.#db.exec('BEGIN IMMEDIATE'))
+    this.#guard('commit', () => this.#stmt.begin.run())
     try {
       // Holding the write lock, tell listeners what others committed before us: they then hear
       // every tid in order, ours last.
@@ -519,12 +526,7 @@ export class SQLiteStorage implements Storage {
     const commit = this.#committing(txn, 'tpc_finish')
     const tid = commit.tid
     if (tid === null) throw new StorageTransactionError(`${this.getName()}: tpc_finish before tpc_vote`)
-    // current_objects changes only now, so that len() and conflict checks never count the
-    // transaction before it is committed.
-    this.#guard('commit', () => {
-      for (const oid of commit.stores.keys()) this.#stmt.setCurrent.run(oid, tid)
-      this.#db.exec('COMMIT')
-    })
+    this.#guard('commit', () => this.#stmt.commit.run())
     this.#lastTid = tid
     this.#commit = null
     const oids = [...commit.stores.keys()]
@@ -646,7 +648,6 @@ export class SQLiteStorage implements Storage {
         db.exec('DROP TABLE temp.pack_reachable')
         report({ phase: 'removing unreachable objects', done: unreachable })
       }
-      db.exec('DELETE FROM current_objects WHERE oid NOT IN (SELECT oid FROM object_revisions)')
       db.prepare('UPDATE transactions SET packed = 1 WHERE tid <= ?').run(packTid)
       db.prepare('DELETE FROM transactions WHERE tid <= ? AND tid NOT IN (SELECT tid FROM object_revisions)').run(packTid)
       db.exec('COMMIT')
