@@ -1,14 +1,14 @@
 // The `wendelin serve` command, run as a process: it serves its storages, answers clients with
 // the token from --token-file, keeps a --read-only storage read-only, and exits 0 on SIGTERM and
 // SIGINT.
-import { type ChildProcess, spawn } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
+import { readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 
 import { expect } from 'chai'
 import { TransactionManager } from '@wendelin/transaction'
 import { DB, SQLiteStorage } from '@wendelin/zodb'
-import { ClientStorage } from '@wendelin/zeo'
+import { ClientDisconnected, ClientStorage } from '@wendelin/zeo'
 
 import { freshDir, here, removeScratch } from './helpers.js'
 
@@ -77,6 +77,34 @@ describe('wendelin serve', function () {
       check.close()
     })
   }
+
+  it('serves TLS: a client that trusts the certificate commits, others get nothing', async () => {
+    const dir = freshDir()
+    const key = path.join(dir, 'key.pem')
+    const cert = path.join(dir, 'cert.pem')
+    const made = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost'], { stdio: 'ignore' })
+    expect(made.status, 'openssl could make a test certificate').to.equal(0)
+    const p = run(['serve', '--listen', '127.0.0.1:0', '--storage', 'main=memory:', '--tls-cert', cert, '--tls-key', key], { WENDELIN_TOKEN: 'tls-secret' })
+    try {
+      const m = await waitFor(p.out, /on zeos:\/\/127\.0\.0\.1:(\d+)/)
+      const port = Number(m[1])
+      const ca = readFileSync(cert, 'utf8')
+      const storage = new ClientStorage({ host: '127.0.0.1', port, storage: 'main', token: 'tls-secret', tls: { ca } })
+      expect(storage.spec).to.match(/^zeos:/)
+      const db = new DB(storage)
+      const tm = new TransactionManager()
+      const conn = db.open({ transactionManager: tm })
+      ;(conn.root as Record<string, unknown>).secure = true
+      tm.commit()
+      db.close()
+      // Without the CA the server's certificate is not trusted; without TLS there is no handshake.
+      expect(() => new ClientStorage({ host: '127.0.0.1', port, storage: 'main', token: 'tls-secret', tls: true, connectTimeout: 500 })).to.throw(ClientDisconnected)
+      expect(() => new ClientStorage({ host: '127.0.0.1', port, storage: 'main', token: 'tls-secret', connectTimeout: 500 })).to.throw(ClientDisconnected)
+    } finally {
+      p.child.kill('SIGTERM')
+      expect(await p.exited).to.equal(0)
+    }
+  })
 
   it('refuses to start without a token or without storages', async () => {
     const env = { WENDELIN_TOKEN: '' }

@@ -95,7 +95,13 @@ function connect(): void {
   const reader = new FrameReader(data.maxFrame)
   let welcomed = false
   const s = data.tls
-    ? tls.connect({ host: data.host, port: data.port, ca: data.tls.ca, rejectUnauthorized: data.tls.rejectUnauthorized ?? true, servername: data.tls.servername ?? data.host })
+    ? tls.connect({
+        host: data.host,
+        port: data.port,
+        ...(data.tls.ca ? { ca: data.tls.ca } : {}),
+        rejectUnauthorized: data.tls.rejectUnauthorized ?? true,
+        ...(data.tls.servername || !net.isIP(data.host) ? { servername: data.tls.servername ?? data.host } : {}),
+      })
     : net.connect({ host: data.host, port: data.port })
   socket = s
   s.setNoDelay(true)
