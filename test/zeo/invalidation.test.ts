@@ -179,6 +179,45 @@ describe('zeo invalidations and the client cache', function () {
     }
   })
 
+  it('is opened again from its spec in a worker thread, which reads at an explicit snapshot', async () => {
+    const name = await server.addStorage()
+    const a = server.client(name)
+    open.push(a)
+    const oid = a.newOid()
+    const put = (old: Tid, byte: number): Tid => {
+      const txn = { user: '', description: '', extension: {} }
+      a.tpc_begin(txn)
+      a.store(oid, old, new Uint8Array([byte]), txn)
+      a.tpc_vote(txn)
+      return a.tpc_finish(txn)
+    }
+    const t1 = put(0n, 1)
+    put(t1, 2)
+    const code = `
+      const { parentPort, workerData } = require('node:worker_threads')
+      ;(async () => {
+        await import('@wendelin/zeo')
+        const { openStorage } = await import('@wendelin/zodb')
+        const s = await openStorage(workerData.spec)
+        const at1 = s.loadBefore(workerData.oid, workerData.t1 + 1n)
+        const now = s.loadBefore(workerData.oid, s.lastTransaction() + 1n)
+        s.close()
+        parentPort.postMessage([[...at1.data], [...now.data]])
+      })().catch((e) => parentPort.postMessage(String(e.stack)))`
+    const saved = process.env.WENDELIN_TOKEN
+    process.env.WENDELIN_TOKEN = TOKEN // the worker's environment: the spec carries no secret
+    const { Worker } = await import('node:worker_threads')
+    const w = new Worker(code, { eval: true, workerData: { spec: a.spec, oid, t1 } })
+    if (saved === undefined) delete process.env.WENDELIN_TOKEN
+    else process.env.WENDELIN_TOKEN = saved
+    const result = await new Promise((resolve, reject) => {
+      w.once('message', resolve)
+      w.once('error', reject)
+    })
+    await w.terminate()
+    expect(result).to.deep.equal([[1], [2]])
+  })
+
   it('serves a storage read-only when the server says so', async () => {
     const name = await server.addStorage(undefined, true)
     const s = server.client(name)
