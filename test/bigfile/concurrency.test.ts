@@ -78,4 +78,43 @@ describe('virtmem: concurrent loads', () => {
     fh.close()
     fs.rmSync(dir, { recursive: true })
   })
+
+  it('keeps data right while threadpool readers, eviction and invalidation race (stress)', async () => {
+    // RAM of 3 pages, 16 pages read by 8 concurrent zlib jobs: pages are evicted under readers
+    // all the time, and the main thread invalidates pages meanwhile. The file never changes,
+    // so every byte read must be its page's pattern.
+    const { ram, fh } = patternFileH(3)
+    const m = fh.mmap(0, 16)
+    const b = m.bytes()
+    const s0 = virtmemStats()
+    const jobs: Array<Promise<Buffer>> = []
+    const ranges: Array<[number, number]> = []
+    for (let j = 0; j < 8; j++) {
+      const first = (j * 5) % 16
+      const len = Math.min(6, 16 - first)
+      ranges.push([first, len])
+      jobs.push(deflate(b.subarray(first * PS, (first + len) * PS)))
+    }
+    let done = false
+    const all = Promise.all(jobs).finally(() => {
+      done = true
+    })
+    let invalidations = 0
+    while (!done) {
+      fh.invalidatePage(invalidations % 16)
+      invalidations++
+      await new Promise<void>((resolve) => setImmediate(resolve))
+    }
+    const outs = await all
+    outs.forEach((out, j) => {
+      const [first, len] = ranges[j]!
+      const data = inflated(out)
+      for (let k = 0; k < len; k++)
+        expect(data.subarray(k * PS, (k + 1) * PS).every((v) => v === 100 + first + k)).to.equal(true, `job ${j} page ${first + k}`)
+    })
+    expect(virtmemStats().reclaimed - s0.reclaimed).to.be.greaterThan(0)
+    expect(ram.stats().bytesPeak).to.be.at.most(3 * PS + 8 * PS, 'at most one page per reader above the limit (loads in flight)')
+    m.unmap()
+    fh.close()
+  })
 })
