@@ -158,6 +158,13 @@ export class ClientStorage implements Storage {
   #commit: Commit | null = null
   #closed = false
   #portRefs = 0
+  readonly #callCounts = new Map<string, number>()
+  /**
+   * Set by our own tpc_finish until the current synchronous run ends (a microtask): the tid it
+   * returned is the server's newest, and nothing committed since can be causally before a
+   * lastTransaction() call in the same run, which then needs no round trip.
+   */
+  #justCommitted = false
 
   /** Open `zeo://host:port/name` (the spec's options, then `options`, apply). */
   static open(spec: string, options: Partial<ClientStorageOptions> = {}): ClientStorage {
@@ -341,6 +348,7 @@ export class ClientStorage implements Storage {
   /** A synchronous call: blocks until the reply (or a failure) comes. */
   #call(method: string, ...args: unknown[]): unknown {
     this.#checkOpen()
+    this.#callCounts.set(method, (this.#callCounts.get(method) ?? 0) + 1)
     const id = this.#nextId++
     this.#syncIds.add(id)
     this.#send(id, [id, method, ...args])
@@ -433,7 +441,7 @@ export class ClientStorage implements Storage {
 
   lastTransaction(): Tid {
     this.#checkOpen()
-    if (this.#options.serverSync ?? true) {
+    if ((this.#options.serverSync ?? true) && !this.#justCommitted) {
       const last = this.#call('sync') as Tid
       // Every invalidation up to `last` came before the reply.
       if (last > this.#lastTid) this.#lastTid = last
@@ -654,6 +662,10 @@ export class ClientStorage implements Storage {
     if (tid > this.#lastTid) this.#lastTid = tid
     this.#deliveredTid = tid
     this.#post({ t: 'lastTid', tid })
+    if (!this.#justCommitted) {
+      this.#justCommitted = true
+      queueMicrotask(() => (this.#justCommitted = false))
+    }
     log('committed %s (%d objects)', idToHex(tid), oids.length)
     onTid?.(tid)
     for (const l of [...this.#listeners]) l.invalidate(tid, oids)
@@ -719,6 +731,11 @@ export class ClientStorage implements Storage {
 
   removeListener(listener: InvalidationListener): void {
     this.#listeners.delete(listener)
+  }
+
+  /** Synchronous round trips made so far, by method. */
+  get roundTrips(): Record<string, number> {
+    return Object.fromEntries(this.#callCounts)
   }
 
   /** Cache statistics: hits, misses, entries, bytes. */
