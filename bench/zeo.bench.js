@@ -3,9 +3,9 @@
 // SQLite, beside the same workload on a local SQLiteStorage in the same run; commits per second
 // from 4 client processes (beside 4 processes sharing one SQLite file directly); and the round
 // trip of one load (beside a local SQLite load).
-// Usage: node bench/zeo.bench.js [--objects N] [--no-write]
+// Usage: node bench/zeo.bench.js [--objects N] [--no-write] [--json FILE (the rows, for merging by hand)]
 import { fork } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -282,5 +282,7 @@ async function main() {
     for (const d of dirs) rmSync(d, { recursive: true, force: true })
   }
   printRows(rows)
+  const json = args.indexOf('--json')
+  if (json >= 0) writeFileSync(args[json + 1], JSON.stringify(rows, null, 1))
   if (write) updateResults(rows)
 }

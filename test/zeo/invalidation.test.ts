@@ -218,6 +218,44 @@ describe('zeo invalidations and the client cache', function () {
     expect(result).to.deep.equal([[1], [2]])
   })
 
+  it('keeps its cache in a file, verified with the invalidations at the next open', async () => {
+    const name = await server.addStorage()
+    const cacheFile = path.join(freshDir(), 'client.cache')
+    const a = server.client(name)
+    open.push(a)
+    const x = a.newOid()
+    const y = a.newOid()
+    const txn = { user: '', description: '', extension: {} }
+    a.tpc_begin(txn)
+    a.store(x, 0n, new Uint8Array([1]), txn)
+    a.store(y, 0n, new Uint8Array([1]), txn)
+    a.tpc_vote(txn)
+    const t1 = a.tpc_finish(txn)
+    const first = server.client(name, { cacheFile, prefetchBudget: 0 })
+    const at = first.lastTransaction() + 1n
+    first.loadBefore(x, at)
+    first.loadBefore(y, at)
+    first.close() // writes the file
+    // x changes while no client has the file open
+    const txn2 = { user: '', description: '', extension: {} }
+    a.tpc_begin(txn2)
+    a.store(x, t1, new Uint8Array([2]), txn2)
+    a.tpc_vote(txn2)
+    a.tpc_finish(txn2)
+    const second = server.client(name, { cacheFile, prefetchBudget: 0 })
+    open.push(second)
+    const now = second.lastTransaction() + 1n
+    expect([...second.loadBefore(y, now)!.data]).to.deep.equal([1])
+    expect(second.roundTrips.loadBefore ?? 0).to.equal(0) // y came from the file
+    expect([...second.loadBefore(x, now)!.data]).to.deep.equal([2]) // x was invalidated: loaded anew
+    expect(second.roundTrips.loadBefore).to.equal(1)
+    // a file from another server (here: another storage name) is ignored
+    const other = await server.addStorage()
+    const third = server.client(other, { cacheFile })
+    open.push(third)
+    expect(() => third.loadBefore(y, third.lastTransaction() + 1n)).to.throw(/no object/)
+  })
+
   it('serves a storage read-only when the server says so', async () => {
     const name = await server.addStorage(undefined, true)
     const s = server.client(name)

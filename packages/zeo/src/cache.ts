@@ -92,6 +92,11 @@ export class RecordCache {
     }
   }
 
+  /** Every cached revision, least recently used first. */
+  *entries(): IterableIterator<[Oid, CachedRevision]> {
+    for (const [oid, revs] of this.#entries) for (const r of revs) yield [oid, r]
+  }
+
   clear(): void {
     this.#entries.clear()
     this.#bytes = 0

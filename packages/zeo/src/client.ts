@@ -4,7 +4,7 @@
 // invalidation, or news of the connection) arrives on the reply port. `prefetch` is the
 // asynchronous way in, for code that must not block its event loop.
 
-import { readFileSync } from 'node:fs'
+import { readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { MessageChannel, type MessagePort, Worker, receiveMessageOnPort } from 'node:worker_threads'
 
 import createDebug from 'debug'
@@ -56,6 +56,11 @@ export interface ClientStorageOptions {
   /** Record cache size in bytes (default 64 MiB; 0 disables it). */
   cacheSize?: number
   /**
+   * Keep the cache in this file across processes: written at close(), read at the next open and
+   * verified with the server's invalidations since (or dropped when they cannot be had).
+   */
+  cacheFile?: string
+  /**
    * Bytes of the objects a loaded record refers to that the server sends along with it (default
    * 256 KiB; 0 disables): a B-tree walk then costs one round trip per bucket, not per object.
    */
@@ -85,6 +90,7 @@ export function parseZeoSpec(spec: string): ClientStorageOptions {
     else if (k === 'connectTimeout' && /^\d+$/.test(v)) options.connectTimeout = Number(v)
     else if (k === 'tokenFile') options.tokenFile = v
     else if (k === 'cacheSize' && /^\d+$/.test(v)) options.cacheSize = Number(v)
+    else if (k === 'cacheFile') options.cacheFile = v
     else throw new TypeError(`zeo storage spec: unknown option ${k}=${v} in ${JSON.stringify(spec)}`)
   }
   return options
@@ -165,6 +171,8 @@ export class ClientStorage implements Storage {
    * lastTransaction() call in the same run, which then needs no round trip.
    */
   #justCommitted = false
+  /** The tid the cache file was valid at, until the first connection verifies it. */
+  #cacheFileTid: Tid | null = null
 
   /** Open `zeo://host:port/name` (the spec's options, then `options`, apply). */
   static open(spec: string, options: Partial<ClientStorageOptions> = {}): ClientStorage {
@@ -183,6 +191,7 @@ export class ClientStorage implements Storage {
     this.spec = `${options.tls ? 'zeos' : 'zeo'}://${host}:${this.port}/${encodeURIComponent(this.storageName)}${params.size > 0 ? `?${params}` : ''}`
     this.#cache = new RecordCache(options.cacheSize ?? 64 * 1024 * 1024)
     const token = readToken(options)
+    const persisted = options.cacheFile ? this.#readCacheFile(options.cacheFile) : null
     const sab = new SharedArrayBuffer(4)
     this.#ctl = new Int32Array(sab)
     const { port1, port2 } = new MessageChannel()
@@ -201,6 +210,7 @@ export class ClientStorage implements Storage {
       maxFrame: options.maxFrameBytes ?? DEFAULT_MAX_FRAME,
       backoffMin: options.backoffMin ?? 50,
       backoffMax: options.backoffMax ?? 2_000,
+      lastTid: persisted,
     }
     this.#worker = new Worker(new URL('./io-worker.js', import.meta.url), { workerData: data, transferList: [port2] })
     this.#worker.unref()
@@ -302,6 +312,16 @@ export class ClientStorage implements Storage {
     this.#connected = true
     this.#generation++
     if (first) {
+      if (this.#cacheFileTid !== null) {
+        // A cache read from its file: keep what the server's invalidations say is still valid.
+        if (w.invalidations === null || w.lastTid < this.#cacheFileTid) {
+          log('%s: the cache file cannot be verified (server at %s): dropped', this.spec, idToHex(w.lastTid))
+          this.#cache.clear()
+        } else {
+          for (const [tid, oids] of w.invalidations) this.#cache.invalidate(tid, oids)
+          log('%s: cache file verified with %d transactions', this.spec, w.invalidations.length)
+        }
+      }
       this.#lastTid = this.#deliveredTid = w.lastTid
       return
     }
@@ -743,8 +763,53 @@ export class ClientStorage implements Storage {
     return this.#cache.stats
   }
 
+  /** The cache file: a version, whose server it is, the last tid, and the current revisions. */
+  #readCacheFile(file: string): Tid | null {
+    let content: unknown
+    try {
+      content = decodeBody(readFileSync(file))
+    } catch {
+      return null // none yet, or unreadable: start empty
+    }
+    const c = content as { v?: unknown; server?: unknown; lastTid?: unknown; entries?: unknown }
+    if (c?.v !== 1 || c.server !== this.#cacheFileKey() || typeof c.lastTid !== 'bigint' || !Array.isArray(c.entries)) {
+      log('%s: ignoring the cache file %s (another server or version)', this.spec, file)
+      return null
+    }
+    for (const e of c.entries as unknown[]) {
+      if (!Array.isArray(e) || typeof e[0] !== 'bigint' || !(e[1] instanceof Uint8Array) || typeof e[2] !== 'bigint') continue
+      this.#cache.put(e[0], { data: e[1], serial: e[2], next: null })
+    }
+    this.#cacheFileTid = c.lastTid
+    return c.lastTid
+  }
+
+  #cacheFileKey(): string {
+    return `${this.host}:${this.port}/${this.storageName}`
+  }
+
+  #writeCacheFile(file: string): void {
+    const entries: [Oid, Uint8Array, Tid][] = []
+    for (const [oid, r] of this.#cache.entries()) if (r.next === null) entries.push([oid, r.data, r.serial])
+    const tmp = `${file}.${process.pid}.tmp`
+    try {
+      writeFileSync(tmp, encodeFrame({ v: 1, server: this.#cacheFileKey(), lastTid: this.#lastTid, entries }).subarray(4))
+      renameSync(tmp, file)
+    } catch (error) {
+      log('%s: could not write the cache file %s: %s', this.spec, file, (error as Error).message)
+    }
+  }
+
   close(): void {
     if (this.#closed) return
+    if (this.#options.cacheFile && this.#welcome !== null) {
+      try {
+        this.#drain()
+        this.#writeCacheFile(this.#options.cacheFile)
+      } catch (error) {
+        log('%s: cache file not written: %s', this.spec, (error as Error).message)
+      }
+    }
     this.#closed = true
     this.#commit = null
     this.#listeners.clear()

@@ -28,6 +28,8 @@ export interface IoWorkerData {
   maxFrame: number
   backoffMin: number
   backoffMax: number
+  /** The last tid a persistent cache file was valid at (sent in the first handshake). */
+  lastTid: bigint | null
 }
 
 /** Main thread → worker. */
@@ -51,7 +53,7 @@ const port = data.port_
 let socket: net.Socket | null = null
 let connected = false
 let closing = false
-let lastTid: bigint | null = null
+let lastTid: bigint | null = data.lastTid ?? null
 let backoff = data.backoffMin
 let reconnectTimer: NodeJS.Timeout | null = null
 /** Calls sent on the current connection and not answered yet. */
