@@ -1,5 +1,6 @@
 // Virtual memory manager figures named by issue 6, each beside a baseline measured in this run:
 //   fault/no-op JS loadblk   µs per 2 MiB page fault through a loader worker, loadblk doing nothing
+//                            (pages touched in a scrambled order, so readahead does not serve them)
 //   fault/no-op native       the same with a native no-op loadblk (no loader worker, no JS)
 //     baseline: copying 2 MiB between two warm buffers (the copy a real load adds)
 //   read/cold sequential     GB/s reading a 2 GiB FileBigFile (512 MiB RAM limit) through a
@@ -38,7 +39,8 @@ function faultMicros(makeFile, pages) {
     const b = m.bytes()
     let s = 0
     const start = process.hrtime.bigint()
-    for (let pg = 0; pg < pages; pg++) s += b[pg * PAGE]
+    // in a scrambled order: sequential faults would be served by readahead instead
+    for (let i = 0; i < pages; i++) s += b[((i * 997) % pages) * PAGE]
     const us = (secondsSince(start) * 1e6) / pages
     m.unmap()
     fh.close()

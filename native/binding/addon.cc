@@ -408,7 +408,8 @@ void onLoaderWake(uv_async_t* wake) {
           env.Global(),
           {Napi::Number::New(env, static_cast<double>(request->filehId)),
            Napi::Number::New(env, static_cast<double>(request->blk)), Napi::Uint8Array::New(env, request->len, ab, 0),
-           Napi::Number::New(env, job), request->async ? Napi::Number::New(env, request->asyncId) : env.Null()});
+           Napi::Number::New(env, job),
+           request->async && request->asyncId >= 0 ? Napi::Number::New(env, request->asyncId) : env.Null()});
     } catch (const Napi::Error& e) {
       // The handler is expected to report errors through completeLoad; a synchronous throw is
       // treated as a failed load.
@@ -500,6 +501,7 @@ Napi::Value VirtmemStatsJs(const Napi::CallbackInfo& info) {
   o.Set("loadsInvalidated", static_cast<double>(s.loadsInvalidated));
   o.Set("reclaimed", static_cast<double>(s.reclaimed));
   o.Set("stretches", static_cast<double>(s.stretches));
+  o.Set("readaheads", static_cast<double>(s.readaheads));
   return o;
 }
 

@@ -45,20 +45,24 @@ class JsFileOps : public BigFileOps {
     return request.ok;
   }
 
+  bool canLoadAsync() const override { return true; }
+
+  // Readahead: queued for the loaders, finished by whichever completes it (never reported
+  // to JS: asyncId -1). Called with the virtmem lock held; only queues.
+  void loadAsync(const PendingLoad& load, std::size_t len) override {
+    auto* request = new LoadRequest();
+    request->filehId = filehId_;
+    request->blk = load.blk;
+    request->dest = load.dest;
+    request->len = len;
+    request->async = true;
+    request->asyncId = -1;
+    request->pending = load;
+    LoaderPool::instance().submit(request);
+  }
+
  private:
   static constexpr std::int64_t kSpinNanos = 50'000;
-  static std::int64_t monotonicNanos() {
-    timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);  // vDSO: no syscall, fine in a signal handler
-    return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
-  }
-  static void cpuRelax() {
-#if defined(__x86_64__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    asm volatile("yield");
-#endif
-  }
   std::uint64_t filehId_ = 0;
 };
 

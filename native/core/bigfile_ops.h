@@ -10,6 +10,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "core/pending_load.h"
+
 namespace wendelin {
 
 class BigFileOps {
@@ -19,6 +21,12 @@ class BigFileOps {
   // err[0..errLen) and returns false.
   virtual bool loadblk(std::uint64_t blk, void* dest, std::size_t len, char* err,
                        std::size_t errLen) = 0;
+
+  // Readahead: backends that load elsewhere (loader workers) can start a load without
+  // waiting; whoever completes it calls Virtmem::finishLoad(load, ok). Called with the
+  // virtmem lock held: it must only queue.
+  virtual bool canLoadAsync() const { return false; }
+  virtual void loadAsync(const PendingLoad& load, std::size_t len) { (void)load; (void)len; }
 };
 
 }  // namespace wendelin

@@ -3,6 +3,7 @@
 #include <linux/futex.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -29,6 +30,12 @@ void* reserveAligned(std::size_t len, std::size_t align) {
 std::size_t mappingAlignment(std::size_t pageSize) {
   constexpr std::size_t kPmd = std::size_t{2} << 20;
   return pageSize % kPmd == 0 ? kPmd : osPageSize();
+}
+
+std::int64_t monotonicNanos() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
 void writeStderr(const char* message) {

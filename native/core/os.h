@@ -41,6 +41,18 @@ void* reserveAligned(std::size_t len, std::size_t align);
 // arm64 with 4 KiB pages) when the page size is a multiple of it; else the OS page size.
 std::size_t mappingAlignment(std::size_t pageSize);
 
+// CLOCK_MONOTONIC in nanoseconds (vDSO: no system call, fine in a signal handler).
+std::int64_t monotonicNanos();
+
+// A pause for spin loops.
+inline void cpuRelax() {
+#if defined(__x86_64__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
 // Exit status used by fatal(): EX_SOFTWARE from sysexits.h.
 constexpr int kFatalExitCode = 70;
 

@@ -114,11 +114,22 @@ void Virtmem::filehClose(FileH* fileh) {
                        " mapping(s) still live (unmap them first)");
   if (fileh->writeoutInProgress)
     throw VirtmemError("cannot close file handle: writeout in progress");
-  bool loading = false;
-  fileh->pagemap.forEach([&](std::uint64_t, Page* page) {
-    if (page->state == PageState::Loading) loading = true;
-  });
-  if (loading) throw VirtmemError("cannot close file handle: a page load is in progress");
+  // Loads under way (readahead, fileh.load) finish in loader workers, which never wait for
+  // this thread: wait for them. No mapping is left, so no new fault can start one.
+  for (;;) {
+    bool loading = false;
+    fileh->pagemap.forEach([&](std::uint64_t, Page* page) {
+      if (page->state == PageState::Loading) loading = true;
+    });
+    if (!loading) break;
+    const std::uint32_t seq = loadSeq_.load();
+    g.unlock();
+    futexWait(loadSeq_, seq);
+    g.lock();
+    checkOpen(fileh);
+    if (!fileh->vmas.empty() || fileh->writeoutInProgress)
+      throw VirtmemError("cannot close file handle: it was used again while closing");
+  }
   std::vector<Page*> pages;
   fileh->pagemap.forEach([&](std::uint64_t, Page* page) { pages.push_back(page); });
   for (Page* page : pages) dropPage(page);
@@ -355,6 +366,19 @@ Page* Virtmem::allocPage(FileH* fileh, std::uint64_t pgoffset) {
   return page;
 }
 
+// Waits until some load completes after `seq`: a short spin first (a futex wake-up costs
+// 50-100 µs on these VMs, a readahead page is often nearly loaded), then sleeps.
+void Virtmem::waitForLoad(std::uint32_t seq) {
+  const std::int64_t spinUntil = monotonicNanos() + 50'000;
+  for (int i = 1; loadSeq_.load(std::memory_order_acquire) == seq; i++) {
+    cpuRelax();
+    if (i % 64 == 0 && monotonicNanos() > spinUntil) {
+      futexWait(loadSeq_, seq);
+      return;
+    }
+  }
+}
+
 void Virtmem::loadDone() {
   loadSeq_.fetch_add(1);
   futexWakeAll(loadSeq_);
@@ -418,7 +442,7 @@ bool Virtmem::onFault(std::uintptr_t addr, bool write) {
       stats_.loadWaits++;
       const std::uint32_t seq = loadSeq_.load();
       g.unlock();
-      futexWait(loadSeq_, seq);
+      waitForLoad(seq);
       g.lock();
       continue;
     }
@@ -440,6 +464,9 @@ bool Virtmem::onFault(std::uintptr_t addr, bool write) {
     }
     const int prot = page->state == PageState::Dirty ? PROT_READ | PROT_WRITE : PROT_READ;
     mapPageInto(vma, page, prot);
+    // Sequential faults: keep the next pages loading while this one is used.
+    if (fileh->lastFaultPg != kNoPage && pg == fileh->lastFaultPg + 1) readahead(vma, pg);
+    fileh->lastFaultPg = pg;
     if (fileh->baseFd >= 0 && page->state == PageState::Dirty) {
       // Overlay: other VMAs showing the base at this page would read stale data.
       for (Vma* other : fileh->vmas)
@@ -449,6 +476,47 @@ bool Virtmem::onFault(std::uintptr_t addr, bool write) {
     touchLru(page);
     errno = savedErrno;
     return true;
+  }
+}
+
+// ---- readahead -----------------------------------------------------------------------------
+
+// Room for a page without stretching the limit and without evicting `keep` (readahead
+// must neither stretch the limit nor evict the page being faulted in). allocPage evicts
+// the least recently used loaded page, and `keep` was just touched, so another loaded page
+// goes first if there is one.
+bool Virtmem::canAllocWithoutStretch(Ram* ram, Page* keep) {
+  if (ram->framesInUse() < ram->limitFrames()) return true;
+  for (Page* page : ram->lru)
+    if (page->state == PageState::Loaded && page != keep) return true;
+  return false;
+}
+
+// Starts async loads of the pages after `pg` within the VMA (a sequential reader's next
+// pages) on backends that load elsewhere. Not in wendelin.core: loads there run on the
+// faulting thread itself, here a loader worker can fill the next page while this one is used.
+void Virtmem::readahead(Vma* vma, std::uint64_t pg) {
+  FileH* fileh = vma->fileh;
+  Page* current = fileh->pagemap.get(pg);
+  if (!fileh->ops->canLoadAsync()) return;
+  Ram* ram = fileh->ram;
+  constexpr std::uint64_t kWindow = 2;
+  for (std::uint64_t next = pg + 1; next <= pg + kWindow && vma->covers(next); next++) {
+    if (fileh->pagemap.get(next)) continue;
+    if (ram->limitFrames() < 4 || !canAllocWithoutStretch(ram, current)) return;
+    Page* page = allocPage(fileh, next);
+    void* dest = ram->aliasOf(page->frame);
+    if (!dest) {  // beyond the alias (a stretched limit): no readahead
+      dropPage(page);
+      return;
+    }
+    PendingLoad load;
+    load.fileh = fileh;
+    load.page = page;
+    load.dest = dest;
+    load.blk = next;
+    fileh->ops->loadAsync(load, ram->pageSize());
+    stats_.readaheads++;
   }
 }
 

@@ -16,6 +16,11 @@
 //   - one writeout per FileH at a time; during it discard, invalidate and page modification
 //     of that FileH are refused (modification ends the process: it happens in a fault).
 //
+// Readahead (not in wendelin.core, whose loads run on the faulting thread): when faults go
+// page after page, the next pages are handed to the loader workers without waiting, so a
+// worker fills page N+1 while page N is used. It never stretches the RAM limit nor evicts the
+// page being faulted in; close waits for loads still under way.
+//
 // "mmap overlay" mode (wendelin.core's MMAP_OVERLAY, seed 000): a FileH with a base file
 // descriptor maps the file itself read-only under its VMAs (whole blocks within the file's
 // size when the VMA is made), so reads need no fault, no load and no RAM of ours, and share
@@ -45,6 +50,8 @@ namespace wendelin {
 
 struct Vma;
 
+constexpr std::uint64_t kNoPage = UINT64_MAX;
+
 struct FileH {
   std::uint64_t id = 0;
   Ram* ram = nullptr;
@@ -56,6 +63,7 @@ struct FileH {
   bool writeoutInProgress = false;
   bool closed = false;
   int baseFd = -1;                  // overlay mode: the file mapped read-only under the VMAs
+  std::uint64_t lastFaultPg = kNoPage;  // page the last fault mapped (readahead)
 };
 
 struct Vma {
@@ -80,6 +88,7 @@ struct VirtmemStats {
   std::uint64_t loadsInvalidated = 0;  // loads thrown away because invalidated meanwhile
   std::uint64_t reclaimed = 0;       // pages evicted to make room
   std::uint64_t stretches = 0;       // allocations above the limit with only dirty pages left
+  std::uint64_t readaheads = 0;      // loads started ahead of sequential faults
 };
 
 struct RamStats {
@@ -104,7 +113,7 @@ class Virtmem {
   // until the handle is closed).
   FileH* filehOpen(Ram* ram, std::shared_ptr<BigFileOps> ops, std::string description,
                    int baseFd = -1);
-  // Drops every page and frees the handle. Refused while mappings, a writeout or a load live.
+  // Drops every page. Refused while mappings or a writeout live; waits for loads under way.
   void filehClose(FileH* fileh);
 
   Vma* mmap(FileH* fileh, std::uint64_t pgoffset, std::size_t pglen);
@@ -143,12 +152,7 @@ class Virtmem {
 
   // Loading from the JS side (fileh.load): begin takes the page into LOADING and returns a
   // writable view of its frame; the caller fills it (with the lock released) and finishes.
-  struct PendingLoad {
-    FileH* fileh = nullptr;
-    Page* page = nullptr;
-    void* dest = nullptr;
-    std::uint64_t blk = 0;
-  };
+  using PendingLoad = wendelin::PendingLoad;
   enum class BeginLoad { Present, Busy, Started };
   BeginLoad beginLoad(FileH* fileh, std::uint64_t pgoffset, PendingLoad* out);
   // Returns false when the page was invalidated meanwhile (its data is dropped, load again).
@@ -168,7 +172,10 @@ class Virtmem {
   void dropPage(Page* page);
   void touchLru(Page* page);
   void checkOpen(FileH* fileh);
+  bool canAllocWithoutStretch(Ram* ram, Page* keep);
+  void readahead(Vma* vma, std::uint64_t pg);
   void loadDone();
+  void waitForLoad(std::uint32_t seq);
 
   std::mutex lock_;
   std::map<std::uintptr_t, Vma*> vmas_;      // by start address

@@ -6,7 +6,7 @@ import path from 'node:path'
 
 import { FileBigFile, FileH, PatternBigFile, RAM, virtmemStats } from '@wendelin/bigfile'
 
-import { BrokenFile, FlakyFile, TracedFile } from './fixtures/files.js'
+import { BrokenFile, FlakyFile, GatedFile, TracedFile } from './fixtures/files.js'
 import { runFixture, tmpDir, until } from './helpers.js'
 
 const MiB = 1024 * 1024
@@ -177,6 +177,52 @@ describe('FileBigFile: loads through loader workers', () => {
   })
   afterEach(() => {
     fs.rmSync(dir, { recursive: true, force: true })
+  })
+
+  it('reads ahead of sequential faults, loading each block once; close waits for loads under way', () => {
+    const blksize = 64 * 1024
+    const file = path.join(dir, 'seq.bin')
+    const data = Buffer.alloc(16 * blksize)
+    for (let b = 0; b < 16; b++) data.fill(b + 1, b * blksize, (b + 1) * blksize)
+    fs.writeFileSync(file, data)
+    const ram = new RAM({ pageSize: blksize, limit: 8 * blksize })
+    const fh = new FileH(new FileBigFile(file, { blksize }), { ram })
+    const s0 = virtmemStats()
+    let m = fh.mmap(0, 16)
+    let b = m.bytes()
+    for (let pg = 0; pg < 16; pg++) expect(b[pg * blksize + 5]).to.equal(pg + 1)
+    const s1 = virtmemStats()
+    expect(s1.readaheads - s0.readaheads).to.be.greaterThan(0)
+    expect(s1.loads - s0.loads).to.equal(16, 'read ahead pages are not loaded again')
+    expect(ram.stats().bytesPeak).to.be.at.most(8 * blksize)
+    m.unmap()
+    // stop in the middle of a sequential read: the pages read ahead may still be loading
+    fh.invalidatePage(0)
+    fh.invalidatePage(1)
+    fh.invalidatePage(2)
+    ram.reclaim()
+    m = fh.mmap(0, 16)
+    b = m.bytes()
+    expect(b[0] + b[blksize] + b[2 * blksize]).to.equal(1 + 2 + 3)
+    m.unmap()
+    fh.close()
+    expect(ram.stats().bytesInUse).to.equal(0)
+  })
+
+  it('waits in close for pages still being read ahead', () => {
+    const blksize = 64 * 1024
+    const gate = path.join(dir, 'gate')
+    const ram = new RAM({ pageSize: blksize, limit: 8 * blksize })
+    const fh = new FileH(new GatedFile({ blksize, gate, firstGated: 2 }), { ram })
+    const m = fh.mmap(0, 8)
+    const b = m.bytes()
+    expect(b[0]).to.equal(1)
+    expect(b[blksize]).to.equal(2) // sequential: pages 2 and 3 are read ahead, held at the gate
+    expect(fh.pageState(2)).to.equal('loading')
+    m.unmap()
+    fs.writeFileSync(gate, '') // a loader worker polls for it: close must wait, not fail
+    fh.close()
+    expect(ram.stats().bytesInUse).to.equal(0)
   })
 
   it('rejects fileh.load with the backend error; the page stays unloaded', async () => {

@@ -41,6 +41,8 @@ export interface VirtmemStats {
   reclaimed: number
   /** Allocations above the RAM limit because only dirty pages were left. */
   stretches: number
+  /** Loads started ahead of sequential faults (loader-backed files). */
+  readaheads: number
 }
 
 export interface PatternStatus {
