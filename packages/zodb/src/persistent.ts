@@ -53,6 +53,8 @@ export class PersistentMeta {
   loading = false
   /** Estimated size of the object's record in bytes. */
   size = 0
+  /** The size the connection's object cache counted for the object while it is active there. */
+  cachedSize = 0
 }
 
 type StateDict = Record<string, unknown>
@@ -137,14 +139,26 @@ function accessorFor(key: string): AccessorPair {
   return pair
 }
 
+/** The property descriptor of each attribute name's accessors (reused: defining one allocates nothing). */
+const accessorDescriptors = new Map<string, PropertyDescriptor>()
+
+function accessorDescriptor(key: string): PropertyDescriptor {
+  let desc = accessorDescriptors.get(key)
+  if (desc === undefined) {
+    const pair = accessorFor(key)
+    desc = { get: pair.get, set: pair.set, enumerable: true, configurable: true }
+    accessorDescriptors.set(key, desc)
+  }
+  return desc
+}
+
 function defineStateAttribute(obj: Persistent, dict: StateDict, key: string, value: unknown): void {
   if (key === '__proto__') {
     Object.defineProperty(dict, key, { value, writable: true, enumerable: true, configurable: true })
   } else {
     dict[key] = value
   }
-  const pair = accessorFor(key)
-  Object.defineProperty(obj, key, { get: pair.get, set: pair.set, enumerable: true, configurable: true })
+  Object.defineProperty(obj, key, accessorDescriptor(key))
 }
 
 /** Own string keys of `obj` that are state attributes, in definition order. */
@@ -482,7 +496,8 @@ export function _loadState(obj: Persistent, state: unknown, serial: Tid, size: n
   s._p_meta.loading = true
   s._p_meta.state = UPTODATE
   try {
-    obj._p_setState(state)
+    if (obj._p_setState === defaultSetState && state !== null && typeof state === 'object') setStateDirectly(obj, s._p_dict, state as StateDict)
+    else obj._p_setState(state)
   } catch (error) {
     s._p_meta.loading = false
     ghostify(obj)
@@ -492,6 +507,31 @@ export function _loadState(obj: Persistent, state: unknown, serial: Tid, size: n
   }
   s._p_meta.serial = serial
   s._p_meta.size = size
+}
+
+const defaultSetState = Persistent.prototype._p_setState
+
+/**
+ * What the default `_p_setState` does, without going through the prototype hook: an attribute
+ * that an assignment would hand to the hook gets its accessor directly (while loading, the hook
+ * does nothing else); any other (one named like a method or accessor of the class, or a `_v_`
+ * name) is assigned as `_p_setState` would.
+ */
+function setStateDirectly(obj: Persistent, dict: StateDict, state: StateDict): void {
+  for (const k of Object.keys(state)) {
+    const value = Object.getOwnPropertyDescriptor(state, k)!.value as unknown
+    if (isStateKey(k) && reachesHook(obj, k)) defineStateAttribute(obj, dict, k, value)
+    else (obj as unknown as StateDict)[k] = value
+  }
+}
+
+/** Whether assigning `key` on `obj` reaches the prototype hook (nothing on the way defines it). */
+function reachesHook(obj: object, key: string): boolean {
+  if (Object.prototype.hasOwnProperty.call(obj, key)) return false
+  for (let p = Object.getPrototypeOf(obj) as object | null; p !== prototypeHook; p = Object.getPrototypeOf(p) as object | null) {
+    if (p === null || Object.prototype.hasOwnProperty.call(p, key)) return false
+  }
+  return true
 }
 
 /** @internal After a commit stored the object: it is up to date at `serial`. */

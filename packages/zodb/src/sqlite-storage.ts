@@ -272,12 +272,14 @@ export class SQLiteStorage implements Storage {
     return {
       lastTid: db.prepare('SELECT coalesce(max(tid), 0) AS tid FROM transactions'),
       // One statement per load: the revision before `before` and the serial after it (below `visible`).
-      loadBefore: db.prepare(
-        `SELECT r.tid AS tid, r.data AS data,
-           (SELECT n.tid FROM object_revisions n WHERE n.oid = @oid AND n.tid > r.tid AND n.tid < @visible ORDER BY n.tid LIMIT 1) AS next
-         FROM object_revisions r WHERE r.oid = @oid AND r.tid < @before ORDER BY r.tid DESC LIMIT 1`,
-      ),
-      exists: db.prepare('SELECT 1 FROM object_revisions WHERE oid = ? AND tid < ? LIMIT 1'),
+      newestRevision: db.prepare('SELECT tid, data FROM object_revisions WHERE oid = ? AND tid < ? ORDER BY tid DESC LIMIT 1').raw(),
+      loadBefore: db
+        .prepare(
+          `SELECT r.tid, r.data,
+             (SELECT n.tid FROM object_revisions n WHERE n.oid = ? AND n.tid > r.tid AND n.tid < ? ORDER BY n.tid LIMIT 1)
+           FROM object_revisions r WHERE r.oid = ? AND r.tid < ? ORDER BY r.tid DESC LIMIT 1`,
+        )
+        .raw(),
       dataVersion: db.prepare('PRAGMA data_version').pluck(),
       begin: db.prepare('BEGIN IMMEDIATE'),
       commit: db.prepare('COMMIT'),
@@ -377,15 +379,19 @@ export class SQLiteStorage implements Storage {
   loadBefore(oid: Oid, tid: Tid): LoadedRevision | null {
     this.#checkOpen()
     const visible = this.#visibleBefore()
-    return this.#guard('load', () => {
-      const row = this.#stmt.loadBefore.get({ oid, before: tid < visible ? tid : visible, visible }) as Row | undefined
-      if (row === undefined) {
-        if (this.#stmt.exists.get(oid, visible) === undefined) throw new POSKeyError(oid)
-        return null
-      }
-      if (row.data === null) return null
-      return { data: toBytes(row.data), serial: row.tid as bigint, nextSerial: (row.next as bigint | null) ?? null }
-    })
+    try {
+      // The newest visible revision first: one index seek, and usually the answer (a snapshot
+      // reads the current revision, whose next serial is none). Only an older snapshot needs
+      // the query that finds the revision before `tid` and the one after it.
+      const newest = this.#stmt.newestRevision.get(oid, visible) as [bigint, Uint8Array | null] | undefined
+      if (newest === undefined) throw new POSKeyError(oid)
+      if (newest[0] < tid) return newest[1] === null ? null : { data: toBytes(newest[1]), serial: newest[0], nextSerial: null }
+      const row = this.#stmt.loadBefore.get(oid, visible, oid, tid < visible ? tid : visible) as [bigint, Uint8Array | null, bigint | null] | undefined
+      if (row === undefined || row[1] === null) return null
+      return { data: toBytes(row[1]), serial: row[0], nextSerial: row[2] ?? null }
+    } catch (error) {
+      throw this.#translate(error, 'load')
+    }
   }
 
   /**
