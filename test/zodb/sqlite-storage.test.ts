@@ -5,6 +5,7 @@ import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, sta
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { Worker } from 'node:worker_threads'
 import { TransactionManager } from '@wendelin/transaction'
 import {
   DB,
@@ -197,6 +198,26 @@ describe('SQLiteStorage', () => {
       }
       expect(error).to.be.instanceOf(StorageFileError)
     })
+  })
+
+  it('its spec opens the same data from a worker thread, read at an explicit snapshot', async () => {
+    const s = new SQLiteStorage(freshFile())
+    const oid = s.newOid()
+    const t1 = commitRecords(s, [[oid, 0n, record({ value: 'first' })]])
+    const t2 = commitRecords(s, [[oid, t1, record({ value: 'second' })]])
+    const read = (before: bigint) =>
+      new Promise<{ serial: bigint | null; data: Uint8Array | null; last: bigint }>((resolve, reject) => {
+        const w = new Worker(path.join(here, 'fixtures', 'sqlite-thread-reader.js'), { workerData: { spec: specForAnotherThread(s), oid, before } })
+        w.once('message', resolve)
+        w.once('error', reject)
+      })
+    const atT1 = await read(t1 + 1n)
+    expect(atT1.serial).to.equal(t1)
+    expect(Buffer.from(atT1.data!)).to.deep.equal(Buffer.from(record({ value: 'first' })))
+    const latest = await read(0xffffffffffffffffn)
+    expect(latest.serial).to.equal(t2)
+    expect(latest.last).to.equal(t2)
+    s.close()
   })
 
   describe('undo', () => {
