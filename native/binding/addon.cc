@@ -112,6 +112,27 @@ std::map<std::uint64_t, std::string>& specs() {
   return *m;
 }
 
+// Per file handle, shared with the loaders (by fileh id): the snapshot loads must read at
+// (set by the owning thread at transaction boundaries, read by loaders), and the reports
+// loaders attach to completed loads (which database objects a block depended on), drained
+// synchronously by the owning thread. Reports of loads that were dropped (invalidated while
+// loading) are kept too: the owner tells them apart by the snapshot written in the report and
+// by the page's state (packages/bigfile/src/zbigfile-handle.ts).
+struct FilehShared {
+  std::atomic<std::uint64_t> snapshot{0};
+  std::mutex reportsMutex;
+  std::vector<std::pair<std::uint64_t, std::string>> reports;
+};
+std::map<std::uint64_t, std::shared_ptr<FilehShared>>& shared() {
+  static auto* m = new std::map<std::uint64_t, std::shared_ptr<FilehShared>>();
+  return *m;
+}
+std::shared_ptr<FilehShared> sharedOf(std::uint64_t id) {
+  std::lock_guard<std::mutex> g(specsMutex);
+  auto it = shared().find(id);
+  return it == shared().end() ? nullptr : it->second;
+}
+
 FileHandle* fhOf(const Napi::Value& v) { return v.As<Napi::External<FileHandle>>().Data(); }
 
 Napi::Value FilehOpen(const Napi::CallbackInfo& info) {
@@ -150,6 +171,7 @@ Napi::Value FilehOpen(const Napi::CallbackInfo& info) {
   {
     std::lock_guard<std::mutex> g(specsMutex);
     specs()[handle->fileh->id] = spec;
+    shared()[handle->fileh->id] = std::make_shared<FilehShared>();
   }
   // Not freed by GC: an unclosed handle's pages stay in RAM (close() frees them).
   return Napi::External<FileHandle>::New(info.Env(), handle);
@@ -173,7 +195,62 @@ Napi::Value FilehClose(const Napi::CallbackInfo& info) {
   if (h->base) h->base->closeFd();
   std::lock_guard<std::mutex> g(specsMutex);
   specs().erase(h->fileh->id);
+  shared().erase(h->fileh->id);
   return info.Env().Undefined();
+}
+
+// filehSetSnapshot(fh, tid: bigint): the snapshot loads of this handle read at from now on.
+Napi::Value FilehSetSnapshot(const Napi::CallbackInfo& info) {
+  FileHandle* h = fhOf(info[0]);
+  bool lossless = false;
+  std::uint64_t tid = info[1].As<Napi::BigInt>().Uint64Value(&lossless);
+  if (!lossless) throw Napi::RangeError::New(info.Env(), "filehSetSnapshot: tid must fit in 64 bits");
+  auto sh = sharedOf(h->fileh->id);
+  if (!sh) throw Napi::Error::New(info.Env(), "file handle is closed");
+  sh->snapshot.store(tid, std::memory_order_seq_cst);
+  return info.Env().Undefined();
+}
+
+// filehSnapshot(filehId) → bigint (any thread; undefined once the handle is closed).
+Napi::Value FilehSnapshot(const Napi::CallbackInfo& info) {
+  auto sh = sharedOf(toIndex(info[0], "fileh id"));
+  if (!sh) return info.Env().Undefined();
+  return Napi::BigInt::New(info.Env(), sh->snapshot.load(std::memory_order_seq_cst));
+}
+
+// filehTakeLoadReports(fh) → Array<[pgoffset, Uint8Array]>, in completion order; empties them.
+Napi::Value FilehTakeLoadReports(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto sh = sharedOf(fhOf(info[0])->fileh->id);
+  std::vector<std::pair<std::uint64_t, std::string>> reports;
+  if (sh) {
+    std::lock_guard<std::mutex> g(sh->reportsMutex);
+    reports.swap(sh->reports);
+  }
+  auto out = Napi::Array::New(env, reports.size());
+  for (std::size_t i = 0; i < reports.size(); i++) {
+    auto pair = Napi::Array::New(env, 2);
+    pair.Set(0u, static_cast<double>(reports[i].first));
+    auto bytes = Napi::Uint8Array::New(env, reports[i].second.size());
+    std::memcpy(bytes.Data(), reports[i].second.data(), reports[i].second.size());
+    pair.Set(1u, bytes);
+    out.Set(static_cast<uint32_t>(i), pair);
+  }
+  return out;
+}
+
+// filehPages(fh) → Array<[pgoffset, state]>: every page in memory or being loaded, ascending.
+Napi::Value FilehPages(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto pages = vm().presentPages(fhOf(info[0])->fileh);
+  auto out = Napi::Array::New(env, pages.size());
+  for (std::size_t i = 0; i < pages.size(); i++) {
+    auto pair = Napi::Array::New(env, 2);
+    pair.Set(0u, static_cast<double>(pages[i].first));
+    pair.Set(1u, Napi::String::New(env, pageStateName(pages[i].second)));
+    out.Set(static_cast<uint32_t>(i), pair);
+  }
+  return out;
 }
 
 // A mapping as JS holds it: shared by the External handle and the ArrayBuffer's finalizer,
@@ -473,6 +550,15 @@ Napi::Value CompleteLoad(const Napi::CallbackInfo& info) {
   loader->jobs.erase(it);
   bool ok = !info[1].IsString();
   std::string error = ok ? std::string() : info[1].As<Napi::String>().Utf8Value();
+  // completeLoad(job, null, report): keep the loader's report for the owner of the handle.
+  if (ok && info.Length() > 2 && info[2].IsTypedArray()) {
+    auto report = info[2].As<Napi::Uint8Array>();
+    if (auto sh = sharedOf(request->filehId)) {
+      std::lock_guard<std::mutex> g(sh->reportsMutex);
+      sh->reports.emplace_back(request->blk,
+                               std::string(reinterpret_cast<const char*>(report.Data()), report.ByteLength()));
+    }
+  }
   if (request->async) {
     bool kept = vm().finishLoad(request->pending, ok);
     delete request;
@@ -533,6 +619,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   fn("filehPageState", FilehPageState);
   fn("filehDirtyPages", FilehDirtyPages);
   fn("filehLoadAsync", FilehLoadAsync);
+  fn("filehSetSnapshot", FilehSetSnapshot);
+  fn("filehSnapshot", FilehSnapshot);
+  fn("filehTakeLoadReports", FilehTakeLoadReports);
+  fn("filehPages", FilehPages);
   fn("patternControl", PatternControl);
   fn("mappingUnmap", MappingUnmap);
   fn("mappingIsLive", MappingIsLive);

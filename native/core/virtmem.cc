@@ -464,16 +464,16 @@ bool Virtmem::onFault(std::uintptr_t addr, bool write) {
     }
     const int prot = page->state == PageState::Dirty ? PROT_READ | PROT_WRITE : PROT_READ;
     mapPageInto(vma, page, prot);
-    // Sequential faults: keep the next pages loading while this one is used.
-    if (fileh->lastFaultPg != kNoPage && pg == fileh->lastFaultPg + 1) readahead(vma, pg);
-    fileh->lastFaultPg = pg;
     if (fileh->baseFd >= 0 && page->state == PageState::Dirty) {
       // Overlay: other VMAs showing the base at this page would read stale data.
       for (Vma* other : fileh->vmas)
         if (other != vma && other->covers(pg) && pg - other->pgoffset < other->basePages)
           mapPageInto(other, page, prot);
     }
-    touchLru(page);
+    touchLru(page);  // before readahead, which evicts from the LRU's cold end
+    // Sequential faults: keep the next pages loading while this one is used.
+    if (fileh->lastFaultPg != kNoPage && pg == fileh->lastFaultPg + 1) readahead(vma, pg);
+    fileh->lastFaultPg = pg;
     errno = savedErrno;
     return true;
   }
@@ -661,6 +661,13 @@ PageState Virtmem::pageState(FileH* fileh, std::uint64_t pgoffset) {
   Guard g(*this);
   Page* page = fileh->pagemap.get(pgoffset);
   return page ? page->state : PageState::Empty;
+}
+
+std::vector<std::pair<std::uint64_t, PageState>> Virtmem::presentPages(FileH* fileh) {
+  Guard g(*this);
+  std::vector<std::pair<std::uint64_t, PageState>> out;
+  fileh->pagemap.forEach([&](std::uint64_t pg, Page* page) { out.emplace_back(pg, page->state); });
+  return out;
 }
 
 std::vector<std::uint64_t> Virtmem::dirtyPages(FileH* fileh) {

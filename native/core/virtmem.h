@@ -129,6 +129,8 @@ class Virtmem {
   bool pageIsDirty(FileH* fileh, std::uint64_t pgoffset);
   PageState pageState(FileH* fileh, std::uint64_t pgoffset);
   std::vector<std::uint64_t> dirtyPages(FileH* fileh);   // ascending
+  // Every page in the pagemap (loading, loaded, dirty) with its state, ascending.
+  std::vector<std::pair<std::uint64_t, PageState>> presentPages(FileH* fileh);
   std::vector<bool> vmaMapped(Vma* vma);
   std::size_t vmaBasePages(Vma* vma);
 
