@@ -14,7 +14,7 @@ describe('zeo server security and robustness', function () {
   let name: string
 
   before(async () => {
-    server = await ServerProcess.start(0, { handshakeTimeout: 300, maxFrameBytes: 64 * 1024, maxConnections: 12 })
+    server = await ServerProcess.start(0, { handshakeTimeout: 300, maxFrameBytes: 64 * 1024, maxConnections: 12, maxPendingRequests: 1 })
     name = await server.addStorage()
   })
   after(async () => {
@@ -108,6 +108,25 @@ describe('zeo server security and robustness', function () {
     ok.oneWay('store', 1, 1n, 0n, record({ value: 1 }))
     expect((await ok.call('sync'))[1]).to.equal(0)
     ok.close()
+  })
+
+  it('drops a client with more unanswered calls than the limit, and only it', async () => {
+    const a = await RawClient.connect(server.port, name)
+    await a.welcome()
+    const b = await RawClient.connect(server.port, name)
+    await b.welcome()
+    const [, , oids] = await a.call('newOids', 2)
+    const [x, y] = oids as bigint[]
+    a.oneWay('tpc_begin', 1, '', '', {})
+    a.oneWay('store', 1, x, 0n, record({ value: 1 }))
+    expect((await a.call('vote', 1))[1]).to.equal(0) // a holds the commit lock
+    b.oneWay('tpc_begin', 2, '', '', {})
+    b.oneWay('store', 2, y, 0n, record({ value: 1 }))
+    void b.call('vote', 2) // waits for the lock: one unanswered call, the limit
+    b.write([9, 'sync']) // a second one is too many
+    expect(await b.waitClosed(2000)).to.equal(true)
+    expect((await a.call('finish', 1))[1]).to.equal(0)
+    a.close()
   })
 
   it('closes connections beyond the limit at once', async () => {

@@ -66,6 +66,11 @@ export interface ClientStorageOptions {
    */
   prefetchBudget?: number
   /**
+   * Levels of references asked for ahead when a record is read (default 1: the records it refers
+   * to, e.g. a B-tree bucket's values; 2: theirs too; 0: none).
+   */
+  prefetchDepth?: number
+  /**
    * Ask the server for its last tid on every `lastTransaction()` (default true), so that a
    * connection's new snapshot includes everything committed before it started. With false, the
    * last tid this client has heard of is used (as ZEO without server_sync).
@@ -171,6 +176,8 @@ export class ClientStorage implements Storage {
    * lastTransaction() call in the same run, which then needs no round trip.
    */
   #justCommitted = false
+  /** The worker's counter when the port was last read empty. */
+  #drainedSeq = -1
   /** The tid the cache file was valid at, until the first connection verifies it. */
   #cacheFileTid: Tid | null = null
 
@@ -245,6 +252,11 @@ export class ClientStorage implements Storage {
   }
 
   #drain(): void {
+    // The worker bumps the counter after posting: nothing new since the last look, nothing to read
+    // (receiveMessageOnPort costs microseconds even on an empty port).
+    const seq = Atomics.load(this.#ctl, 0)
+    if (seq === this.#drainedSeq) return
+    this.#drainedSeq = seq
     for (;;) {
       const r = receiveMessageOnPort(this.#port)
       if (r === undefined) return
@@ -527,7 +539,9 @@ export class ClientStorage implements Storage {
     }
     const wanted = refs.filter((o) => !this.#inflightPrefetch.has(o) && !this.#cache.has(o, tid, this.#lastTid))
     if (wanted.length === 0) return
-    this.prefetch(wanted, tid).catch((error: unknown) => log('prefetch failed: %s', (error as Error).message))
+    const depth = this.#options.prefetchDepth ?? 1
+    if (depth <= 0) return
+    this.#prefetchAt(wanted, tid, depth - 1).catch((error: unknown) => log('prefetch failed: %s', (error as Error).message))
   }
 
   loadSerial(oid: Oid, serial: Tid): Uint8Array {
@@ -544,7 +558,11 @@ export class ClientStorage implements Storage {
   async prefetch(oids: Iterable<Oid>, tid?: Tid): Promise<void> {
     this.#checkOpen()
     this.#drain()
-    const at = tid ?? this.#lastTid + 1n
+    await this.#prefetchAt(oids, tid ?? this.#lastTid + 1n, 0)
+  }
+
+  /** Prefetch `oids` before `at`; `cascade` more levels of the records they refer to follow. */
+  #prefetchAt(oids: Iterable<Oid>, at: Tid, cascade: number): Promise<void> {
     const wanted: Oid[] = []
     for (const oid of oids) {
       if (!this.#cache.has(oid, at, this.#lastTid) && !this.#inflightPrefetch.has(oid)) wanted.push(oid)
@@ -555,9 +573,23 @@ export class ClientStorage implements Storage {
       const id = this.#nextId // the id #callAsync will use
       const apply = (value: unknown) => {
         for (const o of part) if (this.#inflightPrefetch.get(o) === id) this.#inflightPrefetch.delete(o)
+        const next: Oid[] = []
         ;(value as (null | 0 | [Uint8Array, Tid, Tid | null])[]).forEach((r, k) => {
-          if (Array.isArray(r)) this.#cache.put(part[k]!, { data: r[0], serial: r[1], next: r[2] })
+          if (!Array.isArray(r)) return
+          const entry: CachedRevision = { data: r[0], serial: r[1], next: r[2] }
+          this.#cache.put(part[k]!, entry)
+          if (cascade > 0) {
+            entry.refsDone = true
+            try {
+              for (const ref of referencesIn(entry.data)) next.push(ref)
+            } catch {
+              // not a record this version can read: nothing to follow
+            }
+          }
         })
+        if (next.length > 0) {
+          this.#prefetchAt(next, at, cascade - 1).catch((error: unknown) => log('prefetch failed: %s', (error as Error).message))
+        }
       }
       const p = this.#callAsync(
         apply,
@@ -575,7 +607,7 @@ export class ClientStorage implements Storage {
         ),
       )
     }
-    await Promise.all(chunks)
+    return Promise.all(chunks).then(() => undefined)
   }
 
   newOid(): Oid {
