@@ -10,7 +10,7 @@ import { sameValue } from './same-value.js'
 import { type EntriesSource, SortedMapping } from './sorted-mapping.js'
 import { SortedSet } from './sorted-set.js'
 import type { Structure } from './structure.js'
-import { type Leaf, type TreeNode, type TreeShape, treeClear, treeCount, treeGet, treePut, treeRange, treeRemove } from './tree-node.js'
+import { type Leaf, type TreeNode, type TreeShape, treeClear, treeCount, treeForwardStart, treeGet, treePut, treeRange, treeRemove } from './tree-node.js'
 
 export interface TreeOptions {
   /**
@@ -79,6 +79,7 @@ function resolveTreeConflict(family: Family<unknown, unknown>, old: TreeState | 
 export const treeStructure: Structure = {
   lookup: (c, key) => treeGet(shapeOf(c), c as AnyTree, key),
   range: (c, lo, hi, reverse) => treeRange(shapeOf(c), c as AnyTree, lo, hi, reverse),
+  forwardStart: (c, lo) => treeForwardStart(shapeOf(c), c as AnyTree, lo),
   put(c, key, value, onlyIfAbsent) {
     const r = treePut(shapeOf(c), c as AnyTree, key, value, onlyIfAbsent)
     if (r.inserted) (c as AnyTree)._length?.change(1)

@@ -45,6 +45,7 @@ type AnyLeaf = LeafNode<unknown, unknown> & { family: Family<unknown, unknown> }
 export const leafStructure: Structure = {
   lookup: (c, key) => leafGet(c as AnyLeaf, key, (c as AnyLeaf).family.keys),
   range: (c, lo, hi, reverse) => leafRange(c as AnyLeaf, lo, hi, reverse, (c as AnyLeaf).family.keys.compare),
+  forwardStart: (c) => ({ leaf: c as AnyLeaf, follow: false }),
   put: (c, key, value, onlyIfAbsent) => leafPut(c as AnyLeaf, key, value, onlyIfAbsent, (c as AnyLeaf).family.keys),
   remove: (c, key) => leafRemove(c as AnyLeaf, key, (c as AnyLeaf).family.keys),
   clear(c) {

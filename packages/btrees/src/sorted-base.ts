@@ -4,8 +4,8 @@
 import { Persistent } from '@wendelin/zodb'
 
 import type { Family, FamilyMember } from './family.js'
-import type { Bound, Lookup, PutResult } from './leaf.js'
-import type { Structure } from './structure.js'
+import { type Bound, type Lookup, type PutResult, belowUpper, lowerIndex, upperIndex } from './leaf.js'
+import type { ForwardLeaf, Structure } from './structure.js'
 
 export interface RangeOptions {
   /** Leave out the lower bound itself. */
@@ -91,8 +91,13 @@ export abstract class SortedBase<K, V> extends Persistent {
   }
 
   /** Keys from `min` to `max` (both optional, both inclusive unless excluded), lazily. */
-  *keys(min?: K, max?: K, options: RangeOptions = {}): Generator<K, void, undefined> {
-    for (const [k] of this._entriesIn(min, max, options)) yield k
+  keys(min?: K, max?: K, options: RangeOptions = {}): Generator<K, void, undefined> {
+    return this._iterate(min, max, options, KEYS) as Generator<K, void, undefined>
+  }
+
+  /** @internal The lazy iterator behind keys(), values() and entries(). */
+  _iterate(min: K | undefined, max: K | undefined, options: RangeOptions, yields: Yields): Generator<unknown, void, undefined> {
+    return new RangeIterator(this as unknown as AnyBase, min, max, options, yields) as unknown as Generator<unknown, void, undefined>
   }
 
   /** @internal Lazy entries in a range, failing if the collection changes meanwhile. */
@@ -112,5 +117,137 @@ export abstract class SortedBase<K, V> extends Persistent {
   clear(): void {
     this._structure.clear(this)
     this._touch()
+  }
+}
+
+/** What a RangeIterator yields: keys, values, or [key, value] entries. */
+export const KEYS = 0
+export const VALUES = 1
+export const ENTRIES = 2
+type Yields = typeof KEYS | typeof VALUES | typeof ENTRIES
+
+type AnyBase = SortedBase<unknown, unknown>
+const DONE: IteratorResult<never, undefined> = Object.freeze({ value: undefined, done: true })
+
+/**
+ * The lazy iterator of keys(), values() and entries(): what a generator over `_entriesIn` does
+ * (bounds checked and the version taken at the first `next()`, a ConcurrentModificationError at
+ * the `next()` after a change), but walking the leaves itself. Nested generators cost about
+ * four resumptions and an entry array per key; this is a few field reads. Reverse ranges use
+ * the structure's own `range`.
+ */
+class RangeIterator<T> {
+  readonly #owner: AnyBase
+  readonly #min: unknown
+  readonly #max: unknown
+  readonly #options: RangeOptions
+  readonly #yields: Yields
+  /** 0: not started, 1: running, 2: done. */
+  #state = 0
+  #version: number | undefined = undefined
+  #reverse: Iterator<[unknown, unknown]> | null = null
+  #leaf: ForwardLeaf | null = null
+  #follow = false
+  #keys: readonly unknown[] = []
+  #values: readonly unknown[] | null = null
+  #i = 0
+  #last = -1
+  #hi: Bound<unknown> | undefined = undefined
+  #compare: (a: unknown, b: unknown) => number = () => 0
+
+  constructor(owner: AnyBase, min: unknown, max: unknown, options: RangeOptions, yields: Yields) {
+    this.#owner = owner
+    this.#min = min
+    this.#max = max
+    this.#options = options
+    this.#yields = yields
+  }
+
+  [Symbol.iterator](): this {
+    return this
+  }
+
+  next(): IteratorResult<T, undefined> {
+    if (this.#state !== 1) {
+      if (this.#state === 2) return DONE
+      this.#state = 2 // until started: a bad bound ends the iteration, as it would a generator
+      this.#start()
+      this.#state = 1
+    } else if (versions.get(this.#owner) !== this.#version) {
+      this.#state = 2
+      throw new ConcurrentModificationError(`${this.#owner.constructor.name} changed while it was being iterated`)
+    }
+    if (this.#reverse !== null) {
+      const r = this.#reverse.next()
+      if (r.done === true) {
+        this.#state = 2
+        return DONE
+      }
+      return { value: this.#project(r.value[0], r.value[1]), done: false }
+    }
+    while (this.#i > this.#last) {
+      if (!this.#advance()) {
+        this.#state = 2
+        return DONE
+      }
+    }
+    const i = this.#i++
+    const values = this.#values
+    return { value: this.#project(this.#keys[i], values === null ? undefined : values[i]), done: false }
+  }
+
+  return(value?: unknown): IteratorResult<T, undefined> {
+    if (this.#state === 1) this.#reverse?.return?.()
+    this.#state = 2
+    return { value: value as undefined, done: true }
+  }
+
+  throw(error: unknown): never {
+    if (this.#state === 1) this.#reverse?.return?.()
+    this.#state = 2
+    throw error
+  }
+
+  #project(key: unknown, value: unknown): T {
+    const yields = this.#yields
+    return (yields === VALUES ? value : yields === KEYS ? key : [key, value]) as T
+  }
+
+  #start(): void {
+    const owner = this.#owner
+    const options = this.#options
+    const lo = this.#min === undefined ? undefined : { key: owner._key(this.#min), exclusive: options.excludeMin ?? false }
+    const hi = this.#max === undefined ? undefined : { key: owner._key(this.#max), exclusive: options.excludeMax ?? false }
+    this.#version = versions.get(owner)
+    if (options.reverse ?? false) {
+      this.#reverse = owner._range(lo, hi, true)[Symbol.iterator]()
+      return
+    }
+    this.#hi = hi
+    this.#compare = owner.family.keys.compare as (a: unknown, b: unknown) => number
+    const { leaf, follow } = owner._structure.forwardStart(owner, lo)
+    this.#follow = follow
+    if (leaf !== null) this.#enter(leaf, lo)
+  }
+
+  #enter(leaf: ForwardLeaf, lo: Bound<unknown> | undefined): void {
+    this.#leaf = leaf
+    const keys = leaf._keys
+    this.#keys = keys
+    this.#values = leaf._values
+    this.#i = lowerIndex(keys, lo, this.#compare)
+    this.#last = upperIndex(keys, this.#hi, this.#compare)
+  }
+
+  /** On to the next leaf of a tree, unless the range ends here. */
+  #advance(): boolean {
+    const leaf = this.#leaf
+    if (!this.#follow || leaf === null) return false
+    const keys = leaf._keys
+    if (keys.length > 0 && !belowUpper(keys[keys.length - 1], this.#hi, this.#compare)) return false
+    const next = leaf._next as ForwardLeaf | null | undefined
+    if (next === null || next === undefined) return false
+    this.#enter(next, undefined)
+    return true
   }
 }

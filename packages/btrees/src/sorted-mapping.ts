@@ -1,7 +1,7 @@
 // The mapping API shared by buckets and B-trees: Map-like, sorted, with ranges.
 
 import type { RangeOptions } from './sorted-base.js'
-import { SortedBase } from './sorted-base.js'
+import { ENTRIES, SortedBase, VALUES } from './sorted-base.js'
 
 export type EntriesSource<K, V> = Iterable<readonly [K, V]> | { entries(): Iterable<readonly [K, V]> }
 
@@ -51,12 +51,12 @@ export abstract class SortedMapping<K, V> extends SortedBase<K, V> {
     return this
   }
 
-  *values(min?: K, max?: K, options: RangeOptions = {}): Generator<V, void, undefined> {
-    for (const [, v] of this._entriesIn(min, max, options)) yield v as V
+  values(min?: K, max?: K, options: RangeOptions = {}): Generator<V, void, undefined> {
+    return this._iterate(min, max, options, VALUES) as Generator<V, void, undefined>
   }
 
-  *entries(min?: K, max?: K, options: RangeOptions = {}): Generator<[K, V], void, undefined> {
-    yield* this._entriesIn(min, max, options) as Generator<[K, V], void, undefined>
+  entries(min?: K, max?: K, options: RangeOptions = {}): Generator<[K, V], void, undefined> {
+    return this._iterate(min, max, options, ENTRIES) as Generator<[K, V], void, undefined>
   }
 
   [Symbol.iterator](): Generator<[K, V], void, undefined> {

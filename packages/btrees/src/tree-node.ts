@@ -243,6 +243,16 @@ export function* treeRange<K, V>(
   }
 }
 
+/** Where treeRange starts going forward: the leaf, and whether to follow `_next` links from it. */
+export function treeForwardStart<K, V>(
+  shape: TreeShape<K, V>,
+  root: TreeNode<K, V>,
+  lo: Bound<K> | undefined,
+): { leaf: LeafData<K, V> | Leaf<K, V>; follow: boolean } {
+  if (isInline(root)) return { leaf: root, follow: false }
+  return { leaf: lo === undefined ? firstLeaf(shape, root) : descend(shape, root, lo.key, false).leaf, follow: true }
+}
+
 function firstLeaf<K, V>(shape: TreeShape<K, V>, root: TreeNode<K, V>): Leaf<K, V> {
   let n: TreeNode<K, V> | Leaf<K, V> = root
   while (shape.isNode(n)) n = n._children![0]!
