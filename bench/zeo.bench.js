@@ -3,7 +3,7 @@
 // SQLite, beside the same workload on a local SQLiteStorage in the same run; commits per second
 // from 4 client processes (beside 4 processes sharing one SQLite file directly); and the round
 // trip of one load (beside a local SQLite load).
-// Usage: node bench/zeo.bench.js [--objects N] [--no-write] [--json FILE (the rows, for merging by hand)]
+// Usage: node bench/zeo.bench.js [--objects N] [--only=objects,commits,latency] [--no-write] [--json FILE (the rows)]
 import { fork } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -214,7 +214,10 @@ async function main() {
 
   const rows = []
   try {
+    const onlyArg = args.find((a) => a.startsWith('--only='))
+    const only = onlyArg ? onlyArg.slice('--only='.length).split(',') : ['objects', 'commits', 'latency']
     console.log(`W-OBJ through the server: ${N.toLocaleString('en-US')} objects, ${RUNS} runs`)
+    if (only.includes('objects')) {
     const local = []
     const remote = []
     for (let run = 0; run < RUNS; run++) {
@@ -237,8 +240,10 @@ async function main() {
       { workload: wl, figure: '4 update', value: m((x) => x.update), unit: 'objects/s', baseline: base, baselineValue: b((x) => x.update) },
       { workload: wl, figure: '5 small commits', value: m((x) => x.small), unit: 'commits/s', baseline: base, baselineValue: b((x) => x.small) },
     )
+    }
+    const wl = 'W-OBJ/ClientStorage (server, SQLite)'
 
-    for (const durability of ['full', 'normal']) {
+    for (const durability of only.includes('commits') ? ['full', 'normal'] : []) {
       const viaServer = []
       const direct = []
       for (let run = 0; run < RUNS; run++) {
@@ -263,7 +268,7 @@ async function main() {
 
     const latRemote = []
     const latLocal = []
-    for (let run = 0; run < RUNS; run++) {
+    for (let run = 0; run < (only.includes('latency') ? RUNS : 0); run++) {
       const file = fileIn()
       const s = new SQLiteStorage(file)
       const db = new DB(s)
@@ -276,7 +281,7 @@ async function main() {
       latLocal.push(loadLatency(l, 0n))
       l.close()
     }
-    rows.push({ workload: wl, figure: 'load round trip', value: summarize(latRemote), unit: 'µs', baseline: 'local SQLiteStorage load', baselineValue: summarize(latLocal) })
+    if (latRemote.length > 0) rows.push({ workload: wl, figure: 'load round trip', value: summarize(latRemote), unit: 'µs', baseline: 'local SQLiteStorage load', baselineValue: summarize(latLocal) })
   } finally {
     server.disconnect()
     for (const d of dirs) rmSync(d, { recursive: true, force: true })

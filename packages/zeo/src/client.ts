@@ -176,6 +176,9 @@ export class ClientStorage implements Storage {
    * lastTransaction() call in the same run, which then needs no round trip.
    */
   #justCommitted = false
+  /** One-way frames (tpc_begin, store, checkCurrent) not yet handed to the worker. */
+  #outgoing: Uint8Array[] = []
+  #outgoingBytes = 0
   /** The worker's counter when the port was last read empty. */
   #drainedSeq = -1
   /** The tid the cache file was valid at, until the first connection verifies it. */
@@ -199,7 +202,7 @@ export class ClientStorage implements Storage {
     this.#cache = new RecordCache(options.cacheSize ?? 64 * 1024 * 1024)
     const token = readToken(options)
     const persisted = options.cacheFile ? this.#readCacheFile(options.cacheFile) : null
-    const sab = new SharedArrayBuffer(4)
+    const sab = new SharedArrayBuffer(8) // [0]: wake-ups (replies, news of the connection); [1]: anything posted
     this.#ctl = new Int32Array(sab)
     const { port1, port2 } = new MessageChannel()
     this.#port = port1
@@ -254,7 +257,7 @@ export class ClientStorage implements Storage {
   #drain(): void {
     // The worker bumps the counter after posting: nothing new since the last look, nothing to read
     // (receiveMessageOnPort costs microseconds even on an empty port).
-    const seq = Atomics.load(this.#ctl, 0)
+    const seq = Atomics.load(this.#ctl, 1)
     if (seq === this.#drainedSeq) return
     this.#drainedSeq = seq
     for (;;) {
@@ -372,8 +375,32 @@ export class ClientStorage implements Storage {
     }
   }
 
+  /**
+   * Send a call (id > 0) with the one-way messages buffered before it, in one message to the
+   * worker and one socket write; a one-way message (id 0) is only buffered, up to 256 KiB.
+   */
   #send(id: number, message: unknown[]): void {
-    const b = encodeFrame(message)
+    const frame = encodeFrame(message)
+    this.#outgoing.push(frame)
+    this.#outgoingBytes += frame.length
+    if (id === 0 && this.#outgoingBytes < 256 * 1024) return
+    this.#flush(id)
+  }
+
+  /** Hand the buffered frames to the worker (`id`: the call among them, if any, else 0). */
+  #flush(id = 0): void {
+    if (this.#outgoing.length === 0) return
+    let b = this.#outgoing[0]!
+    if (this.#outgoing.length > 1) {
+      b = new Uint8Array(this.#outgoingBytes)
+      let off = 0
+      for (const f of this.#outgoing) {
+        b.set(f, off)
+        off += f.length
+      }
+    }
+    this.#outgoing = []
+    this.#outgoingBytes = 0
     this.#post({ t: 'send', id, b }, [b.buffer as ArrayBuffer])
   }
 
@@ -728,7 +755,13 @@ export class ClientStorage implements Storage {
     const commit = this.#commit
     if (commit === null || commit.txn !== txn) return
     this.#commit = null
-    if (!this.#closed && commit.generation === this.#generation) this.#oneWay('abort', commit.id)
+    // Whatever of it is still buffered here never reaches the server; what did is forgotten there.
+    this.#outgoing = []
+    this.#outgoingBytes = 0
+    if (!this.#closed) {
+      this.#oneWay('abort', commit.id)
+      this.#flush() // the abort goes now: the server releases the commit lock at once
+    }
   }
 
   #checkGeneration(commit: Commit): void {

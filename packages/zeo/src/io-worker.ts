@@ -1,8 +1,8 @@
 // The client's I/O worker: owns the socket to the server, reconnects with backoff, and relays
 // frames. The main thread (ClientStorage) posts requests on a MessagePort; everything the server
-// sends comes back on that port, in order, each batch followed by a bump of a shared counter and
-// Atomics.notify, so that a main thread blocked in Atomics.wait wakes and reads it with
-// receiveMessageOnPort.
+// sends comes back on that port, in order, each batch followed by a bump of a shared counter (and,
+// unless the batch holds only invalidations, Atomics.notify), so that a main thread blocked in
+// Atomics.wait wakes and reads it with receiveMessageOnPort.
 
 import net from 'node:net'
 import tls from 'node:tls'
@@ -62,10 +62,18 @@ const inflight = new Set<number>()
 let queued: { id: number; b: Uint8Array; deadline: number }[] = []
 let queueTimer: NodeJS.Timeout | null = null
 let outbox: FromWorker[] = []
+let outboxWakes = false
 let flushScheduled = false
 
-function post(m: FromWorker): void {
+/**
+ * Queue `m` for the main thread. Every batch bumps ctl[1] ("something was posted"); a batch with
+ * anything but invalidation pushes also bumps ctl[0] and wakes a main thread blocked in
+ * Atomics.wait. Invalidations alone wake nobody: the main thread reads them, in order, with the
+ * next reply (every reply that matters for them — sync, vote, finish — comes after them).
+ */
+function post(m: FromWorker, wake = true): void {
   outbox.push(m)
+  if (wake) outboxWakes = true
   if (!flushScheduled) {
     flushScheduled = true
     queueMicrotask(flush)
@@ -83,8 +91,12 @@ function flush(): void {
       port.postMessage(m)
     }
   }
-  Atomics.add(ctl, 0, 1)
-  Atomics.notify(ctl, 0)
+  Atomics.add(ctl, 1, 1)
+  if (outboxWakes) {
+    outboxWakes = false
+    Atomics.add(ctl, 0, 1)
+    Atomics.notify(ctl, 0)
+  }
 }
 
 function fail(id: number, message: string): void {
@@ -158,7 +170,7 @@ function connect(): void {
           // the main thread reports it
         }
       }
-      post({ t: 'frame', b: copy })
+      post({ t: 'frame', b: copy }, id !== 0)
     }
   })
   s.on('error', (e) => log('connection error: %s', e.message))
