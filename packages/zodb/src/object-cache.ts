@@ -16,13 +16,18 @@ export interface CacheLimits {
 }
 
 export class ObjectCache {
+  /**
+   * Weak references to objects that became ghosts (or were made as ghosts). An active object is
+   * held by #active, and gets its weak reference only when it becomes a ghost: most new objects
+   * of a big commit never need one.
+   */
   readonly #refs = new Map<Oid, WeakRef<Persistent>>()
   /** Active objects, least recently used first; each one's counted size is its meta's `cachedSize`. */
   readonly #active = new Map<Oid, Persistent>()
   #bytes = 0
   /**
    * Entries of collected objects are dropped by a sweep when #refs has grown to twice its size
-   * after the last sweep (amortized O(1) per add), and when `size` is asked. A
+   * after the last sweep (amortized O(1) per entry), and when `size` is asked. A
    * FinalizationRegistry did this per object, at a cost measured at about a tenth of a cold read.
    */
   #sweepAt = 1024
@@ -30,6 +35,8 @@ export class ObjectCache {
   constructor(public limits: CacheLimits) {}
 
   get(oid: Oid): Persistent | undefined {
+    const active = this.#active.get(oid)
+    if (active !== undefined) return active
     return this.#refs.get(oid)?.deref()
   }
 
@@ -37,15 +44,10 @@ export class ObjectCache {
   add(obj: Persistent): void {
     const meta = _meta(obj)
     const oid = meta.oid!
-    const ref = this.#refs.get(oid)
-    if (ref !== undefined) {
-      const existing = ref.deref()
-      if (existing !== undefined && existing !== obj) throw new Error(`object cache: another object is cached under oid ${oid}`)
-    } else if (this.#refs.size >= this.#sweepAt) {
-      this.#sweep()
-    }
-    this.#refs.set(oid, new WeakRef(obj))
-    if (meta.state !== GHOST) this.accessed(obj)
+    const existing = this.get(oid)
+    if (existing !== undefined && existing !== obj) throw new Error(`object cache: another object is cached under oid ${oid}`)
+    if (meta.state === GHOST) this.#holdWeakly(oid, obj)
+    else this.accessed(obj)
   }
 
   delete(oid: Oid): void {
@@ -73,7 +75,16 @@ export class ObjectCache {
   /** `obj` became a ghost: hold it weakly only. */
   ghostified(obj: Persistent): void {
     const oid = _meta(obj).oid
-    if (oid !== null) this.#removeActive(oid)
+    if (oid === null || this.#active.get(oid) !== obj) return
+    this.#removeActive(oid)
+    this.#holdWeakly(oid, obj)
+  }
+
+  #holdWeakly(oid: Oid, obj: Persistent): void {
+    const ref = this.#refs.get(oid)
+    if (ref !== undefined && ref.deref() === obj) return
+    if (ref === undefined && this.#refs.size >= this.#sweepAt) this.#sweep()
+    this.#refs.set(oid, new WeakRef(obj))
   }
 
   #removeActive(oid: Oid): void {
@@ -93,7 +104,9 @@ export class ObjectCache {
   /** Number of objects the cache knows (ghosts included, until collected). */
   get size(): number {
     this.#sweep()
-    return this.#refs.size
+    let n = this.#active.size
+    for (const [oid, ref] of this.#refs) if (this.#active.get(oid) !== ref.deref()) n++
+    return n
   }
 
   /** Number of active (non-ghost) objects. */
@@ -129,9 +142,10 @@ export class ObjectCache {
 
   /** Every cached object that is still alive. */
   *objects(): IterableIterator<Persistent> {
-    for (const ref of this.#refs.values()) {
+    for (const obj of [...this.#active.values()]) yield obj
+    for (const [oid, ref] of [...this.#refs]) {
       const obj = ref.deref()
-      if (obj !== undefined) yield obj
+      if (obj !== undefined && this.#active.get(oid) !== obj) yield obj
     }
   }
 

@@ -174,12 +174,20 @@ export function _activateLayout(obj: Persistent): void {
   const s = slots(obj)
   if (s._p_dict !== null) return
   const dict: StateDict = {}
-  const keys = Object.getOwnPropertyNames(obj).filter((k) => k !== '_p_meta' && k !== '_p_dict')
-  const saved = keys.map((k) => [k, Object.getOwnPropertyDescriptor(obj, k)!] as const)
-  for (let i = saved.length - 1; i >= 0; i--) delete (obj as unknown as StateDict)[saved[i]![0]]
+  const names = Object.getOwnPropertyNames(obj)
+  const n = names.length
+  const descs = new Array<PropertyDescriptor | undefined>(n)
+  for (let i = 0; i < n; i++) {
+    const k = names[i]!
+    if (k !== '_p_meta' && k !== '_p_dict') descs[i] = Object.getOwnPropertyDescriptor(obj, k)
+  }
+  for (let i = n - 1; i >= 0; i--) if (descs[i] !== undefined) delete (obj as unknown as StateDict)[names[i]!]
   s._p_dict = dict
-  for (const [k, desc] of saved) {
-    if (isStateKey(k) && desc.enumerable && 'value' in desc) defineStateAttribute(obj, dict, k, desc.value)
+  for (let i = 0; i < n; i++) {
+    const desc = descs[i]
+    if (desc === undefined) continue
+    const k = names[i]!
+    if (desc.enumerable === true && 'value' in desc && isStateKey(k)) defineStateAttribute(obj, dict, k, desc.value)
     else Object.defineProperty(obj, k, desc)
   }
 }

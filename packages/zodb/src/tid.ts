@@ -71,16 +71,21 @@ export function hexToId(hex: string): bigint {
 }
 
 /** The 8 big-endian bytes of an id (the form stored inside records). */
+// One scratch view for both directions: a DataView over a fresh array's `.buffer` costs an
+// ArrayBuffer materialization per call (measured at 6% of W-OBJ populate).
+const scratchView = new DataView(new ArrayBuffer(8))
+const scratchBytes = new Uint8Array(scratchView.buffer)
+
 export function idToBytes(id: Oid | Tid): Uint8Array {
   checkId(id, 'id')
-  const out = new Uint8Array(8)
-  new DataView(out.buffer).setBigUint64(0, id)
-  return out
+  scratchView.setBigUint64(0, id)
+  return scratchBytes.slice()
 }
 
 export function bytesToId(bytes: Uint8Array, offset = 0): bigint {
   if (bytes.length - offset < 8) throw new RangeError('an id needs 8 bytes')
-  return new DataView(bytes.buffer, bytes.byteOffset + offset, 8).getBigUint64(0)
+  for (let i = 0; i < 8; i++) scratchBytes[i] = bytes[offset + i]!
+  return scratchView.getBigUint64(0)
 }
 
 /** Throws unless `id` is a bigint in [0, 2^64). */
