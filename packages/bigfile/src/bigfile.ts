@@ -19,6 +19,11 @@ export interface BigFileClass {
   fromSpec(args: JsonValue): BigFile
 }
 
+/** What a loader tells loadblk besides the block: which file handle the load is for. */
+export interface LoadContext {
+  filehId: number
+}
+
 export abstract class BigFile {
   /** Block size in bytes; equals the page size of the RAM the file is opened on. */
   abstract readonly blksize: number
@@ -27,8 +32,11 @@ export abstract class BigFile {
    * Fills all of `dest` (blksize bytes) with block `blk` — zeros where the file has no data.
    * Runs in a loader worker. A thrown error with `transient: true` or a code such as EAGAIN
    * is retried; any other error fails the load.
+   *
+   * It may return a report (bytes) about the load; the owning thread drains the reports of
+   * its handle (ZBigFile reports the database objects the block depended on).
    */
-  abstract loadblk(blk: number, dest: Uint8Array): void | Promise<void>
+  abstract loadblk(blk: number, dest: Uint8Array, ctx?: LoadContext): void | Uint8Array | Promise<void | Uint8Array>
 
   /** Stores block `blk` from `src` (read-only; do not keep it). Runs on the owning thread. */
   abstract storeblk(blk: number, src: Uint8Array): void

@@ -74,6 +74,12 @@ export class FileH {
     return this.file.blksize
   }
 
+  /** The native handle (for ZBigFile's handle: snapshot word and load reports). @internal */
+  get _native(): NativeFileH {
+    this.checkOpen()
+    return this.native
+  }
+
   get isClosed(): boolean {
     return this.closed
   }

@@ -28,3 +28,7 @@ export function virtmemStats(): VirtmemStats {
 export function osPageSize(): number {
   return addon.osPageSize()
 }
+export { ZBigFile, type ZBigFileOptions, type BlockDeps } from './zbigfile.js'
+export { ZBigFileH, openZBigFileHandles, type ZBigFileHOptions, type ZBigFileHStats } from './zbigfile-handle.js'
+export { ZBigFileBlocks, type ZBigFileBlocksArgs } from './zbigfile-loader.js'
+export { ZBlk, ZBlk0, ZBlk1, ZData, CHUNK_SIZE, AUTO_ZBLK1_MAX_CHANGED_FRACTION, chooseFormat, type ZBlkFormat, type ZBigFileFormat } from './zblk.js'

@@ -49,12 +49,17 @@ function forget(filehId: number): void {
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
-function complete(filehId: number, blk: number, job: number, asyncId: number | null, error: string | null): void {
+/** A loadblk's result: a report (Uint8Array) for the owning thread, or nothing. */
+function reportOf(result: unknown): Uint8Array | undefined {
+  return result instanceof Uint8Array ? result : undefined
+}
+
+function complete(filehId: number, blk: number, job: number, asyncId: number | null, error: string | null, report?: Uint8Array): void {
   if (error !== null) {
     loaderLog('fileh %d block %d: load failed: %s', filehId, blk, error)
     forget(filehId) // reopen next time
   }
-  const status = addon.completeLoad(job, error)
+  const status = report ? addon.completeLoad(job, error, report) : addon.completeLoad(job, error)
   if (asyncId !== null) {
     const result: AsyncLoadResult = { asyncId, status, error }
     parentPort?.postMessage(result)
@@ -80,8 +85,8 @@ async function serveAsync(filehId: number, blk: number, dest: Uint8Array, job: n
     attempts++
     try {
       const file = await open(filehId)
-      await file.loadblk(blk, dest)
-      complete(filehId, blk, job, asyncId, null)
+      const report = reportOf(await file.loadblk(blk, dest, { filehId }))
+      complete(filehId, blk, job, asyncId, null, report)
       return
     } catch (e) {
       failed = { error: e }
@@ -93,19 +98,19 @@ async function serveAsync(filehId: number, blk: number, dest: Uint8Array, job: n
 function serve(filehId: number, blk: number, dest: Uint8Array, job: number, asyncId: number | null): void {
   const file = opened.get(filehId)
   if (file) {
-    let result: void | Promise<void>
+    let result: ReturnType<BigFile['loadblk']>
     try {
-      result = file.loadblk(blk, dest)
+      result = file.loadblk(blk, dest, { filehId })
     } catch (e) {
       void serveAsync(filehId, blk, dest, job, asyncId, { error: e })
       return
     }
-    if (typeof (result as PromiseLike<void> | undefined)?.then !== 'function') {
-      complete(filehId, blk, job, asyncId, null)
+    if (typeof (result as PromiseLike<unknown> | undefined)?.then !== 'function') {
+      complete(filehId, blk, job, asyncId, null, reportOf(result))
       return
     }
-    ;(result as PromiseLike<void>).then(
-      () => complete(filehId, blk, job, asyncId, null),
+    ;(result as PromiseLike<unknown>).then(
+      (r) => complete(filehId, blk, job, asyncId, null, reportOf(r)),
       (e: unknown) => void serveAsync(filehId, blk, dest, job, asyncId, { error: e }),
     )
     return

@@ -79,6 +79,14 @@ export interface VirtmemAddon {
   filehPageState(fh: NativeFileH, pgoffset: number): PageState
   filehDirtyPages(fh: NativeFileH): number[]
   filehLoadAsync(fh: NativeFileH, pgoffset: number, asyncId: number): 'present' | 'busy' | 'started' | 'invalidated'
+  /** The snapshot (a tid) loads of this handle read at; set by the owning thread. */
+  filehSetSnapshot(fh: NativeFileH, tid: bigint): void
+  /** Any thread: the handle's snapshot, undefined once it is closed. */
+  filehSnapshot(filehId: number): bigint | undefined
+  /** Reports loaders attached to completed loads, in completion order; drains them. */
+  filehTakeLoadReports(fh: NativeFileH): Array<[number, Uint8Array]>
+  /** Every page in memory or being loaded, ascending, with its state. */
+  filehPages(fh: NativeFileH): Array<[number, PageState]>
   patternControl(fh: NativeFileH, what: 'status' | 'seed' | 'gate' | 'fail', value?: number | boolean): PatternStatus
   mappingUnmap(m: NativeMapping, buffer: ArrayBuffer | null): void
   mappingIsLive(m: NativeMapping): boolean
@@ -86,7 +94,8 @@ export interface VirtmemAddon {
   mappingBasePages(m: NativeMapping): number
   mappingPrefault(m: NativeMapping, offset: number, length: number, write: boolean): void
   serveLoads(handler: LoadHandler): void
-  completeLoad(job: number, error: string | null): 'loaded' | 'invalidated' | 'failed'
+  /** `report` (successful loads only) is kept for filehTakeLoadReports of the handle. */
+  completeLoad(job: number, error: string | null, report?: Uint8Array): 'loaded' | 'invalidated' | 'failed'
   loaderCount(): number
   virtmemStats(): VirtmemStats
 }

@@ -1,0 +1,316 @@
+// ZBigFileH: an open ZBigFile — a file handle whose pages are the file's blocks, and the
+// transaction data manager that commits them (after wendelin.core's ZBigFileH).
+//
+// Snapshot. Loads run in loader workers, each reading from its own storage instance at the
+// handle's snapshot: a 64-bit word in the native handle, set by this thread. While the ZBigFile
+// was never committed the snapshot is 0 and every block reads as zeros without the storage.
+//
+// Transaction boundaries (afterCompletion, newTransaction; after the connection's own sync):
+//   1. the new snapshot is published (loads starting from now read it);
+//   2. the loaders' reports are drained: for each page, the oids its block depended on (the
+//      zfile, the blktab path to the block, the block object) at the snapshot it was read at;
+//      a report read at a snapshot older than the previous one belongs to a load that was
+//      thrown away and is ignored;
+//   3. pages in memory: being loaded → invalidated (they may be reading the old snapshot);
+//      stored by our commit → their dependencies are looked up again here; loaded without a
+//      known report (a load that finished during the boundary) → invalidated;
+//   4. for every loaded page read before the new snapshot, with the oids changed by
+//      transactions committed since (the storage's invalidations, our own commit included):
+//      its block object changed → invalidated; only the path changed (a bucket split, merged,
+//      a block added or removed next to it, the file truncated) → the block is looked up again
+//      in the connection: another block object or a hole/no-hole change → invalidated, else
+//      the page stays and its dependencies are refreshed.
+//
+// Commit: the handle joins the transaction in beforeCompletion when it has dirty pages (and
+// joins its connection with readCurrent(zfile), so that storeblk may change objects during
+// the commit); it sorts before the connection; commit() stores dirty pages as block objects
+// of the connection (storeblk, virtmem lock released); tpc_finish marks them stored; abort
+// discards them. A failed commit leaves the pages dirty (memory as before the commit); an
+// abort of the transaction afterwards discards them, as any abort does.
+import type { DataManager, Synchronizer, Transaction, TransactionManagerLike } from '@wendelin/transaction'
+import { Connection, idToHex, specForAnotherThread, type InvalidationListener, type Oid, type Storage, type Tid } from '@wendelin/zodb'
+
+import { FileH, WRITEOUT_MARKSTORED, WRITEOUT_STORE, type Mapping } from './fileh.js'
+import { log } from './log.js'
+import { addon, type PageState } from './native.js'
+import type { RAM } from './ram.js'
+import { type BlockDeps, type LoadReport, type ZBigFile, decodeReport, lookupBlock } from './zbigfile.js'
+import { ZBigFileBlocks } from './zbigfile-loader.js'
+
+export interface ZBigFileHOptions {
+  /** RAM to hold pages in (its page size must be the file's blksize); default: the shared one. */
+  ram?: RAM
+}
+
+/** Counters of what the handle's transaction boundaries did. */
+export interface ZBigFileHStats {
+  /** Pages invalidated at boundaries, in all. */
+  invalidated: number
+  /** Pages the last boundary invalidated, ascending. */
+  lastInvalidated: number[]
+  /** Blocks looked up again because only their path changed, in all. */
+  rechecked: number
+}
+
+interface Deps extends BlockDeps {
+  /** The snapshot these dependencies are known to hold at. */
+  snapshot: Tid
+}
+
+/** Open handles are kept alive here until closed (transaction managers hold synchronizers weakly). */
+const openHandles = new Set<ZBigFileH>()
+
+export class ZBigFileH implements DataManager, Synchronizer, Disposable {
+  readonly zfile: ZBigFile
+  readonly conn: Connection
+  readonly fileh: FileH
+  readonly stats: ZBigFileHStats = { invalidated: 0, lastInvalidated: [], rechecked: 0 }
+  readonly #storage: Storage
+  readonly #tm: TransactionManagerLike
+  readonly #listener: InvalidationListener
+  /** Transactions committed after our snapshot: their tids and the oids they changed. */
+  #pending: Array<{ tid: Tid; oids: readonly Oid[] }> = []
+  #deps = new Map<number, Deps>()
+  #snapshot: Tid = 0n
+  #uncommitted: boolean
+  #joined: Transaction | null = null
+  #committing: Transaction | null = null
+  #stored: number[] | null = null
+  #closed = false
+
+  constructor(zfile: ZBigFile, options: ZBigFileHOptions = {}) {
+    const conn = zfile._p_jar
+    if (!(conn instanceof Connection)) {
+      throw new TypeError('ZBigFile.open: the file must belong to a connection first (conn.add(zfile), or store it in an object of the connection)')
+    }
+    const storageSpec = specForAnotherThread(conn.db.storage) // StorageNotShareableError for memory:
+    if (zfile._p_oid === null) conn.add(zfile)
+    this.zfile = zfile
+    this.conn = conn
+    this.#storage = conn.db.storage
+    this.#tm = conn.transactionManager
+    this.#uncommitted = zfile._p_serial === 0n
+    const blocks = new ZBigFileBlocks({ storage: storageSpec, oid: idToHex(zfile._p_oid!), blksize: zfile.blksize }, zfile)
+    this.fileh = new FileH(blocks, options.ram ? { ram: options.ram } : {})
+    this.#snapshot = this.#currentSnapshot()
+    addon.filehSetSnapshot(this.fileh._native, this.#snapshot)
+    this.#listener = {
+      invalidate: (tid, oids) => {
+        if (tid > this.#snapshot) this.#pending.push({ tid, oids: [...oids] })
+      },
+      invalidateCache: () => {
+        // Everything may have changed: every page is reloaded at the next boundary.
+        this.#pending.push({ tid: -1n, oids: [] })
+      },
+    }
+    this.#storage.addListener(this.#listener)
+    openHandles.add(this)
+    this.#tm.registerSynch(this)
+    log('zbigfile handle %d over %s at snapshot %s', this.fileh.id, blocks.describe(), idToHex(this.#snapshot))
+  }
+
+  get blksize(): number {
+    return this.fileh.blksize
+  }
+
+  /** The snapshot (a tid) the handle's pages show. */
+  get snapshot(): Tid {
+    return this.#snapshot
+  }
+
+  mmap(pgoffset: number, pglen: number): Mapping {
+    return this.fileh.mmap(pgoffset, pglen)
+  }
+
+  dirtyPages(): number[] {
+    return this.fileh.dirtyPages()
+  }
+
+  pageState(pgoffset: number): PageState {
+    return this.fileh.pageState(pgoffset)
+  }
+
+  /** Closes the file handle (refused while mappings live or the handle is in a transaction). */
+  close(): void {
+    if (this.#closed) return
+    if (this.#joined !== null) throw new Error('ZBigFileH.close: the handle has changes in the current transaction; commit or abort first')
+    this.fileh.close()
+    this.#closed = true
+    this.#tm.unregisterSynch(this)
+    this.#storage.removeListener(this.#listener)
+    openHandles.delete(this)
+    this.#deps.clear()
+    this.#pending = []
+  }
+
+  [Symbol.dispose](): void {
+    this.close()
+  }
+
+  get closed(): boolean {
+    return this.#closed
+  }
+
+  // --- Synchronizer -----------------------------------------------------------------------------
+
+  beforeCompletion(txn: Transaction): void {
+    if (this.#closed || this.#joined === txn) return
+    if (this.fileh.dirtyPages().length === 0) return
+    txn.join(this)
+    this.#joined = txn
+    // storeblk changes objects of the connection during the commit: it must be in the
+    // transaction already (a data manager cannot join a transaction that is committing).
+    this.conn.readCurrent(this.zfile)
+  }
+
+  afterCompletion(): void {
+    this.#boundary()
+  }
+
+  newTransaction(): void {
+    this.#boundary()
+  }
+
+  // --- DataManager ------------------------------------------------------------------------------
+
+  sortKey(): string {
+    // Before the connection (whose key is its storage's): blocks are stored through it.
+    return `\u0000zbigfile:${this.conn.sortKey()}:${String(this.fileh.id).padStart(12, '0')}`
+  }
+
+  abort(txn: Transaction): void {
+    if (this.#committing === txn) return // cleanup of our failed commit: memory stays as it was
+    this.fileh.dirtyDiscard()
+    this.#joined = null
+  }
+
+  tpc_begin(txn: Transaction): void {
+    this.#committing = txn
+    this.#stored = null
+  }
+
+  commit(txn: Transaction): void {
+    void txn
+    this.#stored = this.fileh.dirtyPages()
+    this.fileh.dirtyWriteout(WRITEOUT_STORE)
+  }
+
+  tpc_vote(txn: Transaction): void {
+    void txn
+  }
+
+  tpc_finish(txn: Transaction): void {
+    void txn
+    this.fileh.dirtyWriteout(WRITEOUT_MARKSTORED)
+    this.#committing = null
+    this.#joined = null
+  }
+
+  tpc_abort(txn: Transaction): void {
+    void txn
+    // The storage forgets what storeblk wrote; the pages stay dirty.
+    this.#committing = null
+    this.#joined = null
+    this.#stored = null
+  }
+
+  // --- transaction boundaries -------------------------------------------------------------------
+
+  #currentSnapshot(): Tid {
+    if (this.#uncommitted) {
+      const z = this.zfile
+      if (z._p_jar === this.conn && z._p_serial !== 0n) this.#uncommitted = false
+      else return 0n
+    }
+    return this.conn.before - 1n
+  }
+
+  #boundary(): void {
+    if (this.#closed || this.#committing !== null) return
+    const oldSnapshot = this.#snapshot
+    const newSnapshot = this.#currentSnapshot()
+    const native = this.fileh._native
+    // 1. loads starting from now read the new snapshot
+    addon.filehSetSnapshot(native, newSnapshot)
+    this.#snapshot = newSnapshot
+    // 2. what finished loads depended on
+    const reports = new Map<number, LoadReport>()
+    for (const [pg, bytes] of addon.filehTakeLoadReports(native)) {
+      const r = decodeReport(bytes)
+      if (r.snapshot < oldSnapshot) continue // a load thrown away at an earlier boundary
+      const prev = reports.get(pg)
+      if (prev === undefined || r.snapshot >= prev.snapshot) reports.set(pg, r)
+    }
+    // 3. pages in memory
+    const stored = new Set(this.#stored ?? [])
+    this.#stored = null
+    const deps = new Map<number, Deps>()
+    const invalidate: number[] = []
+    for (const [pg, state] of addon.filehPages(native)) {
+      if (state === 'loading' || state === 'loading-invalidated') {
+        if (state === 'loading') invalidate.push(pg)
+        continue
+      }
+      if (stored.has(pg) && state === 'loaded') {
+        deps.set(pg, { ...lookupBlock(this.zfile, pg).deps, snapshot: newSnapshot })
+        continue
+      }
+      const d = reports.get(pg) ?? this.#deps.get(pg)
+      if (d === undefined) {
+        if (state === 'dirty') continue // written here; stored (and known) at commit
+        invalidate.push(pg) // loaded during the boundary, from an unknown snapshot
+        continue
+      }
+      deps.set(pg, d)
+    }
+    // 4. changes committed since the old snapshot
+    let changed: Set<Oid> | null = null
+    let everything = false
+    if (newSnapshot !== oldSnapshot || this.#pending.length > 0) {
+      changed = new Set()
+      const keep: Array<{ tid: Tid; oids: readonly Oid[] }> = []
+      for (const p of this.#pending) {
+        if (p.tid === -1n) everything = true
+        else if (p.tid > newSnapshot) keep.push(p)
+        else for (const oid of p.oids) changed.add(oid)
+      }
+      this.#pending = keep
+    }
+    if (changed !== null) {
+      for (const [pg, d] of deps) {
+        if (d.snapshot >= newSnapshot || this.pageState(pg) !== 'loaded') continue
+        if (everything || (d.zblk !== null && changed.has(d.zblk))) {
+          invalidate.push(pg)
+          deps.delete(pg)
+          continue
+        }
+        if (!d.path.some((oid) => changed.has(oid))) {
+          d.snapshot = newSnapshot
+          continue
+        }
+        this.stats.rechecked++
+        const now = lookupBlock(this.zfile, pg).deps
+        if (now.zblk !== d.zblk) {
+          invalidate.push(pg)
+          deps.delete(pg)
+        } else {
+          deps.set(pg, { ...now, snapshot: newSnapshot })
+        }
+      }
+    }
+    invalidate.sort((a, b) => a - b)
+    for (const pg of invalidate) {
+      this.fileh.invalidatePage(pg)
+      deps.delete(pg)
+    }
+    this.#deps = deps
+    this.stats.invalidated += invalidate.length
+    this.stats.lastInvalidated = invalidate
+    if (invalidate.length > 0) log('zbigfile handle %d: snapshot %s, invalidated pages %o', this.fileh.id, idToHex(newSnapshot), invalidate)
+  }
+}
+
+/** How many ZBigFile handles are open (not closed). */
+export function openZBigFileHandles(): number {
+  return openHandles.size
+}

@@ -1,0 +1,114 @@
+// ZBigFileBlocks: the BigFile a ZBigFile handle maps. On the owning thread it stores blocks
+// through the handle's ZBigFile (storeblk); in a loader worker (reopened from its spec) it reads
+// blocks from the loader's own instance of the storage, at the handle's snapshot, with a
+// historical connection, and reports which objects each block depended on.
+import { DB, hexToId, idToHex, openStorage, POSKeyError, type Connection, type Oid, type Storage } from '@wendelin/zodb'
+
+import { BigFile, type BigFileSpec, type JsonValue, type LoadContext } from './bigfile.js'
+import { addon } from './native.js'
+import { ZBigFile, encodeReport, lookupBlock } from './zbigfile.js'
+
+export interface ZBigFileBlocksArgs {
+  /** Storage spec another thread can open (specForAnotherThread). */
+  storage: string
+  /** The ZBigFile's oid, hex. */
+  oid: string
+  blksize: number
+}
+
+/** One storage and database per storage spec in a loader worker, kept for the worker's life. */
+const databases = new Map<string, Promise<DB>>()
+
+function databaseFor(spec: string): Promise<DB> {
+  let db = databases.get(spec)
+  if (!db) {
+    db = openStorage(spec, { readOnly: true }).then((s: Storage) => new DB(s, { cacheSize: 2000 }))
+    db.catch(() => databases.delete(spec))
+    databases.set(spec, db)
+  }
+  return db
+}
+
+export class ZBigFileBlocks extends BigFile {
+  readonly blksize: number
+  readonly args: ZBigFileBlocksArgs
+  /** Owning thread only: where storeblk writes. */
+  private readonly zfile: ZBigFile | null
+  // Loader side: the historical connection of the current snapshot.
+  private db: DB | null = null
+  private conn: Connection | null = null
+  private connSnapshot = -1n
+
+  constructor(args: ZBigFileBlocksArgs, zfile: ZBigFile | null = null) {
+    super()
+    this.args = args
+    this.blksize = args.blksize
+    this.zfile = zfile
+  }
+
+  static fromSpec(args: JsonValue): ZBigFileBlocks {
+    return new ZBigFileBlocks(args as unknown as ZBigFileBlocksArgs)
+  }
+
+  spec(): BigFileSpec {
+    return { module: import.meta.url, export: 'ZBigFileBlocks', args: this.args as unknown as JsonValue }
+  }
+
+  override describe(): string {
+    return `ZBigFile oid 0x${this.args.oid} in ${this.args.storage}`
+  }
+
+  get oid(): Oid {
+    return hexToId(this.args.oid)
+  }
+
+  storeblk(blk: number, src: Uint8Array): void {
+    if (!this.zfile) throw new Error('storeblk: this ZBigFile instance is a loader\'s (read-only)')
+    this.zfile.storeblk(blk, src)
+  }
+
+  loadblk(blk: number, dest: Uint8Array, ctx?: LoadContext): Uint8Array | Promise<Uint8Array> {
+    const snapshot = ctx ? addon.filehSnapshot(ctx.filehId) : undefined
+    if (snapshot === undefined) throw new Error(`${this.describe()}: loadblk without a file handle`)
+    if (snapshot === 0n) {
+      // Nothing was ever committed: every block is a hole (no storage needed).
+      dest.fill(0)
+      return encodeReport(0n, { path: [this.oid], zblk: null })
+    }
+    if (this.db === null) {
+      return databaseFor(this.args.storage).then((db) => {
+        this.db = db
+        return this.loadAt(snapshot, blk, dest)
+      })
+    }
+    return this.loadAt(snapshot, blk, dest)
+  }
+
+  private loadAt(snapshot: bigint, blk: number, dest: Uint8Array): Uint8Array {
+    if (this.conn === null || this.connSnapshot !== snapshot) {
+      this.conn?.close()
+      this.conn = this.db!.open({ before: snapshot + 1n })
+      this.connSnapshot = snapshot
+    }
+    let zfile: ZBigFile
+    try {
+      zfile = this.conn.get(this.oid) as ZBigFile
+      void zfile.blksize // load it: the file may not exist at this snapshot
+    } catch (e) {
+      if (!(e instanceof POSKeyError)) throw e
+      dest.fill(0) // created after the snapshot (not committed yet): all holes
+      return encodeReport(snapshot, { path: [this.oid], zblk: null })
+    }
+    if (!(zfile instanceof ZBigFile)) throw new TypeError(`${this.describe()}: object 0x${idToHex(this.oid)} is not a ZBigFile`)
+    const { zblk, deps } = lookupBlock(zfile, blk)
+    if (zblk === null) dest.fill(0)
+    else zblk.loadInto(dest)
+    return encodeReport(snapshot, deps)
+  }
+
+  override close(): void {
+    this.conn?.close()
+    this.conn = null
+    this.connSnapshot = -1n
+  }
+}

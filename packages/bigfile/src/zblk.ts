@@ -1,0 +1,185 @@
+// Block objects of a ZBigFile: how one block's bytes are kept in the database.
+//
+//   ZBlk0  one object holding the block, trailing zeros trimmed. Reading a block is one
+//          record; changing one byte rewrites the whole block.
+//   ZBlk1  the block cut into 4 KiB chunks, each a ZData object in an integer B-tree keyed by
+//          chunk number. Only changed chunks are rewritten; all-zero chunks are not stored.
+//          Any change also touches the ZBlk1 object itself (a tiny record), so that "this
+//          block changed" is always a change of the block object: invalidation needs to look
+//          at one oid per block, whatever the chunk tree did.
+//
+// The 'auto' choice (see chooseFormat) stores a block as ZBlk1 when at most a quarter of its
+// chunks differ from what is stored (small changes, small appends) and as ZBlk0 otherwise
+// (blocks filled or rewritten in bulk).
+import { IOBTree } from '@wendelin/btrees'
+import { Persistent, registerClass } from '@wendelin/zodb'
+
+export const CHUNK_SIZE = 4096
+
+export type ZBlkFormat = 'ZBlk0' | 'ZBlk1'
+export type ZBigFileFormat = ZBlkFormat | 'auto'
+export const ZBLK_FORMATS: readonly ZBigFileFormat[] = ['ZBlk0', 'ZBlk1', 'auto']
+
+/** Length of `data` without its trailing zero bytes. */
+export function trimmedLength(data: Uint8Array): number {
+  // Word-wise from the end: blocks are mostly either full or mostly zero.
+  let n = data.length
+  while (n > 0 && (n & 7) !== 0 && data[n - 1] === 0) n--
+  if ((n & 7) === 0 && data.byteOffset % 8 === 0) {
+    const words = new Float64Array(data.buffer, data.byteOffset, n >>> 3)
+    let w = words.length
+    // Float64 compare: 0 and -0 both compare equal to 0; -0 has a non-zero byte, so check bits.
+    while (w > 0 && words[w - 1] === 0 && !Object.is(words[w - 1], -0)) w--
+    n = w * 8
+  }
+  while (n > 0 && data[n - 1] === 0) n--
+  return n
+}
+
+function isZero(data: Uint8Array): boolean {
+  return trimmedLength(data) === 0
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && Buffer.compare(a, b) === 0
+}
+
+/** A block object: fills a block from the database, or takes a block's new bytes. */
+export abstract class ZBlk extends Persistent {
+  /** Fills all of `dest` (one block) with the block's bytes. */
+  abstract loadInto(dest: Uint8Array): void
+  /** Stores `src` (one block) as the block's new content. */
+  abstract storeFrom(src: Uint8Array): void
+  abstract get format(): ZBlkFormat
+}
+
+export class ZBlk0 extends ZBlk {
+  /** The block's bytes without trailing zeros. */
+  data: Uint8Array = new Uint8Array(0)
+
+  get format(): ZBlkFormat {
+    return 'ZBlk0'
+  }
+
+  loadInto(dest: Uint8Array): void {
+    const data = this.data
+    dest.set(data.length <= dest.length ? data : data.subarray(0, dest.length))
+    if (data.length < dest.length) dest.fill(0, data.length)
+  }
+
+  storeFrom(src: Uint8Array): void {
+    const n = trimmedLength(src)
+    if (this._p_oid !== null && sameBytes(this.data, src.subarray(0, n))) return // unchanged: no new revision
+    this.data = src.slice(0, n)
+  }
+}
+
+/** One 4 KiB chunk of a ZBlk1 block. */
+export class ZData extends Persistent {
+  data: Uint8Array = new Uint8Array(0)
+}
+
+export class ZBlk1 extends ZBlk {
+  /** Chunk number → chunk; missing chunks are zeros. */
+  chunktab: IOBTree<ZData> = new IOBTree<ZData>()
+  /** Bumped on every change, so that a changed block is a changed ZBlk1 record. */
+  version = 0
+
+  get format(): ZBlkFormat {
+    return 'ZBlk1'
+  }
+
+  loadInto(dest: Uint8Array): void {
+    dest.fill(0)
+    for (const [i, chunk] of this.chunktab.entries()) {
+      const at = i * CHUNK_SIZE
+      if (at >= dest.length) break
+      const data = chunk.data
+      dest.set(data.length <= dest.length - at ? data : data.subarray(0, dest.length - at), at)
+    }
+  }
+
+  storeFrom(src: Uint8Array): void {
+    const chunktab = this.chunktab
+    let changed = false
+    const nchunks = Math.ceil(src.length / CHUNK_SIZE)
+    for (let i = 0; i < nchunks; i++) {
+      const bytes = src.subarray(i * CHUNK_SIZE, Math.min(src.length, (i + 1) * CHUNK_SIZE))
+      const n = trimmedLength(bytes)
+      const old = chunktab.get(i)
+      if (n === 0) {
+        if (old !== undefined) {
+          chunktab.delete(i)
+          changed = true
+        }
+        continue
+      }
+      if (old !== undefined) {
+        if (sameBytes(old.data, bytes.subarray(0, n))) continue
+        old.data = bytes.slice(0, n) // the chunk keeps its oid: one record rewritten
+      } else {
+        const chunk = new ZData()
+        chunk.data = bytes.slice(0, n)
+        chunktab.set(i, chunk)
+      }
+      changed = true
+    }
+    // Chunks past the block (a smaller block size is never used, but be exact).
+    for (const i of [...chunktab.keys(nchunks)]) {
+      chunktab.delete(i)
+      changed = true
+    }
+    if (changed) this.version = this.version + 1
+  }
+
+  /** How many chunks are stored (all-zero chunks are not). */
+  chunkCount(): number {
+    let n = 0
+    for (const _ of this.chunktab.keys()) n++
+    return n
+  }
+}
+
+/**
+ * Of the chunks of `src`, how many differ from what `old` holds (a hole holds zeros), and how
+ * many there are. Loads the old block's content in the caller's connection.
+ */
+export function changedChunks(old: ZBlk | null, src: Uint8Array): { changed: number; total: number } {
+  const total = Math.ceil(src.length / CHUNK_SIZE)
+  let changed = 0
+  if (old === null) {
+    for (let i = 0; i < total; i++) if (!isZero(src.subarray(i * CHUNK_SIZE, (i + 1) * CHUNK_SIZE))) changed++
+    return { changed, total }
+  }
+  if (old instanceof ZBlk1) {
+    const chunktab = old.chunktab
+    for (let i = 0; i < total; i++) {
+      const bytes = src.subarray(i * CHUNK_SIZE, (i + 1) * CHUNK_SIZE)
+      const n = trimmedLength(bytes)
+      const chunk = chunktab.get(i)
+      if (chunk === undefined ? n !== 0 : !sameBytes(chunk.data, bytes.subarray(0, n))) changed++
+    }
+    return { changed, total }
+  }
+  const data = (old as ZBlk0).data
+  for (let i = 0; i < total; i++) {
+    const start = i * CHUNK_SIZE
+    const a = src.subarray(start, start + CHUNK_SIZE)
+    const b = data.subarray(Math.min(start, data.length), Math.min(data.length, start + a.length))
+    // Equal when a starts with b and the rest of a is zeros (the record is trimmed).
+    if (!(sameBytes(a.subarray(0, b.length), b) && isZero(a.subarray(b.length)))) changed++
+  }
+  return { changed, total }
+}
+
+/** The 'auto' heuristic: ZBlk1 when at most a quarter of the chunks change, else ZBlk0. */
+export const AUTO_ZBLK1_MAX_CHANGED_FRACTION = 0.25
+
+export function chooseFormat(old: ZBlk | null, src: Uint8Array): ZBlkFormat {
+  const { changed, total } = changedChunks(old, src)
+  return changed <= total * AUTO_ZBLK1_MAX_CHANGED_FRACTION ? 'ZBlk1' : 'ZBlk0'
+}
+
+registerClass('wendelin.bigfile.ZBlk0', ZBlk0)
+registerClass('wendelin.bigfile.ZBlk1', ZBlk1)
+registerClass('wendelin.bigfile.ZData', ZData)

@@ -1,0 +1,273 @@
+// ZBigFile: blocks in the database, mapped by a handle that commits and invalidates with the
+// transaction (behaviours of wendelin.core's test_filezodb.py, and exact invalidation).
+import { expect } from 'chai'
+import fs from 'node:fs'
+import path from 'node:path'
+
+import { RAM, ZBigFile, ZBigFileH, ZBlk0, ZBlk1, openZBigFileHandles } from '@wendelin/bigfile'
+import { TransactionManager } from '@wendelin/transaction'
+import { ConflictError, DB, MemoryStorage, SQLiteStorage, StorageNotShareableError, type Connection } from '@wendelin/zodb'
+
+import { PS, tmpDir } from './helpers.js'
+
+const dirs: string[] = []
+after(() => {
+  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true })
+})
+
+function freshDbFile(): string {
+  const d = tmpDir()
+  dirs.push(d)
+  return path.join(d, 'db.sqlite')
+}
+
+interface Env {
+  file: string
+  db: DB
+  tm: TransactionManager
+  conn: Connection
+}
+
+function openEnv(file = freshDbFile()): Env {
+  const db = new DB(new SQLiteStorage(file))
+  const tm = new TransactionManager()
+  const conn = db.open({ transactionManager: tm }) as unknown as Connection
+  return { file, db, tm, conn }
+}
+
+const rams: RAM[] = []
+function ram(pages = 64): RAM {
+  const r = new RAM({ pageSize: PS, limit: pages * PS })
+  rams.push(r)
+  return r
+}
+
+function fill(bytes: Uint8Array, pg: number, value: number): void {
+  bytes.fill(value, pg * PS, (pg + 1) * PS)
+}
+
+function pageSum(bytes: Uint8Array, pg: number): number {
+  let s = 0
+  for (let i = pg * PS; i < (pg + 1) * PS; i++) s += bytes[i]!
+  return s
+}
+
+describe('ZBigFile', () => {
+  let envs: Env[] = []
+  let handles: ZBigFileH[] = []
+  function env(file?: string): Env {
+    const e = openEnv(file)
+    envs.push(e)
+    return e
+  }
+  function open(zf: ZBigFile, pages = 64): ZBigFileH {
+    const h = zf.open({ ram: ram(pages) })
+    handles.push(h)
+    return h
+  }
+  afterEach(() => {
+    for (const h of handles) {
+      if (h.closed) continue
+      try {
+        h.conn.transactionManager.abort()
+      } catch {}
+      for (const m of h.fileh.liveMappings()) m.unmap()
+      h.close()
+    }
+    handles = []
+    for (const e of envs) e.db.close()
+    envs = []
+    for (const r of rams.splice(0)) r.close()
+  })
+
+  function newFile(e: Env, format: 'ZBlk0' | 'ZBlk1' | 'auto' = 'auto'): ZBigFile {
+    const zf = new ZBigFile(PS, { format })
+    ;(e.conn.root as Record<string, unknown>).zfile = zf
+    e.tm.commit()
+    return zf
+  }
+
+  it('refuses a storage another thread cannot open', () => {
+    const db = new DB(new MemoryStorage())
+    const tm = new TransactionManager()
+    const conn = db.open({ transactionManager: tm })
+    const zf = new ZBigFile(PS)
+    ;(conn.root as Record<string, unknown>).zfile = zf
+    tm.commit()
+    expect(() => zf.open({ ram: ram() })).to.throw(StorageNotShareableError)
+    db.close()
+  })
+
+  it('reads zeros when empty, even before its first commit', () => {
+    const e = env()
+    const zf = new ZBigFile(PS)
+    ;(e.conn.root as Record<string, unknown>).zfile = zf
+    e.conn.add(zf)
+    const h = open(zf)
+    expect(h.snapshot).to.equal(0n) // never committed: no storage access
+    const m = h.mmap(0, 4)
+    const b = m.bytes()
+    for (let pg = 0; pg < 4; pg++) expect(pageSum(b, pg)).to.equal(0)
+    fill(b, 1, 7)
+    e.tm.commit()
+    expect(h.snapshot).to.equal(e.conn.before - 1n)
+    expect(pageSum(b, 1)).to.equal(7 * PS)
+    expect(pageSum(b, 0)).to.equal(0)
+    m.unmap()
+  })
+
+  it('abort discards changes (twice in a row)', () => {
+    const e = env()
+    const zf = newFile(e)
+    const h = open(zf)
+    const m = h.mmap(0, 2)
+    const b = m.bytes()
+    for (let round = 0; round < 2; round++) {
+      fill(b, 0, 5)
+      expect(h.dirtyPages()).to.deep.equal([0])
+      e.tm.abort()
+      expect(h.dirtyPages()).to.deep.equal([])
+      expect(pageSum(b, 0)).to.equal(0)
+    }
+    m.unmap()
+  })
+
+  it('commits, and a fresh database reads the data back', () => {
+    const e = env()
+    const zf = newFile(e)
+    const h = open(zf)
+    const m = h.mmap(0, 3)
+    const b = m.bytes()
+    fill(b, 0, 1)
+    fill(b, 2, 3)
+    b[PS + 5] = 9
+    e.tm.commit()
+    expect(h.dirtyPages()).to.deep.equal([])
+    m.unmap()
+    h.close()
+    e.db.close()
+    envs = envs.filter((x) => x !== e)
+    const e2 = env(e.file)
+    const zf2 = (e2.conn.root as Record<string, unknown>).zfile as ZBigFile
+    const h2 = open(zf2)
+    const b2 = h2.mmap(0, 4).bytes()
+    expect(pageSum(b2, 0)).to.equal(PS)
+    expect(b2[PS + 5]).to.equal(9)
+    expect(pageSum(b2, 1)).to.equal(9)
+    expect(pageSum(b2, 2)).to.equal(3 * PS)
+    expect(pageSum(b2, 3)).to.equal(0)
+  })
+
+  it('reloads pages after RAM reclaim, and survives cache minimization', () => {
+    const e = env()
+    const zf = newFile(e)
+    const h = open(zf, 3) // RAM of 3 pages for a file of 8
+    const m = h.mmap(0, 8)
+    const b = m.bytes()
+    for (let pg = 0; pg < 8; pg++) {
+      fill(b, pg, pg + 1)
+      e.tm.commit() // one page dirty at a time: the RAM limit holds
+    }
+    e.conn.cacheMinimize()
+    for (let round = 0; round < 2; round++)
+      for (let pg = 0; pg < 8; pg++) expect(pageSum(b, pg)).to.equal((pg + 1) * PS)
+    expect(h.fileh.ram.stats().pagesLoaded).to.be.at.most(3)
+    // rewrite after minimization
+    e.conn.cacheMinimize()
+    fill(b, 4, 200)
+    e.tm.commit()
+    e.conn.cacheMinimize()
+    for (let pg = 0; pg < 8; pg++) expect(pageSum(b, pg)).to.equal((pg === 4 ? 200 : pg + 1) * PS)
+    m.unmap()
+  })
+
+  it('closing handles releases them', () => {
+    const e = env()
+    const zf = newFile(e)
+    const before = openZBigFileHandles()
+    {
+      using h = zf.open({ ram: ram() })
+      expect(openZBigFileHandles()).to.equal(before + 1)
+      const m = h.mmap(0, 1)
+      m.bytes()[0] = 1
+      e.tm.commit()
+      m.unmap()
+    }
+    expect(openZBigFileHandles()).to.equal(before)
+  })
+
+  for (const [from, to] of [
+    ['ZBlk0', 'ZBlk1'],
+    ['ZBlk1', 'ZBlk0'],
+    ['ZBlk0', 'auto'],
+    ['ZBlk1', 'auto'],
+    ['auto', 'ZBlk0'],
+    ['auto', 'ZBlk1'],
+  ] as const) {
+    it(`keeps a block's data when its format changes from ${from} to ${to}`, () => {
+      const e = env()
+      const zf = newFile(e, from)
+      const h = open(zf)
+      const m = h.mmap(0, 1)
+      const b = m.bytes()
+      for (let i = 0; i < PS; i += 3) b[i] = i & 0xff
+      e.tm.commit()
+      zf.format = to
+      b[1] = 77 // a small change
+      e.tm.commit()
+      e.conn.cacheMinimize()
+      h.fileh.invalidatePage(0)
+      const expected = new Uint8Array(PS)
+      for (let i = 0; i < PS; i += 3) expected[i] = i & 0xff
+      expected[1] = 77
+      expect(Buffer.compare(b.subarray(0, PS), expected)).to.equal(0)
+      const zblk = zf.blktab.get(0)!
+      if (to === 'ZBlk0') expect(zblk).to.be.instanceOf(ZBlk0)
+      if (to === 'ZBlk1') expect(zblk).to.be.instanceOf(ZBlk1)
+      m.unmap()
+    })
+  }
+
+  it('ZBlk1 rewrites only changed chunks and stores no zero chunks', () => {
+    const e = env()
+    const zf = newFile(e, 'ZBlk1')
+    const h = open(zf)
+    const m = h.mmap(0, 1)
+    const b = m.bytes()
+    b.fill(1, 0, 3 * 4096) // 3 chunks of 16
+    e.tm.commit()
+    const zblk = zf.blktab.get(0) as ZBlk1
+    expect(zblk.chunkCount()).to.equal(3)
+    const chunks = [...zblk.chunktab.values()]
+    const serials = chunks.map((c) => c._p_serial)
+    b[4096 + 10] = 2 // chunk 1 only
+    e.tm.commit()
+    const after = [...zblk.chunktab.values()]
+    expect(after).to.deep.equal(chunks) // same chunk objects
+    expect(after.map((c) => c._p_serial !== serials[after.indexOf(c)])).to.deep.equal([false, true, false])
+    b.fill(0, 0, 4096) // chunk 0 becomes zeros: dropped
+    e.tm.commit()
+    expect(zblk.chunkCount()).to.equal(2)
+    m.unmap()
+  })
+
+  it('auto: ZBlk1 for small changes and appends, ZBlk0 for blocks written in bulk', () => {
+    const e = env()
+    const zf = newFile(e, 'auto')
+    const h = open(zf)
+    const m = h.mmap(0, 2)
+    const b = m.bytes()
+    b.fill(9, 0, PS) // block 0 filled
+    b[PS] = 1 // block 1: a small append
+    e.tm.commit()
+    expect(zf.blktab.get(0)).to.be.instanceOf(ZBlk0)
+    expect(zf.blktab.get(1)).to.be.instanceOf(ZBlk1)
+    b[10] = 3 // small change of a ZBlk0 block: becomes ZBlk1
+    e.tm.commit()
+    expect(zf.blktab.get(0)).to.be.instanceOf(ZBlk1)
+    b.fill(4, PS, 2 * PS) // bulk rewrite of a ZBlk1 block: becomes ZBlk0
+    e.tm.commit()
+    expect(zf.blktab.get(1)).to.be.instanceOf(ZBlk0)
+    m.unmap()
+  })
+})
