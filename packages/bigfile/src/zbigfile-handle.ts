@@ -156,6 +156,7 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
   beforeCompletion(txn: Transaction): void {
     if (this.#closed || this.#joined === txn) return
     if (this.fileh.dirtyPages().length === 0) return
+    if (txn.status !== 'Active') return // a failed transaction being aborted: nothing to join
     txn.join(this)
     this.#joined = txn
     // storeblk changes objects of the connection during the commit: it must be in the
@@ -208,9 +209,9 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
 
   tpc_abort(txn: Transaction): void {
     void txn
-    // The storage forgets what storeblk wrote; the pages stay dirty.
+    // The storage forgets what storeblk wrote; the pages stay dirty. The handle stays among
+    // the transaction's managers: aborting the failed transaction discards them.
     this.#committing = null
-    this.#joined = null
     this.#stored = null
   }
 
@@ -305,7 +306,9 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
     }
     this.#deps = deps
     this.stats.invalidated += invalidate.length
-    this.stats.lastInvalidated = invalidate
+    // lastInvalidated: of the last boundary that had something to look at (begin() in implicit
+    // mode is two boundaries: the abort of the current transaction, then the new one)
+    if (changed !== null || invalidate.length > 0) this.stats.lastInvalidated = invalidate
     if (invalidate.length > 0) log('zbigfile handle %d: snapshot %s, invalidated pages %o', this.fileh.id, idToHex(newSnapshot), invalidate)
   }
 }
