@@ -93,15 +93,18 @@ describe('zeo with several client processes', function () {
     server = await ServerProcess.start(port)
     await server.command({ cmd: 'add', name: 'main', spec: `sqlite:${file}` })
     const results = await work
+    let noticed = 0
     for (let i = 0; i < clients.length; i++) {
       const { value } = await clients[(i + 1) % clients.length]!.command({ cmd: 'read', key: `n${i}` })
       const { committed, transient } = results[i] as { committed: number; transient: number }
-      expect(transient, 'the restart was noticed').to.be.above(0)
+      noticed += transient
       expect(committed).to.be.above(10)
       // Every commit the client saw succeed is there; none beyond those whose reply was lost.
       expect(value as number).to.be.within(committed, committed + transient)
       expect(value, 'the clean shutdown let every voted transaction finish').to.equal(committed)
     }
+    // (a client between two transactions at the restart just waits for the reconnection)
+    expect(noticed, 'some transaction in flight saw the restart').to.be.above(0)
   })
 
   it('releases the commit lock at once when a client is killed during its vote', async () => {
