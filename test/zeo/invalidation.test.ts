@@ -256,6 +256,16 @@ describe('zeo invalidations and the client cache', function () {
     expect(() => third.loadBefore(y, third.lastTransaction() + 1n)).to.throw(/no object/)
   })
 
+  it('refuses, at store, a record larger than a message may carry', async () => {
+    const name = await server.addStorage()
+    const s = server.client(name, { maxFrameBytes: 1024 })
+    open.push(s)
+    const txn = { user: '', description: '', extension: {} }
+    s.tpc_begin(txn)
+    expect(() => s.store(s.newOid(), 0n, new Uint8Array(2000), txn)).to.throw(/more than a message may carry/)
+    s.tpc_abort(txn)
+  })
+
   it('serves a storage read-only when the server says so', async () => {
     const name = await server.addStorage(undefined, true)
     const s = server.client(name)

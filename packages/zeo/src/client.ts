@@ -12,6 +12,7 @@ import {
   ConflictError,
   ConnectionStateError,
   MAX_TID,
+  POSError,
   ReadOnlyError,
   StorageTransactionError,
   idToHex,
@@ -666,6 +667,10 @@ export class ClientStorage implements Storage {
     if (typeof oid !== 'bigint' || typeof oldSerial !== 'bigint') throw new TypeError('store: oid and serial must be bigints')
     if (!(data instanceof Uint8Array)) throw new TypeError('store: data must be a Uint8Array record')
     if (commit.voted) throw new StorageTransactionError(`${this.getName()}: store after tpc_vote`)
+    const limit = (this.#options.maxFrameBytes ?? DEFAULT_MAX_FRAME) - 64
+    if (data.length > limit) {
+      throw new POSError(`store: the record of object 0x${idToHex(oid)} is ${data.length} bytes, more than a message may carry (${limit}); split the object`)
+    }
     commit.stores.set(oid, { oldSerial, data })
     this.#oneWay('store', commit.id, oid, oldSerial, data)
   }
