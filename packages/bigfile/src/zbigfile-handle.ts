@@ -253,7 +253,9 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
         continue
       }
       if (stored.has(pg) && state === 'loaded') {
-        deps.set(pg, { ...lookupBlock(this.zfile, pg).deps, snapshot: newSnapshot })
+        const { zblk, deps: now } = lookupBlock(this.zfile, pg)
+        zblk?.release() // its bytes are in the page: the connection's cache need not keep them
+        deps.set(pg, { ...now, snapshot: newSnapshot })
         continue
       }
       const d = reports.get(pg) ?? this.#deps.get(pg)

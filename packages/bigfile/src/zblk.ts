@@ -51,6 +51,10 @@ export abstract class ZBlk extends Persistent {
   /** Stores `src` (one block) as the block's new content. */
   abstract storeFrom(src: Uint8Array): void
   abstract get format(): ZBlkFormat
+  /** Drops the loaded bytes (the object becomes a ghost) when nothing changed them. */
+  release(): void {
+    this._p_deactivate()
+  }
 }
 
 export class ZBlk0 extends ZBlk {
@@ -130,6 +134,12 @@ export class ZBlk1 extends ZBlk {
       changed = true
     }
     if (changed) this.version = this.version + 1
+  }
+
+  override release(): void {
+    if (this._p_state !== 0 /* UPTODATE */) return
+    for (const chunk of this.chunktab.values()) chunk._p_deactivate()
+    this._p_deactivate()
   }
 
   /** How many chunks are stored (all-zero chunks are not). */

@@ -1,0 +1,285 @@
+// ZBigFile figures named by issue 7, on SQLiteStorage (a file on tmpfs, durability 'full'),
+// each beside a baseline measured in this run with raw better-sqlite3:
+//   write+commit        MB/s writing the whole file through a mapping (ZBlk0, 2 MiB blocks),
+//                       committing every RAM-limit/2 bytes (a transaction's dirty pages must
+//                       fit in RAM: the RAM limit is a quarter of the file)
+//     baseline: inserting the same bytes as 2 MiB blobs with better-sqlite3, one transaction
+//               per the same amount
+//   cold read           MB/s in a fresh process: open the database, map the file, touch one
+//                       byte of every block (each block loaded in full by a loader worker)
+//     baseline: a fresh process selecting every 2 MiB blob with better-sqlite3
+//   warm read           GB/s summing (Float64Array) a RAM-limit/2 window whose pages are loaded
+//     baseline: the same sum over a plain Float64Array
+//   small commits       1,000 transactions each changing 8 bytes at a random place of a
+//                       ZBIG_SMALL_MiB file (default 32 MiB), ZBlk0 then ZBlk1: commits/s, and
+//                       database growth per transaction (file + WAL)
+//     baseline: 1,000 better-sqlite3 transactions each rewriting one 4 KiB blob
+// Size: ZBIG_MiB (default 1024). Writes its rows into bench/RESULTS.md.
+import { spawnSync } from 'node:child_process'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+import { RAM, ZBigFile } from '@wendelin/bigfile'
+import { TransactionManager } from '@wendelin/transaction'
+import { DB, SQLiteStorage } from '@wendelin/zodb'
+import Database from 'better-sqlite3'
+
+import { printRows, repeat, secondsSince, summarize, updateResults, xorshift } from './lib/harness.js'
+
+const MiB = 1024 * 1024
+const BLK = 2 * MiB
+const SIZE = Number(process.env.ZBIG_MiB ?? 1024) * MiB
+const SMALL = Number(process.env.ZBIG_SMALL_MiB ?? 32) * MiB
+const RAM_LIMIT = SIZE / 4
+const CHUNK = RAM_LIMIT / 2 // bytes per write transaction
+const scratch = fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir()
+const self = fileURLToPath(import.meta.url)
+
+function dbSize(file) {
+  let n = 0
+  for (const f of [file, `${file}-wal`]) if (fs.existsSync(f)) n += fs.statSync(f).size
+  return n
+}
+
+function openZ(file, options = {}) {
+  const db = new DB(new SQLiteStorage(file), { cacheSize: options.cacheSize ?? 10000 })
+  const tm = new TransactionManager()
+  const conn = db.open({ transactionManager: tm })
+  return { db, tm, conn }
+}
+
+/** Write SIZE bytes through a mapping and commit: MB/s. Leaves the database at `file`. */
+function writeCommit(file) {
+  const { db, tm, conn } = openZ(file)
+  const zf = new ZBigFile(BLK, { format: 'ZBlk0' })
+  conn.root.zfile = zf
+  tm.commit()
+  const ram = new RAM({ pageSize: BLK, limit: RAM_LIMIT })
+  const h = zf.open({ ram })
+  const pages = SIZE / BLK
+  const m = h.mmap(0, pages)
+  const f64 = new Float64Array(m.buffer)
+  const start = process.hrtime.bigint()
+  const perChunk = CHUNK / 8
+  for (let c = 0; c < SIZE / CHUNK; c++) {
+    const base = c * perChunk
+    for (let i = 0; i < perChunk; i++) f64[base + i] = base + i
+    tm.commit()
+  }
+  const s = secondsSince(start)
+  m.unmap()
+  h.close()
+  db.close()
+  ram.close()
+  return SIZE / MiB / s
+}
+
+function rawWrite(file) {
+  const sq = new Database(file)
+  sq.pragma('journal_mode = WAL')
+  sq.pragma('synchronous = FULL')
+  sq.exec('CREATE TABLE blobs (id INTEGER PRIMARY KEY, data BLOB)')
+  const ins = sq.prepare('INSERT INTO blobs (id, data) VALUES (?, ?)')
+  const block = new Float64Array(BLK / 8)
+  const start = process.hrtime.bigint()
+  let id = 0
+  for (let c = 0; c < SIZE / CHUNK; c++) {
+    sq.transaction(() => {
+      for (let b = 0; b < CHUNK / BLK; b++) {
+        const base = id * (BLK / 8)
+        for (let i = 0; i < block.length; i++) block[i] = base + i
+        ins.run(id++, Buffer.from(block.buffer))
+      }
+    })()
+  }
+  const s = secondsSince(start)
+  sq.close()
+  return SIZE / MiB / s
+}
+
+// ---- in a fresh process ----------------------------------------------------------------------
+
+async function childColdRead(file) {
+  const { db, conn } = openZ(file)
+  const zf = conn.root.zfile
+  const ram = new RAM({ pageSize: BLK, limit: RAM_LIMIT })
+  const h = zf.open({ ram })
+  const pages = SIZE / BLK
+  const m = h.mmap(0, pages)
+  const b = m.bytes()
+  const start = process.hrtime.bigint()
+  let s = 0
+  for (let pg = 0; pg < pages; pg++) s += b[pg * BLK + 8]
+  const secs = secondsSince(start)
+  if (Number.isNaN(s)) throw new Error('unreachable')
+  // warm: a window of CHUNK bytes, loaded now, summed as f64; beside a plain Float64Array
+  const wpages = CHUNK / BLK
+  const w = new Float64Array(m.buffer, 0, CHUNK / 8)
+  let t = 0
+  for (let pg = 0; pg < wpages; pg++) t += b[pg * BLK]
+  const sum = (a) => {
+    let x = 0
+    for (let i = 0; i < a.length; i++) x += a[i]
+    return x
+  }
+  const plain = new Float64Array(CHUNK / 8).fill(1)
+  sum(w)
+  sum(plain)
+  const warm = []
+  const base = []
+  for (let r = 0; r < 5; r++) {
+    let st = process.hrtime.bigint()
+    t += sum(w)
+    warm.push(CHUNK / 1e9 / secondsSince(st))
+    st = process.hrtime.bigint()
+    t += sum(plain)
+    base.push(CHUNK / 1e9 / secondsSince(st))
+  }
+  const stats = ram.stats()
+  m.unmap()
+  h.close()
+  db.close()
+  return { coldMBs: SIZE / MiB / secs, warm, base, peakBytes: stats.bytesPeak, t }
+}
+
+function childRawRead(file) {
+  const sq = new Database(file, { readonly: true })
+  const sel = sq.prepare('SELECT data FROM blobs WHERE id = ?')
+  const start = process.hrtime.bigint()
+  let s = 0
+  for (let id = 0; id < SIZE / BLK; id++) s += sel.get(id).data[8]
+  const secs = secondsSince(start)
+  sq.close()
+  return { coldMBs: SIZE / MiB / secs, s }
+}
+
+function inChild(mode, file) {
+  const r = spawnSync(process.execPath, ['--expose-gc', self, mode, file], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] })
+  if (r.status !== 0) throw new Error(`${mode} child failed`)
+  return JSON.parse(r.stdout.trim().split('\n').pop())
+}
+
+// ---- small commits ---------------------------------------------------------------------------
+
+function smallCommits(file, format) {
+  const { db, tm, conn } = openZ(file, { cacheSize: 50000 })
+  const zf = new ZBigFile(BLK, { format })
+  conn.root.zfile = zf
+  tm.commit()
+  const ram = new RAM({ pageSize: BLK, limit: SMALL })
+  const h = zf.open({ ram })
+  const pages = SMALL / BLK
+  const m = h.mmap(0, pages)
+  const b = m.bytes()
+  const fill = new Float64Array(m.buffer)
+  for (let i = 0; i < fill.length; i++) fill[i] = i
+  tm.commit()
+  const rnd = xorshift(7)
+  const view = new DataView(m.buffer)
+  // warm up: every block once (chunks into the connection's cache)
+  for (let pg = 0; pg < pages; pg++) {
+    view.setFloat64(pg * BLK + 8 * Math.floor(rnd() * (BLK / 8)), rnd())
+    tm.commit()
+  }
+  const n = 1000
+  const before = dbSize(file)
+  const start = process.hrtime.bigint()
+  for (let i = 0; i < n; i++) {
+    view.setFloat64(8 * Math.floor(rnd() * (SMALL / 8)), rnd())
+    tm.commit()
+  }
+  const secs = secondsSince(start)
+  const growth = (dbSize(file) - before) / n
+  m.unmap()
+  h.close()
+  db.close()
+  ram.close()
+  return { perSec: n / secs, growth, b: b.length }
+}
+
+function rawSmallCommits(file) {
+  const sq = new Database(file)
+  sq.pragma('journal_mode = WAL')
+  sq.pragma('synchronous = FULL')
+  sq.exec('CREATE TABLE chunks (id INTEGER PRIMARY KEY, data BLOB)')
+  const nchunks = SMALL / 4096
+  const chunk = Buffer.alloc(4096, 1)
+  sq.transaction(() => {
+    for (let i = 0; i < nchunks; i++) sq.prepare('INSERT INTO chunks VALUES (?, ?)').run(i, chunk)
+  })()
+  const upd = sq.prepare('UPDATE chunks SET data = ? WHERE id = ?')
+  const rnd = xorshift(7)
+  const n = 1000
+  const start = process.hrtime.bigint()
+  for (let i = 0; i < n; i++) {
+    chunk.writeDoubleLE(rnd(), 8 * Math.floor(rnd() * 512))
+    sq.transaction(() => upd.run(chunk, Math.floor(rnd() * nchunks)))()
+  }
+  const secs = secondsSince(start)
+  sq.close()
+  return n / secs
+}
+
+// ---- main ------------------------------------------------------------------------------------
+
+function freshFile(tag) {
+  const dir = fs.mkdtempSync(path.join(scratch, `wendelin-zbig-bench-${tag}-`))
+  return { dir, file: path.join(dir, 'db.sqlite') }
+}
+
+async function main() {
+  const [mode, file] = process.argv.slice(2)
+  if (mode === 'cold-read') return console.log(JSON.stringify(await childColdRead(file)))
+  if (mode === 'raw-read') return console.log(JSON.stringify(childRawRead(file)))
+
+  const label = `${SIZE / MiB} MiB, RAM limit ${RAM_LIMIT / MiB} MiB`
+  const dirs = []
+  const write = [], rawW = [], cold = [], rawR = [], warm = [], warmBase = []
+  for (let run = 0; run < 3; run++) {
+    const z = freshFile('z')
+    const r = freshFile('raw')
+    dirs.push(z.dir, r.dir)
+    write.push(writeCommit(z.file))
+    rawW.push(rawWrite(r.file))
+    const c = inChild('cold-read', z.file)
+    cold.push(c.coldMBs)
+    warm.push(...c.warm)
+    warmBase.push(...c.base)
+    rawR.push(inChild('raw-read', r.file).coldMBs)
+    console.log(`run ${run}: write ${write.at(-1).toFixed(0)} MB/s (raw ${rawW.at(-1).toFixed(0)}), cold read ${cold.at(-1).toFixed(0)} MB/s (raw ${rawR.at(-1).toFixed(0)}), RAM peak ${(c.peakBytes / MiB).toFixed(0)} MiB`)
+    fs.rmSync(z.dir, { recursive: true, force: true })
+    fs.rmSync(r.dir, { recursive: true, force: true })
+  }
+  const small = { ZBlk0: [], ZBlk1: [] }
+  const growth = { ZBlk0: [], ZBlk1: [] }
+  const rawSmall = []
+  for (let run = 0; run < 3; run++) {
+    for (const format of ['ZBlk0', 'ZBlk1']) {
+      const z = freshFile('small')
+      const r = smallCommits(z.file, format)
+      small[format].push(r.perSec)
+      growth[format].push(r.growth)
+      fs.rmSync(z.dir, { recursive: true, force: true })
+    }
+    const z = freshFile('rawsmall')
+    rawSmall.push(rawSmallCommits(z.file))
+    fs.rmSync(z.dir, { recursive: true, force: true })
+    console.log(`run ${run}: small commits ZBlk0 ${small.ZBlk0.at(-1).toFixed(0)}/s +${growth.ZBlk0.at(-1).toFixed(0)} B, ZBlk1 ${small.ZBlk1.at(-1).toFixed(0)}/s +${growth.ZBlk1.at(-1).toFixed(0)} B, raw ${rawSmall.at(-1).toFixed(0)}/s`)
+  }
+  const rows = [
+    { workload: 'ZBigFile/sqlite', figure: `write+commit, ${label}`, value: summarize(write), unit: 'MB/s', baseline: 'better-sqlite3 2 MiB blob inserts', baselineValue: summarize(rawW) },
+    { workload: 'ZBigFile/sqlite', figure: `cold sequential read in a fresh process, ${label}`, value: summarize(cold), unit: 'MB/s', baseline: 'better-sqlite3 2 MiB blob selects, fresh process', baselineValue: summarize(rawR) },
+    { workload: 'ZBigFile/sqlite', figure: `warm read, ${CHUNK / MiB} MiB loaded window (sum f64)`, value: summarize(warm), unit: 'GB/s', baseline: 'plain Float64Array', baselineValue: summarize(warmBase) },
+    { workload: 'ZBigFile/sqlite', figure: `1,000 commits of 8 bytes at random, ${SMALL / MiB} MiB file, ZBlk0`, value: summarize(small.ZBlk0), unit: 'commits/s', baseline: 'better-sqlite3 4 KiB blob update per transaction', baselineValue: summarize(rawSmall) },
+    { workload: 'ZBigFile/sqlite', figure: `1,000 commits of 8 bytes at random, ${SMALL / MiB} MiB file, ZBlk1`, value: summarize(small.ZBlk1), unit: 'commits/s', baseline: 'better-sqlite3 4 KiB blob update per transaction', baselineValue: summarize(rawSmall) },
+    { workload: 'ZBigFile/sqlite', figure: 'database growth per small commit, ZBlk0', value: summarize(growth.ZBlk0), unit: 'bytes', baseline: 'block size', baselineValue: summarize([BLK, BLK, BLK]) },
+    { workload: 'ZBigFile/sqlite', figure: 'database growth per small commit, ZBlk1', value: summarize(growth.ZBlk1), unit: 'bytes', baseline: 'chunk size', baselineValue: summarize([4096, 4096, 4096]) },
+  ]
+  printRows(rows)
+  if (!process.env.ZBIG_NO_RESULTS) updateResults(rows)
+  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true })
+}
+
+await main()
