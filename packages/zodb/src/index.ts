@@ -12,6 +12,7 @@ export { registerClass, findClass, classForName, nameOfClass, registeredClassNam
 export {
   RECORD_FORMAT_VERSION,
   encodeStateRecord,
+  _encodeStateRecordWithMsgpackr,
   decodeState,
   PersistentReference,
   decodeForDump,

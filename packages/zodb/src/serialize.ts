@@ -13,7 +13,7 @@ import { Packr, Unpackr, addExtension } from 'msgpackr'
 import { findClass, nameOfClass, type AnyClass } from './class-registry.js'
 import { CorruptRecordError, UnserializableError } from './errors.js'
 import { Persistent } from './persistent.js'
-import { bytesToId, idToBytes, idToHex, type Oid } from './tid.js'
+import { bytesToId, checkId, idToBytes, idToHex, type Oid } from './tid.js'
 
 export const RECORD_FORMAT_VERSION = 1
 
@@ -190,20 +190,391 @@ class StateWriter {
  */
 export function encodeRecord(obj: Persistent, className: string, refs: ReferenceWriter): Uint8Array {
   const label = `${className}(${obj._p_oid === null ? 'new object' : `oid 0x${idToHex(obj._p_oid)}`})`
-  const state = obj._p_getState()
-  const wire = new StateWriter(refs).write(state, new PathStep(null, label))
-  return encodeWire(className, wire)
+  return new RecordEncoder(refs).record(className, obj._p_getState(), new PathStep(null, label))
 }
 
 /** Encode a record from a state given directly (conflict resolution writes merged states). */
 export function encodeStateRecord(className: string, state: unknown, refs: ReferenceWriter): Uint8Array {
-  const wire = new StateWriter(refs).write(state, new PathStep(null, className))
-  return encodeWire(className, wire)
+  return new RecordEncoder(refs).record(className, state, new PathStep(null, className))
 }
 
-function encodeWire(className: string, wire: unknown): Uint8Array {
+/**
+ * @internal The same record through the two-step path (StateWriter, then msgpackr): the
+ * reference the direct encoder is tested against, byte for byte.
+ */
+export function _encodeStateRecordWithMsgpackr(className: string, state: unknown, refs: ReferenceWriter): Uint8Array {
+  const wire = new StateWriter(refs).write(state, new PathStep(null, className))
   // msgpackr reuses its output buffer: copy the bytes out.
   return Uint8Array.prototype.slice.call(packr.pack([RECORD_FORMAT_VERSION, className, wire]))
+}
+
+// --- writing, directly ---------------------------------------------------------------------------
+
+/** The encoder's output buffer, reused from record to record (an encoder that finds it taken, as a nested one would, makes its own). */
+let sharedBuffer: Buffer | null = Buffer.allocUnsafe(8192)
+
+/**
+ * Writes a record's bytes in one walk over the state: the checks, numbering and references of
+ * StateWriter and the bytes msgpackr writes for its output (the README's "Record format,
+ * version 1"), without the intermediate Maps, arrays and tag objects. A test compares it with
+ * `_encodeStateRecordWithMsgpackr` byte for byte.
+ */
+class RecordEncoder {
+  #buf: Buffer
+  #view: DataView
+  #pos = 0
+  #shared: boolean
+  readonly #seen = new Map<object, number>()
+
+  constructor(readonly refs: ReferenceWriter) {
+    if (sharedBuffer !== null) {
+      this.#buf = sharedBuffer
+      sharedBuffer = null
+      this.#shared = true
+    } else {
+      this.#buf = Buffer.allocUnsafe(1024)
+      this.#shared = false
+    }
+    this.#view = new DataView(this.#buf.buffer, this.#buf.byteOffset, this.#buf.byteLength)
+  }
+
+  record(className: string, state: unknown, path: PathStep): Uint8Array {
+    try {
+      this.#room(2)
+      this.#buf[this.#pos++] = 0x93
+      this.#buf[this.#pos++] = RECORD_FORMAT_VERSION
+      this.#string(className)
+      this.#value(state, path)
+      return Uint8Array.prototype.slice.call(this.#buf, 0, this.#pos)
+    } finally {
+      if (this.#shared) sharedBuffer = this.#buf
+    }
+  }
+
+  #room(n: number): void {
+    if (this.#pos + n <= this.#buf.length) return
+    let size = this.#buf.length * 2
+    while (size < this.#pos + n) size *= 2
+    const bigger = Buffer.allocUnsafe(size)
+    this.#buf.copy(bigger, 0, 0, this.#pos)
+    this.#buf = bigger
+    this.#view = new DataView(bigger.buffer, bigger.byteOffset, bigger.byteLength)
+  }
+
+  #byte(b: number): void {
+    this.#room(1)
+    this.#buf[this.#pos++] = b
+  }
+
+  #tag(tag: number): void {
+    this.#room(3)
+    const buf = this.#buf
+    buf[this.#pos++] = 0xd4
+    buf[this.#pos++] = tag
+    buf[this.#pos++] = 0
+  }
+
+  /** A child value: primitives are written at once, without a path step. */
+  #child(value: unknown, path: PathStep, key: string | number): void {
+    switch (typeof value) {
+      case 'string':
+        this.#string(value)
+        return
+      case 'number':
+        this.#number(value)
+        return
+      case 'boolean':
+        this.#byte(value ? 0xc3 : 0xc2)
+        return
+      case 'undefined':
+        this.#tag(0)
+        return
+      default:
+        if (value === null) this.#byte(0xc0)
+        else this.#value(value, new PathStep(path, key))
+    }
+  }
+
+  #value(value: unknown, path: PathStep): void {
+    switch (typeof value) {
+      case 'string':
+        this.#string(value)
+        return
+      case 'number':
+        this.#number(value)
+        return
+      case 'boolean':
+        this.#byte(value ? 0xc3 : 0xc2)
+        return
+      case 'undefined':
+        this.#tag(0)
+        return
+      case 'bigint':
+        this.#tag(Tag.BIGINT)
+        this.#string(value.toString())
+        return
+      case 'object':
+        if (value === null) this.#byte(0xc0)
+        else this.#object(value, path)
+        return
+      default:
+        throw new UnserializableError(path.toString(), `it is ${describeValue(value)}`)
+    }
+  }
+
+  #reference(oid: Oid, className: string): void {
+    this.#tag(Tag.PERSISTENT_REF)
+    this.#room(11)
+    const buf = this.#buf
+    buf[this.#pos++] = 0x92
+    buf[this.#pos++] = 0xc4
+    buf[this.#pos++] = 8
+    checkId(oid, 'id')
+    this.#view.setBigUint64(this.#pos, oid)
+    this.#pos += 8
+    this.#string(className)
+  }
+
+  #object(value: object, path: PathStep): void {
+    if (value instanceof PersistentReference) {
+      this.#reference(value.oid, value.className)
+      return
+    }
+    if (value instanceof Persistent) {
+      const { oid, className } = this.refs.persistentRef(value, () => path.toString())
+      this.#reference(oid, className)
+      return
+    }
+    const seen = this.#seen.get(value)
+    if (seen !== undefined) {
+      this.#tag(Tag.BACKREF)
+      this.#number(seen)
+      return
+    }
+    this.#seen.set(value, this.#seen.size)
+
+    const proto = Object.getPrototypeOf(value) as object | null
+    if (proto === Array.prototype) {
+      const arr = value as unknown[]
+      const n = arr.length
+      this.#arrayHeader(n)
+      for (let i = 0; i < n; i++) this.#child(arr[i], path, i)
+      return
+    }
+    if (proto === Object.prototype || proto === null) {
+      this.#attributes(value as Record<string, unknown>, path)
+      return
+    }
+    if (value instanceof Date) {
+      this.#tag(Tag.DATE)
+      this.#number(value.getTime())
+      return
+    }
+    if (proto === Map.prototype) {
+      const map = value as Map<unknown, unknown>
+      this.#tag(Tag.MAP)
+      this.#arrayHeader(map.size * 2)
+      let i = 0
+      for (const [k, v] of map) {
+        const valuePath = typeof k === 'string' || typeof k === 'number' ? `.get(${JSON.stringify(k)})` : `<value ${i}>`
+        this.#child(k, path, `<key ${i}>`)
+        this.#child(v, path, valuePath)
+        i++
+      }
+      return
+    }
+    if (proto === Set.prototype) {
+      const set = value as Set<unknown>
+      this.#tag(Tag.SET)
+      this.#arrayHeader(set.size)
+      let i = 0
+      for (const v of set) this.#child(v, path, `<item ${i++}>`)
+      return
+    }
+    if (proto === ArrayBuffer.prototype) {
+      this.#tag(Tag.ARRAY_BUFFER)
+      this.#bytes(new Uint8Array(value as ArrayBuffer))
+      return
+    }
+    if (ArrayBuffer.isView(value)) {
+      const kind = typedKinds.findIndex((k) => proto === k.prototype)
+      if (kind >= 0) {
+        this.#tag(Tag.TYPED_ARRAY)
+        this.#byte(0x92)
+        this.#number(kind)
+        this.#bytes(new Uint8Array(value.buffer, value.byteOffset, value.byteLength))
+        return
+      }
+    }
+    const className = nameOfClass((value as { constructor?: unknown }).constructor)
+    if (className !== undefined && (value as { constructor?: { prototype?: unknown } }).constructor?.prototype === proto) {
+      this.#tag(Tag.OBJECT)
+      this.#byte(0x92)
+      this.#string(className)
+      this.#attributes(value as Record<string, unknown>, path)
+      return
+    }
+    throw new UnserializableError(path.toString(), `it is ${describeValue(value)}`)
+  }
+
+  /** A map of an object's own enumerable string keys to their values. */
+  #attributes(value: Record<string, unknown>, path: PathStep): void {
+    const keys = Object.keys(value)
+    const n = keys.length
+    this.#room(5)
+    const buf = this.#buf
+    if (n < 0x10) {
+      buf[this.#pos++] = 0x80 | n
+    } else if (n < 0x10000) {
+      buf[this.#pos++] = 0xde
+      buf[this.#pos++] = n >> 8
+      buf[this.#pos++] = n & 0xff
+    } else {
+      buf[this.#pos++] = 0xdf
+      this.#view.setUint32(this.#pos, n)
+      this.#pos += 4
+    }
+    for (let i = 0; i < n; i++) {
+      const k = keys[i]!
+      this.#string(k)
+      this.#child(value[k], path, k)
+    }
+  }
+
+  #arrayHeader(n: number): void {
+    this.#room(5)
+    const buf = this.#buf
+    if (n < 0x10) {
+      buf[this.#pos++] = 0x90 | n
+    } else if (n < 0x10000) {
+      buf[this.#pos++] = 0xdc
+      buf[this.#pos++] = n >> 8
+      buf[this.#pos++] = n & 0xff
+    } else {
+      buf[this.#pos++] = 0xdd
+      this.#view.setUint32(this.#pos, n)
+      this.#pos += 4
+    }
+  }
+
+  /** bin 8/16/32 with a copy of the bytes. */
+  #bytes(bytes: Uint8Array): void {
+    const n = bytes.byteLength
+    this.#room(n + 5)
+    const buf = this.#buf
+    if (n < 0x100) {
+      buf[this.#pos++] = 0xc4
+      buf[this.#pos++] = n
+    } else if (n < 0x10000) {
+      buf[this.#pos++] = 0xc5
+      buf[this.#pos++] = n >> 8
+      buf[this.#pos++] = n & 0xff
+    } else {
+      buf[this.#pos++] = 0xc6
+      this.#view.setUint32(this.#pos, n)
+      this.#pos += 4
+    }
+    buf.set(bytes, this.#pos)
+    this.#pos += n
+  }
+
+  /** Integers that fit 32 bits as MessagePack integers, anything else as float64 (as msgpackr). */
+  #number(value: number): void {
+    this.#room(9)
+    const buf = this.#buf
+    if (value >>> 0 === value) {
+      if (value < 0x80) {
+        buf[this.#pos++] = value
+      } else if (value < 0x100) {
+        buf[this.#pos++] = 0xcc
+        buf[this.#pos++] = value
+      } else if (value < 0x10000) {
+        buf[this.#pos++] = 0xcd
+        buf[this.#pos++] = value >> 8
+        buf[this.#pos++] = value & 0xff
+      } else {
+        buf[this.#pos++] = 0xce
+        this.#view.setUint32(this.#pos, value)
+        this.#pos += 4
+      }
+    } else if (value >> 0 === value) {
+      if (value >= -0x20) {
+        buf[this.#pos++] = 0x100 + value
+      } else if (value >= -0x80) {
+        buf[this.#pos++] = 0xd0
+        buf[this.#pos++] = value + 0x100
+      } else if (value >= -0x8000) {
+        buf[this.#pos++] = 0xd1
+        this.#view.setInt16(this.#pos, value)
+        this.#pos += 2
+      } else {
+        buf[this.#pos++] = 0xd2
+        this.#view.setInt32(this.#pos, value)
+        this.#pos += 4
+      }
+    } else {
+      buf[this.#pos++] = 0xcb
+      this.#view.setFloat64(this.#pos, value)
+      this.#pos += 8
+    }
+  }
+
+  /**
+   * UTF-8 with the smallest header for its byte length. As msgpackr: strings under 64 code
+   * units are encoded here (a lone surrogate as its own three bytes), longer ones by Buffer
+   * (a lone surrogate as U+FFFD).
+   */
+  #string(value: string): void {
+    const n = value.length
+    const headerSize = n < 0x20 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : 5
+    this.#room(5 + n * 3)
+    const buf = this.#buf
+    const start = this.#pos
+    let length: number
+    if (n < 0x40) {
+      let p = start + headerSize
+      for (let i = 0; i < n; i++) {
+        let c1 = value.charCodeAt(i)
+        let c2: number
+        if (c1 < 0x80) {
+          buf[p++] = c1
+        } else if (c1 < 0x800) {
+          buf[p++] = (c1 >> 6) | 0xc0
+          buf[p++] = (c1 & 0x3f) | 0x80
+        } else if ((c1 & 0xfc00) === 0xd800 && ((c2 = value.charCodeAt(i + 1)) & 0xfc00) === 0xdc00) {
+          c1 = 0x10000 + ((c1 & 0x03ff) << 10) + (c2 & 0x03ff)
+          i++
+          buf[p++] = (c1 >> 18) | 0xf0
+          buf[p++] = ((c1 >> 12) & 0x3f) | 0x80
+          buf[p++] = ((c1 >> 6) & 0x3f) | 0x80
+          buf[p++] = (c1 & 0x3f) | 0x80
+        } else {
+          buf[p++] = (c1 >> 12) | 0xe0
+          buf[p++] = ((c1 >> 6) & 0x3f) | 0x80
+          buf[p++] = (c1 & 0x3f) | 0x80
+        }
+      }
+      length = p - start - headerSize
+    } else {
+      length = buf.write(value, start + headerSize, buf.length - start - headerSize, 'utf8')
+    }
+    const actual = length < 0x20 ? 1 : length < 0x100 ? 2 : length < 0x10000 ? 3 : 5
+    if (actual !== headerSize) buf.copyWithin(start + actual, start + headerSize, start + headerSize + length)
+    if (actual === 1) {
+      buf[start] = 0xa0 | length
+    } else if (actual === 2) {
+      buf[start] = 0xd9
+      buf[start + 1] = length
+    } else if (actual === 3) {
+      buf[start] = 0xda
+      buf[start + 1] = length >> 8
+      buf[start + 2] = length & 0xff
+    } else {
+      buf[start] = 0xdb
+      this.#view.setUint32(start + 1, length)
+    }
+    this.#pos = start + actual + length
+  }
 }
 
 // --- reading --------------------------------------------------------------------------------
