@@ -196,6 +196,26 @@ describe('ZBigFile', () => {
     expect(openZBigFileHandles()).to.equal(before)
   })
 
+  it('closes with its connection (or stops following it while mappings live)', () => {
+    const e = env()
+    const zf = newFile(e)
+    const h1 = open(zf)
+    const h2 = open(zf)
+    const m1 = h1.mmap(0, 1)
+    m1.bytes()[0] = 1
+    e.tm.commit()
+    m1.unmap()
+    const m2 = h2.mmap(0, 1)
+    expect(m2.bytes()[0]).to.equal(1)
+    e.conn.close()
+    expect(h1.closed).to.equal(true)
+    expect(h2.closed).to.equal(false)
+    expect(m2.bytes()[0]).to.equal(1)
+    e.tm.begin() // no longer followed: nothing happens to h2
+    m2.unmap()
+    h2.close()
+  })
+
   for (const [from, to] of [
     ['ZBlk0', 'ZBlk1'],
     ['ZBlk1', 'ZBlk0'],

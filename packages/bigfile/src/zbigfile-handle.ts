@@ -36,6 +36,7 @@ import { addon, type PageState } from './native.js'
 import type { RAM } from './ram.js'
 import { type BlockDeps, type LoadReport, type ZBigFile, decodeReport, lookupBlock } from './zbigfile.js'
 import { ZBigFileBlocks } from './zbigfile-loader.js'
+import { ZBlk0 } from './zblk.js'
 
 export interface ZBigFileHOptions {
   /** RAM to hold pages in (its page size must be the file's blksize); default: the shared one. */
@@ -77,6 +78,8 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
   #committing: Transaction | null = null
   #stored: number[] | null = null
   #closed = false
+  /** Whether the handle follows its connection's transactions (until the connection closes). */
+  #following = true
 
   constructor(zfile: ZBigFile, options: ZBigFileHOptions = {}) {
     const conn = zfile._p_jar
@@ -105,7 +108,10 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
     }
     this.#storage.addListener(this.#listener)
     openHandles.add(this)
+    // Registered after the connection (which registered when it was opened): at a boundary
+    // the connection has moved to its new snapshot before the handle looks at it.
     this.#tm.registerSynch(this)
+    conn.onCloseCallback(() => this.#connectionClosed())
     log('zbigfile handle %d over %s at snapshot %s', this.fileh.id, blocks.describe(), idToHex(this.#snapshot))
   }
 
@@ -136,8 +142,10 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
     if (this.#joined !== null) throw new Error('ZBigFileH.close: the handle has changes in the current transaction; commit or abort first')
     this.fileh.close()
     this.#closed = true
-    this.#tm.unregisterSynch(this)
-    this.#storage.removeListener(this.#listener)
+    if (this.#following) {
+      this.#tm.unregisterSynch(this)
+      this.#storage.removeListener(this.#listener)
+    }
     openHandles.delete(this)
     this.#deps.clear()
     this.#pending = []
@@ -145,6 +153,20 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
 
   [Symbol.dispose](): void {
     this.close()
+  }
+
+  /** The connection closed: the handle closes too, or (mappings still live) stops following it. */
+  #connectionClosed(): void {
+    if (this.#closed) return
+    if (this.fileh.liveMappings().length === 0) {
+      this.#joined = null
+      this.close()
+      return
+    }
+    this.#tm.unregisterSynch(this)
+    this.#storage.removeListener(this.#listener)
+    this.#following = false
+    log('zbigfile handle %d: its connection closed; pages stay at snapshot %s', this.fileh.id, idToHex(this.#snapshot))
   }
 
   get closed(): boolean {
@@ -254,7 +276,10 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
       }
       if (stored.has(pg) && state === 'loaded') {
         const { zblk, deps: now } = lookupBlock(this.zfile, pg)
-        zblk?.release() // its bytes are in the page: the connection's cache need not keep them
+        // ZBlk0: its bytes are in the page, the connection's cache need not keep 2 MiB more.
+        // ZBlk1 keeps its chunks (the cache's size bounds them): the next storeblk compares
+        // the block with them, and reloading 512 chunks per commit costs 10x the commit.
+        if (zblk instanceof ZBlk0) zblk.release()
         deps.set(pg, { ...now, snapshot: newSnapshot })
         continue
       }
