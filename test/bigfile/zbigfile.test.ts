@@ -181,6 +181,26 @@ describe('ZBigFile', () => {
     m.unmap()
   })
 
+  it('the ZBigFile is never a ghost while a handle is open', () => {
+    const e = env()
+    const zf = newFile(e)
+    const h = open(zf)
+    e.conn.cacheMinimize()
+    expect(zf._p_status).to.not.equal('ghost')
+    // changed by another connection: the invalidation loads the new state at once
+    const tm2 = new TransactionManager()
+    const conn2 = e.db.open({ transactionManager: tm2 })
+    ;((conn2.root as Record<string, unknown>).zfile as ZBigFile).format = 'ZBlk1'
+    tm2.commit()
+    conn2.close()
+    e.tm.begin()
+    expect(zf._p_status).to.not.equal('ghost')
+    expect(zf.format).to.equal('ZBlk1')
+    h.close()
+    e.conn.cacheMinimize()
+    expect(zf._p_status).to.equal('ghost')
+  })
+
   it('closing handles releases them', () => {
     const e = env()
     const zf = newFile(e)

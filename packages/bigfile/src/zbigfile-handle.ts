@@ -34,7 +34,7 @@ import { FileH, WRITEOUT_MARKSTORED, WRITEOUT_STORE, type Mapping } from './file
 import { log } from './log.js'
 import { addon, type PageState } from './native.js'
 import type { RAM } from './ram.js'
-import { type BlockDeps, type LoadReport, type ZBigFile, decodeReport, lookupBlock } from './zbigfile.js'
+import { type BlockDeps, type LoadReport, type ZBigFile, decodeReport, lookupBlock, openHandleCount } from './zbigfile.js'
 import { ZBigFileBlocks } from './zbigfile-loader.js'
 import { ZBlk0 } from './zblk.js'
 
@@ -108,6 +108,7 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
     }
     this.#storage.addListener(this.#listener)
     openHandles.add(this)
+    openHandleCount.set(zfile, (openHandleCount.get(zfile) ?? 0) + 1)
     // Registered after the connection (which registered when it was opened): at a boundary
     // the connection has moved to its new snapshot before the handle looks at it.
     this.#tm.registerSynch(this)
@@ -147,6 +148,7 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
       this.#storage.removeListener(this.#listener)
     }
     openHandles.delete(this)
+    openHandleCount.set(this.zfile, (openHandleCount.get(this.zfile) ?? 1) - 1)
     this.#deps.clear()
     this.#pending = []
   }

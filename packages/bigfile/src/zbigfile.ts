@@ -68,6 +68,26 @@ export class ZBigFile extends Persistent {
     else zblk.loadInto(dest)
   }
 
+  /**
+   * Never a ghost while handles are open (as wendelin.core's LivePersistent): cache
+   * minimization leaves it alone, and an invalidation loads the new state at once.
+   */
+  override _p_deactivate(): void {
+    if ((openHandleCount.get(this) ?? 0) > 0) return
+    super._p_deactivate()
+  }
+
+  override _p_invalidate(): void {
+    super._p_invalidate()
+    if ((openHandleCount.get(this) ?? 0) > 0 && this._p_jar !== null && this._p_oid !== null) {
+      try {
+        this._p_activate()
+      } catch {
+        // the connection cannot load now (closing): it stays a ghost, loaded on next use
+      }
+    }
+  }
+
   /** Makes the file `nblocks` blocks long: blocks at and past it become holes. */
   truncate(nblocks: number): void {
     const doomed = [...this.blktab.keys(nblocks)]
@@ -76,6 +96,9 @@ export class ZBigFile extends Persistent {
 }
 
 registerClass('wendelin.bigfile.ZBigFile', ZBigFile)
+
+/** Open handles per ZBigFile (zbigfile-handle.ts keeps it). @internal */
+export const openHandleCount = new WeakMap<ZBigFile, number>()
 
 /** What reading one block of a ZBigFile depends on. */
 export interface BlockDeps {
