@@ -162,6 +162,22 @@ describe('ZBigFile: two connections', () => {
     expect([0, 30, 59].map((pg) => B.h.pageState(pg))).to.deep.equal(['loaded', 'loaded', 'loaded'])
   })
 
+  it('a load in flight at a boundary never leaves the old snapshot in the page', async () => {
+    setup(2, 'ZBlk0', (b) => b.fill(1, 0, 2 * PS))
+    const A = side(2)
+    const B = side(2)
+    for (let round = 0; round < 5; round++) {
+      A.tm.begin()
+      A.b[round] = 50 + round
+      A.tm.commit()
+      B.h.fileh.invalidatePage(0)
+      const loading = B.h.fileh.load({ pgoffset: 0, pglen: 1 }) // queued for a loader at B's old snapshot
+      B.tm.begin() // the boundary: the page is loading, or loaded from the old snapshot
+      await loading
+      expect(at(B, 0, round)).to.equal(50 + round, `round ${round}`)
+    }
+  })
+
   it('two connections writing one block: the second gets a ConflictError, keeps its pages, and succeeds after abort and retry', () => {
     setup(2, 'ZBlk0', (b) => b.fill(1, 0, 2 * PS))
     const A = side(2)
