@@ -13,6 +13,7 @@ export {
   RECORD_FORMAT_VERSION,
   encodeStateRecord,
   _encodeStateRecordWithMsgpackr,
+  _decodeStateWithMsgpackr,
   decodeState,
   PersistentReference,
   decodeForDump,

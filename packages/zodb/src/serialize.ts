@@ -716,8 +716,328 @@ class StateReader {
 
 /** Decode a record's state, making persistent references through `refs`. */
 export function decodeState(data: Uint8Array, refs: ReferenceReader): { className: string; state: unknown } {
+  const fast = new RecordDecoder(data, refs).record()
+  if (fast !== null) return fast
+  return _decodeStateWithMsgpackr(data, refs)
+}
+
+/** @internal The two-step path (msgpackr, then StateReader): what RecordDecoder is tested against. */
+export function _decodeStateWithMsgpackr(data: Uint8Array, refs: ReferenceReader): { className: string; state: unknown } {
   const raw = decodeRaw(data)
   return { className: raw.className, state: new StateReader(refs).read(raw.wire) }
+}
+
+/** Thrown inside RecordDecoder when a record is not in the form it reads: the two-step path takes over. */
+const NOT_FAST = { notFast: true }
+
+/**
+ * Reads a record in one pass into the state, with the numbering and references of StateReader,
+ * for records as RecordEncoder writes them. Anything else (other MessagePack encodings, strings
+ * that are not valid UTF-8 or hold U+FFFD, trailing bytes, anything corrupt) is left to the
+ * two-step path, which then gives its result or its error: `record()` returns null, after
+ * asking for the references it met so far (the reader returns the same object again for
+ * those). A test compares both paths on random states.
+ */
+class RecordDecoder {
+  #pos = 0
+  readonly #table: unknown[] = []
+  readonly #data: Uint8Array
+  readonly #view: DataView
+  readonly #buffer: Buffer
+
+  constructor(
+    data: Uint8Array,
+    readonly refs: ReferenceReader,
+  ) {
+    this.#data = data
+    this.#view = new DataView(data.buffer, data.byteOffset, data.byteLength)
+    this.#buffer = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength)
+  }
+
+  record(): { className: string; state: unknown } | null {
+    try {
+      if (this.#u8() !== 0x93 || this.#u8() !== RECORD_FORMAT_VERSION) return null
+      const className = this.#string(this.#u8())
+      const state = this.#value()
+      if (this.#pos !== this.#data.length) return null
+      return { className, state }
+    } catch {
+      return null // not in the form read here, or something went wrong: the two-step path says what
+    }
+  }
+
+  #u8(): number {
+    if (this.#pos >= this.#data.length) throw NOT_FAST
+    return this.#data[this.#pos++]!
+  }
+
+  #need(n: number): void {
+    if (this.#pos + n > this.#data.length) throw NOT_FAST
+  }
+
+  /** A string whose header byte is `b`; ASCII only. */
+  #string(b: number): string {
+    let n: number
+    if ((b & 0xe0) === 0xa0) n = b & 0x1f
+    else if (b === 0xd9) n = this.#u8()
+    else if (b === 0xda) {
+      this.#need(2)
+      n = this.#view.getUint16(this.#pos)
+      this.#pos += 2
+    } else if (b === 0xdb) {
+      this.#need(4)
+      n = this.#view.getUint32(this.#pos)
+      this.#pos += 4
+    } else throw NOT_FAST
+    this.#need(n)
+    const data = this.#data
+    const start = this.#pos
+    const end = start + n
+    this.#pos = end
+    for (let i = start; i < end; i++) {
+      if (data[i]! >= 0x80) {
+        // Valid UTF-8 reads the same whichever decoder; anything Buffer replaces with U+FFFD
+        // (a lone surrogate, say) is msgpackr's to read.
+        const text = this.#buffer.toString('utf8', start, end)
+        if (text.includes('\ufffd')) throw NOT_FAST
+        return text
+      }
+    }
+    if (n <= 8) {
+      let out = ''
+      for (let i = start; i < end; i++) out += String.fromCharCode(data[i]!)
+      return out
+    }
+    return this.#buffer.toString('latin1', start, end)
+  }
+
+  #arrayLength(b: number): number {
+    if ((b & 0xf0) === 0x90) return b & 0x0f
+    if (b === 0xdc) {
+      this.#need(2)
+      const n = this.#view.getUint16(this.#pos)
+      this.#pos += 2
+      return n
+    }
+    if (b === 0xdd) {
+      this.#need(4)
+      const n = this.#view.getUint32(this.#pos)
+      this.#pos += 4
+      return n
+    }
+    throw NOT_FAST
+  }
+
+  #mapLength(b: number): number {
+    if ((b & 0xf0) === 0x80) return b & 0x0f
+    if (b === 0xde) {
+      this.#need(2)
+      const n = this.#view.getUint16(this.#pos)
+      this.#pos += 2
+      return n
+    }
+    if (b === 0xdf) {
+      this.#need(4)
+      const n = this.#view.getUint32(this.#pos)
+      this.#pos += 4
+      return n
+    }
+    throw NOT_FAST
+  }
+
+  #bin(): Uint8Array {
+    const b = this.#u8()
+    let n: number
+    if (b === 0xc4) n = this.#u8()
+    else if (b === 0xc5) {
+      this.#need(2)
+      n = this.#view.getUint16(this.#pos)
+      this.#pos += 2
+    } else if (b === 0xc6) {
+      this.#need(4)
+      n = this.#view.getUint32(this.#pos)
+      this.#pos += 4
+    } else throw NOT_FAST
+    this.#need(n)
+    const start = this.#pos
+    this.#pos += n
+    return this.#data.subarray(start, start + n)
+  }
+
+  /** A number as RecordEncoder writes them (integers of 32 bits, float64). */
+  #number(b: number): number {
+    if (b < 0x80) return b
+    if (b >= 0xe0) return b - 0x100
+    const view = this.#view
+    let v: number
+    switch (b) {
+      case 0xcc:
+        return this.#u8()
+      case 0xcd:
+        this.#need(2)
+        v = view.getUint16(this.#pos)
+        this.#pos += 2
+        return v
+      case 0xce:
+        this.#need(4)
+        v = view.getUint32(this.#pos)
+        this.#pos += 4
+        return v
+      case 0xd0:
+        this.#need(1)
+        return view.getInt8(this.#pos++)
+      case 0xd1:
+        this.#need(2)
+        v = view.getInt16(this.#pos)
+        this.#pos += 2
+        return v
+      case 0xd2:
+        this.#need(4)
+        v = view.getInt32(this.#pos)
+        this.#pos += 4
+        return v
+      case 0xcb:
+        this.#need(8)
+        v = view.getFloat64(this.#pos)
+        this.#pos += 8
+        return v
+      default:
+        throw NOT_FAST
+    }
+  }
+
+  #value(): unknown {
+    const b = this.#u8()
+    if (b < 0x80 || b >= 0xe0) return this.#number(b)
+    if ((b & 0xe0) === 0xa0) return this.#string(b)
+    if ((b & 0xf0) === 0x80) return this.#object(b)
+    if ((b & 0xf0) === 0x90) return this.#array(b)
+    switch (b) {
+      case 0xc0:
+        return null
+      case 0xc2:
+        return false
+      case 0xc3:
+        return true
+      case 0xd9:
+      case 0xda:
+      case 0xdb:
+        return this.#string(b)
+      case 0xdc:
+      case 0xdd:
+        return this.#array(b)
+      case 0xde:
+      case 0xdf:
+        return this.#object(b)
+      case 0xd4:
+        return this.#tagged()
+      default:
+        return this.#number(b)
+    }
+  }
+
+  #array(b: number): unknown[] {
+    const n = this.#arrayLength(b)
+    if (n > this.#data.length - this.#pos) throw NOT_FAST // each element takes a byte at least
+    const out = new Array<unknown>(n)
+    this.#table.push(out)
+    for (let i = 0; i < n; i++) out[i] = this.#value()
+    return out
+  }
+
+  #object(b: number): Record<string, unknown> {
+    const out: Record<string, unknown> = {}
+    this.#table.push(out)
+    this.#fill(out, this.#mapLength(b), true)
+    return out
+  }
+
+  /** Attributes of a map: string keys, each once (a repeated key is left to the two-step path). */
+  #fill(out: Record<string, unknown>, n: number, plain: boolean): void {
+    for (let i = 0; i < n; i++) {
+      const k = this.#string(this.#u8())
+      if (Object.prototype.hasOwnProperty.call(out, k)) throw NOT_FAST
+      const v = this.#value()
+      if (plain && k !== '__proto__') out[k] = v
+      else Object.defineProperty(out, k, { value: v, writable: true, enumerable: true, configurable: true })
+    }
+  }
+
+  #tagged(): unknown {
+    const tag = this.#u8()
+    if (this.#u8() !== 0) throw NOT_FAST
+    switch (tag) {
+      case 0:
+        return undefined
+      case Tag.PERSISTENT_REF: {
+        if (this.#u8() !== 0x92) throw NOT_FAST
+        const oid = this.#bin()
+        if (oid.length !== 8) throw NOT_FAST
+        const className = this.#string(this.#u8())
+        return this.refs.persistentObject(bytesToId(oid), className)
+      }
+      case Tag.BACKREF: {
+        const n = this.#number(this.#u8())
+        if (!(n >= 0 && n < this.#table.length)) throw NOT_FAST
+        return this.#table[n]
+      }
+      case Tag.BIGINT:
+        return BigInt(this.#string(this.#u8()))
+      case Tag.DATE: {
+        const d = new Date(this.#number(this.#u8()))
+        this.#table.push(d)
+        return d
+      }
+      case Tag.MAP: {
+        const out = new Map<unknown, unknown>()
+        this.#table.push(out)
+        const n = this.#arrayLength(this.#u8())
+        if (n % 2 !== 0) throw NOT_FAST
+        for (let i = 0; i < n; i += 2) out.set(this.#value(), this.#value())
+        return out
+      }
+      case Tag.SET: {
+        const out = new Set<unknown>()
+        this.#table.push(out)
+        const n = this.#arrayLength(this.#u8())
+        for (let i = 0; i < n; i++) out.add(this.#value())
+        return out
+      }
+      case Tag.ARRAY_BUFFER: {
+        const out = new Uint8Array(this.#bin()).buffer // a copy (Buffer's slice would not copy)
+        this.#table.push(out)
+        return out
+      }
+      case Tag.TYPED_ARRAY: {
+        if (this.#u8() !== 0x92) throw NOT_FAST
+        const kind = this.#number(this.#u8())
+        const K = typedKinds[kind]
+        if (K === undefined) throw NOT_FAST
+        const buffer = new Uint8Array(this.#bin()).buffer // a copy, aligned at 0
+        let out: object
+        if (K === Buffer) out = Buffer.from(buffer)
+        else if (K === DataView) out = new DataView(buffer)
+        else {
+          const TA = K as unknown as new (b: ArrayBuffer) => ArrayBufferView
+          out = new TA(buffer)
+        }
+        this.#table.push(out)
+        return out
+      }
+      case Tag.OBJECT: {
+        if (this.#u8() !== 0x92) throw NOT_FAST
+        const className = this.#string(this.#u8())
+        const cls: AnyClass | undefined = findClass(className)
+        const out = (cls !== undefined ? Object.create(cls.prototype as object) : { __class__: className }) as Record<string, unknown>
+        this.#table.push(out)
+        const b = this.#u8()
+        this.#fill(out, this.#mapLength(b), false)
+        return out
+      }
+      default:
+        throw NOT_FAST
+    }
+  }
 }
 
 /**
