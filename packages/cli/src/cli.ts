@@ -9,6 +9,12 @@ import { readFileSync } from 'node:fs'
 
 import { Command, InvalidArgumentError, Option } from 'commander'
 import { StorageServer } from '@wendelin/zeo'
+
+import { register as registerBench } from './commands/bench.js'
+import { register as registerDump } from './commands/dump.js'
+import { register as registerInfo } from './commands/info.js'
+import { register as registerPack } from './commands/pack.js'
+import { register as registerVerify } from './commands/verify.js'
 import { openStorage, type Storage } from '@wendelin/zodb'
 
 function collect(value: string, previous: string[]): string[] {
@@ -126,6 +132,11 @@ export function program(): Command {
         process.exit(2)
       }
     })
+  registerInfo(cli)
+  registerDump(cli)
+  registerPack(cli)
+  registerVerify(cli)
+  registerBench(cli)
   return cli
 }
 
