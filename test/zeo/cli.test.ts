@@ -37,11 +37,10 @@ describe('wendelin serve', function () {
   this.timeout(30_000)
   after(removeScratch)
 
-  it('lists only the serve command in --help', async () => {
+  it('lists the serve command in --help, with its options', async () => {
     const p = run(['--help'])
     expect(await p.exited).to.equal(0)
     expect(p.out()).to.match(/serve/)
-    expect(p.out()).to.not.match(/\b(info|dump|pack|verify|bench|demo)\b/)
     const s = run(['serve', '--help'])
     expect(await s.exited).to.equal(0)
     for (const opt of ['--listen', '--storage', '--read-only', '--token-file', '--tls-cert', '--tls-key']) expect(s.out()).to.include(opt)
