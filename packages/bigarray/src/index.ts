@@ -1,0 +1,38 @@
+// @wendelin/bigarray: N-dimensional arrays over lazily mapped pages, seen as scijs ndarrays.
+export {
+  BigArray,
+  DEFAULT_TO_ARRAY_MAX_BYTES,
+  assignInto,
+  contiguousStrides,
+  releaseView,
+  type Assignable,
+  type BigArrayFileH,
+  type BigArrayLike,
+  type BigArrayOptions,
+  type BigArrayView,
+  type Chunk,
+  type ChunksOptions,
+  type Index,
+  type Order,
+  type RecordView,
+  type SliceSpec,
+  type ViewOf,
+} from './bigarray.js'
+export { ZBigArray, type ZBigArrayOptions } from './zbigarray.js'
+export {
+  SCALAR_DTYPES,
+  UnsupportedDTypeError,
+  dtypeName,
+  itemsizeOf,
+  parseDType,
+  recordDType,
+  type AnyTypedArray,
+  type DType,
+  type RecordDType,
+  type RecordField,
+  type RecordValue,
+  type ScalarDType,
+  type ScalarValueOf,
+  type TypedArrayOf,
+  type ValueOf,
+} from './dtype.js'

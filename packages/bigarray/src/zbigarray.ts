@@ -1,0 +1,223 @@
+// ZBigArray: a BigArray stored in the database (after wendelin.core's bigarray/array_zodb.py).
+// The persistent object keeps the shape, dtype and order; its data is a ZBigFile it owns. The
+// file's handle is opened lazily (or with za.open({ram})) and follows the transactions of the
+// array's connection: data and shape change together at commit, abort throws both away, and a
+// change made in another connection is seen at the next transaction boundary.
+import type { NdArray } from 'ndarray'
+import type ndarray from 'ndarray'
+import { ZBigFile, defaultRAM, DEFAULT_PAGE_SIZE, type RAM, type ZBigFileFormat, type ZBigFileH } from '@wendelin/bigfile'
+import { Connection, Persistent, registerClass } from '@wendelin/zodb'
+
+import {
+  BigArray,
+  appendTo,
+  zeroBytes,
+  type Assignable,
+  type BigArrayLike,
+  type BigArrayView,
+  type Chunk,
+  type ChunksOptions,
+  type Index,
+  type Order,
+  type ViewOf,
+} from './bigarray.js'
+import { type DType, type ValueOf, dtypeToJSON, itemsizeOf, parseDType } from './dtype.js'
+
+export interface ZBigArrayOptions {
+  order?: Order
+  /** Block size of the ZBigFile = page size of the RAM that maps it (default 2 MiB). */
+  blksize?: number
+  /** Block format of the ZBigFile (default 'auto'). */
+  format?: ZBigFileFormat
+}
+
+/** Handles of open arrays (kept outside the object: a ghost drops its attributes). */
+const handles = new WeakMap<ZBigArray<DType>, ZBigFileH>()
+/** BigArray views of the current shape, per array. */
+const arrays = new WeakMap<ZBigArray<DType>, { key: string; array: BigArray<DType>; fh: ZBigFileH }>()
+/**
+ * Bytes truncated away in the current transaction: the handle may still load them from its
+ * snapshot (the truncation is not committed yet), so growing over them writes zeros.
+ */
+const truncated = new WeakMap<ZBigArray<DType>, { txn: object; from: number; to: number }>()
+
+function product(a: readonly number[]): number {
+  let p = 1
+  for (const x of a) p *= x
+  return p
+}
+
+export class ZBigArray<D extends DType = DType> extends Persistent implements BigArrayLike<D> {
+  /** Stored state (numpy-like names of wendelin.core's ZBigArray). */
+  _shape: number[]
+  _dtype: ReturnType<typeof dtypeToJSON>
+  _order: Order
+  zfile: ZBigFile
+
+  constructor(shape: readonly number[], dtype: D, options: ZBigArrayOptions = {}) {
+    super()
+    const blksize = options.blksize ?? DEFAULT_PAGE_SIZE
+    // validates shape, dtype, order and blksize the way a BigArray does
+    const probe = new BigArray(shape, dtype, { blksize, mmap: () => { throw new Error('unreachable') } }, options.order ? { order: options.order } : {})
+    this._shape = probe.shape
+    this._dtype = dtypeToJSON(probe.dtype)
+    this._order = probe.order
+    this.zfile = new ZBigFile(blksize, options.format ? { format: options.format } : {})
+  }
+
+  /**
+   * Opens the array's file handle with `ram` (its page size must be the blksize). Without it,
+   * the first access opens one on the shared default RAM of that page size.
+   */
+  open(options: { ram?: RAM } = {}): ZBigFileH {
+    const h = handles.get(this)
+    if (h && !h.closed) {
+      if (options.ram) throw new Error('ZBigArray.open: the array is open already; close() it first to use another RAM')
+      return h
+    }
+    if (!(this._p_jar instanceof Connection)) throw new TypeError('ZBigArray: the array must belong to a connection first (store it in an object of the connection, or conn.add(array))')
+    const zfile = this.zfile
+    if (zfile._p_jar === null) this._p_jar.add(zfile)
+    const fh = zfile.open({ ram: options.ram ?? defaultRAM(zfile.blksize) })
+    handles.set(this, fh)
+    return fh
+  }
+
+  /** The open file handle (opened on first use). */
+  get fileh(): ZBigFileH {
+    return this.open()
+  }
+
+  /** Closes the file handle (views must be released first; commit or abort first). */
+  close(): void {
+    const h = handles.get(this)
+    arrays.delete(this)
+    if (h && !h.closed) {
+      h.close()
+    }
+    handles.delete(this)
+  }
+
+  [Symbol.dispose](): void {
+    this.close()
+  }
+
+  /** The BigArray of the current state (the shape may change at any transaction boundary). */
+  #array(): BigArray<D> {
+    const fh = this.fileh
+    const key = `${this._shape.join(',')}`
+    const cached = arrays.get(this)
+    if (cached && cached.key === key && cached.fh === fh) return cached.array as BigArray<D>
+    const array = new BigArray(this._shape, parseDType(this._dtype) as D, fh, { order: this._order })
+    arrays.set(this, { key, array, fh })
+    return array
+  }
+
+  get shape(): number[] {
+    return [...this._shape]
+  }
+  get strides(): number[] {
+    return this.#array().strides
+  }
+  get ndim(): number {
+    return this._shape.length
+  }
+  get size(): number {
+    return product(this._shape)
+  }
+  get itemsize(): number {
+    return itemsizeOf(parseDType(this._dtype))
+  }
+  get nbytes(): number {
+    return this.size * this.itemsize
+  }
+  get dtype(): D {
+    return parseDType(this._dtype) as D
+  }
+  get order(): Order {
+    return this._order
+  }
+  /** Length of the major axis (axis 0 in C order, the last axis in F order). */
+  get length(): number {
+    return this._shape[this._order === 'C' ? 0 : this._shape.length - 1]!
+  }
+  get blksize(): number {
+    return this.zfile.blksize
+  }
+
+  slice(...index: Index[]): ViewOf<D> {
+    return this.#array().slice(...index)
+  }
+  view(...index: Index[]): BigArrayView<D> {
+    return this.#array().view(...index)
+  }
+  get(...index: number[]): ValueOf<D> {
+    return this.#array().get(...index)
+  }
+  set(...args: [...number[], ValueOf<D>]): void {
+    this.#array().set(...args)
+  }
+  assign(value: Assignable<D>, ...index: Index[]): void {
+    this.#array().assign(value, ...index)
+  }
+  chunks(options?: ChunksOptions): Generator<Chunk<D>, void, undefined> {
+    return this.#array().chunks(options)
+  }
+  toArray(options?: { maxBytes?: number }): ViewOf<D> {
+    return this.#array().toArray(options)
+  }
+  [Symbol.iterator](): Iterator<ValueOf<D> | ViewOf<D>> {
+    return this.#array()[Symbol.iterator]()
+  }
+
+  /**
+   * Changes the major axis, in the current transaction. Shrinking truncates the file's blocks
+   * past the new end (and zeroes the tail of the last one); growing reads as zeros.
+   */
+  resize(newShape: readonly number[]): void {
+    const array = this.#array()
+    array._checkResize(newShape)
+    const fh = this.fileh
+    const bs = this.zfile.blksize
+    const itemsize = array.itemsize
+    const oldBytes = array.nbytes
+    const newBytes = product(newShape) * itemsize
+    const txn = this.#currentTransaction()
+    if (newBytes < oldBytes) {
+      const nblocks = Math.ceil(newBytes / bs)
+      const tailEnd = Math.min(oldBytes, nblocks * bs)
+      if (tailEnd > newBytes) zeroBytes(fh, newBytes, tailEnd)
+      this.zfile.truncate(nblocks)
+      const oldBlocks = Math.ceil(oldBytes / bs)
+      for (let pg = nblocks; pg < oldBlocks; pg++) if (fh.pageState(pg) !== 'empty') fh.fileh.invalidatePage(pg)
+      const prev = truncated.get(this)
+      const to = Math.max(oldBlocks * bs, prev && prev.txn === txn ? prev.to : 0)
+      truncated.set(this, { txn, from: nblocks * bs, to })
+    }
+    this._shape = [...newShape]
+    if (newBytes > oldBytes) {
+      const t = truncated.get(this)
+      if (t && t.txn === txn) {
+        const from = Math.max(oldBytes, t.from)
+        const to = Math.min(newBytes, t.to)
+        if (to > from) zeroBytes(fh, from, to)
+      }
+    }
+  }
+
+  append(values: NdArray<ndarray.Data<number | bigint>> | ArrayLike<ValueOf<D>>): void {
+    appendTo(this, values)
+  }
+
+  #currentTransaction(): object {
+    const jar = this._p_jar
+    if (!(jar instanceof Connection)) throw new TypeError('ZBigArray: the array must belong to a connection')
+    return jar.transactionManager.get()
+  }
+
+  override toString(): string {
+    return `ZBigArray(shape=[${this._shape}], dtype=${JSON.stringify(this._dtype)}, order=${this._order})`
+  }
+}
+
+registerClass('wendelin.bigarray.ZBigArray', ZBigArray)
