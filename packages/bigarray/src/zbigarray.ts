@@ -102,22 +102,12 @@ export class ZBigArray<D extends DType = DType> extends Persistent implements Bi
     this.close()
   }
 
-  /** The BigArray of the current state (the shape may change at any transaction boundary). */
-  #array(): BigArray<D> {
-    const fh = this.fileh
-    const key = `${this._shape.join(',')}`
-    const cached = arrays.get(this)
-    if (cached && cached.key === key && cached.fh === fh) return cached.array as BigArray<D>
-    const array = new BigArray(this._shape, parseDType(this._dtype) as D, fh, { order: this._order })
-    arrays.set(this, { key, array, fh })
-    return array
-  }
 
   get shape(): number[] {
     return [...this._shape]
   }
   get strides(): number[] {
-    return this.#array().strides
+    return arrayOf(this).strides
   }
   get ndim(): number {
     return this._shape.length
@@ -146,28 +136,28 @@ export class ZBigArray<D extends DType = DType> extends Persistent implements Bi
   }
 
   slice(...index: Index[]): ViewOf<D> {
-    return this.#array().slice(...index)
+    return arrayOf(this).slice(...index)
   }
   view(...index: Index[]): BigArrayView<D> {
-    return this.#array().view(...index)
+    return arrayOf(this).view(...index)
   }
   get(...index: number[]): ValueOf<D> {
-    return this.#array().get(...index)
+    return arrayOf(this).get(...index)
   }
   set(...args: [...number[], ValueOf<D>]): void {
-    this.#array().set(...args)
+    arrayOf(this).set(...args)
   }
   assign(value: Assignable<D>, ...index: Index[]): void {
-    this.#array().assign(value, ...index)
+    arrayOf(this).assign(value, ...index)
   }
   chunks(options?: ChunksOptions): Generator<Chunk<D>, void, undefined> {
-    return this.#array().chunks(options)
+    return arrayOf(this).chunks(options)
   }
   toArray(options?: { maxBytes?: number }): ViewOf<D> {
-    return this.#array().toArray(options)
+    return arrayOf(this).toArray(options)
   }
   [Symbol.iterator](): Iterator<ValueOf<D> | ViewOf<D>> {
-    return this.#array()[Symbol.iterator]()
+    return arrayOf(this)[Symbol.iterator]()
   }
 
   /**
@@ -175,14 +165,14 @@ export class ZBigArray<D extends DType = DType> extends Persistent implements Bi
    * past the new end (and zeroes the tail of the last one); growing reads as zeros.
    */
   resize(newShape: readonly number[]): void {
-    const array = this.#array()
+    const array = arrayOf(this)
     array._checkResize(newShape)
     const fh = this.fileh
     const bs = this.zfile.blksize
     const itemsize = array.itemsize
     const oldBytes = array.nbytes
     const newBytes = product(newShape) * itemsize
-    const txn = this.#currentTransaction()
+    const txn = currentTransaction(this)
     if (newBytes < oldBytes) {
       const nblocks = Math.ceil(newBytes / bs)
       const tailEnd = Math.min(oldBytes, nblocks * bs)
@@ -209,11 +199,6 @@ export class ZBigArray<D extends DType = DType> extends Persistent implements Bi
     appendTo(this, values)
   }
 
-  #currentTransaction(): object {
-    const jar = this._p_jar
-    if (!(jar instanceof Connection)) throw new TypeError('ZBigArray: the array must belong to a connection')
-    return jar.transactionManager.get()
-  }
 
   override toString(): string {
     return `ZBigArray(shape=[${this._shape}], dtype=${JSON.stringify(this._dtype)}, order=${this._order})`
@@ -221,3 +206,23 @@ export class ZBigArray<D extends DType = DType> extends Persistent implements Bi
 }
 
 registerClass('wendelin.bigarray.ZBigArray', ZBigArray)
+
+// (Module functions rather than private methods: objects loaded from the database are made
+// without running the constructor, so they have no private fields.)
+
+/** The BigArray of the current state (the shape may change at any transaction boundary). */
+function arrayOf<D extends DType>(za: ZBigArray<D>): BigArray<D> {
+  const fh = za.fileh
+  const key = za._shape.join(',')
+  const cached = arrays.get(za)
+  if (cached && cached.key === key && cached.fh === fh) return cached.array as BigArray<D>
+  const array = new BigArray(za._shape, parseDType(za._dtype) as D, fh, { order: za._order })
+  arrays.set(za, { key, array, fh })
+  return array
+}
+
+function currentTransaction(za: ZBigArray<DType>): object {
+  const jar = za._p_jar
+  if (!(jar instanceof Connection)) throw new TypeError('ZBigArray: the array must belong to a connection')
+  return jar.transactionManager.get()
+}
