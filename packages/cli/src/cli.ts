@@ -11,6 +11,7 @@ import { Command, InvalidArgumentError, Option } from 'commander'
 import { StorageServer } from '@wendelin/zeo'
 
 import { register as registerBench } from './commands/bench.js'
+import { register as registerDemo } from './commands/demo.js'
 import { register as registerDump } from './commands/dump.js'
 import { register as registerInfo } from './commands/info.js'
 import { register as registerPack } from './commands/pack.js'
@@ -137,6 +138,7 @@ export function program(): Command {
   registerPack(cli)
   registerVerify(cli)
   registerBench(cli)
+  registerDemo(cli)
   return cli
 }
 
