@@ -1,9 +1,10 @@
 // A connection's object cache: one object per oid (identity is kept while anyone holds it),
 // active objects held strongly in least-recently-used order, ghosts held only weakly so that
-// unreferenced ones are collected. `incrgc()` makes the oldest up-to-date objects ghosts until
-// both limits (object count and estimated bytes) are met; changed and sticky objects are never
-// evicted. "Recently used" means loaded, changed or added: reads of active objects are not
-// tracked, that would cost every attribute read.
+// unreferenced ones are collected (a ghost made during a transaction from its next boundary
+// on). `incrgc()` makes the oldest up-to-date objects ghosts until both limits (object count
+// and estimated bytes) are met; changed and sticky objects are never evicted. "Recently used"
+// means loaded, changed or added: reads of active objects are not tracked, that would cost
+// every attribute read.
 
 import { CHANGED, GHOST, STICKY, type Persistent, _ghostify, _meta } from './persistent.js'
 import type { Oid } from './tid.js'
@@ -22,6 +23,13 @@ export class ObjectCache {
    * of a big commit never need one.
    */
   readonly #refs = new Map<Oid, WeakRef<Persistent>>()
+  /**
+   * Ghosts made since the last `incrgc()` (or since this map last reached the cache size), held
+   * strongly until then: most are loaded soon (a bucket's objects as an iteration reaches them)
+   * and then never need a weak reference, whose making costs more than the load's bookkeeping.
+   * The rest get theirs at the next `incrgc()`, as every transaction boundary calls it.
+   */
+  readonly #young = new Map<Oid, Persistent>()
   /** Active objects, least recently used first; each one's counted size is its meta's `cachedSize`. */
   readonly #active = new Map<Oid, Persistent>()
   #bytes = 0
@@ -37,6 +45,8 @@ export class ObjectCache {
   get(oid: Oid): Persistent | undefined {
     const active = this.#active.get(oid)
     if (active !== undefined) return active
+    const young = this.#young.get(oid)
+    if (young !== undefined) return young
     return this.#refs.get(oid)?.deref()
   }
 
@@ -46,12 +56,17 @@ export class ObjectCache {
     const oid = meta.oid!
     const existing = this.get(oid)
     if (existing !== undefined && existing !== obj) throw new Error(`object cache: another object is cached under oid ${oid}`)
-    if (meta.state === GHOST) this.#holdWeakly(oid, obj)
-    else this.accessed(obj)
+    if (meta.state !== GHOST) {
+      this.accessed(obj)
+    } else if (existing === undefined) {
+      if (this.#young.size >= Math.max(1000, this.limits.cacheSize)) this.#flushYoung()
+      this.#young.set(oid, obj)
+    }
   }
 
   delete(oid: Oid): void {
     this.#refs.delete(oid)
+    this.#young.delete(oid)
     this.#removeActive(oid)
   }
 
@@ -60,6 +75,7 @@ export class ObjectCache {
     const meta = _meta(obj)
     const oid = meta.oid
     if (oid === null) return
+    if (this.#young.size > 0) this.#young.delete(oid)
     const active = this.#active
     if (active.get(oid) === obj) {
       active.delete(oid)
@@ -95,6 +111,12 @@ export class ObjectCache {
     }
   }
 
+  /** Young ghosts still ghosts get their weak references; the others are active already. */
+  #flushYoung(): void {
+    for (const [oid, obj] of this.#young) if (_meta(obj).state === GHOST) this.#holdWeakly(oid, obj)
+    this.#young.clear()
+  }
+
   /** Forget the entries of collected objects. */
   #sweep(): void {
     for (const [oid, ref] of this.#refs) if (ref.deref() === undefined) this.#refs.delete(oid)
@@ -105,7 +127,11 @@ export class ObjectCache {
   get size(): number {
     this.#sweep()
     let n = this.#active.size
-    for (const [oid, ref] of this.#refs) if (this.#active.get(oid) !== ref.deref()) n++
+    for (const obj of this.#young.values()) if (this.#active.get(_meta(obj).oid!) !== obj) n++
+    for (const [oid, ref] of this.#refs) {
+      const obj = ref.deref()
+      if (this.#active.get(oid) !== obj && this.#young.get(oid) !== obj) n++
+    }
     return n
   }
 
@@ -123,6 +149,7 @@ export class ObjectCache {
   incrgc(): void {
     const { cacheSize, cacheSizeBytes } = this.limits
     const over = () => this.#active.size > cacheSize || (cacheSizeBytes > 0 && this.#bytes > cacheSizeBytes)
+    if (this.#young.size > 0) this.#flushYoung()
     if (!over()) return
     // Deleting entries already visited is safe while iterating a Map: no copy needed.
     for (const obj of this.#active.values()) {
@@ -143,9 +170,10 @@ export class ObjectCache {
   /** Every cached object that is still alive. */
   *objects(): IterableIterator<Persistent> {
     for (const obj of [...this.#active.values()]) yield obj
+    for (const [oid, obj] of [...this.#young]) if (this.#active.get(oid) !== obj) yield obj
     for (const [oid, ref] of [...this.#refs]) {
       const obj = ref.deref()
-      if (obj !== undefined && this.#active.get(oid) !== obj) yield obj
+      if (obj !== undefined && this.#active.get(oid) !== obj && this.#young.get(oid) !== obj) yield obj
     }
   }
 
@@ -153,6 +181,7 @@ export class ObjectCache {
   clear(): void {
     for (const obj of this.objects()) if (_meta(obj).state !== GHOST) _ghostify(obj)
     this.#refs.clear()
+    this.#young.clear()
     this.#active.clear()
     this.#bytes = 0
   }
