@@ -14,7 +14,7 @@ import { Persistent, registerClass, type Oid } from '@wendelin/zodb'
 
 import { DEFAULT_PAGE_SIZE } from './ram.js'
 import { ZBigFileH, type ZBigFileHOptions } from './zbigfile-handle.js'
-import { ZBLK_FORMATS, ZBlk, ZBlk0, ZBlk1, chooseFormat, type ZBigFileFormat } from './zblk.js'
+import { ZBLK_FORMATS, ZBlk, ZBlk0, ZBlk1, choose, type ZBigFileFormat } from './zblk.js'
 
 export interface ZBigFileOptions {
   /** Block format of blocks written from now on (default 'auto'). */
@@ -51,13 +51,14 @@ export class ZBigFile extends Persistent {
   storeblk(blk: number, src: Uint8Array): void {
     const blktab = this.blktab
     const old = blktab.get(blk) ?? null
-    const format = this.format === 'auto' ? chooseFormat(old, src) : this.format
+    const auto = this.format === 'auto' ? choose(old, src) : null
+    const format = auto !== null ? auto.format : this.format
     if (old !== null && old.format === format) {
-      old.storeFrom(src)
+      old.storeFrom(src, auto?.differs) // the comparison made to choose is not made again
       return
     }
     const zblk = format === 'ZBlk0' ? new ZBlk0() : new ZBlk1()
-    zblk.storeFrom(src)
+    zblk.storeFrom(src, old === null ? auto?.differs : undefined)
     blktab.set(blk, zblk)
   }
 

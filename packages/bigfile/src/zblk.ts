@@ -51,7 +51,8 @@ export abstract class ZBlk extends Persistent {
   /** Fills all of `dest` (one block) with the block's bytes. */
   abstract loadInto(dest: Uint8Array): void
   /** Stores `src` (one block) as the block's new content. */
-  abstract storeFrom(src: Uint8Array): void
+  /** `differs` (optional): per chunk, 0 when it is known to equal what this block stores. */
+  abstract storeFrom(src: Uint8Array, differs?: Uint8Array): void
   abstract get format(): ZBlkFormat
   /** Drops the loaded bytes (the object becomes a ghost) when nothing changed them. */
   release(): void {
@@ -105,11 +106,12 @@ export class ZBlk1 extends ZBlk {
     }
   }
 
-  storeFrom(src: Uint8Array): void {
+  storeFrom(src: Uint8Array, differs?: Uint8Array): void {
     const chunktab = this.chunktab
     let changed = false
     const nchunks = Math.ceil(src.length / CHUNK_SIZE)
     for (let i = 0; i < nchunks; i++) {
+      if (differs !== undefined && differs[i] === 0) continue // compared already: unchanged
       const bytes = src.subarray(i * CHUNK_SIZE, Math.min(src.length, (i + 1) * CHUNK_SIZE))
       const n = trimmedLength(bytes)
       const old = chunktab.get(i)
@@ -156,12 +158,17 @@ export class ZBlk1 extends ZBlk {
  * Of the chunks of `src`, how many differ from what `old` holds (a hole holds zeros), and how
  * many there are. Loads the old block's content in the caller's connection.
  */
-export function changedChunks(old: ZBlk | null, src: Uint8Array): { changed: number; total: number } {
+export function changedChunks(old: ZBlk | null, src: Uint8Array): { changed: number; total: number; differs: Uint8Array } {
   const total = Math.ceil(src.length / CHUNK_SIZE)
+  const differs = new Uint8Array(total)
   let changed = 0
   if (old === null) {
-    for (let i = 0; i < total; i++) if (!isZero(src.subarray(i * CHUNK_SIZE, (i + 1) * CHUNK_SIZE))) changed++
-    return { changed, total }
+    for (let i = 0; i < total; i++)
+      if (!isZero(src.subarray(i * CHUNK_SIZE, (i + 1) * CHUNK_SIZE))) {
+        differs[i] = 1
+        changed++
+      }
+    return { changed, total, differs }
   }
   if (old instanceof ZBlk1) {
     const chunktab = old.chunktab
@@ -169,9 +176,12 @@ export function changedChunks(old: ZBlk | null, src: Uint8Array): { changed: num
       const bytes = src.subarray(i * CHUNK_SIZE, (i + 1) * CHUNK_SIZE)
       const n = trimmedLength(bytes)
       const chunk = chunktab.get(i)
-      if (chunk === undefined ? n !== 0 : !sameBytes(chunk.data, bytes.subarray(0, n))) changed++
+      if (chunk === undefined ? n !== 0 : !sameBytes(chunk.data, bytes.subarray(0, n))) {
+        differs[i] = 1
+        changed++
+      }
     }
-    return { changed, total }
+    return { changed, total, differs }
   }
   const data = (old as ZBlk0).data
   for (let i = 0; i < total; i++) {
@@ -179,17 +189,25 @@ export function changedChunks(old: ZBlk | null, src: Uint8Array): { changed: num
     const a = src.subarray(start, start + CHUNK_SIZE)
     const b = data.subarray(Math.min(start, data.length), Math.min(data.length, start + a.length))
     // Equal when a starts with b and the rest of a is zeros (the record is trimmed).
-    if (!(sameBytes(a.subarray(0, b.length), b) && isZero(a.subarray(b.length)))) changed++
+    if (!(sameBytes(a.subarray(0, b.length), b) && isZero(a.subarray(b.length)))) {
+      differs[i] = 1
+      changed++
+    }
   }
-  return { changed, total }
+  return { changed, total, differs }
 }
 
 /** The 'auto' heuristic: ZBlk1 when at most a quarter of the chunks change, else ZBlk0. */
 export const AUTO_ZBLK1_MAX_CHANGED_FRACTION = 0.25
 
 export function chooseFormat(old: ZBlk | null, src: Uint8Array): ZBlkFormat {
-  const { changed, total } = changedChunks(old, src)
-  return changed <= total * AUTO_ZBLK1_MAX_CHANGED_FRACTION ? 'ZBlk1' : 'ZBlk0'
+  return choose(old, src).format
+}
+
+/** chooseFormat, with which chunks differ from the stored block. @internal */
+export function choose(old: ZBlk | null, src: Uint8Array): { format: ZBlkFormat; differs: Uint8Array } {
+  const { changed, total, differs } = changedChunks(old, src)
+  return { format: changed <= total * AUTO_ZBLK1_MAX_CHANGED_FRACTION ? 'ZBlk1' : 'ZBlk0', differs }
 }
 
 registerClass('wendelin.bigfile.ZBlk0', ZBlk0)
