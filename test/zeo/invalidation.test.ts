@@ -266,6 +266,17 @@ describe('zeo invalidations and the client cache', function () {
     s.tpc_abort(txn)
   })
 
+  it('closes with `using` (Symbol.dispose)', async () => {
+    const name = await server.addStorage()
+    let seen: ClientStorage | null = null
+    {
+      using s = server.client(name)
+      seen = s
+      expect(s.closed).to.equal(false)
+    }
+    expect(seen.closed).to.equal(true)
+  })
+
   it('serves a storage read-only when the server says so', async () => {
     const name = await server.addStorage(undefined, true)
     const s = server.client(name)

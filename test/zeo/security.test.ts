@@ -3,7 +3,8 @@
 import { randomBytes } from 'node:crypto'
 
 import { expect } from 'chai'
-import { DB, PersistentMapping } from '@wendelin/zodb'
+import { DB, MemoryStorage, PersistentMapping } from '@wendelin/zodb'
+import { StorageServer } from '@wendelin/zeo'
 import { TransactionManager } from '@wendelin/transaction'
 
 import { record } from '../zodb/storage-conformance.js'
@@ -145,5 +146,27 @@ describe('zeo server security and robustness', function () {
     const again = await RawClient.connect(server.port, name)
     expect((await again.welcome())[0]).to.equal('WZEO')
     again.close()
+  })
+})
+
+describe('zeo server started from code', () => {
+  it('serves an in-process storage to a raw client and closes with `await using`', async () => {
+    let address: { host: string; port: number } | null = null
+    let client: RawClient | null = null
+    {
+      await using server = new StorageServer({ token: TOKEN, storages: { mem: new MemoryStorage(), ro: { storage: new MemoryStorage(), readOnly: true } } })
+      address = await server.listen(0, '127.0.0.1')
+      expect(address.host).to.equal('127.0.0.1')
+      expect(server.storageNames).to.deep.equal(['mem', 'ro'])
+      client = await RawClient.connect(address.port, 'ro')
+      const welcome = await client.welcome()
+      expect((welcome[2] as { readOnly: boolean }).readOnly).to.equal(true)
+      const [, status, error] = await client.call('newOids', 1)
+      expect(status).to.equal(1)
+      expect((error as { name: string }).name).to.equal('ReadOnlyError')
+    }
+    expect(await client.waitClosed(2000)).to.equal(true)
+    const late = new RawClient(address.port)
+    expect(await late.waitClosed(2000)).to.equal(true)
   })
 })
