@@ -1,0 +1,343 @@
+// W-ARR (shared/BENCHMARKS.md): a 1-D float64 ZBigArray on SQLiteStorage (a file on tmpfs),
+// 2 MiB blocks, each figure beside a baseline measured in this run:
+//   write           fill a[i] = i * 0.5 through 64 MiB views, commit: MB/s (commits included).
+//                   The RAM limit is 512 MiB and dirty pages cannot leave RAM before they are
+//                   committed, so the fill commits every 256 MiB (4 transactions per GiB).
+//     baseline: better-sqlite3 inserting the same bytes as 2 MiB blobs, same transactions
+//   cold read       a fresh process sums every element through 64 MiB chunks: MB/s
+//     baseline: a fresh process selecting every 2 MiB blob with better-sqlite3
+//   warm read       the same process sums again (its RAM limit, 1.25 GiB, holds the array): GB/s
+//     baseline: the same sum over a plain Float64Array of the same size in that process
+//   random          10,000 A.get(i) at random places of a WARR_RANDOM_MiB array (default 4096),
+//                   cold, in a fresh process with a 512 MiB RAM limit: µs per read (each value
+//                   checked)
+//     baseline: the same reads from a plain Float64Array (warm memory)
+//   small updates   1,000 transactions each setting one element at a random place of the
+//                   array: commits/s and database growth per transaction (after a WAL
+//                   checkpoint), once with ZBlk0 blocks, once with ZBlk1 (every block converted
+//                   to ZBlk1 by one commit each before measuring)
+//     baseline: 1,000 better-sqlite3 transactions each rewriting one 4 KiB blob
+// Size: WARR_MiB (default 1024). Writes its rows into bench/RESULTS.md (unless WARR_NO_RESULTS).
+import { spawnSync } from 'node:child_process'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+import { RAM } from '@wendelin/bigfile'
+import { ZBigArray } from '@wendelin/bigarray'
+import { TransactionManager } from '@wendelin/transaction'
+import { DB, SQLiteStorage } from '@wendelin/zodb'
+import Database from 'better-sqlite3'
+
+import { printRows, secondsSince, summarize, updateResults, xorshift } from './lib/harness.js'
+
+const MiB = 1024 * 1024
+const BLK = 2 * MiB
+const SIZE = Number(process.env.WARR_MiB ?? 1024) * MiB
+const RANDOM_SIZE = Number(process.env.WARR_RANDOM_MiB ?? 4096) * MiB
+const RUNS = Number(process.env.WARR_RUNS ?? 3)
+const RAM_LIMIT = 512 * MiB
+const VIEW = 64 * MiB
+const TXN_BYTES = RAM_LIMIT / 2
+const scratch = fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir()
+const self = fileURLToPath(import.meta.url)
+
+function dbSize(file) {
+  const sq = new Database(file)
+  sq.pragma('wal_checkpoint(TRUNCATE)')
+  sq.close()
+  return fs.statSync(file).size
+}
+
+function openZ(file) {
+  const db = new DB(new SQLiteStorage(file), { cacheSize: 50000 })
+  const tm = new TransactionManager()
+  const conn = db.open({ transactionManager: tm })
+  return { db, tm, conn }
+}
+
+/** Creates root.a, bytes long, filled with i * 0.5 through 64 MiB views: MB/s. */
+function writeArray(file, bytes) {
+  const { db, tm, conn } = openZ(file)
+  conn.root.a = new ZBigArray([bytes / 8], 'float64', { blksize: BLK, format: 'ZBlk0' })
+  tm.commit()
+  const ram = new RAM({ pageSize: BLK, limit: RAM_LIMIT })
+  const A = conn.root.a
+  A.open({ ram })
+  const start = process.hrtime.bigint()
+  let dirty = 0
+  for (const c of A.chunks({ bytes: VIEW })) {
+    const v = c.array
+    const d = v.data
+    for (let i = 0, at = v.offset, x = c.start * 0.5; i < v.size; i++, at++, x += 0.5) d[at] = x
+    dirty += v.size * 8
+    if (dirty >= TXN_BYTES) {
+      tm.commit()
+      dirty = 0
+    }
+  }
+  tm.commit()
+  const s = secondsSince(start)
+  A.close()
+  db.close()
+  ram.close()
+  return bytes / 1e6 / s
+}
+
+function rawWrite(file, bytes) {
+  const sq = new Database(file)
+  sq.pragma('journal_mode = WAL')
+  sq.pragma('synchronous = FULL')
+  sq.exec('CREATE TABLE blobs (id INTEGER PRIMARY KEY, data BLOB)')
+  const ins = sq.prepare('INSERT INTO blobs (id, data) VALUES (?, ?)')
+  const block = new Float64Array(BLK / 8)
+  const start = process.hrtime.bigint()
+  let id = 0
+  for (let c = 0; c < bytes / TXN_BYTES; c++) {
+    sq.transaction(() => {
+      for (let b = 0; b < TXN_BYTES / BLK; b++) {
+        const base = id * (BLK / 8)
+        for (let i = 0; i < block.length; i++) block[i] = (base + i) * 0.5
+        ins.run(id++, Buffer.from(block.buffer))
+      }
+    })()
+  }
+  const s = secondsSince(start)
+  sq.close()
+  return bytes / 1e6 / s
+}
+
+// ---- in a fresh process ----------------------------------------------------------------------
+
+function sumArray(A) {
+  let s = 0
+  for (const c of A.chunks({ bytes: VIEW })) {
+    const v = c.array
+    const d = v.data
+    const end = v.offset + v.size
+    let x = 0
+    for (let i = v.offset; i < end; i++) x += d[i]
+    s += x
+  }
+  return s
+}
+
+function sumPlain(a) {
+  let x = 0
+  for (let i = 0; i < a.length; i++) x += a[i]
+  return x
+}
+
+function childRead(file) {
+  const { db, conn } = openZ(file)
+  const ram = new RAM({ pageSize: BLK, limit: SIZE + 256 * MiB })
+  const A = conn.root.a
+  A.open({ ram })
+  const n = A.size
+  const expect = (0.5 * n * (n - 1)) / 2
+  let start = process.hrtime.bigint()
+  const s1 = sumArray(A)
+  const coldMBs = SIZE / 1e6 / secondsSince(start)
+  if (Math.abs(s1 - expect) > expect * 1e-9) throw new Error(`cold sum ${s1} != ${expect}`)
+  const plain = new Float64Array(n)
+  for (let i = 0; i < n; i++) plain[i] = i * 0.5
+  const warm = []
+  const base = []
+  for (let r = 0; r < 3; r++) {
+    start = process.hrtime.bigint()
+    const s2 = sumArray(A)
+    warm.push(SIZE / 1e9 / secondsSince(start))
+    if (s2 !== s1) throw new Error('warm sum differs')
+    start = process.hrtime.bigint()
+    const s3 = sumPlain(plain)
+    base.push(SIZE / 1e9 / secondsSince(start))
+    if (Math.abs(s3 - expect) > expect * 1e-9) throw new Error('plain sum differs')
+  }
+  A.close()
+  db.close()
+  return { coldMBs, warm, base }
+}
+
+function childRawRead(file) {
+  const sq = new Database(file, { readonly: true })
+  const sel = sq.prepare('SELECT data FROM blobs WHERE id = ?')
+  const start = process.hrtime.bigint()
+  let s = 0
+  for (let id = 0; id < SIZE / BLK; id++) {
+    const b = sel.get(id).data
+    const f = new Float64Array(b.buffer, b.byteOffset, b.length / 8)
+    s += sumPlain(f)
+  }
+  const secs = secondsSince(start)
+  sq.close()
+  return { coldMBs: SIZE / 1e6 / secs, s }
+}
+
+function childRandom(file) {
+  const { db, conn } = openZ(file)
+  const ram = new RAM({ pageSize: BLK, limit: RAM_LIMIT })
+  const A = conn.root.a
+  A.open({ ram })
+  const n = A.size
+  const rnd = xorshift(11)
+  const idx = Array.from({ length: 10000 }, () => Math.floor(rnd() * n))
+  const start = process.hrtime.bigint()
+  let bad = 0
+  for (const i of idx) if (A.get(i) !== i * 0.5) bad++
+  const us = (secondsSince(start) * 1e6) / idx.length
+  if (bad) throw new Error(`${bad} random reads returned wrong values`)
+  A.close()
+  db.close()
+  // baseline: the same reads from a plain array (1 GiB of it, indices folded into it)
+  const m = Math.min(n, SIZE / 8)
+  const plain = new Float64Array(m)
+  for (let i = 0; i < m; i++) plain[i] = i * 0.5
+  const t0 = process.hrtime.bigint()
+  let s = 0
+  for (const i of idx) s += plain[i % m]
+  const baseUs = (secondsSince(t0) * 1e6) / idx.length
+  return { us, baseUs, s }
+}
+
+function inChild(mode, file) {
+  const r = spawnSync(process.execPath, ['--expose-gc', self, mode, file], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 20 })
+  if (r.status !== 0) throw new Error(`${mode} child failed`)
+  return JSON.parse(r.stdout.trim().split('\n').pop())
+}
+
+// ---- small updates ---------------------------------------------------------------------------
+
+function smallUpdates(file, format) {
+  const { db, tm, conn } = openZ(file)
+  const ram = new RAM({ pageSize: BLK, limit: RAM_LIMIT })
+  const A = conn.root.a
+  A.zfile.format = format
+  tm.commit()
+  A.open({ ram })
+  const n = A.size
+  const rnd = xorshift(format === 'ZBlk0' ? 5 : 7)
+  if (format === 'ZBlk1') {
+    // every block rewritten once as ZBlk1 (a block changes format when next written)
+    for (let b = 0; b < SIZE / BLK; b++) {
+      A.set(b * (BLK / 8), -1)
+      tm.commit()
+    }
+  }
+  const count = 1000
+  const before = dbSize(file)
+  const start = process.hrtime.bigint()
+  for (let k = 0; k < count; k++) {
+    A.set(Math.floor(rnd() * n), rnd())
+    tm.commit()
+  }
+  const secs = secondsSince(start)
+  const growth = (dbSize(file) - before) / count
+  A.close()
+  db.close()
+  ram.close()
+  return { perSec: count / secs, growth }
+}
+
+function rawSmallCommits(file) {
+  const sq = new Database(file)
+  sq.pragma('journal_mode = WAL')
+  sq.pragma('synchronous = FULL')
+  sq.exec('CREATE TABLE chunks (id INTEGER PRIMARY KEY, data BLOB)')
+  const nchunks = SIZE / 4096
+  const chunk = Buffer.alloc(4096, 1)
+  const ins = sq.prepare('INSERT INTO chunks VALUES (?, ?)')
+  sq.transaction(() => {
+    for (let i = 0; i < nchunks; i++) ins.run(i, chunk)
+  })()
+  const upd = sq.prepare('UPDATE chunks SET data = ? WHERE id = ?')
+  const rnd = xorshift(7)
+  const count = 1000
+  const start = process.hrtime.bigint()
+  for (let i = 0; i < count; i++) {
+    chunk.writeDoubleLE(rnd(), 8 * Math.floor(rnd() * 512))
+    sq.transaction(() => upd.run(chunk, Math.floor(rnd() * nchunks)))()
+  }
+  const secs = secondsSince(start)
+  sq.close()
+  return count / secs
+}
+
+// ---- main ------------------------------------------------------------------------------------
+
+function freshFile(tag) {
+  const dir = fs.mkdtempSync(path.join(scratch, `wendelin-warr-bench-${tag}-`))
+  return { dir, file: path.join(dir, 'db.sqlite') }
+}
+
+async function main() {
+  const [mode, file] = process.argv.slice(2)
+  if (mode === 'read') return console.log(JSON.stringify(childRead(file)))
+  if (mode === 'raw-read') return console.log(JSON.stringify(childRawRead(file)))
+  if (mode === 'random') return console.log(JSON.stringify(childRandom(file)))
+
+  const label = `${SIZE / MiB} MiB, 2 MiB blocks`
+  const write = [], rawW = [], cold = [], rawR = [], warm = [], warmBase = []
+  const small = { ZBlk0: [], ZBlk1: [] }
+  const growth = { ZBlk0: [], ZBlk1: [] }
+  const rawSmall = []
+  for (let run = 0; run < RUNS; run++) {
+    const z = freshFile('z')
+    const r = freshFile('raw')
+    try {
+      write.push(writeArray(z.file, SIZE))
+      rawW.push(rawWrite(r.file, SIZE))
+      const c = inChild('read', z.file)
+      cold.push(c.coldMBs)
+      warm.push(...c.warm)
+      warmBase.push(...c.base)
+      rawR.push(inChild('raw-read', r.file).coldMBs)
+      fs.rmSync(r.dir, { recursive: true, force: true })
+      for (const format of ['ZBlk0', 'ZBlk1']) {
+        const u = smallUpdates(z.file, format)
+        small[format].push(u.perSec)
+        growth[format].push(u.growth)
+      }
+      const rs = freshFile('rawsmall')
+      rawSmall.push(rawSmallCommits(rs.file))
+      fs.rmSync(rs.dir, { recursive: true, force: true })
+    } finally {
+      fs.rmSync(z.dir, { recursive: true, force: true })
+      fs.rmSync(r.dir, { recursive: true, force: true })
+    }
+    console.log(
+      `run ${run}: write ${write.at(-1).toFixed(0)} MB/s (raw ${rawW.at(-1).toFixed(0)}), cold read ${cold.at(-1).toFixed(0)} MB/s (raw ${rawR.at(-1).toFixed(0)}), ` +
+        `warm ${warm.at(-1).toFixed(2)} GB/s (plain ${warmBase.at(-1).toFixed(2)}), small updates ZBlk0 ${small.ZBlk0.at(-1).toFixed(0)}/s +${growth.ZBlk0.at(-1).toFixed(0)} B, ` +
+        `ZBlk1 ${small.ZBlk1.at(-1).toFixed(0)}/s +${growth.ZBlk1.at(-1).toFixed(0)} B (raw ${rawSmall.at(-1).toFixed(0)}/s)`,
+    )
+  }
+  // random reads: one array of RANDOM_SIZE, read cold by RUNS fresh processes
+  const rnd = [], rndBase = []
+  const z = freshFile('random')
+  try {
+    const wr = writeArray(z.file, RANDOM_SIZE)
+    console.log(`random: wrote the ${RANDOM_SIZE / MiB} MiB array at ${wr.toFixed(0)} MB/s`)
+    for (let run = 0; run < RUNS; run++) {
+      const r = inChild('random', z.file)
+      rnd.push(r.us)
+      rndBase.push(r.baseUs)
+      console.log(`random run ${run}: ${r.us.toFixed(1)} µs per read (plain array ${r.baseUs.toFixed(3)} µs)`)
+    }
+  } finally {
+    fs.rmSync(z.dir, { recursive: true, force: true })
+  }
+  const rows = [
+    { workload: 'W-ARR/sqlite', figure: `write a[i] = i*0.5 through 64 MiB views + commit, ${label}, RAM limit 512 MiB`, value: summarize(write), unit: 'MB/s', baseline: 'better-sqlite3 2 MiB blob inserts', baselineValue: summarize(rawW) },
+    { workload: 'W-ARR/sqlite', figure: `cold read: sum in 64 MiB chunks, fresh process, ${label}`, value: summarize(cold), unit: 'MB/s', baseline: 'better-sqlite3 2 MiB blob selects + sum, fresh process', baselineValue: summarize(rawR) },
+    { workload: 'W-ARR/sqlite', figure: `warm read: second sum in 64 MiB chunks, RAM limit ${(SIZE + 256 * MiB) / MiB} MiB, ${label}`, value: summarize(warm), unit: 'GB/s', baseline: 'plain Float64Array sum', baselineValue: summarize(warmBase) },
+    { workload: 'W-ARR/sqlite', figure: `random A.get(i), 10,000 cold reads in a ${RANDOM_SIZE / MiB} MiB array, fresh process, RAM limit 512 MiB`, value: summarize(rnd), unit: 'µs/read', baseline: 'plain Float64Array random read', baselineValue: summarize(rndBase) },
+    { workload: 'W-ARR/sqlite', figure: `1,000 commits of one element at random, ${label}, ZBlk0`, value: summarize(small.ZBlk0), unit: 'commits/s', baseline: 'better-sqlite3 4 KiB blob update per transaction', baselineValue: summarize(rawSmall) },
+    { workload: 'W-ARR/sqlite', figure: `1,000 commits of one element at random, ${label}, ZBlk1`, value: summarize(small.ZBlk1), unit: 'commits/s', baseline: 'better-sqlite3 4 KiB blob update per transaction', baselineValue: summarize(rawSmall) },
+    { workload: 'W-ARR/sqlite', figure: 'database growth per small commit, ZBlk0', value: summarize(growth.ZBlk0), unit: 'bytes', baseline: 'block size', baselineValue: summarize([BLK]) },
+    { workload: 'W-ARR/sqlite', figure: 'database growth per small commit, ZBlk1', value: summarize(growth.ZBlk1), unit: 'bytes', baseline: 'chunk size', baselineValue: summarize([4096]) },
+  ]
+  printRows(rows)
+  if (!process.env.WARR_NO_RESULTS) updateResults(rows)
+}
+
+await main()
