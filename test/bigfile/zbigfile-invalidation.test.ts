@@ -3,7 +3,7 @@ import { expect } from 'chai'
 import fs from 'node:fs'
 import path from 'node:path'
 
-import { RAM, ZBigFile, type ZBigFileH } from '@wendelin/bigfile'
+import { type Mapping, RAM, ZBigFile, type ZBigFileH } from '@wendelin/bigfile'
 import { TransactionManager } from '@wendelin/transaction'
 import { ConflictError, DB, SQLiteStorage, type Connection } from '@wendelin/zodb'
 
@@ -14,6 +14,7 @@ interface Side {
   conn: Connection
   zf: ZBigFile
   h: ZBigFileH
+  m: Mapping
   b: Uint8Array
 }
 
@@ -30,7 +31,7 @@ describe('ZBigFile: two connections', () => {
   afterEach(() => {
     for (const s of sides) {
       s.tm.abort()
-      for (const m of s.h.fileh.liveMappings()) m.unmap()
+      s.m.unmap()
       s.h.close()
     }
     sides = []
@@ -65,8 +66,8 @@ describe('ZBigFile: two connections', () => {
     const ram = new RAM({ pageSize: PS, limit: 256 * PS })
     rams.push(ram)
     const h = zf.open({ ram })
-    const b = h.mmap(0, pages).bytes()
-    const s = { tm, conn, zf, h, b }
+    const m = h.mmap(0, pages) // kept: a Mapping collected while its buffer lives cannot be unmapped
+    const s = { tm, conn, zf, h, m, b: m.bytes() }
     sides.push(s)
     return s
   }
@@ -197,6 +198,30 @@ describe('ZBigFile: two connections', () => {
     A.tm.begin()
     expect(A.h.stats.lastInvalidated).to.deep.equal([0])
     expect([at(A, 0, 10), at(A, 0, 20)]).to.deep.equal([10, 20])
+  })
+
+  it('pages dirtied after a failed commit are discarded by the abort', () => {
+    setup(1, 'ZBlk0', (b) => b.fill(1, 0, PS))
+    const A = side(1)
+    const B = side(1)
+    A.b[10] = 10
+    B.b[20] = 20
+    A.tm.commit()
+    expect(() => B.tm.commit()).to.throw(ConflictError)
+    B.b[30] = 30 // still the failed transaction's memory
+    B.tm.abort()
+    expect(B.h.dirtyPages()).to.deep.equal([])
+    expect([at(B, 0, 10), at(B, 0, 20), at(B, 0, 30)]).to.deep.equal([10, 1, 1])
+  })
+
+  it("a doomed transaction's abort discards the pages", () => {
+    setup(1, 'ZBlk0', (b) => b.fill(1, 0, PS))
+    const A = side(1)
+    A.b[5] = 5
+    A.tm.doom()
+    A.tm.abort()
+    expect(A.h.dirtyPages()).to.deep.equal([])
+    expect(at(A, 0, 5)).to.equal(1)
   })
 
   it('two connections writing different blocks of one file both commit', () => {

@@ -150,12 +150,14 @@ describe('ZBigFile', () => {
     const e2 = env(e.file)
     const zf2 = (e2.conn.root as Record<string, unknown>).zfile as ZBigFile
     const h2 = open(zf2)
-    const b2 = h2.mmap(0, 4).bytes()
+    const m2 = h2.mmap(0, 4)
+    const b2 = m2.bytes()
     expect(pageSum(b2, 0)).to.equal(PS)
     expect(b2[PS + 5]).to.equal(9)
     expect(pageSum(b2, 1)).to.equal(9)
     expect(pageSum(b2, 2)).to.equal(3 * PS)
     expect(pageSum(b2, 3)).to.equal(0)
+    m2.unmap()
   })
 
   it('reloads pages after RAM reclaim, and survives cache minimization', () => {

@@ -180,7 +180,12 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
   beforeCompletion(txn: Transaction): void {
     if (this.#closed || this.#joined === txn) return
     if (this.fileh.dirtyPages().length === 0) return
-    if (txn.status !== 'Active') return // a failed transaction being aborted: nothing to join
+    if (txn.status !== 'Active' && txn.status !== 'Doomed') {
+      // A failed transaction can only be aborted (its commit() throws before synchronizers
+      // run) and takes no new managers: drop the pages here.
+      this.fileh.dirtyDiscard()
+      return
+    }
     txn.join(this)
     this.#joined = txn
     // storeblk changes objects of the connection during the commit: it must be in the
