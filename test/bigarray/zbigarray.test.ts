@@ -268,6 +268,8 @@ describe('ZBigArray', () => {
     A.assign(9)
     e1.tm.commit()
     expect([...A.zfile.blktab.keys()]).to.deep.equal([0, 1, 2, 3, 4, 5, 6, 7])
+    expect(() => A.resize([-1])).to.throw(TypeError, /non-negative/)
+    expect(() => A.resize([4, 2])).to.throw(RangeError, /major axis/)
     // shrink to 2.5 pages and grow back in the same transaction: the tail reads zeros
     A.resize([2 * PS + PS / 2])
     expect([...A.zfile.blktab.keys()]).to.deep.equal([0, 1, 2])

@@ -93,7 +93,8 @@ interface AxisSel {
 /** Mappings behind views handed out, so that BigArray.release(view) can unmap them. */
 const mappingOf = new WeakMap<object, Mapping>()
 
-function checkShape(shape: readonly number[]): number[] {
+/** @internal */
+export function checkShape(shape: readonly number[]): number[] {
   if (!Array.isArray(shape) || shape.length === 0) throw new TypeError('BigArray: shape must be a non-empty array of non-negative integers')
   for (const n of shape) if (!Number.isSafeInteger(n) || n < 0) throw new TypeError(`BigArray: shape ${JSON.stringify(shape)}: dimensions must be non-negative integers`)
   return [...shape]

@@ -11,6 +11,7 @@ import { Connection, Persistent, registerClass } from '@wendelin/zodb'
 import {
   BigArray,
   appendTo,
+  checkShape,
   zeroBytes,
   type Assignable,
   type BigArrayLike,
@@ -164,7 +165,8 @@ export class ZBigArray<D extends DType = DType> extends Persistent implements Bi
    * Changes the major axis, in the current transaction. Shrinking truncates the file's blocks
    * past the new end (and zeroes the tail of the last one); growing reads as zeros.
    */
-  resize(newShape: readonly number[]): void {
+  resize(shape: readonly number[]): void {
+    const newShape = checkShape(shape)
     const array = arrayOf(this)
     array._checkResize(newShape)
     const fh = this.fileh
