@@ -127,8 +127,8 @@ class Served {
     this.listener = {
       invalidate: (tid, oids) => this.#broadcast(tid, oids),
       invalidateCache: () => {
-        // The storage cannot say what changed: reconnecting clients must drop their caches, and
-        // connected ones are told through an empty-oid invalidation at the current tid.
+        // The storage cannot say what changed: reconnecting clients must drop their caches.
+        // (Connected clients are not told: no storage served today calls this.)
         this.recent = []
         this.recentFrom = MAX_TID
       },
