@@ -16,17 +16,32 @@ export interface ZBigFileBlocksArgs {
   blksize: number
 }
 
-/** One storage and database per storage spec in a loader worker, kept for the worker's life. */
-const databases = new Map<string, Promise<DB>>()
+/**
+ * One storage and database per storage spec in a loader worker, shared by the handles over it
+ * and closed when the last of them closes.
+ */
+const databases = new Map<string, { db: Promise<DB>; users: number }>()
 
 function databaseFor(spec: string): Promise<DB> {
-  let db = databases.get(spec)
-  if (!db) {
-    db = openStorage(spec, { readOnly: true }).then((s: Storage) => new DB(s, { cacheSize: 2000 }))
+  let entry = databases.get(spec)
+  if (!entry) {
+    const db = openStorage(spec, { readOnly: true }).then((s: Storage) => new DB(s, { cacheSize: 2000 }))
+    entry = { db, users: 0 }
     db.catch(() => databases.delete(spec))
-    databases.set(spec, db)
+    databases.set(spec, entry)
   }
-  return db
+  entry.users++
+  return entry.db
+}
+
+function releaseDatabase(spec: string): void {
+  const entry = databases.get(spec)
+  if (!entry || --entry.users > 0) return
+  databases.delete(spec)
+  entry.db.then(
+    (db) => db.close(),
+    () => {},
+  )
 }
 
 export class ZBigFileBlocks extends BigFile {
@@ -36,6 +51,7 @@ export class ZBigFileBlocks extends BigFile {
   private readonly zfile: ZBigFile | null
   // Loader side: the historical connection of the current snapshot.
   private db: DB | null = null
+  private dbOpening: Promise<DB> | null = null
   private conn: Connection | null = null
   private connSnapshot = -1n
 
@@ -76,7 +92,8 @@ export class ZBigFileBlocks extends BigFile {
       return encodeReport(0n, { path: [this.oid], zblk: null })
     }
     if (this.db === null) {
-      return databaseFor(this.args.storage).then((db) => {
+      this.dbOpening ??= databaseFor(this.args.storage)
+      return this.dbOpening.then((db) => {
         this.db = db
         return this.loadAt(snapshot, blk, dest)
       })
@@ -113,5 +130,10 @@ export class ZBigFileBlocks extends BigFile {
     this.conn?.close()
     this.conn = null
     this.connSnapshot = -1n
+    if (this.dbOpening !== null) {
+      this.db = null
+      this.dbOpening = null
+      releaseDatabase(this.args.storage)
+    }
   }
 }
