@@ -438,6 +438,26 @@ describe('SQLiteStorage isolation of a commit in progress', () => {
     s.close()
   })
 
+  it('a process that finds a new file empty, then waits for the write lock, uses the schema another created meanwhile', async function () {
+    this.timeout(60_000)
+    const file = freshFile()
+    const holder = new Database(file)
+    holder.pragma('journal_mode = WAL')
+    holder.exec('BEGIN IMMEDIATE') // the child will find no tables, then queue for this lock
+    const child = fork(path.join(here, 'fixtures', 'sqlite-opener.js'), [file, '0'], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] })
+    let err = ''
+    child.stderr!.on('data', (d: Buffer) => (err += d.toString()))
+    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve))
+    await new Promise((resolve) => setTimeout(resolve, 1500)) // let the child reach the lock
+    holder.exec('ROLLBACK')
+    holder.close()
+    new DB(new SQLiteStorage(file)).close() // we create the schema and the root first
+    expect(await exited).to.equal(0, err)
+    const s = new SQLiteStorage(file)
+    expect(s.history(0n, 10)).to.have.length(1, 'one root')
+    s.close()
+  })
+
   it('a database opened by two clients at once gets one root: the client that loses the race uses the winner’s', () => {
     const file = freshFile()
     const winner = new SQLiteStorage(file)
