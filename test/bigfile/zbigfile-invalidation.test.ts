@@ -28,7 +28,7 @@ describe('ZBigFile: two connections', () => {
     dir = tmpDir()
     db = new DB(new SQLiteStorage(path.join(dir, 'db.sqlite')))
   })
-  afterEach(() => {
+  afterEach(async () => {
     for (const s of sides) {
       s.tm.abort()
       s.m.unmap()
@@ -36,7 +36,16 @@ describe('ZBigFile: two connections', () => {
     }
     sides = []
     db.close()
-    for (const r of rams.splice(0)) r.close()
+    // a readahead load may still be finishing in a frame of the RAM
+    for (const r of rams.splice(0))
+      for (;;) {
+        try {
+          r.close()
+          break
+        } catch {
+          await new Promise<void>((resolve) => setTimeout(resolve, 1))
+        }
+      }
     fs.rmSync(dir, { recursive: true, force: true })
   })
 

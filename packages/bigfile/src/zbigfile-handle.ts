@@ -45,10 +45,16 @@ export interface ZBigFileHOptions {
 
 /** Counters of what the handle's transaction boundaries did. */
 export interface ZBigFileHStats {
-  /** Pages invalidated at boundaries, in all. */
+  /** Pages invalidated at boundaries because their block changed, in all. */
   invalidated: number
-  /** Pages the last boundary invalidated, ascending. */
+  /** Pages the last boundary invalidated because their block changed, ascending. */
   lastInvalidated: number[]
+  /**
+   * Pages dropped at boundaries because they may have been read at the previous snapshot
+   * without a report yet: being loaded (a fault, fileh.load, readahead) or loaded during the
+   * boundary. They load again at the new snapshot; how many there are depends on timing.
+   */
+  restarted: number
   /** Blocks looked up again because only their path changed, in all. */
   rechecked: number
 }
@@ -58,14 +64,52 @@ interface Deps extends BlockDeps {
   snapshot: Tid
 }
 
-/** Open handles are kept alive here until closed (transaction managers hold synchronizers weakly). */
-const openHandles = new Set<ZBigFileH>()
+// Handles are held by their users, not by the module: a handle nobody references any more
+// (nor its mappings or their buffers) is closed by the garbage collector, as wendelin.core's
+// file handles are. Its transaction manager holds it weakly, its storage listener and its
+// connection's close callback reach it through a WeakRef; a mapping and the mapping's buffer
+// keep it alive (keepAlive); a transaction it joined holds it until the transaction ends.
+
+/** What closing a collected handle needs (nothing that refers to the handle). */
+interface Remains {
+  fileh: FileH
+  storage: Storage
+  listener: InvalidationListener
+  zfile: ZBigFile
+}
+
+/** Handles opened and neither closed nor collected. */
+let liveHandles = 0
+/** Collected handles whose file handle could not close yet (a mapping's buffer not yet freed). */
+let unclosed: Remains[] = []
+const keepAlive = new WeakMap<object, ZBigFileH>()
+
+function closeRemains(r: Remains): boolean {
+  try {
+    r.fileh.close()
+  } catch {
+    return false
+  }
+  r.storage.removeListener(r.listener)
+  openHandleCount.set(r.zfile, (openHandleCount.get(r.zfile) ?? 1) - 1)
+  liveHandles--
+  log('zbigfile handle %d closed by the garbage collector', r.fileh.id)
+  return true
+}
+
+function retryUnclosed(): void {
+  if (unclosed.length > 0) unclosed = unclosed.filter((r) => !closeRemains(r))
+}
+
+const collected = new FinalizationRegistry<Remains>((r) => {
+  if (!closeRemains(r)) unclosed.push(r)
+})
 
 export class ZBigFileH implements DataManager, Synchronizer, Disposable {
   readonly zfile: ZBigFile
   readonly conn: Connection
   readonly fileh: FileH
-  readonly stats: ZBigFileHStats = { invalidated: 0, lastInvalidated: [], rechecked: 0 }
+  readonly stats: ZBigFileHStats = { invalidated: 0, lastInvalidated: [], restarted: 0, rechecked: 0 }
   readonly #storage: Storage
   readonly #tm: TransactionManagerLike
   readonly #listener: InvalidationListener
@@ -97,22 +141,30 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
     this.fileh = new FileH(blocks, options.ram ? { ram: options.ram } : {})
     this.#snapshot = this.#currentSnapshot()
     addon.filehSetSnapshot(this.fileh._native, this.#snapshot)
+    const self = new WeakRef<ZBigFileH>(this)
     this.#listener = {
       invalidate: (tid, oids) => {
-        if (tid > this.#snapshot) this.#pending.push({ tid, oids: [...oids] })
+        const h = self.deref()
+        if (h !== undefined && tid > h.#snapshot) h.#pending.push({ tid, oids: [...oids] })
       },
       invalidateCache: () => {
         // Everything may have changed: every page is reloaded at the next boundary.
-        this.#pending.push({ tid: -1n, oids: [] })
+        const h = self.deref()
+        if (h !== undefined) h.#pending.push({ tid: -1n, oids: [] })
       },
     }
     this.#storage.addListener(this.#listener)
-    openHandles.add(this)
+    retryUnclosed()
+    liveHandles++
     openHandleCount.set(zfile, (openHandleCount.get(zfile) ?? 0) + 1)
+    collected.register(this, { fileh: this.fileh, storage: this.#storage, listener: this.#listener, zfile }, this)
     // Registered after the connection (which registered when it was opened): at a boundary
     // the connection has moved to its new snapshot before the handle looks at it.
     this.#tm.registerSynch(this)
-    conn.onCloseCallback(() => this.#connectionClosed())
+    conn.onCloseCallback(() => {
+      const h = self.deref()
+      if (h !== undefined) h.#connectionClosed()
+    })
     log('zbigfile handle %d over %s at snapshot %s', this.fileh.id, blocks.describe(), idToHex(this.#snapshot))
   }
 
@@ -125,8 +177,12 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
     return this.#snapshot
   }
 
+  /** Maps pages [pgoffset, pgoffset+pglen); the mapping and its buffer keep the handle alive. */
   mmap(pgoffset: number, pglen: number): Mapping {
-    return this.fileh.mmap(pgoffset, pglen)
+    const m = this.fileh.mmap(pgoffset, pglen)
+    keepAlive.set(m, this)
+    keepAlive.set(m.buffer, this)
+    return m
   }
 
   dirtyPages(): number[] {
@@ -147,7 +203,8 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
       this.#tm.unregisterSynch(this)
       this.#storage.removeListener(this.#listener)
     }
-    openHandles.delete(this)
+    collected.unregister(this)
+    liveHandles--
     openHandleCount.set(this.zfile, (openHandleCount.get(this.zfile) ?? 1) - 1)
     this.#deps.clear()
     this.#pending = []
@@ -276,9 +333,10 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
     this.#stored = null
     const deps = new Map<number, Deps>()
     const invalidate: number[] = []
+    const restart: number[] = []
     for (const [pg, state] of addon.filehPages(native)) {
       if (state === 'loading' || state === 'loading-invalidated') {
-        if (state === 'loading') invalidate.push(pg)
+        if (state === 'loading') restart.push(pg)
         continue
       }
       if (stored.has(pg) && state === 'loaded') {
@@ -293,7 +351,7 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
       const d = reports.get(pg) ?? this.#deps.get(pg)
       if (d === undefined) {
         if (state === 'dirty') continue // written here; stored (and known) at commit
-        invalidate.push(pg) // loaded during the boundary, from an unknown snapshot
+        restart.push(pg) // loaded during the boundary, from an unknown snapshot
         continue
       }
       deps.set(pg, d)
@@ -334,12 +392,13 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
       }
     }
     invalidate.sort((a, b) => a - b)
-    for (const pg of invalidate) {
+    for (const pg of [...invalidate, ...restart]) {
       this.fileh.invalidatePage(pg)
       deps.delete(pg)
     }
     this.#deps = deps
     this.stats.invalidated += invalidate.length
+    this.stats.restarted += restart.length
     // lastInvalidated: of the last boundary that had something to look at (begin() in implicit
     // mode is two boundaries: the abort of the current transaction, then the new one)
     if (changed !== null || invalidate.length > 0) this.stats.lastInvalidated = invalidate
@@ -347,7 +406,8 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
   }
 }
 
-/** How many ZBigFile handles are open (not closed). */
+/** How many ZBigFile handles are open (neither closed nor collected). */
 export function openZBigFileHandles(): number {
-  return openHandles.size
+  retryUnclosed()
+  return liveHandles
 }
