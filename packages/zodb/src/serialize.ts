@@ -210,8 +210,24 @@ export function _encodeStateRecordWithMsgpackr(className: string, state: unknown
 
 // --- writing, directly ---------------------------------------------------------------------------
 
-/** The encoder's output buffer, reused from record to record (an encoder that finds it taken, as a nested one would, makes its own). */
-let sharedBuffer: Buffer | null = Buffer.allocUnsafe(8192)
+/** An encoder's output buffer with its views. */
+interface OutputBuffer {
+  buf: Buffer
+  /** The same bytes as a plain Uint8Array: its slice is a plain array too (a Buffer's goes through its species, 4% of a populate). */
+  plain: Uint8Array
+  view: DataView
+}
+
+function outputBuffer(size: number): OutputBuffer {
+  const buf = Buffer.allocUnsafe(size)
+  return { buf, plain: new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength), view: new DataView(buf.buffer, buf.byteOffset, buf.byteLength) }
+}
+
+/** The output buffer reused from record to record (an encoder that finds it taken, as a nested one would, makes its own). */
+let sharedOutput: OutputBuffer | null = outputBuffer(8192)
+
+/** Objects numbered for back-references: a short list scanned by identity, a Map past SEEN_LIST_MAX. */
+const SEEN_LIST_MAX = 8
 
 /**
  * Writes a record's bytes in one walk over the state: the checks, numbering and references of
@@ -220,25 +236,47 @@ let sharedBuffer: Buffer | null = Buffer.allocUnsafe(8192)
  * `_encodeStateRecordWithMsgpackr` byte for byte.
  */
 class RecordEncoder {
+  #out: OutputBuffer
   #buf: Buffer
-  /** The same bytes as a plain Uint8Array: its slice is a plain array too (a Buffer's goes through its species, 4% of a populate). */
-  #plain: Uint8Array
   #view: DataView
   #pos = 0
   #shared: boolean
-  readonly #seen = new Map<object, number>()
+  readonly #seenList: object[] = []
+  #seenMap: Map<object, number> | null = null
 
   constructor(readonly refs: ReferenceWriter) {
-    if (sharedBuffer !== null) {
-      this.#buf = sharedBuffer
-      sharedBuffer = null
+    if (sharedOutput !== null) {
+      this.#out = sharedOutput
+      sharedOutput = null
       this.#shared = true
     } else {
-      this.#buf = Buffer.allocUnsafe(1024)
+      this.#out = outputBuffer(1024)
       this.#shared = false
     }
-    this.#view = new DataView(this.#buf.buffer, this.#buf.byteOffset, this.#buf.byteLength)
-    this.#plain = new Uint8Array(this.#buf.buffer, this.#buf.byteOffset, this.#buf.byteLength)
+    this.#buf = this.#out.buf
+    this.#view = this.#out.view
+  }
+
+  /** The number of an object already written, or undefined (then it gets the next number). */
+  #numberOf(value: object): number | undefined {
+    const map = this.#seenMap
+    if (map !== null) {
+      const n = map.get(value)
+      if (n === undefined) map.set(value, map.size)
+      return n
+    }
+    const list = this.#seenList
+    const count = list.length
+    for (let i = 0; i < count; i++) if (list[i] === value) return i
+    if (count < SEEN_LIST_MAX) {
+      list.push(value)
+    } else {
+      const m = new Map<object, number>()
+      for (let i = 0; i < count; i++) m.set(list[i]!, i)
+      m.set(value, count)
+      this.#seenMap = m
+    }
+    return undefined
   }
 
   record(className: string, state: unknown, path: PathStep): Uint8Array {
@@ -248,9 +286,9 @@ class RecordEncoder {
       this.#buf[this.#pos++] = RECORD_FORMAT_VERSION
       this.#string(className)
       this.#value(state, path)
-      return this.#plain.slice(0, this.#pos)
+      return this.#out.plain.slice(0, this.#pos)
     } finally {
-      if (this.#shared) sharedBuffer = this.#buf
+      if (this.#shared) sharedOutput = this.#out
     }
   }
 
@@ -258,11 +296,11 @@ class RecordEncoder {
     if (this.#pos + n <= this.#buf.length) return
     let size = this.#buf.length * 2
     while (size < this.#pos + n) size *= 2
-    const bigger = Buffer.allocUnsafe(size)
-    this.#buf.copy(bigger, 0, 0, this.#pos)
-    this.#buf = bigger
-    this.#view = new DataView(bigger.buffer, bigger.byteOffset, bigger.byteLength)
-    this.#plain = new Uint8Array(bigger.buffer, bigger.byteOffset, bigger.byteLength)
+    const bigger = outputBuffer(size)
+    this.#buf.copy(bigger.buf, 0, 0, this.#pos)
+    this.#out = bigger
+    this.#buf = bigger.buf
+    this.#view = bigger.view
   }
 
   #byte(b: number): void {
@@ -349,13 +387,12 @@ class RecordEncoder {
       this.#reference(oid, className)
       return
     }
-    const seen = this.#seen.get(value)
+    const seen = this.#numberOf(value)
     if (seen !== undefined) {
       this.#tag(Tag.BACKREF)
       this.#number(seen)
       return
     }
-    this.#seen.set(value, this.#seen.size)
 
     const proto = Object.getPrototypeOf(value) as object | null
     if (proto === Array.prototype) {
