@@ -515,16 +515,19 @@ export class Connection<R extends object = Record<string, unknown>> implements P
     return name
   }
 
+  /** How loads turn references into objects (one per connection: a load allocates none). */
+  readonly #referenceReader: ReferenceReader = {
+    persistentObject: (oid: Oid, className: string) => {
+      const cached = this.cache.get(oid) ?? this.#added.get(oid)
+      if (cached !== undefined) return cached
+      const ghost = _newGhost(this.#classFor(className, oid), this, oid)
+      this.cache.add(ghost)
+      return ghost
+    },
+  }
+
   #reader(): ReferenceReader {
-    return {
-      persistentObject: (oid: Oid, className: string) => {
-        const cached = this.cache.get(oid) ?? this.#added.get(oid)
-        if (cached !== undefined) return cached
-        const ghost = _newGhost(this.#classFor(className, oid), this, oid)
-        this.cache.add(ghost)
-        return ghost
-      },
-    }
+    return this.#referenceReader
   }
 
   #writer(): ReferenceWriter {
