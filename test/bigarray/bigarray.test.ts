@@ -430,6 +430,20 @@ describe('BigArray', () => {
     }
     expect(fh.liveMappings()).to.have.length(0)
     expect(A.get(3 * PS)).to.equal(1)
+    // get/set keep the element's page mapped until the job ends: nearby elements reuse it
+    const first = fh.liveMappings()
+    expect(first).to.have.length(1)
+    A.set(3 * PS + 1, 2)
+    expect(A.get(3 * PS + 1)).to.equal(2)
+    expect(fh.liveMappings()).to.deep.equal(first)
+    expect(A.get(0)).to.equal(1) // another page: the previous one is unmapped
+    expect(fh.liveMappings()).to.have.length(1)
+    expect(first[0]!.isLive).to.equal(false)
+    await Promise.resolve()
+    expect(fh.liveMappings()).to.have.length(0)
+    A.get(5)
+    A.releaseMappings()
+    expect(fh.liveMappings()).to.have.length(0)
   })
 
   it('works over a plain file: data written through views is in the file after writeout', () => {

@@ -96,6 +96,7 @@ describe('ZBigArray', () => {
     expect(() => A.close()).to.throw(/mapping\(s\) still live/) // views first
     releaseView(a)
     releaseView(b)
+    expect(A.get(33)).to.equal(33) // the page get keeps mapped is released by close
     A.close()
     env.db.close()
 

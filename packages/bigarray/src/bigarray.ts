@@ -311,6 +311,7 @@ export interface BigArrayLike<D extends DType> extends Iterable<ValueOf<D> | Vie
   view(...index: Index[]): BigArrayView<D>
   get(...index: number[]): ValueOf<D>
   set(...args: [...number[], ValueOf<D>]): void
+  releaseMappings(): void
   assign(value: Assignable<D>, ...index: Index[]): void
   chunks(options?: ChunksOptions): Generator<Chunk<D>, void, undefined>
   toArray(options?: { maxBytes?: number }): ViewOf<D>
@@ -505,31 +506,53 @@ export class BigArray<D extends DType = DType> implements BigArrayLike<D> {
     return off
   }
 
-  /** Reads one element (a record as a plain object). Maps, reads and unmaps its page(s). */
+  /**
+   * Reads one element (a record as a plain object). The page(s) it lives on stay mapped until
+   * the current job ends (a microtask unmaps them), so a loop of get/set on nearby elements
+   * maps once; `releaseMappings()` unmaps them at once.
+   */
   get(...index: number[]): ValueOf<D> {
     const off = this.#elementOffset(index)
-    const bs = this.#fileh.blksize
-    const pg = Math.floor(off / bs)
-    const m = this.#fileh.mmap(pg, Math.ceil((off + this.#itemsize) / bs) - pg)
-    try {
-      return this.#read(new DataView(m.buffer), off - pg * bs)
-    } finally {
-      m.unmap()
-    }
+    const c = this.#elementPages(off)
+    return this.#read(c.dv, off - c.pg * this.#fileh.blksize)
   }
 
   /** Writes one element: `A.set(i, j, value)`. */
   set(...args: [...number[], ValueOf<D>]): void {
     const value = args[args.length - 1] as ValueOf<D>
     const off = this.#elementOffset(args.slice(0, -1) as number[])
+    const c = this.#elementPages(off)
+    this.#write(c.dv, off - c.pg * this.#fileh.blksize, value)
+  }
+
+  /** Unmaps the page(s) get/set keep mapped until the end of the current job. */
+  releaseMappings(): void {
+    const c = this.#cached
+    this.#cached = null
+    if (c !== null && c.m.isLive) c.m.unmap()
+  }
+
+  #cached: { pg: number; len: number; m: Mapping; dv: DataView } | null = null
+  #releaseQueued = false
+
+  #elementPages(off: number): { pg: number; dv: DataView } {
     const bs = this.#fileh.blksize
     const pg = Math.floor(off / bs)
-    const m = this.#fileh.mmap(pg, Math.ceil((off + this.#itemsize) / bs) - pg)
-    try {
-      this.#write(new DataView(m.buffer), off - pg * bs, value)
-    } finally {
-      m.unmap()
+    const last = Math.floor((off + this.#itemsize - 1) / bs)
+    const c = this.#cached
+    if (c !== null && pg >= c.pg && last < c.pg + c.len && c.m.isLive) return c
+    this.releaseMappings()
+    const m = this.#fileh.mmap(pg, last - pg + 1)
+    const fresh = { pg, len: last - pg + 1, m, dv: new DataView(m.buffer) }
+    this.#cached = fresh
+    if (!this.#releaseQueued) {
+      this.#releaseQueued = true
+      queueMicrotask(() => {
+        this.#releaseQueued = false
+        this.releaseMappings()
+      })
     }
+    return fresh
   }
 
   #read(dv: DataView, at: number): ValueOf<D> {
@@ -645,6 +668,7 @@ export class BigArray<D extends DType = DType> implements BigArrayLike<D> {
     this.#checkResize(next)
     const oldBytes = this.#nbytes
     const newBytes = product(next) * this.#itemsize
+    this.releaseMappings()
     if (newBytes < oldBytes) zeroBytes(this.#fileh, newBytes, oldBytes)
     this._setShape(next)
   }

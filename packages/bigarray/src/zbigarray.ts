@@ -92,6 +92,7 @@ export class ZBigArray<D extends DType = DType> extends Persistent implements Bi
   /** Closes the file handle (views must be released first; commit or abort first). */
   close(): void {
     const h = handles.get(this)
+    arrays.get(this)?.array.releaseMappings()
     arrays.delete(this)
     if (h && !h.closed) {
       h.close()
@@ -148,6 +149,10 @@ export class ZBigArray<D extends DType = DType> extends Persistent implements Bi
   set(...args: [...number[], ValueOf<D>]): void {
     arrayOf(this).set(...args)
   }
+  /** Unmaps the page(s) get/set keep mapped until the end of the current job. */
+  releaseMappings(): void {
+    arrays.get(this)?.array.releaseMappings()
+  }
   assign(value: Assignable<D>, ...index: Index[]): void {
     arrayOf(this).assign(value, ...index)
   }
@@ -168,6 +173,7 @@ export class ZBigArray<D extends DType = DType> extends Persistent implements Bi
   resize(shape: readonly number[]): void {
     const newShape = checkShape(shape)
     const array = arrayOf(this)
+    array.releaseMappings()
     array._checkResize(newShape)
     const fh = this.fileh
     const bs = this.zfile.blksize
@@ -218,6 +224,7 @@ function arrayOf<D extends DType>(za: ZBigArray<D>): BigArray<D> {
   const key = za._shape.join(',')
   const cached = arrays.get(za)
   if (cached && cached.key === key && cached.fh === fh) return cached.array as BigArray<D>
+  cached?.array.releaseMappings()
   const array = new BigArray(za._shape, parseDType(za._dtype) as D, fh, { order: za._order })
   arrays.set(za, { key, array, fh })
   return array
