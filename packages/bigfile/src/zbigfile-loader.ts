@@ -22,27 +22,10 @@ export interface ZBigFileBlocksArgs {
  */
 const databases = new Map<string, { db: Promise<DB>; users: number }>()
 
-/**
- * Packages that register storage schemes when imported: a loader worker imports the one its
- * spec needs (the owning thread imported it to open the storage; a worker starts empty).
- */
-const schemeProviders: Record<string, string> = { zeo: '@wendelin/zeo', zeos: '@wendelin/zeo' }
-
-async function openStorageIn(spec: string): Promise<Storage> {
-  try {
-    return await openStorage(spec, { readOnly: true })
-  } catch (e) {
-    const provider = schemeProviders[/^([a-z][a-z0-9+.-]*):/.exec(spec)?.[1] ?? '']
-    if (provider === undefined || !(e instanceof TypeError) || !/no storage is registered/.test(e.message)) throw e
-    await import(provider)
-    return await openStorage(spec, { readOnly: true })
-  }
-}
-
 function databaseFor(spec: string): Promise<DB> {
   let entry = databases.get(spec)
   if (!entry) {
-    const db = openStorageIn(spec).then((s: Storage) => new DB(s, { cacheSize: 2000 }))
+    const db = openStorage(spec, { readOnly: true }).then((s: Storage) => new DB(s, { cacheSize: 2000 }))
     entry = { db, users: 0 }
     db.catch(() => databases.delete(spec))
     databases.set(spec, entry)
