@@ -46,14 +46,17 @@ export interface SliceSpec {
  */
 export type Index = number | null | SliceSpec | readonly [(number | null)?, (number | null)?, (number | null)?]
 
+/** The data of a record field's view: a typed array when aligned, else a DataView-backed array. */
+export type FieldData<S extends ScalarDType> = S extends 'bigint64' | 'biguint64' ? ndarray.Data<bigint> : ndarray.Data<number>
+
 /** The fields of a record view: one ndarray per field, over the same mapping. */
-export interface RecordView {
+export interface RecordView<R extends RecordDType = RecordDType> {
   readonly shape: number[]
-  readonly fields: Record<string, NdArray<ndarray.Data<number> | ndarray.Data<bigint>>>
+  readonly fields: { readonly [K in keyof R['fields']]: NdArray<FieldData<R['fields'][K]['dtype']>> }
 }
 
 /** What A.slice returns: an ndarray for scalar dtypes, field ndarrays for record dtypes. */
-export type ViewOf<D extends DType> = D extends ScalarDType ? NdArray<TypedArrayOf<D>> : RecordView
+export type ViewOf<D extends DType> = D extends ScalarDType ? NdArray<TypedArrayOf<D>> : D extends RecordDType ? RecordView<D> : never
 
 /** A view together with its mapping, released by `release()` or `using`. */
 export interface BigArrayView<D extends DType> extends Disposable {
@@ -286,7 +289,7 @@ function isContiguousC(shape: readonly number[], stride: readonly number[]): boo
 }
 
 /** Unmaps the mapping under a view made by BigArray.slice (it becomes empty). Idempotent. */
-export function releaseView(view: NdArray<ndarray.Data<number | bigint>> | RecordView): void {
+export function releaseView(view: NdArray<ndarray.Data<number | bigint>> | { readonly fields: object }): void {
   const key = 'fields' in view ? view : view.data
   const m = mappingOf.get(key as object)
   if (m && m.isLive) m.unmap()
@@ -400,7 +403,7 @@ export class BigArray<D extends DType = DType> implements BigArrayLike<D> {
   }
 
   /** Unmaps the mapping under a view (the view becomes empty). */
-  static release(view: NdArray<ndarray.Data<number | bigint>> | RecordView): void {
+  static release(view: NdArray<ndarray.Data<number | bigint>> | { readonly fields: object }): void {
     releaseView(view)
   }
 
@@ -489,8 +492,7 @@ export class BigArray<D extends DType = DType> implements BigArrayLike<D> {
         fields[name] = ndarray(data as ndarray.GenericArray<number>, shape, [...byteStrides], off)
       }
     }
-    const view: RecordView = { shape, fields }
-    return view as ViewOf<D>
+    return { shape, fields } as unknown as ViewOf<D>
   }
 
   // --- single elements --------------------------------------------------------------------------
@@ -584,11 +586,11 @@ export class BigArray<D extends DType = DType> implements BigArrayLike<D> {
     using v = this.view(...index)
     const arr = v.array
     if ('fields' in (arr as object)) {
-      const rv = arr as RecordView
+      const rv = arr as unknown as RecordView
       if (value === null || typeof value !== 'object' || isNdArray(value) || typeof (value as ArrayLike<unknown>).length === 'number') {
         throw new TypeError('BigArray: a record view is assigned a record object ({field: value}); assign arrays to its field views')
       }
-      for (const [name, fv] of Object.entries(rv.fields)) {
+      for (const [name, fv] of Object.entries(rv.fields) as Array<[string, NdArray<ndarray.Data<number | bigint>>]>) {
         const x = (value as RecordValue)[name]
         if (x !== undefined) assignInto(fv, x)
       }
@@ -644,10 +646,10 @@ export class BigArray<D extends DType = DType> implements BigArrayLike<D> {
     const fields: Record<string, NdArray<ndarray.Data<number> | ndarray.Data<bigint>>> = {}
     for (const [name, f] of Object.entries(rec.fields)) fields[name] = makeDest(f.dtype)
     for (const c of this.chunks()) {
-      const rv = c.array as RecordView
+      const rv = c.array as unknown as { fields: Record<string, NdArray<ndarray.Data<number | bigint>>> }
       for (const name of Object.keys(fields)) copyChunk(fields[name]!, c, rv.fields[name]!)
     }
-    return { shape, fields } as ViewOf<D>
+    return { shape, fields } as unknown as ViewOf<D>
   }
 
   /** Iterates the first axis: elements of a 1-d array, else views of each row (as numpy). */

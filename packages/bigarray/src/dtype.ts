@@ -21,11 +21,13 @@ export interface RecordField {
   readonly offset: number
 }
 
+export type RecordFields = Readonly<Record<string, RecordField>>
+
 /** A record element type: named scalar fields at fixed byte offsets inside `itemsize` bytes. */
-export interface RecordDType {
+export interface RecordDType<F extends RecordFields = RecordFields> {
   readonly kind: 'record'
   readonly itemsize: number
-  readonly fields: Readonly<Record<string, RecordField>>
+  readonly fields: F
 }
 
 export type DType = ScalarDType | RecordDType
@@ -137,8 +139,16 @@ export function itemsizeOf(d: DType): number {
  *     recordDType([['t', 'float64'], ['id', 'int32']])          // t@0 id@8, 12 bytes
  *     recordDType({ t: { dtype: 'float64', offset: 8 }, id: { dtype: 'int32', offset: 0 } }, { itemsize: 16 })
  */
+export function recordDType<const L extends ReadonlyArray<readonly [string, ScalarDType]>>(
+  fields: L,
+  options?: { itemsize?: number },
+): RecordDType<{ readonly [E in L[number] as E[0]]: { readonly dtype: E[1]; readonly offset: number } }>
+export function recordDType<const F extends Readonly<Record<string, { readonly dtype: ScalarDType; readonly offset: number }>>>(
+  fields: F,
+  options?: { itemsize?: number },
+): RecordDType<{ readonly [K in keyof F]: { readonly dtype: F[K]['dtype']; readonly offset: number } }>
 export function recordDType(
-  fields: ReadonlyArray<readonly [string, ScalarDType]> | Readonly<Record<string, RecordField>>,
+  fields: ReadonlyArray<readonly [string, ScalarDType]> | RecordFields,
   options: { itemsize?: number } = {},
 ): RecordDType {
   const out: Record<string, RecordField> = {}

@@ -15,6 +15,7 @@ export {
   type Index,
   type Order,
   type RecordView,
+  type FieldData,
   type SliceSpec,
   type ViewOf,
 } from './bigarray.js'
@@ -30,6 +31,7 @@ export {
   type DType,
   type RecordDType,
   type RecordField,
+  type RecordFields,
   type RecordValue,
   type ScalarDType,
   type ScalarValueOf,
