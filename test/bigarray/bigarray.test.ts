@@ -123,6 +123,11 @@ describe('BigArray', () => {
       expect(view.get(7)).to.equal(v)
       releaseView(view)
     }
+    const U = new BigArray([4], 'uint8-clamped', fh)
+    U.set(0, 300)
+    U.set(1, -5)
+    U.set(2, 2.5) // as Uint8ClampedArray: half to even
+    expect([U.get(0), U.get(1), U.get(2)]).to.deep.equal([255, 0, 2])
     expect(() => new BigArray([4], 'complex128' as 'float64', fh)).to.throw(UnsupportedDTypeError, /complex128/)
     expect(() => new BigArray([4], 'float64', fh).set(0, 1n as unknown as number)).to.throw(TypeError, /bigint/)
   })

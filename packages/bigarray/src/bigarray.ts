@@ -164,7 +164,7 @@ class FieldArray<T extends number | bigint> implements ndarray.GenericArray<T> {
     switch (dtype) {
       case 'int8': this.#get = (i) => dv.getInt8(i) as T; this.#set = (i, v) => dv.setInt8(i, v as number); break
       case 'uint8': this.#get = (i) => dv.getUint8(i) as T; this.#set = (i, v) => dv.setUint8(i, v as number); break
-      case 'uint8-clamped': this.#get = (i) => dv.getUint8(i) as T; this.#set = (i, v) => dv.setUint8(i, Math.max(0, Math.min(255, Math.round(v as number)))); break
+      case 'uint8-clamped': this.#get = (i) => dv.getUint8(i) as T; this.#set = (i, v) => dv.setUint8(i, clampUint8(v as number)); break
       case 'int16': this.#get = (i) => dv.getInt16(i, true) as T; this.#set = (i, v) => dv.setInt16(i, v as number, true); break
       case 'uint16': this.#get = (i) => dv.getUint16(i, true) as T; this.#set = (i, v) => dv.setUint16(i, v as number, true); break
       case 'int32': this.#get = (i) => dv.getInt32(i, true) as T; this.#set = (i, v) => dv.setInt32(i, v as number, true); break
@@ -753,6 +753,13 @@ export function zeroBytes(fileh: BigArrayFileH, from: number, to: number): void 
   }
 }
 
+const clampScratch = new Uint8ClampedArray(1)
+/** A number as Uint8ClampedArray stores it (rounding half to even). */
+function clampUint8(v: number): number {
+  clampScratch[0] = v
+  return clampScratch[0]!
+}
+
 function readScalar(dv: DataView, at: number, d: ScalarDType): number | bigint {
   switch (d) {
     case 'int8': return dv.getInt8(at)
@@ -774,7 +781,7 @@ function writeScalar(dv: DataView, at: number, d: ScalarDType, v: number | bigin
   switch (d) {
     case 'int8': dv.setInt8(at, v as number); break
     case 'uint8': dv.setUint8(at, v as number); break
-    case 'uint8-clamped': dv.setUint8(at, Math.max(0, Math.min(255, Math.round(v as number)))); break
+    case 'uint8-clamped': dv.setUint8(at, clampUint8(v as number)); break
     case 'int16': dv.setInt16(at, v as number, true); break
     case 'uint16': dv.setUint16(at, v as number, true); break
     case 'int32': dv.setInt32(at, v as number, true); break
