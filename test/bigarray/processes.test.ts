@@ -97,5 +97,20 @@ describe('ZBigArray: two processes', function () {
     await child.must({ cmd: 'begin' })
     expect((await child.must({ cmd: 'get', i: 2 })).value).to.equal(22)
     expect((await child.must({ cmd: 'get', i: 1 })).value).to.equal(0)
+
+    // we shrink to one page and commit: the child sees the blocks gone, and grows over zeros
+    A.resize([PS / 8])
+    tm.commit()
+    expect((await child.must({ cmd: 'get', i: 3 * PS / 8 })).value).to.equal(7) // its snapshot
+    await child.must({ cmd: 'begin' })
+    expect((await child.must({ cmd: 'get', i: 2 })).shape).to.deep.equal([PS / 8])
+    expect((await child.must({ cmd: 'resize', shape: [4 * PS / 8] })).shape).to.deep.equal([4 * PS / 8])
+    expect((await child.must({ cmd: 'get', i: 3 * PS / 8 })).value).to.equal(0)
+    expect((await child.must({ cmd: 'sum' })).sum).to.equal(1 + 22)
+    await child.must({ cmd: 'commit' })
+    tm.begin()
+    expect(A.shape).to.deep.equal([4 * PS / 8])
+    expect(A.get(3 * PS / 8)).to.equal(0)
+    expect([...A.zfile.blktab.keys()]).to.deep.equal([0])
   })
 })
