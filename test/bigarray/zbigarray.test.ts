@@ -182,6 +182,21 @@ describe('ZBigArray', () => {
     expect(() => new ZBigArray([10], 'nope' as 'float64')).to.throw(TypeError, /unsupported dtype/)
   })
 
+  it('works once added to a connection, before its first commit', () => {
+    const e = open()
+    const A = new ZBigArray([3 * PS], 'int16', { blksize: PS })
+    e.conn.add(A)
+    A.open({ ram: ram(8) })
+    arrays.push(A as ZBigArray<DType>)
+    expect(A.get(PS)).to.equal(0)
+    A.assign(3, [PS - 1, PS + 1])
+    e.root.late = A
+    e.tm.commit()
+    const e2 = connect(e.db)
+    const B = arr<ZBigArray<'int16'>>(e2, 'late')
+    expect([B.get(PS - 2), B.get(PS - 1), B.get(PS), B.get(PS + 1)]).to.deep.equal([0, 3, 3, 0])
+  })
+
   it('isolation: another connection sees data and shape changes at its next transaction boundary', () => {
     const e1 = open()
     e1.root.z = new ZBigArray([8 * PS], 'float64', { blksize: PS })
