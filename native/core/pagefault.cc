@@ -3,7 +3,9 @@
 // Our mappings are PROT_NONE where no page is mapped and PROT_READ where a page is mapped but
 // not dirty, so a first read or a first write of a page raises SIGSEGV with si_code
 // SEGV_ACCERR. The handler asks Virtmem to serve it; when the address is not ours the fault is
-// passed on unchanged to the previous handler. No JavaScript ever runs in here: loads that
+// passed on unchanged to the previous handler. One SEGV_MAPERR is ours too: a page whose page
+// tables another thread is moving back to the RAM alias is unmapped for a moment (see
+// Virtmem::waitOutHole); the access is retried once that thread is done. No JavaScript ever runs in here: loads that
 // need JS are handed to loader workers by the BigFileOps (see native/binding/js_file_ops.cc).
 #include "core/pagefault.h"
 
@@ -71,6 +73,12 @@ void onSigsegv(int sig, siginfo_t* info, void* ucontext) {
   if (info->si_code == SEGV_ACCERR && !Virtmem::lockedByThisThread()) {
     const auto addr = reinterpret_cast<std::uintptr_t>(info->si_addr);
     if (Virtmem::instance().onFault(addr, faultWasWrite(ucontext))) return;
+  }
+  // An unmapped address inside one of our VMAs is a page caught in the middle of a move by
+  // another thread (see Virtmem::waitOutHole): once that thread is done, retry the access.
+  if (info->si_code == SEGV_MAPERR && !Virtmem::lockedByThisThread()) {
+    const auto addr = reinterpret_cast<std::uintptr_t>(info->si_addr);
+    if (Virtmem::instance().waitOutHole(addr)) return;
   }
   chainToPrevious(sig, info, ucontext);
 }

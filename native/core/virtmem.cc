@@ -386,6 +386,14 @@ void Virtmem::loadDone() {
 
 // ---- the page fault ----------------------------------------------------------------------
 
+bool Virtmem::waitOutHole(std::uintptr_t addr) {
+  const int savedErrno = errno;
+  Guard g(*this);  // the thread that made the hole holds the lock until it is filled
+  const bool ours = findVma(addr) != nullptr;
+  errno = savedErrno;
+  return ours;
+}
+
 bool Virtmem::onFault(std::uintptr_t addr, bool write) {
   const int savedErrno = errno;
   Guard g(*this);

@@ -149,6 +149,11 @@ class Virtmem {
   // The SIGSEGV handler's entry: serves an access to `addr`. Returns false when the address is
   // not in one of our VMAs (the handler then chains to the previous handler).
   bool onFault(std::uintptr_t addr, bool write);
+  // A fault on an address with no mapping (SEGV_MAPERR) inside one of our VMAs: the page is
+  // being moved by a thread that holds the lock (unmapPageFrom moves its page tables back to the
+  // RAM alias and then maps PROT_NONE there; between the two the address is a hole). Waits for
+  // the lock, so that the hole is filled, and says whether the access should simply be retried.
+  bool waitOutHole(std::uintptr_t addr);
   // True when this thread holds the virtmem lock: a fault now is a bug, not a page access.
   static bool lockedByThisThread();
 
