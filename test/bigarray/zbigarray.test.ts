@@ -197,6 +197,31 @@ describe('ZBigArray', () => {
     expect([B.get(PS - 2), B.get(PS - 1), B.get(PS), B.get(PS + 1)]).to.deep.equal([0, 3, 3, 0])
   })
 
+  it('closes its handle with its connection, and reopens it when the connection is reused', () => {
+    const e = open()
+    e.root.z = new ZBigArray([2 * PS], 'uint8', { blksize: PS })
+    e.tm.commit()
+    const A = e.root.z as ZBigArray<'uint8'>
+    A.open({ ram: ram(8) })
+    A.set(5, 5)
+    e.tm.commit()
+    const fh = A.fileh
+    expect(A.get(5)).to.equal(5) // keeps its page mapped until the job ends
+    e.conn.close()
+    expect(fh.closed).to.equal(true)
+    // the pooled connection comes back: the array opens a new handle that follows it
+    const again = e.db.open({ transactionManager: e.tm }) as unknown as Connection
+    expect(again).to.equal(e.conn)
+    expect(A.fileh).not.to.equal(fh)
+    arrays.push(A as ZBigArray<DType>)
+    const e2 = connect(e.db)
+    const B = arr<ZBigArray<'uint8'>>(e2, 'z')
+    B.set(5, 6)
+    e2.tm.commit()
+    e.tm.begin()
+    expect(A.get(5)).to.equal(6)
+  })
+
   it('isolation: another connection sees data and shape changes at its next transaction boundary', () => {
     const e1 = open()
     e1.root.z = new ZBigArray([8 * PS], 'float64', { blksize: PS })

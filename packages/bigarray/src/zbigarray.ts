@@ -79,6 +79,9 @@ export class ZBigArray<D extends DType = DType> extends Persistent implements Bi
     if (!(this._p_jar instanceof Connection)) throw new TypeError('ZBigArray: the array must belong to a connection first (store it in an object of the connection, or conn.add(array))')
     const zfile = this.zfile
     if (zfile._p_jar === null) this._p_jar.add(zfile)
+    // Before the handle's own callback: the page get/set keep mapped must not keep the handle
+    // open past its connection (it closes with it when no mapping is left).
+    this._p_jar.onCloseCallback(() => arrays.get(this)?.array.releaseMappings())
     const fh = zfile.open({ ram: options.ram ?? defaultRAM(zfile.blksize) })
     handles.set(this, fh)
     return fh
