@@ -169,6 +169,17 @@ describe('ZBigArray', () => {
     expect(col.stride).to.deep.equal([1])
     expect(R.dtype).to.deep.equal({ kind: 'record', itemsize: 12, fields: { x: { dtype: 'float64', offset: 0 }, id: { dtype: 'int32', offset: 8 } } })
     expect(R.get(7)).to.deep.equal({ x: 1.25, id: -3 })
+
+    // an array stored without _order (as wendelin.core's older arrays) is C-ordered
+    const Cold = new ZBigArray([4, 2], 'uint8', { blksize: PS })
+    delete (Cold as { _order?: string })._order
+    env.root.cold = Cold
+    env.tm.commit()
+    env.db.close()
+    env = open()
+    const Cold2 = arr<ZBigArray<'uint8'>>(env, 'cold')
+    expect(Cold2.order).to.equal('C')
+    expect(Cold2.strides).to.deep.equal([2, 1])
   })
 
   it('refuses storage that loader threads cannot open, and arrays outside a connection', () => {

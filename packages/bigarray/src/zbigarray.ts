@@ -129,12 +129,13 @@ export class ZBigArray<D extends DType = DType> extends Persistent implements Bi
   get dtype(): D {
     return parseDType(this._dtype) as D
   }
+  /** 'C' or 'F' ('C' for a stored array without `_order`, as wendelin.core's older arrays). */
   get order(): Order {
-    return this._order
+    return this._order ?? 'C'
   }
   /** Length of the major axis (axis 0 in C order, the last axis in F order). */
   get length(): number {
-    return this._shape[this._order === 'C' ? 0 : this._shape.length - 1]!
+    return this._shape[this.order === 'C' ? 0 : this._shape.length - 1]!
   }
   get blksize(): number {
     return this.zfile.blksize
@@ -228,7 +229,7 @@ function arrayOf<D extends DType>(za: ZBigArray<D>): BigArray<D> {
   const cached = arrays.get(za)
   if (cached && cached.key === key && cached.fh === fh) return cached.array as BigArray<D>
   cached?.array.releaseMappings()
-  const array = new BigArray(za._shape, parseDType(za._dtype) as D, fh, { order: za._order })
+  const array = new BigArray(za._shape, parseDType(za._dtype) as D, fh, { order: za.order })
   arrays.set(za, { key, array, fh })
   return array
 }
