@@ -7,7 +7,7 @@ import path from 'node:path'
 import { ServerProcess, TOKEN, removeScratch } from '../zeo/helpers.js'
 import { PS, here } from './helpers.js'
 
-describe('ZBigArray through the server', function () {
+describe('ZBigArray: two clients of the storage server (data, shape, resize conflicts)', function () {
   this.timeout(60_000)
   let server: ServerProcess | undefined
   const children: ChildProcess[] = []
