@@ -10,108 +10,17 @@ import path from 'node:path'
 
 import Database from 'better-sqlite3'
 import { TransactionManager } from '@wendelin/transaction'
-import { DB, MemoryStorage, Persistent, SQLiteStorage, registerClass } from '@wendelin/zodb'
-import { IOBTree } from '@wendelin/btrees'
+import { DB, MemoryStorage, SQLiteStorage } from '@wendelin/zodb'
 
 import { printRows, secondsSince, summarize, updateResults, xorshift } from './lib/harness.js'
+import { BATCH, SMALL_COMMITS, makeItem, runObjectWorkload } from './lib/wobj-workload.js'
 
 const args = process.argv.slice(2)
 const N = Number(args[args.indexOf('--objects') + 1] || 0) || 100_000
-const BATCH = 1_000
-const UPDATE_TXNS = 100
-const SMALL_COMMITS = 1_000
 const RUNS = 3
 const write = !args.includes('--no-write')
 // On disk (not tmpfs), or durability costs nothing and the figures mean nothing.
 const scratch = process.env.WENDELIN_BENCH_DIR ?? tmpdir()
-
-class Item extends Persistent {
-  i = 0
-  x = 0
-  s = ''
-  l = [0, 0, 0]
-  prev = null
-}
-registerClass('bench.wobj.Item', Item)
-
-function makeItem(i, prev) {
-  const o = new Item()
-  o.i = i
-  o.x = i * 0.5
-  o.s = `item-${String(i).padStart(15, '0')}`.slice(0, 20)
-  o.l = [i, i + 1, i + 2]
-  o.prev = prev
-  return o
-}
-
-/** One run of figures 1-5 on a fresh storage made by `open()`; `reopen()` gives a new instance over the same data. */
-function runObjects(open, reopen) {
-  const storage = open()
-  let db = new DB(storage)
-  let tm = new TransactionManager({ explicit: true })
-  let conn = db.open({ transactionManager: tm })
-  tm.begin()
-  const tree = new IOBTree()
-  conn.root.items = tree
-  tm.commit()
-
-  // 1. populate
-  let t0 = process.hrtime.bigint()
-  let prev = null
-  for (let base = 0; base < N; base += BATCH) {
-    tm.begin()
-    for (let i = base; i < base + BATCH; i++) {
-      prev = makeItem(i, prev)
-      tree.set(i, prev)
-    }
-    tm.commit()
-  }
-  const populate = N / secondsSince(t0)
-  conn.close()
-
-  // 2. cold read: a new DB (empty caches) on the same storage
-  const first = db
-  const second = reopen(storage)
-  if (second !== storage) first.close()
-  db = new DB(second, { cacheSize: N * 2 })
-  tm = new TransactionManager({ explicit: true })
-  conn = db.open({ transactionManager: tm })
-  tm.begin()
-  const items = conn.root.items
-  t0 = process.hrtime.bigint()
-  let sum = 0
-  for (const o of items.values()) sum += o.x
-  const cold = N / secondsSince(t0)
-  // 3. hot read
-  t0 = process.hrtime.bigint()
-  for (const o of items.values()) sum += o.x
-  const hot = N / secondsSince(t0)
-  if (!(sum > 0)) throw new Error('bad sum')
-  tm.abort()
-
-  // 4. update: 100 transactions each changing x of 1,000 random objects
-  const r = xorshift(7)
-  t0 = process.hrtime.bigint()
-  for (let t = 0; t < UPDATE_TXNS; t++) {
-    tm.begin()
-    for (let j = 0; j < BATCH; j++) items.get(Math.floor(r() * N)).x += 1
-    tm.commit()
-  }
-  const update = (UPDATE_TXNS * BATCH) / secondsSince(t0)
-
-  // 5. small commits: 1,000 transactions each changing one object
-  t0 = process.hrtime.bigint()
-  for (let t = 0; t < SMALL_COMMITS; t++) {
-    tm.begin()
-    items.get(Math.floor(r() * N)).x += 1
-    tm.commit()
-  }
-  const small = SMALL_COMMITS / secondsSince(t0)
-  conn.close()
-  db.close()
-  if (!first.closed) first.close()
-  return { populate, cold, hot, update, small }
-}
 
 /** The raw baseline: better-sqlite3 rows of the same encoded size, same batches, same durability. */
 function runRaw(file, durability, recordSize) {
@@ -192,7 +101,7 @@ try {
   for (const c of configs) {
     const results = []
     for (let run = 0; run < RUNS; run++) {
-      results.push(runObjects(c.open, c.reopen))
+      results.push(runObjectWorkload(N, c.open, c.reopen))
       if (globalThis.gc) globalThis.gc()
     }
     const base = raw[c.durability ?? 'full']

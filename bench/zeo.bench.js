@@ -11,35 +11,17 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 import { TransactionManager } from '@wendelin/transaction'
-import { DB, MAX_TID, Persistent, SQLiteStorage, openStorage, registerClass } from '@wendelin/zodb'
+import { DB, MAX_TID, SQLiteStorage, openStorage } from '@wendelin/zodb'
 import { ClientStorage, StorageServer } from '@wendelin/zeo'
 import { IOBTree } from '@wendelin/btrees'
 
-import { printRows, secondsSince, summarize, updateResults, xorshift } from './lib/harness.js'
+import { printRows, secondsSince, summarize, updateResults } from './lib/harness.js'
+import { makeItem, runObjectWorkload } from './lib/wobj-workload.js'
 
 const self = fileURLToPath(import.meta.url)
 const args = process.argv.slice(2)
 const role = args[0]?.startsWith('--role=') ? args[0].slice('--role='.length) : 'main'
 const TOKEN = 'bench-token'
-
-class Item extends Persistent {
-  i = 0
-  x = 0
-  s = ''
-  l = [0, 0, 0]
-  prev = null
-}
-registerClass('bench.wobj.Item', Item)
-
-function makeItem(i, prev) {
-  const o = new Item()
-  o.i = i
-  o.x = i * 0.5
-  o.s = `item-${String(i).padStart(15, '0')}`.slice(0, 20)
-  o.l = [i, i + 1, i + 2]
-  o.prev = prev
-  return o
-}
 
 // --- child roles ---------------------------------------------------------------------------------
 
@@ -101,9 +83,6 @@ if (role !== 'main') {
 async function main() {
   const { ZEO_BENCH_OBJECTS } = process.env
   const N = Number(args[args.indexOf('--objects') + 1] || 0) || Number(ZEO_BENCH_OBJECTS || 0) || 100_000
-  const BATCH = 1_000
-  const UPDATE_TXNS = 100
-  const SMALL_COMMITS = 1_000
   const RUNS = 3
   const write = !args.includes('--no-write')
   const scratch = process.env.WENDELIN_BENCH_DIR ?? tmpdir()
@@ -125,64 +104,6 @@ async function main() {
     return name
   }
   const client = (name, options = {}) => new ClientStorage({ host: '127.0.0.1', port, storage: name, token: TOKEN, ...options })
-
-  /** Figures 1-5 on a fresh storage from `open()`; `reopen()` gives a second instance on the same data. */
-  function runObjects(open, reopen) {
-    const storage = open()
-    let db = new DB(storage)
-    let tm = new TransactionManager({ explicit: true })
-    let conn = db.open({ transactionManager: tm })
-    tm.begin()
-    const tree = new IOBTree()
-    conn.root.items = tree
-    tm.commit()
-    let t0 = process.hrtime.bigint()
-    let prev = null
-    for (let base = 0; base < N; base += BATCH) {
-      tm.begin()
-      for (let i = base; i < base + BATCH; i++) {
-        prev = makeItem(i, prev)
-        tree.set(i, prev)
-      }
-      tm.commit()
-    }
-    const populate = N / secondsSince(t0)
-    conn.close()
-    db.close()
-    const second = reopen()
-    db = new DB(second, { cacheSize: N * 2 })
-    tm = new TransactionManager({ explicit: true })
-    conn = db.open({ transactionManager: tm })
-    tm.begin()
-    const items = conn.root.items
-    t0 = process.hrtime.bigint()
-    let sum = 0
-    for (const o of items.values()) sum += o.x
-    const cold = N / secondsSince(t0)
-    t0 = process.hrtime.bigint()
-    for (const o of items.values()) sum += o.x
-    const hot = N / secondsSince(t0)
-    if (!(sum > 0)) throw new Error('bad sum')
-    tm.abort()
-    const r = xorshift(7)
-    t0 = process.hrtime.bigint()
-    for (let t = 0; t < UPDATE_TXNS; t++) {
-      tm.begin()
-      for (let j = 0; j < BATCH; j++) items.get(Math.floor(r() * N)).x += 1
-      tm.commit()
-    }
-    const update = (UPDATE_TXNS * BATCH) / secondsSince(t0)
-    t0 = process.hrtime.bigint()
-    for (let t = 0; t < SMALL_COMMITS; t++) {
-      tm.begin()
-      items.get(Math.floor(r() * N)).x += 1
-      tm.commit()
-    }
-    const small = SMALL_COMMITS / secondsSince(t0)
-    conn.close()
-    db.close()
-    return { populate, cold, hot, update, small }
-  }
 
   /** Figure 6: 4 processes, each 250 transactions of 10 new objects in its own tree; total commits/s. */
   async function runCommitters(spec) {
@@ -222,10 +143,10 @@ async function main() {
     const remote = []
     for (let run = 0; run < RUNS; run++) {
       const file = fileIn()
-      local.push(runObjects(() => new SQLiteStorage(file), () => new SQLiteStorage(file)))
+      local.push(runObjectWorkload(N, () => new SQLiteStorage(file), () => new SQLiteStorage(file)))
       if (globalThis.gc) globalThis.gc()
       const name = await serve(`sqlite:${fileIn()}`)
-      remote.push(runObjects(() => client(name), () => client(name)))
+      remote.push(runObjectWorkload(N, () => client(name), () => client(name)))
       if (globalThis.gc) globalThis.gc()
       console.log(`  run ${run + 1}: local cold ${Math.round(local.at(-1).cold)}/s, server cold ${Math.round(remote.at(-1).cold)}/s`)
     }
