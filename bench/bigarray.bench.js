@@ -19,7 +19,6 @@
 //                   to ZBlk1 by one commit each before measuring)
 //     baseline: 1,000 better-sqlite3 transactions each rewriting one 4 KiB blob
 // Size: WARR_MiB (default 1024). Writes its rows into bench/RESULTS.md (unless WARR_NO_RESULTS).
-import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -32,6 +31,16 @@ import { DB, SQLiteStorage } from '@wendelin/zodb'
 import Database from 'better-sqlite3'
 
 import { printRows, secondsSince, summarize, updateResults, xorshift } from './lib/harness.js'
+import { chunkCommits, runInChild, sqliteFileSize, writeBlobs } from './lib/raw-sqlite.js'
+
+/** The raw baseline of figure 1: the same bytes (i * 0.5) as 2 MiB blobs, same transactions. MB/s. */
+function rawWrite(file, bytes) {
+  const fill = (block, id) => {
+    const base = id * block.length
+    for (let i = 0; i < block.length; i++) block[i] = (base + i) * 0.5
+  }
+  return bytes / 1e6 / writeBlobs(file, { bytes, blockBytes: BLK, txnBytes: TXN_BYTES, fill })
+}
 
 const MiB = 1024 * 1024
 const BLK = 2 * MiB
@@ -43,13 +52,6 @@ const VIEW = 64 * MiB
 const TXN_BYTES = RAM_LIMIT / 2
 const scratch = fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir()
 const self = fileURLToPath(import.meta.url)
-
-function dbSize(file) {
-  const sq = new Database(file)
-  sq.pragma('wal_checkpoint(TRUNCATE)')
-  sq.close()
-  return fs.statSync(file).size
-}
 
 function openZ(file) {
   const db = new DB(new SQLiteStorage(file), { cacheSize: 50000 })
@@ -83,29 +85,6 @@ function writeArray(file, bytes) {
   A.close()
   db.close()
   ram.close()
-  return bytes / 1e6 / s
-}
-
-function rawWrite(file, bytes) {
-  const sq = new Database(file)
-  sq.pragma('journal_mode = WAL')
-  sq.pragma('synchronous = FULL')
-  sq.exec('CREATE TABLE blobs (id INTEGER PRIMARY KEY, data BLOB)')
-  const ins = sq.prepare('INSERT INTO blobs (id, data) VALUES (?, ?)')
-  const block = new Float64Array(BLK / 8)
-  const start = process.hrtime.bigint()
-  let id = 0
-  for (let c = 0; c < bytes / TXN_BYTES; c++) {
-    sq.transaction(() => {
-      for (let b = 0; b < TXN_BYTES / BLK; b++) {
-        const base = id * (BLK / 8)
-        for (let i = 0; i < block.length; i++) block[i] = (base + i) * 0.5
-        ins.run(id++, Buffer.from(block.buffer))
-      }
-    })()
-  }
-  const s = secondsSince(start)
-  sq.close()
   return bytes / 1e6 / s
 }
 
@@ -209,12 +188,6 @@ function childRandom(file) {
   return { us, baseUs, s }
 }
 
-function inChild(mode, file) {
-  const r = spawnSync(process.execPath, ['--expose-gc', self, mode, file], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 20 })
-  if (r.status !== 0) throw new Error(`${mode} child failed`)
-  return JSON.parse(r.stdout.trim().split('\n').pop())
-}
-
 // ---- small updates ---------------------------------------------------------------------------
 
 function smallUpdates(file, format) {
@@ -234,42 +207,18 @@ function smallUpdates(file, format) {
     }
   }
   const count = 1000
-  const before = dbSize(file)
+  const before = sqliteFileSize(file)
   const start = process.hrtime.bigint()
   for (let k = 0; k < count; k++) {
     A.set(Math.floor(rnd() * n), rnd())
     tm.commit()
   }
   const secs = secondsSince(start)
-  const growth = (dbSize(file) - before) / count
+  const growth = (sqliteFileSize(file) - before) / count
   A.close()
   db.close()
   ram.close()
   return { perSec: count / secs, growth }
-}
-
-function rawSmallCommits(file) {
-  const sq = new Database(file)
-  sq.pragma('journal_mode = WAL')
-  sq.pragma('synchronous = FULL')
-  sq.exec('CREATE TABLE chunks (id INTEGER PRIMARY KEY, data BLOB)')
-  const nchunks = SIZE / 4096
-  const chunk = Buffer.alloc(4096, 1)
-  const ins = sq.prepare('INSERT INTO chunks VALUES (?, ?)')
-  sq.transaction(() => {
-    for (let i = 0; i < nchunks; i++) ins.run(i, chunk)
-  })()
-  const upd = sq.prepare('UPDATE chunks SET data = ? WHERE id = ?')
-  const rnd = xorshift(7)
-  const count = 1000
-  const start = process.hrtime.bigint()
-  for (let i = 0; i < count; i++) {
-    chunk.writeDoubleLE(rnd(), 8 * Math.floor(rnd() * 512))
-    sq.transaction(() => upd.run(chunk, Math.floor(rnd() * nchunks)))()
-  }
-  const secs = secondsSince(start)
-  sq.close()
-  return count / secs
 }
 
 // ---- main ------------------------------------------------------------------------------------
@@ -296,11 +245,11 @@ async function main() {
     try {
       write.push(writeArray(z.file, SIZE))
       rawW.push(rawWrite(r.file, SIZE))
-      const c = inChild('read', z.file)
+      const c = runInChild(self, 'read', z.file)
       cold.push(c.coldMBs)
       warm.push(...c.warm)
       warmBase.push(...c.base)
-      rawR.push(inChild('raw-read', r.file).coldMBs)
+      rawR.push(runInChild(self, 'raw-read', r.file).coldMBs)
       fs.rmSync(r.dir, { recursive: true, force: true })
       for (const format of ['ZBlk0', 'ZBlk1']) {
         const u = smallUpdates(z.file, format)
@@ -308,7 +257,7 @@ async function main() {
         growth[format].push(u.growth)
       }
       const rs = freshFile('rawsmall')
-      rawSmall.push(rawSmallCommits(rs.file))
+      rawSmall.push(chunkCommits(rs.file, { bytes: SIZE }))
       fs.rmSync(rs.dir, { recursive: true, force: true })
     } finally {
       fs.rmSync(z.dir, { recursive: true, force: true })
@@ -327,7 +276,7 @@ async function main() {
     const wr = writeArray(z.file, RANDOM_SIZE)
     console.log(`random: wrote the ${RANDOM_SIZE / MiB} MiB array at ${wr.toFixed(0)} MB/s`)
     for (let run = 0; run < RUNS; run++) {
-      const r = inChild('random', z.file)
+      const r = runInChild(self, 'random', z.file)
       rnd.push(r.us)
       rndBase.push(r.baseUs)
       console.log(`random run ${run}: ${r.us.toFixed(1)} µs per read (plain array ${r.baseUs.toFixed(3)} µs)`)

@@ -18,7 +18,6 @@
 //                       ZBIG_SMALL_MiB file in one transaction in each format (the measure
 //                       behind 'auto': ZBlk1 for small changes, ZBlk0 for bulk writes)
 // Size: ZBIG_MiB (default 1024). Writes its rows into bench/RESULTS.md.
-import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -29,7 +28,17 @@ import { TransactionManager } from '@wendelin/transaction'
 import { DB, SQLiteStorage } from '@wendelin/zodb'
 import Database from 'better-sqlite3'
 
-import { printRows, repeat, secondsSince, summarize, updateResults, xorshift } from './lib/harness.js'
+import { printRows, secondsSince, summarize, updateResults, xorshift } from './lib/harness.js'
+import { chunkCommits, runInChild, sqliteFileSize, writeBlobs } from './lib/raw-sqlite.js'
+
+/** The raw baseline of write+commit: the same bytes as 2 MiB blobs, same transactions. MiB/s. */
+function rawWrite(file) {
+  const fill = (block, id) => {
+    const base = id * block.length
+    for (let i = 0; i < block.length; i++) block[i] = base + i
+  }
+  return SIZE / MiB / writeBlobs(file, { bytes: SIZE, blockBytes: BLK, txnBytes: CHUNK, fill })
+}
 
 const MiB = 1024 * 1024
 const BLK = 2 * MiB
@@ -44,13 +53,6 @@ const self = fileURLToPath(import.meta.url)
  * Bytes of data in the database file: the WAL checkpointed into it first (the WAL file's own
  * size is a cache that is reused, not growth of the database).
  */
-function dbSize(file) {
-  const sq = new Database(file)
-  sq.pragma('wal_checkpoint(TRUNCATE)')
-  sq.close()
-  return fs.statSync(file).size
-}
-
 function openZ(file, options = {}) {
   const db = new DB(new SQLiteStorage(file), { cacheSize: options.cacheSize ?? 10000 })
   const tm = new TransactionManager()
@@ -81,29 +83,6 @@ function writeCommit(file) {
   h.close()
   db.close()
   ram.close()
-  return SIZE / MiB / s
-}
-
-function rawWrite(file) {
-  const sq = new Database(file)
-  sq.pragma('journal_mode = WAL')
-  sq.pragma('synchronous = FULL')
-  sq.exec('CREATE TABLE blobs (id INTEGER PRIMARY KEY, data BLOB)')
-  const ins = sq.prepare('INSERT INTO blobs (id, data) VALUES (?, ?)')
-  const block = new Float64Array(BLK / 8)
-  const start = process.hrtime.bigint()
-  let id = 0
-  for (let c = 0; c < SIZE / CHUNK; c++) {
-    sq.transaction(() => {
-      for (let b = 0; b < CHUNK / BLK; b++) {
-        const base = id * (BLK / 8)
-        for (let i = 0; i < block.length; i++) block[i] = base + i
-        ins.run(id++, Buffer.from(block.buffer))
-      }
-    })()
-  }
-  const s = secondsSince(start)
-  sq.close()
   return SIZE / MiB / s
 }
 
@@ -163,12 +142,6 @@ function childRawRead(file) {
   return { coldMBs: SIZE / MiB / secs, s }
 }
 
-function inChild(mode, file) {
-  const r = spawnSync(process.execPath, ['--expose-gc', self, mode, file], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] })
-  if (r.status !== 0) throw new Error(`${mode} child failed`)
-  return JSON.parse(r.stdout.trim().split('\n').pop())
-}
-
 // ---- small commits ---------------------------------------------------------------------------
 
 function smallCommits(file, format) {
@@ -194,42 +167,19 @@ function smallCommits(file, format) {
     tm.commit()
   }
   const n = 1000
-  const before = dbSize(file)
+  const before = sqliteFileSize(file)
   const start = process.hrtime.bigint()
   for (let i = 0; i < n; i++) {
     view.setFloat64(8 * Math.floor(rnd() * (SMALL / 8)), rnd())
     tm.commit()
   }
   const secs = secondsSince(start)
-  const growth = (dbSize(file) - before) / n
+  const growth = (sqliteFileSize(file) - before) / n
   m.unmap()
   h.close()
   db.close()
   ram.close()
   return { perSec: n / secs, growth, bulkMBs, b: b.length }
-}
-
-function rawSmallCommits(file) {
-  const sq = new Database(file)
-  sq.pragma('journal_mode = WAL')
-  sq.pragma('synchronous = FULL')
-  sq.exec('CREATE TABLE chunks (id INTEGER PRIMARY KEY, data BLOB)')
-  const nchunks = SMALL / 4096
-  const chunk = Buffer.alloc(4096, 1)
-  sq.transaction(() => {
-    for (let i = 0; i < nchunks; i++) sq.prepare('INSERT INTO chunks VALUES (?, ?)').run(i, chunk)
-  })()
-  const upd = sq.prepare('UPDATE chunks SET data = ? WHERE id = ?')
-  const rnd = xorshift(7)
-  const n = 1000
-  const start = process.hrtime.bigint()
-  for (let i = 0; i < n; i++) {
-    chunk.writeDoubleLE(rnd(), 8 * Math.floor(rnd() * 512))
-    sq.transaction(() => upd.run(chunk, Math.floor(rnd() * nchunks)))()
-  }
-  const secs = secondsSince(start)
-  sq.close()
-  return n / secs
 }
 
 // ---- main ------------------------------------------------------------------------------------
@@ -253,11 +203,11 @@ async function main() {
     dirs.push(z.dir, r.dir)
     write.push(writeCommit(z.file))
     rawW.push(rawWrite(r.file))
-    const c = inChild('cold-read', z.file)
+    const c = runInChild(self, 'cold-read', z.file)
     cold.push(c.coldMBs)
     warm.push(...c.warm)
     warmBase.push(...c.base)
-    rawR.push(inChild('raw-read', r.file).coldMBs)
+    rawR.push(runInChild(self, 'raw-read', r.file).coldMBs)
     console.log(`run ${run}: write ${write.at(-1).toFixed(0)} MB/s (raw ${rawW.at(-1).toFixed(0)}), cold read ${cold.at(-1).toFixed(0)} MB/s (raw ${rawR.at(-1).toFixed(0)}), RAM peak ${(c.peakBytes / MiB).toFixed(0)} MiB`)
     fs.rmSync(z.dir, { recursive: true, force: true })
     fs.rmSync(r.dir, { recursive: true, force: true })
@@ -276,7 +226,7 @@ async function main() {
       fs.rmSync(z.dir, { recursive: true, force: true })
     }
     const z = freshFile('rawsmall')
-    rawSmall.push(rawSmallCommits(z.file))
+    rawSmall.push(chunkCommits(z.file, { bytes: SMALL }))
     fs.rmSync(z.dir, { recursive: true, force: true })
     console.log(`run ${run}: small commits ZBlk0 ${small.ZBlk0.at(-1).toFixed(0)}/s +${growth.ZBlk0.at(-1).toFixed(0)} B, ZBlk1 ${small.ZBlk1.at(-1).toFixed(0)}/s +${growth.ZBlk1.at(-1).toFixed(0)} B, auto ${small.auto.at(-1).toFixed(0)}/s +${growth.auto.at(-1).toFixed(0)} B; bulk ${bulk.ZBlk0.at(-1).toFixed(0)}/${bulk.ZBlk1.at(-1).toFixed(0)}/${bulk.auto.at(-1).toFixed(0)} MB/s; raw ${rawSmall.at(-1).toFixed(0)}/s`)
   }
