@@ -323,6 +323,38 @@ describe('ZBigFile', () => {
     })
   }
 
+  it('a loader copies a ZBlk0 block from its record without loading the object (same bytes, trailing zeros)', () => {
+    const e = env()
+    const zf = newFile(e, 'ZBlk0')
+    const h = open(zf)
+    const m = h.mmap(0, 2)
+    const b = m.bytes()
+    for (let i = 0; i < PS - 100; i++) b[i] = (i * 7) & 0xff || 1 // trailing 100 zero bytes: trimmed
+    fill(b, 1, 9)
+    e.tm.commit()
+    m.unmap()
+    // another connection, as a loader reads: the block objects are ghosts there
+    const e2 = env(e.file)
+    const zf2 = (e2.conn.root as Record<string, unknown>).zfile as ZBigFile
+    const zblk = zf2.blktab.get(0)!
+    expect(zblk).to.be.instanceOf(ZBlk0)
+    expect(zblk._p_status).to.equal('ghost')
+    const dest = new Uint8Array(PS).fill(0xee)
+    expect(zblk.loadFrom(e2.db.storage, e2.conn.before, dest)).to.equal(true)
+    expect(zblk._p_status).to.equal('ghost') // not decoded into the cache
+    const expected = new Uint8Array(PS)
+    zblk.loadInto(expected) // through the object
+    expect(Buffer.compare(dest, expected)).to.equal(0)
+    expect(dest[PS - 1]).to.equal(0)
+    expect(dest[PS - 101]).to.not.equal(0)
+    // a loaded object is used as it is
+    const again = new Uint8Array(PS).fill(0xee)
+    expect(zblk.loadFrom(e2.db.storage, e2.conn.before, again)).to.equal(false)
+    expect(Buffer.compare(again, expected)).to.equal(0)
+    // a record that is not a plain ZBlk0 state is not read raw
+    expect(ZBlk0.recordBytes(new Uint8Array([1, 2, 3]))).to.equal(null)
+  })
+
   it('ZBlk1 rewrites only changed chunks and stores no zero chunks', () => {
     const e = env()
     const zf = newFile(e, 'ZBlk1')

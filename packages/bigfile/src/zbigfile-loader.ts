@@ -119,8 +119,7 @@ export class ZBigFileBlocks extends BigFile {
     if (!(zfile instanceof ZBigFile)) throw new TypeError(`${this.describe()}: object 0x${idToHex(this.oid)} is not a ZBigFile`)
     const { zblk, deps } = lookupBlock(zfile, blk)
     if (zblk === null) dest.fill(0)
-    else {
-      zblk.loadInto(dest)
+    else if (!zblk.loadFrom(this.db!.storage, snapshot + 1n, dest)) {
       zblk.release() // the bytes are in the page now: do not keep a second copy in the cache
     }
     return encodeReport(snapshot, deps)
