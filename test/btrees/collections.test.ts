@@ -187,6 +187,26 @@ describe('B-tree collections (in memory)', () => {
       tree.set(5, 5) // same value: no change
       expect(it2.next().value).to.equal(1)
     })
+
+    it('an iterator goes on when another collection changes, and still fails when its own does', () => {
+      const tree = new IIBTree()
+      const other = new IIBTree()
+      for (let i = 0; i < 300; i++) tree.set(i, i)
+      for (const yields of ['keys', 'values', 'entries'] as const) {
+        const it = tree[yields]()
+        expect(it.next().done).to.equal(false)
+        other.set(1, 1)
+        other.set(2, 2)
+        const seen = [...{ [Symbol.iterator]: () => it }].length
+        expect(seen).to.equal(299)
+      }
+      const it = tree.values()
+      for (let i = 0; i < 150; i++) it.next() // in the middle of a leaf or past one
+      other.delete(1)
+      expect(it.next().value).to.equal(150)
+      tree.delete(299)
+      expect(() => it.next()).to.throw(ConcurrentModificationError)
+    })
   })
 
   describe('sets (OOTreeSet, IITreeSet, OOSet)', () => {
