@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
 import { TransactionManager } from '@wendelin/transaction'
 import {
+  ConflictError,
   DB,
   POSKeyError,
   ReadOnlyError,
@@ -412,6 +413,44 @@ describe('SQLiteStorage', () => {
   })
 })
 
+
+describe('SQLiteStorage stores of new objects', () => {
+  it('an oid it handed out is stored as new once; storing it as new again, or a foreign one, conflicts', () => {
+    const file = freshFile()
+    const s = new SQLiteStorage(file)
+    const commitOrAbort = (oid: bigint, value: string) => {
+      const txn = meta()
+      s.tpc_begin(txn)
+      try {
+        s.store(oid, 0n, record({ value }), txn)
+        s.tpc_vote(txn)
+        return s.tpc_finish(txn)
+      } catch (error) {
+        s.tpc_abort(txn)
+        throw error
+      }
+    }
+    const a = s.newOid()
+    commitRecords(s, [[a, 0n, record({ value: 1 })]])
+    expect(() => commitOrAbort(a, 'second')).to.throw(ConflictError)
+    // A new oid of an aborted transaction is still new; an oid another instance wrote is not.
+    const b = s.newOid()
+    const txn = meta()
+    s.tpc_begin(txn)
+    s.store(b, 0n, record({ value: 'aborted' }), txn)
+    s.tpc_vote(txn)
+    s.tpc_abort(txn)
+    const other = new SQLiteStorage(file)
+    const c = other.newOid()
+    commitRecords(other, [[c, 0n, record({ value: 'theirs' })]])
+    other.close()
+    commitOrAbort(b, 'again')
+    expect(() => commitOrAbort(c, 'mine')).to.throw(ConflictError)
+    expect(s.loadBefore(c, 0xffffffffffffffffn)!.data).to.deep.equal(record({ value: 'theirs' }))
+    expect(s.loadBefore(b, 0xffffffffffffffffn)!.data).to.deep.equal(record({ value: 'again' }))
+    s.close()
+  })
+})
 
 describe('SQLiteStorage isolation of a commit in progress', () => {
   it('readers of the same instance do not see a voted transaction before it finishes, nor after it aborts', () => {

@@ -297,7 +297,8 @@ export class Connection<R extends object = Record<string, unknown>> implements P
     this.#checkWritable(`change ${describe(obj)}`)
     this.#join()
     this.#registered.push(obj)
-    this.cache.accessed(obj)
+    // No cache.accessed(obj) here: a changed object is never evicted, and tpc_finish marks it
+    // used when it is up to date again (a move in a big LRU map was a tenth of an update).
   }
 
   ghostified(obj: Persistent): void {
@@ -473,10 +474,12 @@ export class Connection<R extends object = Record<string, unknown>> implements P
 
   #addNew(obj: Persistent): Oid {
     this.#join()
-    const oid = obj._p_oid ?? this.#storage.newOid()
+    const given = obj._p_oid
+    const oid = given ?? this.#storage.newOid()
     _attach(obj, this, oid)
     this.#added.set(oid, obj)
-    this.cache.add(obj)
+    if (given === null) this.cache.addNew(obj)
+    else this.cache.add(obj)
     this.#addedDuringCommit?.(obj)
     return oid
   }

@@ -50,6 +50,14 @@ export class ObjectCache {
     return this.#refs.get(oid)?.deref()
   }
 
+  /**
+   * Add an active object whose oid the storage just handed out (no object can be cached under
+   * it): `add` without the look-up.
+   */
+  addNew(obj: Persistent): void {
+    this.accessed(obj)
+  }
+
   /** Add `obj` under its oid (it must not be cached under that oid already). */
   add(obj: Persistent): void {
     const meta = _meta(obj)
@@ -77,11 +85,10 @@ export class ObjectCache {
     if (oid === null) return
     if (this.#young.size > 0) this.#young.delete(oid)
     const active = this.#active
-    if (active.get(oid) === obj) {
+    const prev = active.get(oid)
+    if (prev !== undefined) {
       active.delete(oid)
-      this.#bytes -= meta.cachedSize
-    } else {
-      this.#removeActive(oid)
+      this.#bytes -= _meta(prev).cachedSize
     }
     active.set(oid, obj)
     meta.cachedSize = meta.size

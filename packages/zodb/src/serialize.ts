@@ -84,12 +84,13 @@ export interface ReferenceWriter {
 class PathStep {
   constructor(
     readonly parent: PathStep | null,
-    readonly key: string | number,
+    /** A function for the root's label, computed only if an error message needs it. */
+    readonly key: string | number | (() => string),
   ) {}
   toString(): string {
     const parts: string[] = []
     for (let s: PathStep | null = this; s !== null; s = s.parent) {
-      const k = s.key
+      const k = typeof s.key === 'function' ? s.key() : s.key
       parts.push(typeof k === 'number' ? `[${k}]` : s.parent === null || k.startsWith('<') || k.startsWith('.get(') ? k : /^[A-Za-z_$][\w$]*$/.test(k) ? `.${k}` : `[${JSON.stringify(k)}]`)
     }
     return parts.reverse().join('')
@@ -189,7 +190,8 @@ class StateWriter {
  * Throws UnserializableError (naming the attribute path) for a value that cannot be stored.
  */
 export function encodeRecord(obj: Persistent, className: string, refs: ReferenceWriter): Uint8Array {
-  const label = `${className}(${obj._p_oid === null ? 'new object' : `oid 0x${idToHex(obj._p_oid)}`})`
+  // The label names the object in error messages only: made when one needs it (idToHex per record cost 1-2% of an update).
+  const label = () => `${className}(${obj._p_oid === null ? 'new object' : `oid 0x${idToHex(obj._p_oid)}`})`
   return new RecordEncoder(refs).record(className, obj._p_getState(), new PathStep(null, label))
 }
 

@@ -58,6 +58,8 @@ const log = createDebug('wendelin:zodb:sqlite')
 export const SQLITE_SCHEMA_VERSION = 1
 const APPLICATION = 'wendelin-zodb'
 const INT64_MAX = 0x7fff_ffff_ffff_ffffn
+/** How many handed-out, uncommitted oids SQLiteStorage remembers as certainly new. */
+const FRESH_OIDS_MAX = 1 << 20
 /** WAL pages (of 4 KiB by default) after which a commit checkpoints. */
 const WAL_AUTOCHECKPOINT_PAGES = 10_000
 
@@ -186,6 +188,13 @@ export class SQLiteStorage implements Storage {
   #oidNext: Oid = 0n
   #oidEnd: Oid = 0n
   #oidBlock = 64n
+  /**
+   * Oids this instance handed out that no transaction of it has committed yet. They were
+   * reserved in the file for us alone, so no revision of them can exist: a new object's store
+   * needs no look-up of its current serial at vote. Bounded: past FRESH_OIDS_MAX (oids of
+   * aborted transactions pile up) it is emptied, and those oids are looked up as any other.
+   */
+  readonly #freshOids = new Set<Oid>()
   #closed = false
   readonly #stmt: ReturnType<SQLiteStorage['prepareStatements']>
 
@@ -442,7 +451,10 @@ export class SQLiteStorage implements Storage {
         if (durable) this.#db.pragma('synchronous = FULL')
       }
     }
-    return this.#oidNext++
+    if (this.#freshOids.size >= FRESH_OIDS_MAX) this.#freshOids.clear()
+    const oid = this.#oidNext++
+    this.#freshOids.add(oid)
+    return oid
   }
 
   // --- two-phase commit ----------------------------------------------------------------------
@@ -514,7 +526,9 @@ export class SQLiteStorage implements Storage {
           })
         }
       }
+      const fresh = this.#freshOids
       for (const [oid, pending] of commit.stores) {
+        if (pending.oldSerial === 0n && pending.data !== null && fresh.has(oid)) continue
         const current = this.#currentSerial(oid)
         if (current === pending.oldSerial) continue
         if (current === 0n || pending.data === null) {
@@ -547,6 +561,7 @@ export class SQLiteStorage implements Storage {
     this.#lastTid = tid
     this.#commit = null
     const oids = [...commit.stores.keys()]
+    if (this.#freshOids.size > 0) for (const oid of oids) this.#freshOids.delete(oid)
     log('committed %s: %d objects', idToHex(tid), oids.length)
     onTid?.(tid)
     for (const l of [...this.#listeners]) l.invalidate(tid, oids)
