@@ -7,6 +7,7 @@ import type { NdArray } from 'ndarray'
 import ops from 'ndarray-ops'
 import path from 'node:path'
 
+import { ZBlk0, ZBlk1, virtmemStats } from '@wendelin/bigfile'
 import { ZBigArray, recordDType, releaseView, type DType } from '@wendelin/bigarray'
 import { TransactionManager } from '@wendelin/transaction'
 import { ConflictError, DB, MemoryStorage, SQLiteStorage, type Connection } from '@wendelin/zodb'
@@ -262,6 +263,80 @@ describe('ZBigArray', () => {
     expect(A1.get(16 * PS - 1)).to.equal(0)
     e1.tm.begin()
     expect(A1.get(16 * PS - 1)).to.equal(-1)
+  })
+
+  it('get of an element whose page is not in memory reads one chunk of a ZBlk1 block, at the snapshot, without loading the page', () => {
+    const e1 = open()
+    const n = (4 * PS) / 8
+    e1.root.z = new ZBigArray([n], 'float64', { blksize: PS, format: 'ZBlk1' })
+    e1.tm.commit()
+    const A1 = arr<ZBigArray<'float64'>>(e1, 'z')
+    for (let i = 0; i < n; i += 97) A1.set(i, i * 0.5)
+    A1.set(n - 1, -3)
+    e1.tm.commit()
+    for (let pg = 0; pg < 4; pg++) expect(A1.zfile.blktab.get(pg)).to.be.instanceOf(ZBlk1)
+    const e2 = connect(e1.db)
+    const A2 = arr<ZBigArray<'float64'>>(e2, 'z')
+    const fh = A2.fileh
+    const loads = virtmemStats().loads
+    // one get per page, each into another page: nothing is loaded
+    expect(A2.get(97 * 3)).to.equal(97 * 1.5)
+    expect(A2.get(n - 1)).to.equal(-3)
+    expect(A2.get(PS / 8 + 1)).to.equal(0) // a zero chunk (not stored)
+    expect(A2.get(97 * 300)).to.equal(97 * 150)
+    expect([0, 1, 2, 3].map((pg) => fh.pageState(pg))).to.deep.equal(['empty', 'empty', 'empty', 'empty'])
+    expect(virtmemStats().loads).to.equal(loads)
+    // another connection's commit is seen at the boundary, not before
+    A1.set(97 * 3, 42)
+    e1.tm.commit()
+    A2.releaseMappings()
+    expect(A2.get(97 * 3)).to.equal(97 * 1.5)
+    e2.tm.begin()
+    expect(A2.get(n - 1)).to.equal(-3)
+    expect(A2.get(97 * 3)).to.equal(42)
+    expect(fh.pageState(0)).to.equal('empty')
+    // a second get in the same page maps it: a walk loads the page once
+    expect(A2.get(97 * 3 + 97)).to.equal(97 * 2)
+    expect(fh.pageState(0)).to.equal('loaded')
+    // the handle's dirty pages are seen
+    A2.set(n - 1, 9)
+    expect(fh.pageState(3)).to.equal('dirty')
+    A2.releaseMappings()
+    expect(A2.get(n - 1)).to.equal(9)
+    e2.tm.abort()
+    A2.releaseMappings()
+    expect(A2.get(n - 1)).to.equal(-3)
+    // a ZBlk0 block is loaded whole, as before
+    A1.zfile.format = 'ZBlk0'
+    A1.assign(1.25, [PS / 8, (2 * PS) / 8])
+    e1.tm.commit()
+    e2.tm.begin()
+    expect(A2.zfile.blktab.get(1)).to.be.instanceOf(ZBlk0)
+    A2.releaseMappings()
+    expect(fh.pageState(1)).to.equal('empty')
+    expect(A2.get(PS / 8 + 5)).to.equal(1.25)
+    expect(fh.pageState(1)).to.equal('loaded')
+  })
+
+  it('get reads the shape and data of the current transaction: a shrink not yet committed', () => {
+    const e1 = open()
+    const n = (4 * PS) / 8
+    e1.root.z = new ZBigArray([n], 'float64', { blksize: PS, format: 'ZBlk1' })
+    e1.tm.commit()
+    const A1 = arr<ZBigArray<'float64'>>(e1, 'z')
+    A1.set(PS / 8 + 3, 5)
+    A1.set(2 * (PS / 8) + 3, 6)
+    e1.tm.commit()
+    A1.close()
+    const A = arr<ZBigArray<'float64'>>(e1, 'z')
+    A.resize([PS / 8 + 4]) // blocks 2, 3 truncated in this transaction
+    expect(A.get(PS / 8 + 3)).to.equal(5)
+    A.resize([n]) // growing over them reads zeros, as in the fault path
+    A.releaseMappings()
+    expect(A.get(2 * (PS / 8) + 3)).to.equal(0)
+    e1.tm.abort()
+    A.releaseMappings()
+    expect(A.get(2 * (PS / 8) + 3)).to.equal(6)
   })
 
   it('data conflicts: two connections writing one block — the second commit fails, retry after abort succeeds', () => {

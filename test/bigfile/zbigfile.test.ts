@@ -355,6 +355,55 @@ describe('ZBigFile', () => {
     expect(ZBlk0.recordBytes(new Uint8Array([1, 2, 3]))).to.equal(null)
   })
 
+  it('peek reads a ZBlk1 block\'s bytes or a hole without loading the page, and declines otherwise', () => {
+    const e = env()
+    const zf = new ZBigFile(PS, { format: 'ZBlk1' })
+    ;(e.conn.root as Record<string, unknown>).zfile = zf
+    e.conn.add(zf)
+    const h = open(zf)
+    const out = new Uint8Array(16).fill(0xee)
+    expect(h.peek(PS + 8, out)).to.equal(true) // never committed: zeros
+    expect(out.every((x) => x === 0)).to.equal(true)
+    const m = h.mmap(0, 4)
+    const b = m.bytes()
+    for (let i = 0; i < PS; i++) b[i] = (i % 251) + 1
+    b.fill(5, 2 * PS + 4090, 2 * PS + 4100) // across a chunk edge; the rest of block 2 is zeros
+    e.tm.commit()
+    m.unmap()
+    const e2 = env(e.file)
+    const zf2 = (e2.conn.root as Record<string, unknown>).zfile as ZBigFile
+    const h2 = open(zf2)
+    const at = (off: number, len: number) => {
+      const d = new Uint8Array(len).fill(0xee)
+      return h2.peek(off, d) ? [...d] : null
+    }
+    expect(at(4094, 4)).to.deep.equal([4094, 4095, 4096, 4097].map((i) => (i % 251) + 1)) // across a chunk edge
+    expect(at(2 * PS + 4088, 16)).to.deep.equal([0, 0, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 0, 0, 0, 0])
+    expect(at(PS + 100, 8)).to.deep.equal([0, 0, 0, 0, 0, 0, 0, 0]) // a hole
+    expect(at(3 * PS + 100, 8)).to.deep.equal([0, 0, 0, 0, 0, 0, 0, 0])
+    for (let pg = 0; pg < 4; pg++) expect(h2.pageState(pg)).to.equal('empty')
+    expect(() => h2.peek(PS - 4, new Uint8Array(8))).to.throw(RangeError)
+    // a page in memory: read it through a mapping
+    const m2 = h2.mmap(0, 1)
+    void m2.bytes()[0]
+    expect(at(8, 8)).to.equal(null)
+    m2.unmap()
+    // a block table changed in the current transaction
+    zf2.truncate(2)
+    expect(at(2 * PS + 4090, 8)).to.equal(null)
+    e2.tm.abort()
+    expect(at(2 * PS + 4090, 2)).to.deep.equal([5, 5])
+    // ZBlk0 blocks are read whole: declined
+    zf.format = 'ZBlk0'
+    const m3 = h.mmap(2, 1)
+    m3.bytes().fill(1)
+    e.tm.commit()
+    m3.unmap()
+    e2.tm.begin()
+    expect(zf2.blktab.get(2)).to.be.instanceOf(ZBlk0)
+    expect(at(2 * PS, 8)).to.equal(null)
+  })
+
   it('ZBlk1 rewrites only changed chunks and stores no zero chunks', () => {
     const e = env()
     const zf = newFile(e, 'ZBlk1')

@@ -31,6 +31,11 @@ export type Order = 'C' | 'F'
 export interface BigArrayFileH {
   readonly blksize: number
   mmap(pgoffset: number, pglen: number): Mapping
+  /**
+   * Optional: reads bytes [offset, offset + dest.length) (within one page) without bringing the
+   * page into memory, when the file can do that cheaply; false when it did not (ZBigFileH.peek).
+   */
+  peek?(offset: number, dest: Uint8Array): boolean
 }
 
 /** A slice of one axis, as Python's start:stop:step (negative values count from the end). */
@@ -515,9 +520,32 @@ export class BigArray<D extends DType = DType> implements BigArrayLike<D> {
    */
   get(...index: number[]): ValueOf<D> {
     const off = this.#elementOffset(index)
+    const fileh = this.#fileh
+    if (fileh.peek !== undefined) {
+      // A page not in memory is read without loading it where the file can (a ZBlk1 block: one
+      // 4 KiB chunk instead of 2 MiB) — unless the previous get peeked into the same page: a
+      // walk over nearby elements maps (loads) the page once instead.
+      const bs = fileh.blksize
+      const pg = Math.floor(off / bs)
+      const c = this.#cached
+      const mapped = c !== null && pg >= c.pg && pg < c.pg + c.len && c.m.isLive
+      if (!mapped && pg !== this.#lastPeek && Math.floor((off + this.#itemsize - 1) / bs) === pg) {
+        const scratch = (this.#scratch ??= new Uint8Array(this.#itemsize))
+        if (fileh.peek(off, scratch)) {
+          this.#lastPeek = pg
+          return this.#read((this.#scratchView ??= new DataView(scratch.buffer)), 0)
+        }
+      }
+      this.#lastPeek = -1
+    }
     const c = this.#elementPages(off)
     return this.#read(c.dv, off - c.pg * this.#fileh.blksize)
   }
+
+  /** The page the last get() peeked into (-1: none). */
+  #lastPeek = -1
+  #scratch: Uint8Array | null = null
+  #scratchView: DataView | null = null
 
   /** Writes one element: `A.set(i, j, value)`. */
   set(...args: [...number[], ValueOf<D>]): void {

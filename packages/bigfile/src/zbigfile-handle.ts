@@ -27,8 +27,9 @@
 // of the connection (storeblk, virtmem lock released); tpc_finish marks them stored; abort
 // discards them. A failed commit leaves the pages dirty (memory as before the commit); an
 // abort of the transaction afterwards discards them, as any abort does.
+import { pathTo } from '@wendelin/btrees'
 import type { DataManager, Synchronizer, Transaction, TransactionManagerLike } from '@wendelin/transaction'
-import { Connection, idToHex, specForAnotherThread, type InvalidationListener, type Oid, type Storage, type Tid } from '@wendelin/zodb'
+import { Connection, GHOST, idToHex, specForAnotherThread, type InvalidationListener, type Oid, type Storage, type Tid } from '@wendelin/zodb'
 
 import { FileH, WRITEOUT_MARKSTORED, WRITEOUT_STORE, type Mapping } from './fileh.js'
 import { log } from './log.js'
@@ -36,7 +37,7 @@ import { addon, type PageState } from './native.js'
 import type { RAM } from './ram.js'
 import { type BlockDeps, type LoadReport, type ZBigFile, decodeReport, lookupBlock, openHandleCount } from './zbigfile.js'
 import { ZBigFileBlocks } from './zbigfile-loader.js'
-import { ZBlk0 } from './zblk.js'
+import { CHUNK_SIZE, ZBlk0, ZBlk1 } from './zblk.js'
 
 export interface ZBigFileHOptions {
   /** RAM to hold pages in (its page size must be the file's blksize); default: the shared one. */
@@ -191,6 +192,58 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
 
   pageState(pgoffset: number): PageState {
     return this.fileh.pageState(pgoffset)
+  }
+
+  /**
+   * Reads bytes [offset, offset + dest.length) of the file as the handle shows them without
+   * bringing their page into memory, when that is cheaper than loading the whole block: the
+   * page is neither in memory (loaded or dirty) nor being loaded, and its block is a hole or is
+   * stored in chunks (ZBlk1), of which only the chunks covering the range are read — through
+   * the handle's connection, whose snapshot is the handle's. Returns false, with `dest` left
+   * as it was, otherwise: a page in memory, a ZBlk0 block (read whole anyway), a block table
+   * or block changed in the current transaction, a commit under way, a closed connection —
+   * read through a mapping then. The range must lie within one page.
+   */
+  peek(offset: number, dest: Uint8Array): boolean {
+    const bs = this.fileh.blksize
+    const pg = Math.floor(offset / bs)
+    const at = offset - pg * bs
+    if (!Number.isSafeInteger(offset) || offset < 0 || at + dest.length > bs) throw new RangeError(`ZBigFileH.peek: [${offset}, ${offset + dest.length}) is not within one page`)
+    if (this.#closed || !this.#following || this.#committing !== null) return false
+    if (addon.filehPageState(this.fileh._native, pg) !== 'empty') return false
+    if (this.#snapshot === 0n) {
+      dest.fill(0) // never committed: holes, as a loader reads them
+      return true
+    }
+    const zfile = this.zfile
+    if (zfile._p_changed === true) return false
+    const blktab = zfile.blktab
+    for (const node of pathTo(blktab, pg)) if (node._p_changed === true) return false
+    const zblk = blktab.get(pg)
+    if (zblk === undefined) {
+      dest.fill(0)
+      return true
+    }
+    if (!(zblk instanceof ZBlk1) || zblk._p_changed === true) return false
+    const chunktab = zblk.chunktab
+    for (let pos = 0; pos < dest.length; ) {
+      const o = at + pos
+      const ci = Math.floor(o / CHUNK_SIZE)
+      const inChunk = o - ci * CHUNK_SIZE
+      const n = Math.min(dest.length - pos, CHUNK_SIZE - inChunk)
+      const chunk = chunktab.get(ci)
+      let got = 0
+      if (chunk !== undefined) {
+        const ghost = chunk._p_state === GHOST
+        const data = chunk.data // stored trimmed: zeros past its end
+        got = Math.max(0, Math.min(data.length, inChunk + n) - inChunk)
+        if (got > 0) dest.set(data.subarray(inChunk, inChunk + got), pos)
+        if (ghost) chunk._p_deactivate() // one element read: keep no 4 KiB chunk in the cache for it
+      }
+      if (got < n) dest.fill(0, pos + got, pos + n)
+      pos += n
+    }
+    return true
   }
 
   /** Closes the file handle (refused while mappings live or the handle is in a transaction). */
