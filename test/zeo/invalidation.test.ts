@@ -3,6 +3,7 @@
 // never serves a stale snapshot; a reconnection verifies the cache; calls while disconnected fail
 // with ClientDisconnected (a TransientError).
 import path from 'node:path'
+import { Worker } from 'node:worker_threads'
 
 import { expect } from 'chai'
 import { TransactionManager, TransientError } from '@wendelin/transaction'
@@ -10,7 +11,7 @@ import { DB, MAX_TID, PersistentMapping, SQLiteStorage, openStorage, type Oid, t
 import { ClientDisconnected, ClientStorage } from '@wendelin/zeo'
 
 import { Item } from '../zodb/helpers.js'
-import { ServerProcess, TOKEN, freshDir, removeScratch, sleep } from './helpers.js'
+import { ServerProcess, TOKEN, freshDir, here, removeScratch, sleep } from './helpers.js'
 
 type AnyRoot = Record<string, unknown>
 
@@ -139,6 +140,73 @@ describe('zeo invalidations and the client cache', function () {
     const p = c.prefetch(oids)
     expect([...c.loadBefore(oids[7]!, c.lastTransaction() + 1n)!.data]).to.deep.equal([7])
     await p
+  })
+
+  /** A proxy (fixtures/coalescing-proxy) that delivers the reply to `holdMethod` together with
+   * the invalidation of a commit of root[key] = value made while it held that reply. */
+  async function coalescingProxy(name: string, holdMethod: string, key: string, value: unknown): Promise<{ port: number; committed: Promise<Tid>; close(): void }> {
+    const worker = new Worker(path.join(here, 'fixtures', 'coalescing-proxy.js'), {
+      workerData: { upstream: server.port, storage: name, token: TOKEN, holdMethod, key, value },
+    })
+    let committed!: (tid: Tid) => void
+    const done = new Promise<Tid>((r) => (committed = r))
+    const port = await new Promise<number>((resolve, reject) => {
+      worker.once('error', reject)
+      worker.on('message', (m: { port?: number; committed?: Tid }) => {
+        if (m.port !== undefined) resolve(m.port)
+        if (m.committed !== undefined) committed(m.committed)
+      })
+    })
+    return { port, committed: done, close: () => worker.postMessage('close') }
+  }
+
+  it('keeps a loaded record current only until the invalidation that came right behind its reply', async () => {
+    // The reply to a load and the push of the next commit of the same object are read by the main
+    // thread in one go (here forced by the proxy; on a loaded machine by chance). The record must
+    // enter the cache before the invalidation is applied, or it stays "current" after its
+    // successor was committed and every later snapshot reads it: a reader one commit behind.
+    const name = await server.addStorage()
+    const b = dbOn(name)
+    b.tm.begin()
+    b.root().v = 1
+    b.tm.commit()
+    const proxy = await coalescingProxy(name, 'loadBefore', 'v', 2)
+    open.push(proxy)
+    const a = new ClientStorage({ host: '127.0.0.1', port: proxy.port, storage: name, token: TOKEN, prefetchBudget: 0 })
+    open.push(a)
+    const at = a.lastTransaction() + 1n
+    const before = a.loadBefore(0n, at)! // its reply comes with the invalidation of the proxy's commit
+    const t2 = await proxy.committed
+    expect(before.serial < t2).to.equal(true)
+    expect(a.lastTransaction()).to.equal(t2)
+    expect(a.loadBefore(0n, t2 + 1n)!.serial).to.equal(t2)
+    expect(a.loadBefore(0n, at)!.nextSerial).to.equal(t2)
+  })
+
+  it("shows at the next transaction a commit whose invalidation came right behind the reply to this client's finish", async () => {
+    // The committing connection ignores invalidations while it finishes (they would be its own);
+    // one of a later commit read with our finish reply must wait for the next boundary.
+    const name = await server.addStorage()
+    const b = dbOn(name) // (the root exists before the proxy watches for a finish)
+    b.tm.begin()
+    b.root().theirs = 'none yet'
+    b.tm.commit()
+    const proxy = await coalescingProxy(name, 'finish', 'theirs', 'b')
+    open.push(proxy)
+    const a = new ClientStorage({ host: '127.0.0.1', port: proxy.port, storage: name, token: TOKEN })
+    const db = new DB(a)
+    open.push(db)
+    const tm = new TransactionManager({ explicit: true })
+    const conn = db.open({ transactionManager: tm })
+    tm.begin()
+    ;(conn.root as AnyRoot).mine = 'a'
+    tm.commit() // the proxy commits root.theirs = 'b' right after, and we hear of it with our reply
+    const theirs = await proxy.committed
+    tm.begin()
+    expect(a.lastTransaction()).to.equal(theirs)
+    expect((conn.root as AnyRoot).theirs).to.equal('b')
+    expect((conn.root as AnyRoot).mine).to.equal('a')
+    tm.abort()
   })
 
   it('sends along the records a loaded record refers to, so a tree walk costs a round trip per bucket', async () => {

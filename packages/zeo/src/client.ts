@@ -123,6 +123,8 @@ interface Commit {
 interface Reply {
   ok: boolean
   value: unknown
+  /** An error thrown while the reply was applied (see #syncApply). */
+  error?: Error
 }
 
 type Welcome = {
@@ -153,6 +155,12 @@ export class ClientStorage implements Storage {
   readonly #async = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; apply: (v: unknown) => void }>()
   /** Waiting sync calls: their replies are kept in #replies. */
   readonly #syncIds = new Set<number>()
+  /**
+   * What a sync call's reply does to the cache and the known tids, run when the reply is handled:
+   * in stream order, before any invalidation the server sent after it (which the same drain may
+   * read from the port before the waiting caller runs again).
+   */
+  readonly #syncApply = new Map<number, (value: unknown) => unknown>()
   /** oid → id of the prefetch request that will bring it. */
   readonly #inflightPrefetch = new Map<Oid, number>()
   /** Invalidations not yet told to the listeners ('reset': drop everything). */
@@ -301,6 +309,14 @@ export class ClientStorage implements Storage {
 
   #settle(id: number, reply: Reply): void {
     if (this.#syncIds.has(id)) {
+      const apply = this.#syncApply.get(id)
+      if (apply !== undefined && reply.ok) {
+        try {
+          reply = { ok: true, value: apply(reply.value) }
+        } catch (error) {
+          reply = { ok: false, value: null, error: error as Error }
+        }
+      }
       this.#replies.set(id, reply)
       return
     }
@@ -407,12 +423,25 @@ export class ClientStorage implements Storage {
 
   /** A synchronous call: blocks until the reply (or a failure) comes. */
   #call(method: string, ...args: unknown[]): unknown {
+    return this.#callApplying(undefined, method, ...args)
+  }
+
+  /**
+   * A synchronous call whose reply, if it succeeds, goes through `apply` as soon as it is read
+   * from the port (see #syncApply); the call returns what `apply` returns.
+   */
+  #callApplying(apply: ((value: unknown) => unknown) | undefined, method: string, ...args: unknown[]): unknown {
     this.#checkOpen()
     this.#callCounts.set(method, (this.#callCounts.get(method) ?? 0) + 1)
     const id = this.#nextId++
     this.#syncIds.add(id)
-    this.#send(id, [id, method, ...args])
-    return this.#wait(id, method === 'pack' ? Infinity : (this.#options.callTimeout ?? 300_000))
+    if (apply !== undefined) this.#syncApply.set(id, apply)
+    try {
+      this.#send(id, [id, method, ...args])
+      return this.#wait(id, method === 'pack' ? Infinity : (this.#options.callTimeout ?? 300_000))
+    } finally {
+      this.#syncApply.delete(id)
+    }
   }
 
   #wait(id: number, timeout: number): unknown {
@@ -426,7 +455,7 @@ export class ClientStorage implements Storage {
         if (reply !== undefined) {
           this.#replies.delete(id)
           if (reply.ok) return reply.value
-          throw errorFromWire(reply.value as WireError)
+          throw reply.error ?? errorFromWire(reply.value as WireError)
         }
         const remaining = deadline - Date.now()
         if (remaining <= 0) throw new ClientDisconnected(`${this.spec}: no reply from the server within ${timeout} ms`)
@@ -434,6 +463,19 @@ export class ClientStorage implements Storage {
       }
     } finally {
       this.#syncIds.delete(id)
+    }
+  }
+
+  /** Block until the asynchronous call `id` is settled (its reply applied, in stream order). */
+  #waitSettled(id: number, timeout: number): void {
+    const deadline = Date.now() + timeout
+    while (this.#async.has(id)) {
+      const seq = Atomics.load(this.#ctl, 0)
+      this.#drain()
+      if (!this.#async.has(id)) return
+      const remaining = deadline - Date.now()
+      if (remaining <= 0) throw new ClientDisconnected(`${this.spec}: no reply from the server within ${timeout} ms`)
+      Atomics.wait(this.#ctl, 0, seq, Math.min(remaining, 60_000))
     }
   }
 
@@ -521,17 +563,9 @@ export class ClientStorage implements Storage {
     if (hit === undefined) {
       const pending = this.#inflightPrefetch.get(oid)
       if (pending !== undefined && this.#async.has(pending)) {
-        // A prefetch is bringing it: wait for that reply rather than asking again.
-        const a = this.#async.get(pending)!
-        this.#async.delete(pending)
-        if (--this.#portRefs === 0) this.#port.unref()
-        try {
-          const value = this.#wait(pending, this.#options.callTimeout ?? 300_000)
-          a.apply(value)
-          a.resolve(value)
-        } catch (error) {
-          a.reject(error as Error)
-        }
+        // A prefetch is bringing it: wait for that reply rather than asking again. The reply is
+        // applied to the cache when it is read, before the invalidations that follow it.
+        this.#waitSettled(pending, this.#options.callTimeout ?? 300_000)
         hit = this.#cache.lookup(oid, tid, this.#lastTid)
       }
     }
@@ -539,17 +573,26 @@ export class ClientStorage implements Storage {
       if (!hit.refsDone) this.#prefetchReferences(hit, tid)
       return { data: hit.data, serial: hit.serial, nextSerial: hit.next }
     }
-    const [rev, extras] = this.#call('loadBefore', oid, tid, this.#options.prefetchBudget ?? 256 * 1024) as [
-      [Uint8Array, Tid, Tid | null] | null,
-      [Oid, Uint8Array, Tid, Tid | null][],
-    ]
-    for (const [o, data, serial, next] of extras) this.#cache.put(o, { data, serial, next })
-    if (rev === null) return null
-    const [data, serial, next] = rev
-    const entry = { data, serial, next }
-    this.#cache.put(oid, entry)
+    // The records go into the cache as the reply is read: a revision current when the server
+    // answered must be there before an invalidation sent after the reply closes its range.
+    const entry = this.#callApplying(
+      (value) => {
+        const [rev, extras] = value as [[Uint8Array, Tid, Tid | null] | null, [Oid, Uint8Array, Tid, Tid | null][]]
+        for (const [o, data, serial, next] of extras) this.#cache.put(o, { data, serial, next })
+        if (rev === null) return null
+        const e: CachedRevision = { data: rev[0], serial: rev[1], next: rev[2] }
+        this.#cache.put(oid, e)
+        return e
+      },
+      'loadBefore',
+      oid,
+      tid,
+      this.#options.prefetchBudget ?? 256 * 1024,
+    ) as CachedRevision | null
+    if (entry === null) return null
+    const result = { data: entry.data, serial: entry.serial, nextSerial: entry.next }
     this.#prefetchReferences(entry, tid)
-    return { data, serial, nextSerial: next }
+    return result
   }
 
   /**
@@ -732,19 +775,30 @@ export class ClientStorage implements Storage {
   tpc_finish(txn: TransactionMetaData, onTid?: (tid: Tid) => void): Tid {
     const commit = this.#committing(txn, 'tpc_finish')
     if (!commit.voted) throw new StorageTransactionError(`${this.getName()}: tpc_finish before tpc_vote`)
+    const oids = [...commit.stores.keys()]
     let tid: Tid
     try {
       this.#checkGeneration(commit)
-      tid = this.#call('finish', commit.id) as Tid
+      // Our records enter the cache as the reply is read: an invalidation the server sent after
+      // it (another client committing right after us) must find them there and close them.
+      tid = this.#callApplying(
+        (value) => {
+          const t = value as Tid
+          this.#cache.invalidate(t, oids)
+          for (const [oid, s] of commit.stores) if (s.data !== null) this.#cache.put(oid, { data: s.data, serial: t, next: null })
+          if (t > this.#lastTid) this.#lastTid = t
+          return t
+        },
+        'finish',
+        commit.id,
+      ) as Tid
     } finally {
       this.#commit = null
     }
-    this.#deliver()
-    const oids = [...commit.stores.keys()]
-    this.#cache.invalidate(tid, oids)
-    for (const [oid, s] of commit.stores) if (s.data !== null) this.#cache.put(oid, { data: s.data, serial: tid, next: null })
-    if (tid > this.#lastTid) this.#lastTid = tid
-    this.#deliveredTid = tid
+    // Nobody committed between our vote and our finish (we held the lock), so what is queued now
+    // came after our tid: it stays queued for the next boundary. Told now, it would reach the
+    // committing connection while it finishes, which ignores invalidations, and be lost to it.
+    if (tid > this.#deliveredTid) this.#deliveredTid = tid
     this.#post({ t: 'lastTid', tid })
     if (!this.#justCommitted) {
       this.#justCommitted = true
