@@ -43,14 +43,20 @@ Ram::Ram(const RamConfig& config) : pageSize_(config.pageSize) {
   std::size_t frames = std::max<std::size_t>({limitFrames_ * 8, hardCapFrames_, 16});
   frames = std::min<std::size_t>(frames, (std::size_t{1} << 40) / pageSize_);
   void* alias = reserveAligned(frames * pageSize_, mappingAlignment(pageSize_));
-  if (alias) {
+  void* readAlias = alias ? reserveAligned(frames * pageSize_, mappingAlignment(pageSize_)) : nullptr;
+  if (alias && readAlias) {
     alias_ = static_cast<char*>(alias);
+    readAlias_ = static_cast<char*>(readAlias);
     aliasFrames_ = frames;
+    readWarm_.assign(frames, false);
+  } else if (alias) {
+    ::munmap(alias, frames * pageSize_);
   }
 }
 
 Ram::~Ram() {
   if (alias_) ::munmap(alias_, aliasFrames_ * pageSize_);
+  if (readAlias_) ::munmap(readAlias_, aliasFrames_ * pageSize_);
   if (fd_ >= 0) ::close(fd_);
 }
 
@@ -59,24 +65,38 @@ void* Ram::aliasOf(std::int64_t frame) const {
   return alias_ + static_cast<std::size_t>(frame) * pageSize_;
 }
 
-bool Ram::moveAliasTo(std::int64_t frame, void* at) const {
-  void* slot = aliasOf(frame);
-  if (!slot) return false;
+char* Ram::readSlot(std::int64_t frame) const {
+  if (!readAlias_ || frame < 0 || static_cast<std::size_t>(frame) >= aliasFrames_) return nullptr;
+  return readAlias_ + static_cast<std::size_t>(frame) * pageSize_;
+}
+
+bool Ram::readSlotWarm(std::int64_t frame) const {
+  return readSlot(frame) && readWarm_[static_cast<std::size_t>(frame)];
+}
+
+bool Ram::moveAliasTo(std::int64_t frame, void* at) {
+  if (!readSlotWarm(frame)) return false;
+  char* slot = readSlot(frame);
   if (::mremap(slot, pageSize_, pageSize_, MREMAP_MAYMOVE | MREMAP_FIXED, at) == MAP_FAILED)
-    return false;  // nothing changed: the caller maps the frame the ordinary way
-  // The slot is a hole now: map the frame there again for the next load (no population).
-  if (!mapFrame(frame, slot, PROT_READ | PROT_WRITE, /*populate=*/false))
-    fatal("cannot map a RAM frame into the loaders' alias again (mmap failed; with small pages "
+    return false;  // the caller maps the frame the ordinary way (MAP_FIXED over `at`)
+  readWarm_[static_cast<std::size_t>(frame)] = false;
+  // The slot is a hole now: map the frame there again (no population) for the way back.
+  if (!mapFrame(frame, slot, PROT_READ, /*populate=*/false))
+    fatal("cannot map a RAM frame into the read alias again (mmap failed; with small pages "
           "and a large RAM the kernel's vm.max_map_count may be too low)");
   return true;
 }
 
-bool Ram::moveBackToAlias(std::int64_t frame, void* from) const {
-  void* slot = aliasOf(frame);
+bool Ram::moveBackToAlias(std::int64_t frame, void* from) {
+  char* slot = readSlot(frame);
   if (!slot) return false;
+  // Write-protect first: the entries must arrive read-only (mremap moves the protection along).
+  // For a clean page they are already: the kernel then returns without touching them.
+  if (::mprotect(from, pageSize_, PROT_READ) != 0) return false;
   if (::mremap(from, pageSize_, pageSize_, MREMAP_MAYMOVE | MREMAP_FIXED, slot) == MAP_FAILED)
     return false;
-  return ::mprotect(slot, pageSize_, PROT_READ | PROT_WRITE) == 0;
+  readWarm_[static_cast<std::size_t>(frame)] = true;
+  return true;
 }
 
 std::int64_t Ram::allocFrame() {
@@ -93,6 +113,7 @@ std::int64_t Ram::allocFrame() {
     if (::ftruncate(fd_, size) != 0) return -1;
     if (void* at = aliasOf(frame)) {
       if (!mapFrame(frame, at, PROT_READ | PROT_WRITE, /*populate=*/false)) return -1;
+      if (!mapFrame(frame, readSlot(frame), PROT_READ, /*populate=*/false)) return -1;
     }
     nextFrame_++;
   }
@@ -109,6 +130,7 @@ void Ram::freeFrame(std::int64_t frame) {
                 static_cast<off_t>(frame * static_cast<std::int64_t>(pageSize_)),
                 static_cast<off_t>(pageSize_));
     punched_++;
+    if (readSlot(frame)) readWarm_[static_cast<std::size_t>(frame)] = false;  // entries zapped
     cold_.push_back(frame);
   } else {
     warm_.push_back(frame);

@@ -9,14 +9,22 @@
 // frame is already resident. Above the high-water mark freed frames are handed back to the OS
 // (fallocate PUNCH_HOLE) and parked on the cold list.
 //
-// Loads write into a frame through the alias: one read-write mapping of the whole memfd kept
-// for the process's life, so a load into a recycled frame costs no mmap, no page-table
-// population and no munmap (with its TLB shootdown) — only the copy. Frames beyond the alias
-// reservation (a stretched limit) fall back to a temporary mapping.
+// Two aliases, each one mapping of the whole memfd kept for the process's life:
 //
-// The alias also keeps a frame's page tables warm: mapping a page into a VMA moves the alias
-// slot's populated page tables there (mremap — whole 2 MiB page tables when aligned) instead
-// of populating 512 entries afresh, and eviction moves them back (see Virtmem::mapPageInto).
+//  - the write alias (read-write): loads write into a frame through it, so a load into a
+//    recycled frame costs no mmap, no page-table population, no page fault and no munmap
+//    (with its TLB shootdown) — only the copy. It is never moved: its page tables stay warm.
+//  - the read alias (read-only): keeps a frame's read-only page tables warm for the VMAs.
+//    Mapping a page into a VMA moves the read slot's page tables there (mremap — whole 2 MiB
+//    page tables when aligned) instead of populating 512 entries afresh, and unmapping moves
+//    them back (see Virtmem::mapPageInto). Both ends are read-only, so a clean page goes in
+//    and out of a VMA without a single PTE rewritten (no mprotect); only a dirty page's
+//    read-write entries are write-protected before they go back.
+//
+// A read slot is "warm" once it holds page tables a VMA gave back; a cold one (a new or
+// punched frame) is not moved: the VMA maps the frame populated and its page tables go back
+// to the slot when it is unmapped. Frames beyond the reservation (a stretched limit) fall back
+// to temporary and ordinary mappings.
 //
 // Ram knows nothing of pages, files or the limit policy: the virtmem layer (virtmem.h) decides
 // when to reclaim; Ram only counts. All methods are called with the virtmem lock held.
@@ -59,12 +67,17 @@ class Ram {
 
   // Maps a frame at `at` (MAP_FIXED) or anywhere (at == nullptr). Returns nullptr on failure.
   void* mapFrame(std::int64_t frame, void* at, int prot, bool populate) const;
-  // The frame's read-write address in the alias, or nullptr when it lies beyond the alias.
+  // The frame's address in the write alias, or nullptr when it lies beyond the aliases.
   void* aliasOf(std::int64_t frame) const;
-  // Page tables of the frame's alias slot → `at` (the slot is mapped afresh, unpopulated).
-  bool moveAliasTo(std::int64_t frame, void* at) const;
-  // Page tables at `from` (which map the frame) → the frame's alias slot, read-write again.
-  bool moveBackToAlias(std::int64_t frame, void* from) const;
+  // True when the frame's read slot holds page tables worth moving (see above).
+  bool readSlotWarm(std::int64_t frame) const;
+  // The read slot's page tables → `at`, read-only (the slot is mapped afresh, unpopulated).
+  // False when the frame has no warm read slot: nothing changed then.
+  bool moveAliasTo(std::int64_t frame, void* at);
+  // Page tables at `from` (which map the frame) → the frame's read slot, write-protected
+  // first (a no-op without a PTE walk when they are read-only already); the slot is warm from
+  // then on. False when the frame lies beyond the aliases.
+  bool moveBackToAlias(std::int64_t frame, void* from);
 
   std::size_t framesInUse() const { return inUse_; }
   std::size_t framesWarm() const { return warm_.size(); }
@@ -82,8 +95,11 @@ class Ram {
   std::size_t hardCapFrames_;
   std::size_t highWaterFrames_;
   int fd_ = -1;
-  char* alias_ = nullptr;            // read-write view of frames [0, aliasFrames_)
+  char* alias_ = nullptr;            // write alias: read-write view of frames [0, aliasFrames_)
+  char* readAlias_ = nullptr;        // read alias: read-only view of the same frames
   std::size_t aliasFrames_ = 0;
+  std::vector<bool> readWarm_;       // readWarm_[frame]: its read slot holds page tables
+  char* readSlot(std::int64_t frame) const;
   std::int64_t nextFrame_ = 0;       // frames [0, nextFrame_) exist in the memfd
   std::vector<std::int64_t> warm_;   // freed frames still backed by memory
   std::vector<std::int64_t> cold_;   // freed frames whose memory was punched out

@@ -206,7 +206,7 @@ void Virtmem::unmap(Vma* vma) {
     if (!page) continue;
     page->refcnt--;
     if (page->ptesIn == vma) {
-      // Back to the alias: the frame's next load then writes through populated page tables.
+      // Back to the read alias: the frame's next mapping then needs no population.
       void* at = reinterpret_cast<void*>(vma->start + i * pageSize);
       if (!vma->fileh->ram->moveBackToAlias(page->frame, at))
         fatal("cannot move page tables back to the RAM alias");
@@ -237,13 +237,16 @@ void Virtmem::mapPageInto(Vma* vma, Page* page, int prot) {
   }
   Ram* ram = vma->fileh->ram;
   if (!page->ptesIn && ram->moveAliasTo(page->frame, at)) {
-    // The alias slot's page tables (populated by the load) now serve this VMA.
+    // The read slot's page tables (read-only, populated) now serve this VMA.
     page->ptesIn = vma;
-    if (prot != (PROT_READ | PROT_WRITE) && ::mprotect(at, pageSize, prot) != 0)
+    if (prot != PROT_READ && ::mprotect(at, pageSize, prot) != 0)
       fatal("mprotect of a mapped page failed");
-  } else if (!ram->mapFrame(page->frame, at, prot, /*populate=*/true)) {
-    fatal("cannot map a RAM frame into a mapping (mmap failed; with small pages and a large "
-          "RAM the kernel's vm.max_map_count may be too low)");
+  } else {
+    if (!ram->mapFrame(page->frame, at, prot, /*populate=*/true))
+      fatal("cannot map a RAM frame into a mapping (mmap failed; with small pages and a large "
+            "RAM the kernel's vm.max_map_count may be too low)");
+    // A cold read slot: these fresh page tables go to it when this VMA lets the page go.
+    if (!page->ptesIn && ram->aliasOf(page->frame)) page->ptesIn = vma;
   }
   vma->mapped[i] = true;
   page->refcnt++;
@@ -256,7 +259,8 @@ void Virtmem::unmapPageFrom(Vma* vma, Page* page) {
   const std::size_t pageSize = ram->pageSize();
   void* at = reinterpret_cast<void*>(vma->start + i * pageSize);
   if (page->ptesIn == vma) {
-    // Keep the page tables warm for the frame's next use; `at` is left a hole, refilled below.
+    // Keep the page tables warm for the frame's next mapping; `at` is left a hole, refilled
+    // below (a reader on another thread hitting it meanwhile waits: see waitOutHole).
     if (!ram->moveBackToAlias(page->frame, at)) fatal("cannot move page tables back to the RAM alias");
     page->ptesIn = nullptr;
   }
@@ -508,8 +512,10 @@ void Virtmem::readahead(Vma* vma, std::uint64_t pg) {
   Page* current = fileh->pagemap.get(pg);
   if (!fileh->ops->canLoadAsync()) return;
   Ram* ram = fileh->ram;
-  constexpr std::uint64_t kWindow = 2;
-  for (std::uint64_t next = pg + 1; next <= pg + kWindow && vma->covers(next); next++) {
+  // Up to 8 pages (16 MiB of 2 MiB pages) ahead, at most an eighth of the RAM: enough for
+  // the loaders never to run dry while the faulting thread maps and evicts pages between loads.
+  const std::uint64_t window = std::clamp<std::uint64_t>(ram->limitFrames() / 8, 2, 8);
+  for (std::uint64_t next = pg + 1; next <= pg + window && vma->covers(next); next++) {
     if (fileh->pagemap.get(next)) continue;
     if (ram->limitFrames() < 4 || !canAllocWithoutStretch(ram, current)) return;
     Page* page = allocPage(fileh, next);

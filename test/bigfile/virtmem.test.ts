@@ -14,6 +14,35 @@ for (const PS of [64 * 1024, 2 * 1024 * 1024]) {
 const patternFileH = (pages = 3) => patternFileHOf(pages, { pageSize: PS })
 
 describe(`virtmem: file access through mappings (test_virtmem), ${PS / 1024} KiB pages`, () => {
+  it('write-protects a frame again after it held a dirty page (page tables reused through the read alias)', () => {
+    // One frame: every page goes through it, and its page tables go back and forth between
+    // the mapping and the RAM's read alias. Read-write entries of a dirty page must not come
+    // back read-write: the next page in the frame would take writes without being dirtied.
+    const { fh } = patternFileH(1)
+    const m = fh.mmap(0, 4)
+    const b = m.bytes()
+    b[0] = 1 // page 0 dirty
+    fh.dirtyDiscard() // its page tables go back to the alias, the frame is free again
+    expect(b[PS]).to.equal(101) // page 1 in the same frame, mapped read-only
+    expect(fh.pageState(1)).to.equal('loaded')
+    b[PS + 1] = 2
+    expect(fh.pageState(1)).to.equal('dirty', 'a write to a clean page must fault and dirty it')
+    fh.dirtyWriteout(WRITEOUT_MARKSTORED) // clean again, read-only again
+    m.unmap() // page tables back to the alias from a clean page written before
+    const m2 = fh.mmap(0, 4)
+    const b2 = m2.bytes()
+    expect(b2[PS + 1]).to.equal(2)
+    b2[PS + 3] = 3
+    expect(fh.dirtyPages()).to.deep.equal([1])
+    fh.invalidatePage(1) // drops the dirty page: read-write entries go back to the alias
+    expect(b2[2 * PS]).to.equal(102)
+    b2[2 * PS] = 4
+    expect(fh.dirtyPages()).to.deep.equal([2])
+    m2.unmap()
+    fh.dirtyDiscard()
+    fh.close()
+  })
+
   it('loads on read, dirties on write, keeps LRU order and reclaims the least recently used clean page', () => {
     const { ram, fh } = patternFileH(3)
     const m = fh.mmap(0, 8)
