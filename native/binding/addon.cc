@@ -14,6 +14,7 @@
 
 #include "binding/js_file_ops.h"
 #include "binding/loader_pool.h"
+#include "binding/stress_readers.h"
 #include "core/fd_file_ops.h"
 #include "core/os.h"
 #include "core/pagefault.h"
@@ -454,6 +455,35 @@ Napi::Value PatternControl(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// ---- stress readers (tests) -----------------------------------------------------------------
+
+// stressReadersStart(buffer, pageSize, expected: Uint8Array, threads): plain threads reading
+// `buffer` (a mapping) at random, page p checked against expected[p], until stressReadersStop.
+Napi::Value StressReadersStart(const Napi::CallbackInfo& info) {
+  auto buffer = info[0].As<Napi::ArrayBuffer>();
+  std::size_t pageSize = toIndex(info[1], "pageSize");
+  auto expected = info[2].As<Napi::Uint8Array>();
+  unsigned threads = info[3].As<Napi::Number>().Uint32Value();
+  if (pageSize == 0 || expected.ElementLength() == 0 ||
+      expected.ElementLength() * pageSize > buffer.ByteLength())
+    throw Napi::RangeError::New(info.Env(), "stressReadersStart: pages beyond the buffer");
+  std::vector<unsigned char> want(expected.Data(), expected.Data() + expected.ElementLength());
+  auto* readers = new StressReaders(static_cast<const unsigned char*>(buffer.Data()), pageSize,
+                                    std::move(want), threads);
+  return Napi::External<StressReaders>::New(info.Env(), readers,
+                                            [](Napi::Env, StressReaders* r) { delete r; });
+}
+
+Napi::Value StressReadersStop(const Napi::CallbackInfo& info) {
+  StressReaders* r = info[0].As<Napi::External<StressReaders>>().Data();
+  r->stop();
+  auto o = Napi::Object::New(info.Env());
+  o.Set("reads", static_cast<double>(r->reads()));
+  o.Set("mismatches", static_cast<double>(r->mismatches()));
+  o.Set("firstMismatch", r->firstMismatch());
+  return o;
+}
+
 // ---- loader workers ------------------------------------------------------------------------
 
 struct LoadJob {
@@ -588,6 +618,7 @@ Napi::Value VirtmemStatsJs(const Napi::CallbackInfo& info) {
   o.Set("reclaimed", static_cast<double>(s.reclaimed));
   o.Set("stretches", static_cast<double>(s.stretches));
   o.Set("readaheads", static_cast<double>(s.readaheads));
+  o.Set("holeRetries", static_cast<double>(s.holeRetries));
   return o;
 }
 
@@ -633,7 +664,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   fn("completeLoad", CompleteLoad);
   fn("loaderCount", LoaderCount);
   fn("virtmemStats", VirtmemStatsJs);
-  exports.Set("abiVersion", Napi::Number::New(env, 2));
+  fn("stressReadersStart", StressReadersStart);
+  fn("stressReadersStop", StressReadersStop);
+  exports.Set("abiVersion", Napi::Number::New(env, 3));
   exports.Set("WRITEOUT_STORE", Napi::Number::New(env, kWriteoutStore));
   exports.Set("WRITEOUT_MARKSTORED", Napi::Number::New(env, kWriteoutMarkStored));
   return exports;

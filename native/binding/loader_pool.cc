@@ -5,7 +5,8 @@
 namespace wendelin {
 
 namespace {
-thread_local bool tlsIsLoader = false;
+// initial-exec: read on faulting threads, inside the SIGSEGV handler (see virtmem.cc).
+__attribute__((tls_model("initial-exec"))) thread_local bool tlsIsLoader = false;
 }
 
 bool isLoaderThread() { return tlsIsLoader; }

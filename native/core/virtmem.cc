@@ -25,7 +25,9 @@ const char* pageStateName(PageState state) {
 
 namespace {
 
-thread_local bool tlsHoldsLock = false;
+// initial-exec: read by the SIGSEGV handler, which must not reach __tls_get_addr (it may
+// allocate on a thread's first access to a dlopen'ed module's TLS).
+__attribute__((tls_model("initial-exec"))) thread_local bool tlsHoldsLock = false;
 
 // Replaces [addr, addr+len) with inaccessible address space (still reserved for us).
 void makeInaccessible(void* addr, std::size_t len) {
@@ -393,9 +395,19 @@ void Virtmem::loadDone() {
 bool Virtmem::waitOutHole(std::uintptr_t addr) {
   const int savedErrno = errno;
   Guard g(*this);  // the thread that made the hole holds the lock until it is filled
-  const bool ours = findVma(addr) != nullptr;
+  bool retry = findVma(addr) != nullptr;
+  if (retry) {
+    // With the lock held no hole is left in a VMA, so the address must be mapped now. If it is
+    // not, something else unmapped our memory: retrying would fault again forever, so the
+    // fault is passed on (and kills the process where it happened). mincore fails with ENOMEM
+    // exactly on unmapped addresses and is a plain system call (fine in a signal handler).
+    unsigned char vec;
+    const std::uintptr_t page = addr & ~(static_cast<std::uintptr_t>(osPageSize()) - 1);
+    retry = ::mincore(reinterpret_cast<void*>(page), osPageSize(), &vec) == 0 || errno != ENOMEM;
+    if (retry) stats_.holeRetries++;
+  }
   errno = savedErrno;
-  return ours;
+  return retry;
 }
 
 bool Virtmem::onFault(std::uintptr_t addr, bool write) {

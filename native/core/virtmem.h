@@ -89,6 +89,7 @@ struct VirtmemStats {
   std::uint64_t reclaimed = 0;       // pages evicted to make room
   std::uint64_t stretches = 0;       // allocations above the limit with only dirty pages left
   std::uint64_t readaheads = 0;      // loads started ahead of sequential faults
+  std::uint64_t holeRetries = 0;     // accesses that hit a page mid-move and were retried
 };
 
 struct RamStats {
@@ -153,6 +154,8 @@ class Virtmem {
   // being moved by a thread that holds the lock (unmapPageFrom moves its page tables back to the
   // RAM alias and then maps PROT_NONE there; between the two the address is a hole). Waits for
   // the lock, so that the hole is filled, and says whether the access should simply be retried.
+  // (False — the fault is passed on — when the address is still unmapped with the lock held:
+  // then no move is under way and a retry would fault forever.)
   bool waitOutHole(std::uintptr_t addr);
   // True when this thread holds the virtmem lock: a fault now is a bug, not a page access.
   static bool lockedByThisThread();

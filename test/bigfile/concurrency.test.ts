@@ -7,9 +7,9 @@ import path from 'node:path'
 import { promisify } from 'node:util'
 import zlib from 'node:zlib'
 
-import { FileBigFile, FileH, RAM, virtmemStats } from '@wendelin/bigfile'
+import { FileBigFile, FileH, RAM, WRITEOUT_MARKSTORED, virtmemStats } from '@wendelin/bigfile'
 
-import { PS, patternFileH, tmpDir, until } from './helpers.js'
+import { PS, patternFileH, stressAddon, tmpDir, until } from './helpers.js'
 
 const deflate = promisify(zlib.deflate)
 
@@ -115,6 +115,56 @@ describe('virtmem: concurrent loads', () => {
     expect(virtmemStats().reclaimed - s0.reclaimed).to.be.greaterThan(0)
     expect(ram.stats().bytesPeak).to.be.at.most(3 * PS + 8 * PS, 'at most one page per reader above the limit (loads in flight)')
     m.unmap()
+    fh.close()
+  })
+
+  it('keeps data right while plain threads read pages whose page tables move under them (stress)', async () => {
+    // Three plain threads (no V8) read 16 mapped pages at random, each read checked, while the
+    // main thread moves those pages around as fast as it can: invalidation and eviction unmap
+    // a page from every mapping (its page tables go back to the RAM's read alias, which leaves
+    // the address unmapped for a moment), a second mapping of the same pages takes them in
+    // and lets them go, writes dirty them (read-write page tables write-protected on the way
+    // back), discard and writeout drop or clean them. A reader landing in a moment's hole must
+    // wait and retry (SEGV_MAPERR, see Virtmem::waitOutHole): a handler that passes it on
+    // kills the process here.
+    const n = 16
+    const { ram, fh } = patternFileH(8) // room for 2 dirty pages and 3 readers' loads: no stretching
+    const m = fh.mmap(0, n)
+    const expected = Uint8Array.from({ length: n }, (_, pg) => (100 + pg) & 0xff)
+    const addon = stressAddon()
+    const s0 = virtmemStats()
+    const readers = addon.stressReadersStart(m.buffer, PS, expected, 3)
+    let result: { reads: number; mismatches: number; firstMismatch: string }
+    let rounds = 0
+    try {
+      // at least 1.5 s, and on until a reader has hit a hole (a few times a second here), up to 5 s
+      const start = Date.now()
+      const more = () => Date.now() - start < 1500 || (virtmemStats().holeRetries === s0.holeRetries && Date.now() - start < 5000)
+      while (more()) {
+        const pg = (rounds * 7) % n
+        fh.invalidatePage(pg)
+        const m2 = fh.mmap(0, n)
+        const b2 = m2.bytes()
+        expect(b2[pg * PS + 1]).to.equal(expected[pg])
+        b2[pg * PS] = expected[pg]! // dirties it; the same byte, so readers' checks still hold
+        b2[((pg + 5) % n) * PS + 7] = expected[(pg + 5) % n]!
+        m2.unmap()
+        if (rounds % 3 === 0) fh.dirtyDiscard()
+        else if (rounds % 3 === 1) fh.dirtyWriteout(WRITEOUT_MARKSTORED)
+        else ram.reclaim(2)
+        rounds++
+        if (rounds % 64 === 0) await new Promise<void>((resolve) => setImmediate(resolve))
+      }
+    } finally {
+      result = addon.stressReadersStop(readers)
+    }
+    expect(result.mismatches).to.equal(0, result.firstMismatch)
+    expect(result.reads).to.be.greaterThan(1000)
+    const s1 = virtmemStats()
+    expect(s1.faults - s0.faults).to.be.greaterThan(rounds)
+    expect(rounds).to.be.greaterThan(10)
+    m.unmap()
+    fh.dirtyDiscard()
     fh.close()
   })
 })

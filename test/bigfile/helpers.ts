@@ -1,5 +1,6 @@
 // Shared helpers of the bigfile tests.
 import { spawnSync } from 'node:child_process'
+import { createRequire } from 'node:module'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -54,4 +55,15 @@ export function runFixture(name: string, args: string[] = [], env: NodeJS.Proces
     timeout: 60_000,
   })
   return { status: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr }
+}
+
+/** The test-only exports of the native addon (the same instance the package loaded). */
+export interface StressAddon {
+  stressReadersStart(buffer: ArrayBuffer, pageSize: number, expected: Uint8Array, threads: number): object
+  stressReadersStop(readers: object): { reads: number; mismatches: number; firstMismatch: string }
+}
+
+export function stressAddon(): StressAddon {
+  const file = process.env.WENDELIN_VIRTMEM_ADDON || path.resolve(here, '../../../build/Release/virtmem.node')
+  return createRequire(import.meta.url)(file) as StressAddon
 }

@@ -43,6 +43,15 @@ export interface VirtmemStats {
   stretches: number
   /** Loads started ahead of sequential faults (loader-backed files). */
   readaheads: number
+  /** Accesses that hit a page while another thread moved its page tables, and were retried. */
+  holeRetries: number
+}
+
+/** What stressReadersStop reports. */
+export interface StressReadersResult {
+  reads: number
+  mismatches: number
+  firstMismatch: string
 }
 
 export interface PatternStatus {
@@ -98,10 +107,16 @@ export interface VirtmemAddon {
   completeLoad(job: number, error: string | null, report?: Uint8Array): 'loaded' | 'invalidated' | 'failed'
   loaderCount(): number
   virtmemStats(): VirtmemStats
+  /** Tests: plain threads reading `buffer` at random, page p checked against expected[p]. */
+  stressReadersStart(buffer: ArrayBuffer, pageSize: number, expected: Uint8Array, threads: number): NativeHandle<'stress'>
+  stressReadersStop(readers: NativeHandle<'stress'>): StressReadersResult
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url))
-/** packages/bigfile/dist → repository root, where node-gyp puts the addon. */
-export const addonPath = path.resolve(here, '../../../build/Release/virtmem.node')
+/**
+ * packages/bigfile/dist → repository root, where node-gyp puts the addon; WENDELIN_VIRTMEM_ADDON
+ * names another build (to try a native change without replacing the addon others load).
+ */
+export const addonPath = process.env.WENDELIN_VIRTMEM_ADDON || path.resolve(here, '../../../build/Release/virtmem.node')
 
 export const addon = createRequire(import.meta.url)(addonPath) as VirtmemAddon
