@@ -452,6 +452,37 @@ describe('SQLiteStorage stores of new objects', () => {
   })
 })
 
+describe('SQLiteStorage commits of many objects (rows and serial checks go in batches)', () => {
+  it('writes every row of a big commit and finds a conflict anywhere in it', () => {
+    const s = new SQLiteStorage(freshFile())
+    const oids = Array.from({ length: 150 }, () => s.newOid())
+    const t1 = commitRecords(s, oids.map((oid, i) => [oid, 0n, record({ i })]))
+    const t2 = commitRecords(s, oids.slice(0, 131).map((oid, i) => [oid, t1, record({ i, v: 2 })]))
+    for (const [i, oid] of oids.entries()) {
+      const r = s.loadBefore(oid, 0xffffffffffffffffn)!
+      expect(r.serial).to.equal(i < 131 ? t2 : t1)
+      expect(r.data).to.deep.equal(record(i < 131 ? { i, v: 2 } : { i }))
+    }
+    for (const bad of [0, 70, 129, 140]) {
+      const txn = meta()
+      s.tpc_begin(txn)
+      // Every object based on its current serial but one, based on t1 (stale for the first 131).
+      for (const [i, oid] of oids.entries()) s.store(oid, i === bad ? (bad < 131 ? t1 : t2) : i < 131 ? t2 : t1, record({ i, v: 3 }), txn)
+      let error: unknown
+      try {
+        s.tpc_vote(txn)
+      } catch (e) {
+        error = e
+      }
+      s.tpc_abort(txn)
+      expect(error, `object ${bad}`).to.be.instanceOf(ConflictError)
+      expect((error as ConflictError).oid).to.equal(oids[bad])
+    }
+    expect(s.loadBefore(oids[0]!, 0xffffffffffffffffn)!.serial).to.equal(t2)
+    s.close()
+  })
+})
+
 describe('SQLiteStorage isolation of a commit in progress', () => {
   it('readers of the same instance do not see a voted transaction before it finishes, nor after it aborts', () => {
     const s = new SQLiteStorage(freshFile())

