@@ -521,10 +521,10 @@ export class Connection<R extends object = Record<string, unknown>> implements P
   /** How loads turn references into objects (one per connection: a load allocates none). */
   readonly #referenceReader: ReferenceReader = {
     persistentObject: (oid: Oid, className: string) => {
-      const cached = this.cache.get(oid) ?? this.#added.get(oid)
+      const cached = this.cache.get(oid) ?? (this.#added.size > 0 ? this.#added.get(oid) : undefined)
       if (cached !== undefined) return cached
       const ghost = _newGhost(this.#classFor(className, oid), this, oid)
-      this.cache.add(ghost)
+      this.cache.addGhost(ghost)
       return ghost
     },
   }

@@ -58,6 +58,12 @@ export class ObjectCache {
     this.accessed(obj)
   }
 
+  /** Add a ghost the caller just made for an oid that `get` did not find: `add` without the look-up. */
+  addGhost(obj: Persistent): void {
+    if (this.#young.size >= Math.max(1000, this.limits.cacheSize)) this.#flushYoung()
+    this.#young.set(_meta(obj).oid!, obj)
+  }
+
   /** Add `obj` under its oid (it must not be cached under that oid already). */
   add(obj: Persistent): void {
     const meta = _meta(obj)

@@ -533,12 +533,26 @@ function setStateDirectly(obj: Persistent, dict: StateDict, state: StateDict): v
   }
 }
 
+/**
+ * Per prototype: attribute names that no prototype between it and the hook defines. Filled as
+ * loads meet names (a walk up the chain per attribute per load was 3% of a cold read); only
+ * positive answers are kept, and a prototype that later gains a property of such a name (a class
+ * patched at run time) must not have loaded objects with that attribute before.
+ */
+const hookKeysOf = new WeakMap<object, Set<string>>()
+
 /** Whether assigning `key` on `obj` reaches the prototype hook (nothing on the way defines it). */
 function reachesHook(obj: object, key: string): boolean {
   if (Object.prototype.hasOwnProperty.call(obj, key)) return false
-  for (let p = Object.getPrototypeOf(obj) as object | null; p !== prototypeHook; p = Object.getPrototypeOf(p) as object | null) {
+  const proto = Object.getPrototypeOf(obj) as object | null
+  if (proto === null) return false
+  let known = hookKeysOf.get(proto)
+  if (known?.has(key) === true) return true
+  for (let p: object | null = proto; p !== prototypeHook; p = Object.getPrototypeOf(p) as object | null) {
     if (p === null || Object.prototype.hasOwnProperty.call(p, key)) return false
   }
+  if (known === undefined) hookKeysOf.set(proto, (known = new Set()))
+  known.add(key)
   return true
 }
 
