@@ -74,14 +74,8 @@ export function isStateKey(key: string): boolean {
   return !(key.charCodeAt(0) === 95 /* _ */ && (key.startsWith('_p_') || key.startsWith('_v_')))
 }
 
-function defineSlots(obj: object): void {
-  Object.defineProperty(obj, '_p_meta', { value: new PersistentMeta(), writable: false, enumerable: false, configurable: false })
-  Object.defineProperty(obj, '_p_dict', { value: null, writable: true, enumerable: false, configurable: false })
-}
-
-function hasSlots(obj: object): boolean {
-  return Object.prototype.hasOwnProperty.call(obj, '_p_meta')
-}
+/** Whether `obj` is a Persistent made by its constructor or `_p_new` (set in the class's static block). */
+let hasSlots: (obj: object) => boolean
 
 // --- change tracking -------------------------------------------------------------------------
 
@@ -177,11 +171,8 @@ export function _activateLayout(obj: Persistent): void {
   const names = Object.getOwnPropertyNames(obj)
   const n = names.length
   const descs = new Array<PropertyDescriptor | undefined>(n)
-  for (let i = 0; i < n; i++) {
-    const k = names[i]!
-    if (k !== '_p_meta' && k !== '_p_dict') descs[i] = Object.getOwnPropertyDescriptor(obj, k)
-  }
-  for (let i = n - 1; i >= 0; i--) if (descs[i] !== undefined) delete (obj as unknown as StateDict)[names[i]!]
+  for (let i = 0; i < n; i++) descs[i] = Object.getOwnPropertyDescriptor(obj, names[i]!)
+  for (let i = n - 1; i >= 0; i--) delete (obj as unknown as StateDict)[names[i]!]
   s._p_dict = dict
   for (let i = 0; i < n; i++) {
     const desc = descs[i]
@@ -196,10 +187,7 @@ export function _activateLayout(obj: Persistent): void {
 function ghostify(obj: Persistent): void {
   const s = slots(obj)
   const keys = Object.getOwnPropertyNames(obj)
-  for (let i = keys.length - 1; i >= 0; i--) {
-    const k = keys[i]!
-    if (k !== '_p_meta' && k !== '_p_dict') delete (obj as unknown as StateDict)[k]
-  }
+  for (let i = keys.length - 1; i >= 0; i--) delete (obj as unknown as StateDict)[keys[i]!]
   for (const sym of Object.getOwnPropertySymbols(obj)) delete (obj as unknown as Record<symbol, unknown>)[sym]
   s._p_dict = null
   s._p_meta.state = GHOST
@@ -259,11 +247,28 @@ const prototypeHook = new Proxy(hookTarget, {
  *     registerClass('bank.Account', Account)
  */
 export class Persistent {
-  /** @internal */ declare readonly _p_meta: PersistentMeta
-  /** @internal */ declare _p_dict: StateDict | null
+  // The two slots are private fields: invisible to Object.keys, spreading and
+  // getOwnPropertyNames, and made at construction for a fraction of what two
+  // Object.defineProperty calls of non-enumerable properties cost (about 0.2 us against 0.5 us
+  // per object, on every populate and every ghost of a cold read).
+  readonly #meta = new PersistentMeta()
+  #dict: StateDict | null = null
 
-  constructor() {
-    defineSlots(this)
+  static {
+    hasSlots = (obj) => #meta in obj
+  }
+
+  /** @internal The bookkeeping record. */
+  get _p_meta(): PersistentMeta {
+    return this.#meta
+  }
+
+  /** @internal The state of an active object (its attributes' values); null for unsaved objects and ghosts. */
+  get _p_dict(): StateDict | null {
+    return this.#dict
+  }
+  set _p_dict(dict: StateDict | null) {
+    this.#dict = dict
   }
 
   /**
@@ -271,9 +276,8 @@ export class Persistent {
    * conflict resolution gets an object to call `_p_resolveConflict` on.
    */
   static _p_new<T extends Persistent>(cls: abstract new (...args: never[]) => T): T {
-    const obj = Object.create(cls.prototype as object) as T
-    defineSlots(obj)
-    return obj
+    // Persistent's constructor (its slots) with cls's prototype; cls's own constructor does not run.
+    return Reflect.construct(Persistent, [], cls) as T
   }
 
   /** The object's id in its database, or null while unsaved. */
