@@ -11,8 +11,10 @@
 //               same size in that process
 //   random          10,000 A.get(i) at random places of a WARR_RANDOM_MiB array (default 4096),
 //                   cold, in a fresh process with a 512 MiB RAM limit: µs per read (each value
-//                   checked)
-//     baseline: the same reads from a plain Float64Array (warm memory)
+//                   checked); once with ZBlk0 blocks (each read loads its 2 MiB block), once
+//                   with ZBlk1 blocks (a read of a page not in memory reads one 4 KiB chunk)
+//     baseline: the same reads from a plain Float64Array (warm memory); for ZBlk0 also what
+//               SQLite alone takes: a fresh process selecting the 2 MiB blob of random blocks
 //   small updates   1,000 transactions each setting one element at a random place of the
 //                   array: commits/s and database growth per transaction (after a WAL
 //                   checkpoint), once with ZBlk0 blocks, once with ZBlk1 (every block converted
@@ -61,9 +63,9 @@ function openZ(file) {
 }
 
 /** Creates root.a, bytes long, filled with i * 0.5 through 64 MiB views: MB/s. */
-function writeArray(file, bytes) {
+function writeArray(file, bytes, format = 'ZBlk0') {
   const { db, tm, conn } = openZ(file)
-  conn.root.a = new ZBigArray([bytes / 8], 'float64', { blksize: BLK, format: 'ZBlk0' })
+  conn.root.a = new ZBigArray([bytes / 8], 'float64', { blksize: BLK, format })
   tm.commit()
   const ram = new RAM({ pageSize: BLK, limit: RAM_LIMIT })
   const A = conn.root.a
@@ -162,6 +164,21 @@ function childRawRead(file) {
   return { coldMBs: SIZE / 1e6 / secs, s }
 }
 
+/** SQLite alone, cold: selecting the 2 MiB blob of a random block (what a ZBlk0 read loads). */
+function childRawRandom(file) {
+  const sq = new Database(file, { readonly: true })
+  const sel = sq.prepare('SELECT data FROM blobs WHERE id = ?')
+  const rnd = xorshift(13)
+  const count = 500
+  const ids = Array.from({ length: count }, () => Math.floor(rnd() * (SIZE / BLK)))
+  const start = process.hrtime.bigint()
+  let s = 0
+  for (const id of ids) s += sel.get(id).data[8]
+  const us = (secondsSince(start) * 1e6) / count
+  sq.close()
+  return { us, s }
+}
+
 function childRandom(file) {
   const { db, conn } = openZ(file)
   const ram = new RAM({ pageSize: BLK, limit: RAM_LIMIT })
@@ -233,9 +250,10 @@ async function main() {
   if (mode === 'read') return console.log(JSON.stringify(childRead(file)))
   if (mode === 'raw-read') return console.log(JSON.stringify(childRawRead(file)))
   if (mode === 'random') return console.log(JSON.stringify(childRandom(file)))
+  if (mode === 'raw-random') return console.log(JSON.stringify(childRawRandom(file)))
 
   const label = `${SIZE / MiB} MiB, 2 MiB blocks`
-  const write = [], rawW = [], cold = [], rawR = [], warm = [], warmBase = []
+  const write = [], rawW = [], cold = [], rawR = [], warm = [], warmBase = [], rawRnd = []
   const small = { ZBlk0: [], ZBlk1: [] }
   const growth = { ZBlk0: [], ZBlk1: [] }
   const rawSmall = []
@@ -250,6 +268,7 @@ async function main() {
       warm.push(...c.warm)
       warmBase.push(...c.base)
       rawR.push(runInChild(self, 'raw-read', r.file).coldMBs)
+      rawRnd.push(runInChild(self, 'raw-random', r.file).us)
       fs.rmSync(r.dir, { recursive: true, force: true })
       for (const format of ['ZBlk0', 'ZBlk1']) {
         const u = smallUpdates(z.file, format)
@@ -269,26 +288,31 @@ async function main() {
         `ZBlk1 ${small.ZBlk1.at(-1).toFixed(0)}/s +${growth.ZBlk1.at(-1).toFixed(0)} B (raw ${rawSmall.at(-1).toFixed(0)}/s)`,
     )
   }
-  // random reads: one array of RANDOM_SIZE, read cold by RUNS fresh processes
-  const rnd = [], rndBase = []
-  const z = freshFile('random')
-  try {
-    const wr = writeArray(z.file, RANDOM_SIZE)
-    console.log(`random: wrote the ${RANDOM_SIZE / MiB} MiB array at ${wr.toFixed(0)} MB/s`)
-    for (let run = 0; run < RUNS; run++) {
-      const r = runInChild(self, 'random', z.file)
-      rnd.push(r.us)
-      rndBase.push(r.baseUs)
-      console.log(`random run ${run}: ${r.us.toFixed(1)} µs per read (plain array ${r.baseUs.toFixed(3)} µs)`)
+  // random reads: one array of RANDOM_SIZE per block format, read cold by RUNS fresh processes
+  const rnd = { ZBlk0: [], ZBlk1: [] }
+  const rndBase = []
+  for (const format of ['ZBlk0', 'ZBlk1']) {
+    const z = freshFile('random')
+    try {
+      const wr = writeArray(z.file, RANDOM_SIZE, format)
+      console.log(`random: wrote the ${RANDOM_SIZE / MiB} MiB array (${format}) at ${wr.toFixed(0)} MB/s`)
+      for (let run = 0; run < RUNS; run++) {
+        const r = runInChild(self, 'random', z.file)
+        rnd[format].push(r.us)
+        rndBase.push(r.baseUs)
+        console.log(`random run ${run} (${format}): ${r.us.toFixed(1)} µs per read (plain array ${r.baseUs.toFixed(3)} µs)`)
+      }
+    } finally {
+      fs.rmSync(z.dir, { recursive: true, force: true })
     }
-  } finally {
-    fs.rmSync(z.dir, { recursive: true, force: true })
   }
   const rows = [
     { workload: 'W-ARR/sqlite', figure: `write a[i] = i*0.5 through 64 MiB views + commit, ${label}, RAM limit 512 MiB`, value: summarize(write), unit: 'MB/s', baseline: 'better-sqlite3 2 MiB blob inserts', baselineValue: summarize(rawW) },
     { workload: 'W-ARR/sqlite', figure: `cold read: sum in 64 MiB chunks, fresh process, ${label}`, value: summarize(cold), unit: 'MB/s', baseline: 'better-sqlite3 2 MiB blob selects + sum, fresh process', baselineValue: summarize(rawR) },
     { workload: 'W-ARR/sqlite', figure: `warm read: second sum in 64 MiB chunks, RAM limit ${(SIZE + 256 * MiB) / MiB} MiB, ${label}`, value: summarize(warm), unit: 'GB/s', baseline: 'plain Float64Array sum, same loop and windows', baselineValue: summarize(warmBase) },
-    { workload: 'W-ARR/sqlite', figure: `random A.get(i), 10,000 cold reads in a ${RANDOM_SIZE / MiB} MiB array, fresh process, RAM limit 512 MiB`, value: summarize(rnd), unit: 'µs/read', baseline: 'plain Float64Array random read', baselineValue: summarize(rndBase) },
+    { workload: 'W-ARR/sqlite', figure: `random A.get(i), 10,000 cold reads in a ${RANDOM_SIZE / MiB} MiB array, fresh process, RAM limit 512 MiB`, value: summarize(rnd.ZBlk0), unit: 'µs/read', baseline: 'plain Float64Array random read', baselineValue: summarize(rndBase) },
+    { workload: 'W-ARR/sqlite', figure: `random A.get(i), 10,000 cold reads in a ${RANDOM_SIZE / MiB} MiB array of ZBlk0 blocks, fresh process`, value: summarize(rnd.ZBlk0), unit: 'µs/read', baseline: 'better-sqlite3 select of a random 2 MiB blob, fresh process', baselineValue: summarize(rawRnd) },
+    { workload: 'W-ARR/sqlite', figure: `random A.get(i), 10,000 cold reads in a ${RANDOM_SIZE / MiB} MiB array of ZBlk1 blocks, fresh process, RAM limit 512 MiB`, value: summarize(rnd.ZBlk1), unit: 'µs/read', baseline: 'plain Float64Array random read', baselineValue: summarize(rndBase) },
     { workload: 'W-ARR/sqlite', figure: `1,000 commits of one element at random, ${label}, ZBlk0`, value: summarize(small.ZBlk0), unit: 'commits/s', baseline: 'better-sqlite3 4 KiB blob update per transaction', baselineValue: summarize(rawSmall) },
     { workload: 'W-ARR/sqlite', figure: `1,000 commits of one element at random, ${label}, ZBlk1`, value: summarize(small.ZBlk1), unit: 'commits/s', baseline: 'better-sqlite3 4 KiB blob update per transaction', baselineValue: summarize(rawSmall) },
     { workload: 'W-ARR/sqlite', figure: 'database growth per small commit, ZBlk0', value: summarize(growth.ZBlk0), unit: 'bytes', baseline: 'block size', baselineValue: summarize([BLK]) },
