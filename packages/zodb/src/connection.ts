@@ -65,6 +65,8 @@ interface TmpRecord {
 }
 
 let connectionIds = 0
+/** Preloaded records a connection keeps at most (more are dropped: they were not used). */
+const PRELOADED_MAX = 4096
 
 export class Connection<R extends object = Record<string, unknown>> implements PersistentJar, Disposable {
   readonly id = ++connectionIds
@@ -88,6 +90,11 @@ export class Connection<R extends object = Record<string, unknown>> implements P
   #invalidated = new Set<Oid>()
   /** The savepoint store: records of objects changed before the last savepoint. */
   #tmp = new Map<Oid, TmpRecord>()
+  /**
+   * Records fetched ahead by `preload` at this connection's snapshot, taken by the next load of
+   * their object; dropped whenever the snapshot moves.
+   */
+  #preloaded = new Map<Oid, { data: Uint8Array; serial: Tid }>()
   /** During a commit: objects stored and their record sizes. */
   #stored: { obj: Persistent; size: number }[] = []
   #resolved: Oid[] = []
@@ -254,6 +261,7 @@ export class Connection<R extends object = Record<string, unknown>> implements P
     }
     this.#opened = false
     this.#invalidated.clear()
+    this.#preloaded.clear()
     this.cache.clear()
   }
 
@@ -287,6 +295,21 @@ export class Connection<R extends object = Record<string, unknown>> implements P
     const { data, serial } = this.#load(oid)
     const { className, state } = decodeState(data, this.#reader())
     this.#setLoadedState(obj, className, state, serial, data.length)
+  }
+
+  preload(objs: readonly Persistent[]): void {
+    const storage = this.#storage
+    if (typeof storage.loadBeforeMany !== 'function' || !this.#opened) return
+    const oids: Oid[] = []
+    for (const obj of objs) {
+      const meta = _meta(obj)
+      if (meta.jar !== this || meta.state !== GHOST) continue
+      const oid = meta.oid!
+      if (!this.#tmp.has(oid) && !this.#preloaded.has(oid)) oids.push(oid)
+    }
+    if (oids.length < 2) return
+    if (this.#preloaded.size > PRELOADED_MAX) this.#preloaded.clear()
+    for (const [oid, rev] of storage.loadBeforeMany(oids, this.#before)) this.#preloaded.set(oid, { data: rev.data, serial: rev.serial })
   }
 
   register(obj: Persistent): void {
@@ -487,6 +510,13 @@ export class Connection<R extends object = Record<string, unknown>> implements P
   #load(oid: Oid): { data: Uint8Array; serial: Tid } {
     const tmp = this.#tmp.get(oid)
     if (tmp !== undefined) return { data: tmp.data, serial: tmp.serial }
+    if (this.#preloaded.size > 0) {
+      const pre = this.#preloaded.get(oid)
+      if (pre !== undefined) {
+        this.#preloaded.delete(oid)
+        return pre
+      }
+    }
     const rev = this.#storage.loadBefore(oid, this.#before)
     if (rev === null) {
       throw new ReadConflictError(`object 0x${idToHex(oid)} did not exist in this connection's snapshot (before 0x${idToHex(this.#before)})`, { oid })
@@ -590,6 +620,7 @@ export class Connection<R extends object = Record<string, unknown>> implements P
   /** A transaction boundary: apply queued invalidations and take a new snapshot. */
   #sync(): void {
     if (this.#historical || !this.#opened) return
+    if (this.#preloaded.size > 0) this.#preloaded.clear()
     this.#before = this.#storage.lastTransaction() + 1n
     if (this.#invalidated.size === 0) return
     const oids = this.#invalidated

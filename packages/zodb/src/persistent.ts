@@ -41,6 +41,11 @@ export interface PersistentJar {
   accessed?(obj: Persistent): void
   /** `obj` became a ghost. */
   ghostified?(obj: Persistent): void
+  /**
+   * These ghosts are about to be loaded, one after the other (the values of a B-tree leaf being
+   * iterated): the jar may fetch their records together. A hint; never required.
+   */
+  preload?(objs: readonly Persistent[]): void
 }
 
 /** Bookkeeping of one persistent object. Internal: use the `_p_*` accessors. */

@@ -154,6 +154,14 @@ export interface Storage {
    */
   prefetch?(oids: Iterable<Oid>, tid?: Tid): Promise<void>
 
+  /**
+   * Optional: the revisions of several objects current before `tid`, as `loadBefore` would give
+   * each, in one call (a connection uses it for the objects of a B-tree leaf being iterated).
+   * Objects that did not exist before `tid` are left out, as are unknown oids; never throws
+   * POSKeyError. `nextSerial` is not given (null). Never required for correctness.
+   */
+  loadBeforeMany?(oids: readonly Oid[], tid: Tid): Map<Oid, LoadedRevision>
+
   /** Listen for committed transactions (each storage delivers in tid order). */
   addListener(listener: InvalidationListener): void
   removeListener(listener: InvalidationListener): void
