@@ -185,6 +185,18 @@ describe('record encoder', () => {
     expect(dumped.b[69_999]).to.equal(69_999)
   })
 
+  it('gives every record bytes of its own: later records (small ones share chunks) never change earlier ones', () => {
+    const refs = { persistentRef: () => ({ oid: 1n, className: 'x' }) }
+    const kept: Uint8Array[] = []
+    // ~100-byte records across several 64 KiB chunks, with a large (unpooled) one between them.
+    for (let i = 0; i < 3000; i++) kept.push(encodeStateRecord('c', i === 1500 ? { big: 'y'.repeat(5000) } : { i, s: `s${i}`.padEnd(80, '.') }, refs))
+    for (let i = 0; i < 3000; i++) {
+      const state = decodeState(kept[i]!, { persistentObject: () => null as never }).state as Record<string, unknown>
+      expect(state).to.deep.equal(i === 1500 ? { big: 'y'.repeat(5000) } : { i, s: `s${i}`.padEnd(80, '.') })
+      expect(kept[i]!.byteOffset % 8).to.equal(0)
+    }
+  })
+
   it('fails with the same UnserializableError, naming the path', () => {
     const cases: unknown[] = [{ f: () => 1 }, { deep: [1, { s: Symbol('x') }] }, { m: new Map([[1, new WeakMap()]]) }, { e: new Error('x') }]
     for (const state of cases) {

@@ -204,7 +204,7 @@ export class MemoryStorage implements Storage {
     })
     this.#last = tid
     this.#commit = null
-    log('committed %s: %d objects', idToHex(tid), oids.length)
+    if (log.enabled) log('committed %s: %d objects', idToHex(tid), oids.length)
     onTid?.(tid)
     for (const l of [...this.#listeners]) l.invalidate(tid, oids)
     return tid

@@ -228,6 +228,30 @@ function outputBuffer(size: number): OutputBuffer {
 /** The output buffer reused from record to record (an encoder that finds it taken, as a nested one would, makes its own). */
 let sharedOutput: OutputBuffer | null = outputBuffer(8192)
 
+/**
+ * Small records are handed out as views into shared chunks instead of a copy each (`slice`
+ * makes an ArrayBuffer per record, with its own backing store for the GC to track: 10% of an
+ * update, and GC work in a populate). A chunk lives as long as any record in it.
+ */
+const RECORD_CHUNK = 64 * 1024
+const POOLED_RECORD_MAX = 1024
+let recordChunk = new Uint8Array(RECORD_CHUNK)
+let recordChunkPos = 0
+
+/** A copy of the first `n` bytes of `src`, for a record. */
+function recordBytes(src: Uint8Array, n: number): Uint8Array {
+  if (n > POOLED_RECORD_MAX) return src.slice(0, n)
+  if (recordChunkPos + n > RECORD_CHUNK) {
+    recordChunk = new Uint8Array(RECORD_CHUNK)
+    recordChunkPos = 0
+  }
+  const chunk = recordChunk
+  const start = recordChunkPos
+  for (let i = 0; i < n; i++) chunk[start + i] = src[i]!
+  recordChunkPos = (start + n + 7) & ~7 // 8-aligned starts, as a fresh buffer's
+  return chunk.subarray(start, start + n)
+}
+
 /** Objects numbered for back-references: a short list scanned by identity, a Map past SEEN_LIST_MAX. */
 const SEEN_LIST_MAX = 8
 
@@ -288,7 +312,7 @@ class RecordEncoder {
       this.#buf[this.#pos++] = RECORD_FORMAT_VERSION
       this.#string(className)
       this.#value(state, path)
-      return this.#out.plain.slice(0, this.#pos)
+      return recordBytes(this.#out.plain, this.#pos)
     } finally {
       if (this.#shared) sharedOutput = this.#out
     }

@@ -618,7 +618,7 @@ export class SQLiteStorage implements Storage {
     this.#commit = null
     const oids = [...commit.stores.keys()]
     if (this.#freshOids.size > 0) for (const oid of oids) this.#freshOids.delete(oid)
-    log('committed %s: %d objects', idToHex(tid), oids.length)
+    if (log.enabled) log('committed %s: %d objects', idToHex(tid), oids.length)
     onTid?.(tid)
     for (const l of [...this.#listeners]) l.invalidate(tid, oids)
     return tid
