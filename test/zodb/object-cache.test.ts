@@ -31,6 +31,26 @@ describe('object cache', () => {
     expect(items[0]!.name).to.equal('item0') // and load again when used
   })
 
+  it('an object used again (changed and committed, reloaded) is evicted after those not used since', () => {
+    const { s, items } = populate(50, { cacheSize: 20 })
+    for (const it of items) void it.name // loaded in order: items[0] is the least recently used
+    items[0]!.value = 'changed'
+    items[1]!._p_invalidate()
+    void items[1]!.name // loaded again
+    s.tm.commit() // items[0] stored: used now
+    expect(s.conn.cache.activeCount).to.be.at.most(20)
+    expect(items[0]!._p_state).to.not.equal(GHOST)
+    expect(items[0]!.value).to.equal('changed')
+    expect(items[1]!._p_state).to.not.equal(GHOST)
+    expect(items[2]!._p_state).to.equal(GHOST)
+    expect(items[49]!._p_state).to.not.equal(GHOST)
+    // Bytes stay counted once per active object through the moves.
+    const active = [s.root as unknown as Item, s.root.items as unknown as Item, ...items].filter((o) => o._p_state !== GHOST)
+    expect(s.conn.cache.activeBytes).to.equal(active.reduce((n, o) => n + o._p_estimatedSize, 0))
+    s.conn.cacheMinimize()
+    expect(s.conn.cache.activeBytes).to.equal(0)
+  })
+
   it('evicts by estimated bytes as well', () => {
     const { s, items } = populate(40, { cacheSize: 1000, cacheSizeBytes: 2000 })
     for (const it of items) void it.name

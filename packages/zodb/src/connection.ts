@@ -401,9 +401,13 @@ export class Connection<R extends object = Record<string, unknown>> implements P
     } finally {
       this.#finishing = false
     }
+    const added = this.#added
     for (const { obj, size } of this.#stored) {
       _stored(obj, tid, size)
-      this.cache.accessed(obj) // counted again with its stored size
+      // Counted again with its stored size; a new object was used when it was added (this
+      // transaction), a changed one now.
+      if (added.has(obj._p_oid!)) this.cache.recount(obj)
+      else this.cache.accessed(obj)
     }
     for (const oid of this.#resolved) this.cache.get(oid)?._p_invalidate()
     if (log.enabled) log('conn %d committed %s (%d objects)', this.id, idToHex(tid), this.#stored.length)

@@ -30,9 +30,17 @@ export class ObjectCache {
    * The rest get theirs at the next `incrgc()`, as every transaction boundary calls it.
    */
   readonly #young = new Map<Oid, Persistent>()
-  /** Active objects, least recently used first; each one's counted size is its meta's `cachedSize`. */
+  /**
+   * Active objects, in the order they took their place (each one's `lruTick`); each one's
+   * counted size is its meta's `cachedSize`. A use only stamps the object (`usedTick`): moving
+   * it to the end of this map at every use (a delete and a set in a map of 100k entries, 5-10% of
+   * a commit) is left to `incrgc`, which gives an object used since it took its place a second
+   * chance at the end instead of evicting it. Eviction order is thus least recently used, as
+   * far as it matters.
+   */
   readonly #active = new Map<Oid, Persistent>()
   #bytes = 0
+  #clock = 0
   /**
    * Entries of collected objects are dropped by a sweep when #refs has grown to twice its size
    * after the last sweep (amortized O(1) per entry), and when `size` is asked. A
@@ -90,15 +98,29 @@ export class ObjectCache {
     const oid = meta.oid
     if (oid === null) return
     if (this.#young.size > 0) this.#young.delete(oid)
-    const active = this.#active
-    const prev = active.get(oid)
-    if (prev !== undefined) {
-      active.delete(oid)
-      this.#bytes -= _meta(prev).cachedSize
+    const tick = ++this.#clock
+    if (meta.lruTick !== 0) {
+      // In the map already (the only object there under its oid): stamp it, count its size again.
+      meta.usedTick = tick
+      this.#bytes += meta.size - meta.cachedSize
+    } else {
+      this.#removeActive(oid)
+      this.#active.set(oid, obj)
+      meta.lruTick = meta.usedTick = tick
+      this.#bytes += meta.size
     }
-    active.set(oid, obj)
     meta.cachedSize = meta.size
-    this.#bytes += meta.size
+  }
+
+  /** `obj`'s estimated size changed (it was stored): count it again, without counting a use. */
+  recount(obj: Persistent): void {
+    const meta = _meta(obj)
+    if (meta.lruTick === 0) {
+      this.accessed(obj)
+      return
+    }
+    this.#bytes += meta.size - meta.cachedSize
+    meta.cachedSize = meta.size
   }
 
   /** `obj` became a ghost: hold it weakly only. */
@@ -120,7 +142,9 @@ export class ObjectCache {
     const prev = this.#active.get(oid)
     if (prev !== undefined) {
       this.#active.delete(oid)
-      this.#bytes -= _meta(prev).cachedSize
+      const meta = _meta(prev)
+      this.#bytes -= meta.cachedSize
+      meta.lruTick = 0
     }
   }
 
@@ -164,10 +188,20 @@ export class ObjectCache {
     const over = () => this.#active.size > cacheSize || (cacheSizeBytes > 0 && this.#bytes > cacheSizeBytes)
     if (this.#young.size > 0) this.#flushYoung()
     if (!over()) return
-    // Deleting entries already visited is safe while iterating a Map: no copy needed.
-    for (const obj of this.#active.values()) {
+    // Deleting entries already visited is safe while iterating a Map: no copy needed. An entry
+    // moved to the end comes again later in the same loop, and is then evicted if need be.
+    const active = this.#active
+    for (const obj of active.values()) {
       if (!over()) break
-      const state = _meta(obj).state
+      const meta = _meta(obj)
+      if (meta.usedTick > meta.lruTick) {
+        // Used since it took its place: to the end, as a move at the time of use would have done.
+        active.delete(meta.oid!)
+        active.set(meta.oid!, obj)
+        meta.lruTick = meta.usedTick = ++this.#clock
+        continue
+      }
+      const state = meta.state
       if (state === CHANGED || state === STICKY) continue
       obj._p_deactivate()
     }
@@ -193,6 +227,7 @@ export class ObjectCache {
   /** Forget every object, making the active ones ghosts first. */
   clear(): void {
     for (const obj of this.objects()) if (_meta(obj).state !== GHOST) _ghostify(obj)
+    for (const obj of this.#active.values()) _meta(obj).lruTick = 0
     this.#refs.clear()
     this.#young.clear()
     this.#active.clear()

@@ -60,6 +60,10 @@ export class PersistentMeta {
   size = 0
   /** The size the connection's object cache counted for the object while it is active there. */
   cachedSize = 0
+  /** The cache's clock when the object took its place in the cache's LRU order; 0 while not there. */
+  lruTick = 0
+  /** The cache's clock when the object was last used (loaded, stored, added). */
+  usedTick = 0
 }
 
 type StateDict = Record<string, unknown>
