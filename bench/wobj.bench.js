@@ -13,7 +13,7 @@ import { TransactionManager } from '@wendelin/transaction'
 import { DB, MemoryStorage, SQLiteStorage } from '@wendelin/zodb'
 
 import { printRows, secondsSince, summarize, updateResults, xorshift } from './lib/harness.js'
-import { BATCH, SMALL_COMMITS, makeItem, runObjectWorkload } from './lib/wobj-workload.js'
+import { BATCH, SMALL_COMMITS, makeItem, runObjectWorkload, settle } from './lib/wobj-workload.js'
 
 const args = process.argv.slice(2)
 const N = Number(args[args.indexOf('--objects') + 1] || 0) || 100_000
@@ -102,7 +102,7 @@ try {
     const results = []
     for (let run = 0; run < RUNS; run++) {
       results.push(runObjectWorkload(N, c.open, c.reopen))
-      if (globalThis.gc) globalThis.gc()
+      await settle()
     }
     const base = raw[c.durability ?? 'full']
     const m = (f) => summarize(results.map(f))
