@@ -1,6 +1,7 @@
-// The server's commit lock, after ZEO's CommitLockTests: stores are buffered without it, vote
-// takes it, a second voter waits, and finish, abort, disconnection and the transaction timeout
-// all release it. Driven frame by frame with RawClient against a server in a child process.
+// The server's commit locks, after ZEO's CommitLockTests: stores are buffered without them, vote
+// locks the transaction's objects, a second voter that needs one of them waits (one that does not
+// goes on), and finish, abort, disconnection and the transaction timeout all release them. Driven
+// frame by frame with RawClient against a server in a child process.
 import { expect } from 'chai'
 
 import { record } from '../zodb/storage-conformance.js'
@@ -47,56 +48,99 @@ describe('zeo commit lock (CommitLockTests)', function () {
     return o
   }
 
-  it('lets a second voter wait until the first finishes', async () => {
+  /** An object committed by `c` (a new one, value 0): [oid, its serial]. */
+  async function committed(c: RawClient, txnId: number): Promise<[bigint, bigint]> {
+    const oid = await begin(c, txnId, undefined, 0n, 0)
+    expect((await c.call('vote', txnId)).slice(1)).to.deep.equal([0, { conflicts: [] }])
+    const [, status, tid] = await c.call('finish', txnId)
+    expect(status).to.equal(0)
+    return [oid, tid as bigint]
+  }
+
+  it('lets a second voter that writes the same object wait until the first finishes', async () => {
     const a = await client()
     const b = await client()
-    await begin(a, 1)
-    await begin(b, 2)
+    const [oid, t0] = await committed(a, 100)
+    await begin(a, 1, oid, t0, 1)
+    await begin(b, 2, oid, t0, 2)
     expect((await a.call('vote', 1)).slice(1)).to.deep.equal([0, { conflicts: [] }])
     const bVote = b.call('vote', 2)
     expect(await within(bVote, 300)).to.equal('timeout')
     const [, status, tidA] = await a.call('finish', 1)
     expect(status).to.equal(0)
-    expect(((await within(bVote, 2000)) as unknown[]).slice(1)).to.deep.equal([0, { conflicts: [] }])
+    // a committed first: b's change is now based on an old revision
+    expect(((await within(bVote, 2000)) as unknown[]).slice(1)).to.deep.equal([0, { conflicts: [[oid, tidA]] }])
+    b.oneWay('store', 2, oid, tidA, record({ value: 2 }))
+    expect((await b.call('vote', 2)).slice(1)).to.deep.equal([0, { conflicts: [] }])
     const [, status2, tidB] = await b.call('finish', 2)
     expect(status2).to.equal(0)
     expect((tidB as bigint) > (tidA as bigint)).to.equal(true)
   })
 
-  it('does not take the lock for tpc_begin and stores', async () => {
+  it('lets voters with no object in common vote at once; tids follow the order of the finishes', async () => {
     const a = await client()
     const b = await client()
     await begin(a, 1)
-    await begin(b, 2) // both buffered, neither blocks the other
+    await begin(b, 2)
+    expect((await a.call('vote', 1)).slice(1)).to.deep.equal([0, { conflicts: [] }])
+    expect(((await within(b.call('vote', 2), 1000)) as unknown[]).slice(1)).to.deep.equal([0, { conflicts: [] }])
+    const [, , tidB] = await b.call('finish', 2)
+    const [, , tidA] = await a.call('finish', 1)
+    expect((tidA as bigint) > (tidB as bigint)).to.equal(true)
+  })
+
+  it('holds a readCurrent check against a voted writer of that object until it finishes', async () => {
+    const a = await client()
+    const b = await client()
+    const [oid, t0] = await committed(a, 100)
+    await begin(a, 1, oid, t0, 1)
+    await a.call('vote', 1)
+    await begin(b, 2) // writes a new object, and reads `oid` with readCurrent
+    b.oneWay('checkCurrent', 2, oid, t0)
+    const bVote = b.call('vote', 2)
+    expect(await within(bVote, 300)).to.equal('timeout')
+    await a.call('finish', 1)
+    const [, status, error] = (await within(bVote, 2000)) as unknown[]
+    expect(status).to.equal(1)
+    expect((error as { name: string }).name).to.equal('ReadConflictError')
+  })
+
+  it('does not take the lock for tpc_begin and stores', async () => {
+    const a = await client()
+    const b = await client()
+    const [oid, t0] = await committed(a, 100)
+    await begin(a, 1, oid, t0, 1)
+    await begin(b, 2, oid, t0, 2) // both buffered, neither blocks the other
     expect(((await within(b.call('vote', 2), 1000)) as unknown[]).slice(1)).to.deep.equal([0, { conflicts: [] }])
     await b.call('finish', 2)
-    expect(((await within(a.call('vote', 1), 1000)) as unknown[]).slice(1)).to.deep.equal([0, { conflicts: [] }])
+    expect(((await within(a.call('vote', 1), 1000)) as unknown[]).slice(1)[0]).to.equal(0)
   })
 
   it('releases the lock on abort', async () => {
     const a = await client()
     const b = await client()
-    await begin(a, 1)
-    await begin(b, 2)
+    const [oid, t0] = await committed(a, 100)
+    await begin(a, 1, oid, t0, 1)
+    await begin(b, 2, oid, t0, 2)
     await a.call('vote', 1)
     const bVote = b.call('vote', 2)
     expect(await within(bVote, 200)).to.equal('timeout')
     a.oneWay('abort', 1)
-    expect(await within(bVote, 2000)).to.not.equal('timeout')
+    expect(((await within(bVote, 2000)) as unknown[]).slice(1)).to.deep.equal([0, { conflicts: [] }])
     await b.call('finish', 2)
-    // a's transaction left nothing behind: its object does not exist
   })
 
   it('releases the lock when the holder disconnects', async () => {
     const a = await client()
     const b = await client()
-    await begin(a, 1)
-    await begin(b, 2)
+    const [oid, t0] = await committed(a, 100)
+    await begin(a, 1, oid, t0, 1)
+    await begin(b, 2, oid, t0, 2)
     await a.call('vote', 1)
     const bVote = b.call('vote', 2)
     expect(await within(bVote, 200)).to.equal('timeout')
     a.close()
-    expect(await within(bVote, 2000)).to.not.equal('timeout')
+    expect(((await within(bVote, 2000)) as unknown[]).slice(1)).to.deep.equal([0, { conflicts: [] }])
     const [, status] = await b.call('finish', 2)
     expect(status).to.equal(0)
   })
@@ -104,8 +148,9 @@ describe('zeo commit lock (CommitLockTests)', function () {
   it('aborts a holder that stalls past the transaction timeout, and drops it', async () => {
     const a = await client()
     const b = await client()
-    await begin(a, 1)
-    await begin(b, 2)
+    const [oid, t0] = await committed(a, 100)
+    await begin(a, 1, oid, t0, 1)
+    await begin(b, 2, oid, t0, 2)
     await a.call('vote', 1)
     const started = Date.now()
     const bVote = b.call('vote', 2)
@@ -145,7 +190,7 @@ describe('zeo commit lock (CommitLockTests)', function () {
     a.oneWay('tpc_begin', 2, '', '', {})
     a.oneWay('store', 2, oid, t1, record({ value: 2 }))
     a.oneWay('store', 2, fresh, 0n, record({ value: 3 }))
-    await a.call('vote', 2) // the records are written to SQLite, the transaction is not committed
+    await a.call('vote', 2) // voted, not committed
     expect((await b.call('sync')).slice(1)).to.deep.equal([0, t1])
     const [, , loaded] = await b.call('loadBefore', oid, 0xffff_ffff_ffff_ffffn, 0)
     expect((loaded as unknown[])[0]).to.deep.equal([record({ value: 1 }), t1, null])

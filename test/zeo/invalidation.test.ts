@@ -144,9 +144,15 @@ describe('zeo invalidations and the client cache', function () {
 
   /** A proxy (fixtures/coalescing-proxy) that delivers the reply to `holdMethod` together with
    * the invalidation of a commit of root[key] = value made while it held that reply. */
-  async function coalescingProxy(name: string, holdMethod: string, key: string, value: unknown): Promise<{ port: number; committed: Promise<Tid>; close(): void }> {
+  async function coalescingProxy(
+    name: string,
+    holdMethod: string,
+    key: string,
+    value: unknown,
+    mode: 'reply' | 'request' = 'reply',
+  ): Promise<{ port: number; committed: Promise<Tid>; close(): void }> {
     const worker = new Worker(path.join(here, 'fixtures', 'coalescing-proxy.js'), {
-      workerData: { upstream: server.port, storage: name, token: TOKEN, holdMethod, key, value },
+      workerData: { upstream: server.port, storage: name, token: TOKEN, holdMethod, key, value, mode },
     })
     let committed!: (tid: Tid) => void
     const done = new Promise<Tid>((r) => (committed = r))
@@ -206,6 +212,35 @@ describe('zeo invalidations and the client cache', function () {
     expect(a.lastTransaction()).to.equal(theirs)
     expect((conn.root as AnyRoot).theirs).to.equal('b')
     expect((conn.root as AnyRoot).mine).to.equal('a')
+    tm.abort()
+  })
+
+  it('shows at the next transaction a commit that finished between this client\'s vote and its finish', async () => {
+    // Voters with no object in common do not wait for each other, so another client's commit can
+    // finish (with a smaller tid) while ours is voted: its invalidation, read while our connection
+    // finishes, must reach that connection at its next boundary.
+    const name = await server.addStorage()
+    const b = dbOn(name)
+    b.tm.begin()
+    b.root().theirs = 'none yet'
+    b.root().mine = new PersistentMapping()
+    b.tm.commit()
+    const proxy = await coalescingProxy(name, 'finish', 'theirs', 'b', 'request')
+    open.push(proxy)
+    const a = new ClientStorage({ host: '127.0.0.1', port: proxy.port, storage: name, token: TOKEN })
+    const db = new DB(a)
+    open.push(db)
+    const tm = new TransactionManager({ explicit: true })
+    const conn = db.open({ transactionManager: tm })
+    tm.begin()
+    expect((conn.root as AnyRoot).theirs).to.equal('none yet')
+    ;((conn.root as AnyRoot).mine as PersistentMapping).set('x', 1) // not the root: no conflict with theirs
+    tm.commit()
+    const theirs = await proxy.committed
+    tm.begin()
+    expect(a.lastTransaction() > theirs).to.equal(true) // ours came after theirs
+    expect((conn.root as AnyRoot).theirs).to.equal('b')
+    expect(((conn.root as AnyRoot).mine as PersistentMapping).get('x')).to.equal(1)
     tm.abort()
   })
 

@@ -116,14 +116,14 @@ describe('zeo server security and robustness', function () {
     await a.welcome()
     const b = await RawClient.connect(server.port, name)
     await b.welcome()
-    const [, , oids] = await a.call('newOids', 2)
-    const [x, y] = oids as bigint[]
+    const [, , oids] = await a.call('newOids', 1)
+    const [x] = oids as bigint[]
     a.oneWay('tpc_begin', 1, '', '', {})
     a.oneWay('store', 1, x, 0n, record({ value: 1 }))
-    expect((await a.call('vote', 1))[1]).to.equal(0) // a holds the commit lock
+    expect((await a.call('vote', 1))[1]).to.equal(0) // a holds the lock on x
     b.oneWay('tpc_begin', 2, '', '', {})
-    b.oneWay('store', 2, y, 0n, record({ value: 1 }))
-    void b.call('vote', 2) // waits for the lock: one unanswered call, the limit
+    b.oneWay('store', 2, x, 0n, record({ value: 1 }))
+    void b.call('vote', 2) // waits for x: one unanswered call, the limit
     b.write([9, 'sync']) // a second one is too many
     expect(await b.waitClosed(2000)).to.equal(true)
     expect((await a.call('finish', 1))[1]).to.equal(0)

@@ -167,6 +167,7 @@ export class ClientStorage implements Storage {
   #queue: ([Tid, Oid[]] | 'reset')[] = []
   #nextId = 1
   #lastTid: Tid = 0n
+  /** The newest tid told to the listeners from #queue (our own commits are told at their finish). */
   #deliveredTid: Tid = 0n
   #connected = false
   #generation = 0
@@ -795,10 +796,10 @@ export class ClientStorage implements Storage {
     } finally {
       this.#commit = null
     }
-    // Nobody committed between our vote and our finish (we held the lock), so what is queued now
-    // came after our tid: it stays queued for the next boundary. Told now, it would reach the
-    // committing connection while it finishes, which ignores invalidations, and be lost to it.
-    if (tid > this.#deliveredTid) this.#deliveredTid = tid
+    // What is queued now (others' commits that finished between our vote and our finish, or
+    // right after ours) stays queued for the next boundary (lastTransaction, which the connection
+    // calls at the end of this transaction): told now, it would reach the committing connection
+    // while it finishes, which ignores invalidations, and be lost to it.
     this.#post({ t: 'lastTid', tid })
     if (!this.#justCommitted) {
       this.#justCommitted = true

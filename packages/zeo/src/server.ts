@@ -1,14 +1,19 @@
 // The storage server: serves named storages to network clients (ClientStorage) over the
 // protocol in protocol.ts, as ZEO's StorageServer does for ZODB.
 //
-// Commits: tpc_begin and the stores are buffered per client without any lock. tpc_vote queues
-// for the storage's commit lock; holding it, the server compares every stored object's serial
-// with the current one and every readCurrent serial; conflicts go back to the client, which has
-// the application's classes, resolves them and re-stores, then votes again (the lock is released
-// meanwhile). Without conflicts the transaction is written to the storage (its tpc_vote) and the
-// lock stays held until tpc_finish or tpc_abort, the client's disconnection, or the transaction
-// timeout. tpc_finish assigns the tid; the storage's listener then pushes the invalidation to
-// every other client of that storage, in tid order, before anything else is sent to them.
+// Commits: tpc_begin and the stores are buffered per client without any lock. tpc_vote locks the
+// objects the transaction writes (and those it read with readCurrent) against other voters: a
+// voter that needs an object locked by a voted, unfinished transaction waits, in arrival order;
+// voters with nothing in common go on at once. Holding its locks, the vote compares every stored
+// object's serial with the current one and every readCurrent serial; conflicts go back to the
+// client, which has the application's classes, resolves them, re-stores and votes again (the
+// locks are released meanwhile). Without conflicts the transaction is voted: nothing another
+// voter could do can make it fail any more. tpc_finish then writes it to the storage and commits
+// it in one synchronous step (storage tpc_begin … tpc_finish, the storage's own lock held only
+// there, not across the client's round trip), and replies once the storage says it is durable.
+// The storage's listener pushes the invalidation to every other client, in tid order, before
+// anything else is sent to them. A transaction with undos is written at vote, as before, and holds
+// the whole storage until its finish.
 
 import { createHash, timingSafeEqual } from 'node:crypto'
 import net from 'node:net'
@@ -99,11 +104,21 @@ interface ServerTxn {
   error: Error | null
   state: 'open' | 'waiting' | 'voted'
   timer: NodeJS.Timeout | null
+  /** Written to the storage at vote (it undoes transactions): holds the whole storage until finish. */
+  exclusive: boolean
 }
 
 class Served {
   readonly clients = new Set<ClientConn>()
-  holder: ClientConn | null = null
+  /** Voted, unfinished transactions (their clients). */
+  readonly voted = new Set<ClientConn>()
+  /** The voted transaction written to the storage at vote (an undo), which holds it alone. */
+  exclusive: ClientConn | null = null
+  /** Objects written by voted transactions, and those they read with readCurrent (how many). */
+  readonly writeLocks = new Map<Oid, ClientConn>()
+  readonly readLocks = new Map<Oid, number>()
+  /** Oids handed out by newOids and not committed yet: certainly new, no need to look them up. */
+  readonly freshOids = new Set<Oid>()
   waiters: { conn: ClientConn; id: number }[] = []
   /** The client whose tpc_finish is running: the storage's listener skips it. */
   committer: ClientConn | null = null
@@ -172,7 +187,26 @@ class Served {
    * connection): reads are then held to the last committed tid.
    */
   readLimit(): Tid | null {
-    return this.holder !== null && this.holder.txn?.state === 'voted' ? this.lastCommitted : null
+    return this.exclusive !== null ? this.lastCommitted : null
+  }
+
+  /** A voted transaction's locks. */
+  lock(conn: ClientConn, txn: ServerTxn): void {
+    this.voted.add(conn)
+    if (txn.exclusive) this.exclusive = conn
+    for (const oid of txn.stores.keys()) this.writeLocks.set(oid, conn)
+    for (const oid of txn.readCurrent.keys()) this.readLocks.set(oid, (this.readLocks.get(oid) ?? 0) + 1)
+  }
+
+  unlock(conn: ClientConn, txn: ServerTxn): void {
+    if (!this.voted.delete(conn)) return
+    if (this.exclusive === conn) this.exclusive = null
+    for (const oid of txn.stores.keys()) if (this.writeLocks.get(oid) === conn) this.writeLocks.delete(oid)
+    for (const oid of txn.readCurrent.keys()) {
+      const n = (this.readLocks.get(oid) ?? 1) - 1
+      if (n <= 0) this.readLocks.delete(oid)
+      else this.readLocks.set(oid, n)
+    }
   }
 
   close(closeStorage: boolean): void {
@@ -272,7 +306,7 @@ export class StorageServer {
         pump(s, this.options.transactionTimeout)
       }
       const deadline = Date.now() + grace
-      const busy = () => [...this.#storages.values()].some((s) => s.holder !== null && s.holder.txn?.state === 'voted')
+      const busy = () => [...this.#storages.values()].some((s) => s.voted.size > 0)
       while (busy() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5))
       for (const c of [...this.#conns]) c.shutdown()
       const until = Date.now() + 1000
@@ -497,6 +531,7 @@ class ClientConn {
         error: null,
         state: 'open',
         timer: null,
+        exclusive: false,
       }
       if (this.readOnly) this.txn.error = new ReadOnlyError(`tpc_begin: storage ${this.served!.name} is read-only for this client`)
       return
@@ -599,7 +634,13 @@ class ClientConn {
         if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 10_000) throw new ProtocolError('malformed newOids')
         this.#checkWritable('newOid')
         const out: Oid[] = []
-        for (let i = 0; i < n; i++) out.push(storage.newOid())
+        const fresh = this.served!.freshOids
+        if (fresh.size + n > FRESH_OIDS_MAX) fresh.clear() // (forgotten ones are looked up at vote)
+        for (let i = 0; i < n; i++) {
+          const oid = storage.newOid()
+          fresh.add(oid)
+          out.push(oid)
+        }
         return out
       }
       case 'len':
@@ -653,6 +694,7 @@ class ClientConn {
         const oids: Oid[] = []
         for (const t of storage.iterator(tid, tid)) for (const r of t.records) oids.push(r.oid)
         txn.undos.push(tid)
+        txn.exclusive = true
         return oids
       }
       case 'vote': {
@@ -668,16 +710,28 @@ class ClientConn {
       case 'finish': {
         const txn = this.#txn(args[0], 'tpc_finish')
         const served = this.served!
-        if (txn.state !== 'voted' || served.holder !== this) throw new StorageTransactionError('tpc_finish before tpc_vote')
+        if (txn.state !== 'voted' || !served.voted.has(this)) throw new StorageTransactionError('tpc_finish before tpc_vote')
         served.committer = this
         let tid: Tid
         try {
+          // Voted: its objects are locked and were checked, so the storage's own vote finds no
+          // conflict (unless another process wrote the storage meanwhile, see the README).
+          if (!txn.exclusive) writeToStorage(storage, txn)
           tid = storage.tpc_finish(txn.meta)
+        } catch (error) {
+          try {
+            storage.tpc_abort(txn.meta)
+          } catch {
+            // nothing to abort
+          }
+          throw error
         } finally {
           served.committer = null
           this.txn = null
           if (txn.timer) clearTimeout(txn.timer)
-          release(served, this.server.options.transactionTimeout)
+          served.unlock(this, txn)
+          for (const [oid, st] of txn.stores) if (st.oldSerial === 0n) served.freshOids.delete(oid)
+          pump(served, this.server.options.transactionTimeout)
         }
         log('client %d committed %s to %s (%d objects)', this.id, idToHex(tid), served.name, txn.stores.size)
         return tid
@@ -695,28 +749,48 @@ class ClientConn {
     this.txn = null
     if (txn.timer) clearTimeout(txn.timer)
     served.waiters = served.waiters.filter((w) => w.conn !== this)
-    if (served.holder === this) {
-      try {
-        served.storage.tpc_abort(txn.meta)
-      } catch (error) {
-        log('abort on %s failed: %s', served.name, (error as Error).message)
+    if (served.voted.has(this)) {
+      if (txn.exclusive) {
+        try {
+          served.storage.tpc_abort(txn.meta)
+        } catch (error) {
+          log('abort on %s failed: %s', served.name, (error as Error).message)
+        }
       }
-      release(served, this.server.options.transactionTimeout)
+      served.unlock(this, txn)
+      pump(served, this.server.options.transactionTimeout)
     }
   }
 }
 
 const DEFERRED = Symbol('deferred')
 
-function release(served: Served, timeout: number): void {
-  served.holder = null
-  pump(served, timeout)
+/** The most oids handed out and not committed that a served storage remembers as new. */
+const FRESH_OIDS_MAX = 1 << 20
+
+/**
+ * Whether a waiting voter may take its locks now: none of its objects is locked by a voted
+ * transaction, or claimed by a voter that came before it and still waits (arrival order).
+ */
+function canVote(served: Served, txn: ServerTxn, claimedWrites: Set<Oid>, claimedReads: Set<Oid>, earlierWaiting: boolean): boolean {
+  if (served.exclusive !== null) return false
+  if (txn.exclusive) return served.voted.size === 0 && !earlierWaiting
+  for (const oid of txn.stores.keys()) {
+    if (served.writeLocks.has(oid) || served.readLocks.has(oid) || claimedWrites.has(oid) || claimedReads.has(oid)) return false
+  }
+  for (const oid of txn.readCurrent.keys()) if (served.writeLocks.has(oid) || claimedWrites.has(oid)) return false
+  return true
 }
 
-/** Give the commit lock to waiting voters, one at a time, until one holds it. */
+/** Let waiting voters vote, in arrival order, as far as their objects are not locked. */
 function pump(served: Served, timeout: number): void {
-  while (served.holder === null && served.waiters.length > 0) {
-    const { conn, id } = served.waiters.shift()!
+  if (served.waiters.length === 0) return
+  const claimedWrites = new Set<Oid>()
+  const claimedReads = new Set<Oid>()
+  const still: { conn: ClientConn; id: number }[] = []
+  let exclusiveWaits = false
+  for (const w of served.waiters) {
+    const { conn, id } = w
     const txn = conn.txn
     if (conn.closed || txn === null || txn.state !== 'waiting') continue
     if (served.closing) {
@@ -724,35 +798,43 @@ function pump(served: Served, timeout: number): void {
       conn.replyError(id, new ClientDisconnected('the server is shutting down: the transaction was not committed'))
       continue
     }
-    served.holder = conn
+    if (exclusiveWaits || !canVote(served, txn, claimedWrites, claimedReads, still.length > 0)) {
+      still.push(w)
+      if (txn.exclusive) exclusiveWaits = true // nobody passes a waiting undo
+      for (const oid of txn.stores.keys()) claimedWrites.add(oid)
+      for (const oid of txn.readCurrent.keys()) claimedReads.add(oid)
+      continue
+    }
     let conflicts: [Oid, Tid][]
     try {
-      conflicts = voteLocked(served, txn)
+      conflicts = vote(served, txn)
     } catch (error) {
-      try {
-        served.storage.tpc_abort(txn.meta)
-      } catch {
-        // already aborted
+      if (txn.exclusive) {
+        try {
+          served.storage.tpc_abort(txn.meta)
+        } catch {
+          // already aborted
+        }
       }
       txn.state = 'open'
-      served.holder = null
       conn.replyError(id, error)
       continue
     }
     if (conflicts.length > 0) {
       txn.state = 'open'
-      served.holder = null
       conn.reply(id, { conflicts })
       continue
     }
     txn.state = 'voted'
+    served.lock(conn, txn)
     txn.timer = setTimeout(() => {
-      log('client %d held the commit lock of %s longer than %d ms: aborting its transaction', conn.id, served.name, timeout)
+      log('client %d held its commit locks on %s longer than %d ms: aborting its transaction', conn.id, served.name, timeout)
       conn.destroy('transaction timeout')
     }, timeout)
     txn.timer.unref()
     conn.reply(id, { conflicts: [] })
   }
+  served.waiters = still
 }
 
 function currentSerial(storage: Storage, oid: Oid): Tid {
@@ -766,8 +848,11 @@ function currentSerial(storage: Storage, oid: Oid): Tid {
   }
 }
 
-/** Holding the lock: conflicts to resolve on the client, or the transaction written (voted). */
-function voteLocked(served: Served, txn: ServerTxn): [Oid, Tid][] {
+/**
+ * The vote, its objects free of other voters: the conflicts to resolve on the client, or none
+ * (voted). A transaction with undos is written to the storage now and holds it until finish.
+ */
+function vote(served: Served, txn: ServerTxn): [Oid, Tid][] {
   const storage = served.storage
   storage.lastTransaction() // external commits reach the listeners (and so the clients) first
   for (const [oid, expected] of txn.readCurrent) {
@@ -778,15 +863,26 @@ function voteLocked(served: Served, txn: ServerTxn): [Oid, Tid][] {
   }
   const conflicts: [Oid, Tid][] = []
   for (const [oid, pending] of txn.stores) {
+    if (pending.oldSerial === 0n && served.freshOids.has(oid)) continue // handed out by us, not committed
     const current = currentSerial(storage, oid)
     if (current !== pending.oldSerial) conflicts.push([oid, current])
   }
   if (conflicts.length > 0) return conflicts
-  storage.tpc_begin(txn.meta)
-  const s = storage as Storage & { undo?: (tid: Tid, txn: TransactionMetaData) => Oid[] }
-  for (const tid of txn.undos) s.undo!(tid, txn.meta)
-  for (const [oid, pending] of txn.stores) storage.store(oid, pending.oldSerial, pending.data, txn.meta)
-  for (const [oid, serial] of txn.readCurrent) storage.checkCurrentSerialInTransaction(oid, serial, txn.meta)
-  storage.tpc_vote(txn.meta)
+  if (txn.exclusive) writeToStorage(storage, txn)
   return []
+}
+
+/** The storage's tpc_begin, undos, stores, readCurrent checks and tpc_vote for `txn`. */
+function writeToStorage(storage: Storage, txn: ServerTxn): void {
+  storage.tpc_begin(txn.meta)
+  try {
+    const s = storage as Storage & { undo?: (tid: Tid, txn: TransactionMetaData) => Oid[] }
+    for (const tid of txn.undos) s.undo!(tid, txn.meta)
+    for (const [oid, pending] of txn.stores) storage.store(oid, pending.oldSerial, pending.data, txn.meta)
+    for (const [oid, serial] of txn.readCurrent) storage.checkCurrentSerialInTransaction(oid, serial, txn.meta)
+    storage.tpc_vote(txn.meta)
+  } catch (error) {
+    storage.tpc_abort(txn.meta)
+    throw error
+  }
 }
