@@ -31,7 +31,7 @@ class JsFileOps : public BigFileOps {
     request.blk = blk;
     request.dest = dest;
     request.len = len;
-    LoaderPool::instance().submit(&request);
+    LoaderPool::instance().submit(&request, /*urgent=*/true);  // before readahead
     // A loader usually answers within tens of µs: spin for up to kSpinNanos before sleeping,
     // since a futex wake-up costs about as much again on these VMs. Bounded in time, not in
     // rounds: on a busy machine a long spin would keep the loader itself off the CPU.

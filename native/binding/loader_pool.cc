@@ -21,11 +21,21 @@ void LoaderPool::wakeAllLocked() {
   for (uv_async_t* wake : loaders_) uv_async_send(wake);
 }
 
-void LoaderPool::submit(LoadRequest* request) {
+void LoaderPool::submit(LoadRequest* request, bool urgent) {
   std::lock_guard<std::mutex> g(mutex_);
-  request->next = nullptr;
-  if (tail_) tail_->next = request; else head_ = request;
-  tail_ = request;
+  if (urgent) {
+    // After the urgent ones already queued, before the rest (FIFO among urgent requests).
+    LoadRequest** at = &head_;
+    while (*at && (*at)->urgent) at = &(*at)->next;
+    request->next = *at;
+    *at = request;
+    if (!request->next) tail_ = request;
+  } else {
+    request->next = nullptr;
+    if (tail_) tail_->next = request; else head_ = request;
+    tail_ = request;
+  }
+  request->urgent = urgent;
   wakeAllLocked();
 }
 

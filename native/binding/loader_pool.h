@@ -38,6 +38,7 @@ struct LoadRequest {
   bool async = false;
   double asyncId = 0;
   Virtmem::PendingLoad pending;
+  bool urgent = false;               // a faulting thread waits for it (queued first)
   LoadRequest* next = nullptr;
 };
 
@@ -46,7 +47,8 @@ class LoaderPool {
   static LoaderPool& instance();
 
   // Queues a request and wakes the loaders. Safe from the SIGSEGV handler of any thread.
-  void submit(LoadRequest* request);
+  // `urgent` (a thread waits for it) goes before the queued readahead and fileh.load requests.
+  void submit(LoadRequest* request, bool urgent = false);
   // Puts back a request a loader took but could not finish (it is shutting down).
   void requeue(LoadRequest* request);
   LoadRequest* take();

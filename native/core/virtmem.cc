@@ -117,13 +117,10 @@ void Virtmem::filehClose(FileH* fileh) {
   if (fileh->writeoutInProgress)
     throw VirtmemError("cannot close file handle: writeout in progress");
   // Loads under way (readahead, fileh.load) finish in loader workers, which never wait for
-  // this thread: wait for them. No mapping is left, so no new fault can start one.
-  for (;;) {
-    bool loading = false;
-    fileh->pagemap.forEach([&](std::uint64_t, Page* page) {
-      if (page->state == PageState::Loading) loading = true;
-    });
-    if (!loading) break;
+  // this thread: wait for them — those of invalidated pages too, whose frames would otherwise
+  // keep the RAM from closing after this handle. No mapping is left, so no new fault can
+  // start one.
+  while (fileh->loading > 0) {
     const std::uint32_t seq = loadSeq_.load();
     g.unlock();
     futexWait(loadSeq_, seq);
@@ -293,6 +290,8 @@ void Virtmem::protectPageEverywhere(Page* page, int prot) {
 // Unmaps a page from every VMA, unlinks it from all lists and gives its frame back.
 void Virtmem::dropPage(Page* page) {
   FileH* fileh = page->fileh;
+  if (page->state == PageState::Loading || page->state == PageState::LoadingInvalidated)
+    fileh->loading--;  // only a load's owner drops a page it is loading
   unmapPageEverywhere(page);
   if (page->inLru) fileh->ram->lru.erase(page->lruPos);
   if (page->inDirty) fileh->dirty.erase(page->dirtyPos);
@@ -368,6 +367,7 @@ Page* Virtmem::allocPage(FileH* fileh, std::uint64_t pgoffset) {
   page->pgoffset = pgoffset;
   page->frame = frame;
   page->state = PageState::Loading;
+  fileh->loading++;
   fileh->pagemap.set(pgoffset, page);
   return page;
 }
@@ -455,6 +455,7 @@ bool Virtmem::onFault(std::uintptr_t addr, bool write) {
         dropPage(page);  // already out of the pagemap; the next round loads afresh
       } else {
         page->state = PageState::Loaded;
+        fileh->loading--;
         touchLru(page);
       }
       loadDone();
@@ -581,6 +582,7 @@ bool Virtmem::finishLoad(PendingLoad& load, bool ok) {
   bool kept = false;
   if (ok && page->state == PageState::Loading) {
     page->state = PageState::Loaded;
+    load.fileh->loading--;
     touchLru(page);
     kept = true;
   } else {

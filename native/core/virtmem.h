@@ -64,6 +64,7 @@ struct FileH {
   bool closed = false;
   int baseFd = -1;                  // overlay mode: the file mapped read-only under the VMAs
   std::uint64_t lastFaultPg = kNoPage;  // page the last fault mapped (readahead)
+  std::size_t loading = 0;          // pages LOADING or LOADING_INVALIDATED (frames held by loads)
 };
 
 struct Vma {

@@ -4,9 +4,9 @@ import { expect } from 'chai'
 import fs from 'node:fs'
 import path from 'node:path'
 
-import { FileBigFile, FileH, PatternBigFile, RAM, virtmemStats } from '@wendelin/bigfile'
+import { FileBigFile, FileH, PatternBigFile, RAM, loaderCount, virtmemStats } from '@wendelin/bigfile'
 
-import { BrokenFile, FlakyFile, GatedFile, TracedFile } from './fixtures/files.js'
+import { BrokenFile, FlakyFile, GatedFile, SlowFile, TracedFile } from './fixtures/files.js'
 import { runFixture, tmpDir, until } from './helpers.js'
 
 const MiB = 1024 * 1024
@@ -223,6 +223,51 @@ describe('FileBigFile: loads through loader workers', () => {
     fs.writeFileSync(gate, '') // a loader worker polls for it: close must wait, not fail
     fh.close()
     expect(ram.stats().bytesInUse).to.equal(0)
+  })
+
+  it('waits in close for read-ahead loads of pages invalidated meanwhile, so the RAM closes right after', () => {
+    const blksize = 64 * 1024
+    const gate = path.join(dir, 'gate-invalidated')
+    const ram = new RAM({ pageSize: blksize, limit: 8 * blksize })
+    const fh = new FileH(new GatedFile({ blksize, gate, firstGated: 2 }), { ram })
+    const m = fh.mmap(0, 8)
+    const b = m.bytes()
+    expect(b[0]).to.equal(1)
+    expect(b[blksize]).to.equal(2) // sequential: pages 2 and 3 are read ahead, held at the gate
+    expect(fh.pageState(2)).to.equal('loading')
+    expect(fh.pageState(3)).to.equal('loading')
+    fh.invalidatePage(2) // out of the handle's pages, but their loads still hold RAM frames
+    fh.invalidatePage(3)
+    m.unmap()
+    fs.writeFileSync(gate, '') // a loader polls for it every 2 ms
+    fh.close()
+    ram.close() // no frame left: close did wait for both loads
+    expect(ram.isClosed).to.equal(true)
+  })
+
+  it('serves a fault before the readahead loads queued ahead of it', () => {
+    // Pages 0, 1 read in sequence queue up to 8 pages of readahead (slow loads: 40 ms each);
+    // a fault far away then waits for a loader, but only until one is free: its load goes
+    // ahead of the queued readahead, not behind all of it.
+    const blksize = 64 * 1024
+    const log = path.join(dir, 'slow.log')
+    fs.writeFileSync(log, '')
+    const ram = new RAM({ pageSize: blksize, limit: 64 * blksize })
+    const fh = new FileH(new SlowFile({ blksize, slowFrom: 2, slowTo: 40, delayMs: 40, log }), { ram })
+    const m = fh.mmap(0, 64)
+    const b = m.bytes()
+    expect(b[0]).to.equal(1)
+    expect(b[blksize]).to.equal(2) // sequential: pages 2.. are read ahead
+    let queued = 0
+    for (let pg = 2; pg < 12; pg++) if (fh.pageState(pg) === 'loading') queued++
+    expect(queued).to.be.at.least(4)
+    expect(b[50 * blksize]).to.equal(51)
+    const order = fs.readFileSync(log, 'utf8').trim().split('\n').map(Number)
+    const at = order.indexOf(50)
+    // 0, 1, then at most one slow load per loader worker before it
+    expect(at).to.be.within(2, 2 + loaderCount(), `completion order ${order.join(' ')}`)
+    m.unmap()
+    fh.close()
   })
 
   it('rejects fileh.load with the backend error; the page stays unloaded', async () => {
