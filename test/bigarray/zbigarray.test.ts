@@ -318,6 +318,27 @@ describe('ZBigArray', () => {
     expect(fh.pageState(1)).to.equal('loaded')
   })
 
+  it('get loads a page it has read without loading 32 times (scattered reads of a few pages load them)', () => {
+    const e1 = open()
+    const n = (2 * PS) / 8
+    e1.root.z = new ZBigArray([n], 'float64', { blksize: PS, format: 'ZBlk1' })
+    e1.tm.commit()
+    const A1 = arr<ZBigArray<'float64'>>(e1, 'z')
+    A1.set(0, 1)
+    A1.set(n - 1, 2)
+    e1.tm.commit()
+    const e2 = connect(e1.db)
+    const A = arr<ZBigArray<'float64'>>(e2, 'z')
+    const fh = A.fileh
+    for (let k = 0; k < 32; k++) {
+      expect(A.get(k * 97)).to.equal(k === 0 ? 1 : 0) // page 0, then page 1: never the same page twice in a row
+      expect(A.get(n - 1 - k * 97)).to.equal(k === 0 ? 2 : 0)
+    }
+    expect([fh.pageState(0), fh.pageState(1)]).to.deep.equal(['empty', 'empty'])
+    expect(A.get(5)).to.equal(0) // the 33rd read of page 0 loads it
+    expect([fh.pageState(0), fh.pageState(1)]).to.deep.equal(['loaded', 'empty'])
+  })
+
   it('get reads the shape and data of the current transaction: a shrink not yet committed', () => {
     const e1 = open()
     const n = (4 * PS) / 8

@@ -327,6 +327,11 @@ export interface BigArrayLike<D extends DType> extends Iterable<ValueOf<D> | Vie
   append(values: NdArray<ndarray.Data<number | bigint>> | ArrayLike<ValueOf<D>>): void
 }
 
+/** get() reads a page that is not in memory without loading it at most this many times. */
+const PEEKS_BEFORE_LOAD = 32
+/** Pages whose peeks get() counts (the counts start again beyond). */
+const MAX_PEEK_COUNTS = 1 << 16
+
 export class BigArray<D extends DType = DType> implements BigArrayLike<D> {
   readonly #dtype: D
   readonly #itemsize: number
@@ -530,8 +535,14 @@ export class BigArray<D extends DType = DType> implements BigArrayLike<D> {
       const c = this.#cached
       const mapped = c !== null && pg >= c.pg && pg < c.pg + c.len && c.m.isLive
       if (!mapped && pg !== this.#lastPeek && Math.floor((off + this.#itemsize - 1) / bs) === pg) {
+        // ...and once a page was peeked into PEEKS_BEFORE_LOAD times, it is loaded: on an array
+        // whose pages get many scattered reads, loading each once costs less than reading
+        // chunks again and again (a ZBlk1 block load costs ~60 cold chunk reads).
+        const peeks = this.#peeks.get(pg) ?? 0
         const scratch = (this.#scratch ??= new Uint8Array(this.#itemsize))
-        if (fileh.peek(off, scratch)) {
+        if (peeks < PEEKS_BEFORE_LOAD && fileh.peek(off, scratch)) {
+          if (this.#peeks.size >= MAX_PEEK_COUNTS) this.#peeks.clear()
+          this.#peeks.set(pg, peeks + 1)
           this.#lastPeek = pg
           return this.#read((this.#scratchView ??= new DataView(scratch.buffer)), 0)
         }
@@ -544,6 +555,8 @@ export class BigArray<D extends DType = DType> implements BigArrayLike<D> {
 
   /** The page the last get() peeked into (-1: none). */
   #lastPeek = -1
+  /** How many times get() peeked into each page. */
+  readonly #peeks = new Map<number, number>()
   #scratch: Uint8Array | null = null
   #scratchView: DataView | null = null
 

@@ -73,6 +73,35 @@ export abstract class ZBlk extends Persistent {
 
 const ZBLK0_CLASS = 'wendelin.bigfile.ZBlk0'
 
+/**
+ * The bytes of a record of `className` whose state is `{data: <Uint8Array or Buffer>}`, as a
+ * view into `record` (no copy); null for anything else. (Worth it for 2 MiB ZBlk0 records; for
+ * 4 KiB ZData chunks msgpackr's decoding costs more than the object path saves: measured 8.2
+ * against 7.0 ms per ZBlk1 block.)
+ */
+function recordBytes(record: Uint8Array, className: string): Uint8Array | null {
+  let raw
+  try {
+    raw = decodeRaw(record)
+  } catch {
+    return null
+  }
+  if (raw.className !== className || !(raw.wire instanceof Map) || raw.wire.size !== 1) return null
+  const data = raw.wire.get('data') as { tag?: unknown; value?: unknown } | null | undefined
+  // tag 8: a typed array, [kind, bytes] (kind 0: Buffer, 1: Uint8Array)
+  if (data === undefined || data === null || data.tag !== 8 || !Array.isArray(data.value)) return null
+  const [kind, bytes] = data.value as [unknown, unknown]
+  if ((kind !== 0 && kind !== 1) || !(bytes instanceof Uint8Array)) return null
+  return bytes
+}
+
+/** The bytes of persistent `obj` (a ghost holding `{data}`) read from its record, or null. */
+function ghostBytes(obj: Persistent, storage: Storage, before: Tid, className: string): Uint8Array | null {
+  if (obj._p_state !== GHOST || obj._p_oid === null) return null
+  const rev = storage.loadBefore(obj._p_oid, before)
+  return rev === null ? null : recordBytes(rev.data, className)
+}
+
 export class ZBlk0 extends ZBlk {
   /** The block's bytes without trailing zeros. */
   data: Uint8Array = new Uint8Array(0)
@@ -90,20 +119,15 @@ export class ZBlk0 extends ZBlk {
   /**
    * A ghost is filled straight from its record: the payload is copied once, from the storage's
    * buffer into `dest`, instead of being decoded into a fresh array first (a copy into fresh
-   * memory) and copied again — a loader's cold read is a third faster (bench/zbigfile.bench.js).
+   * memory) and copied again: a loader fills pages a quarter faster in one thread (1.7 -> 2.2 GB/s).
    */
   override loadFrom(storage: Storage, before: Tid, dest: Uint8Array): boolean {
-    if (this._p_state === GHOST && this._p_oid !== null) {
-      const rev = storage.loadBefore(this._p_oid, before)
-      const bytes = rev === null ? null : ZBlk0.recordBytes(rev.data)
-      if (bytes !== null) {
-        const n = Math.min(bytes.length, dest.length)
-        dest.set(n === bytes.length ? bytes : bytes.subarray(0, n))
-        if (n < dest.length) dest.fill(0, n)
-        return true
-      }
-    }
-    return super.loadFrom(storage, before, dest)
+    const bytes = ghostBytes(this, storage, before, ZBLK0_CLASS)
+    if (bytes === null) return super.loadFrom(storage, before, dest)
+    const n = Math.min(bytes.length, dest.length)
+    dest.set(n === bytes.length ? bytes : bytes.subarray(0, n))
+    if (n < dest.length) dest.fill(0, n)
+    return true
   }
 
   /**
@@ -111,19 +135,7 @@ export class ZBlk0 extends ZBlk {
    * is not the plain ZBlk0 state this class writes (it is then loaded as an object).
    */
   static recordBytes(record: Uint8Array): Uint8Array | null {
-    let raw
-    try {
-      raw = decodeRaw(record)
-    } catch {
-      return null
-    }
-    if (raw.className !== ZBLK0_CLASS || !(raw.wire instanceof Map) || raw.wire.size !== 1) return null
-    const data = raw.wire.get('data') as { tag?: unknown; value?: unknown } | null | undefined
-    // tag 8: a typed array, [kind, bytes] (kind 0: Buffer, 1: Uint8Array)
-    if (data === undefined || data === null || data.tag !== 8 || !Array.isArray(data.value)) return null
-    const [kind, bytes] = data.value as [unknown, unknown]
-    if ((kind !== 0 && kind !== 1) || !(bytes instanceof Uint8Array)) return null
-    return bytes
+    return recordBytes(record, ZBLK0_CLASS)
   }
 
   storeFrom(src: Uint8Array): void {
