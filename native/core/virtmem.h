@@ -195,6 +195,9 @@ class Virtmem {
   // Bumped and futex-woken whenever a load completes; threads waiting for a LOADING page
   // sleep on it.
   std::atomic<std::uint32_t> loadSeq_{0};
+  // waitForLoad's spin budget in ns (adapts; see there) and its count of waits without a spin.
+  std::atomic<std::int64_t> spinNanos_{50'000};
+  std::atomic<std::uint32_t> waitsWithoutSpin_{0};
 };
 
 }  // namespace wendelin
