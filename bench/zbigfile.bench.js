@@ -17,7 +17,8 @@
 //   formats             the same small commits with 'auto', and the bulk write of the
 //                       ZBIG_SMALL_MiB file in one transaction in each format (the measure
 //                       behind 'auto': ZBlk1 for small changes, ZBlk0 for bulk writes)
-// Size: ZBIG_MiB (default 1024). Writes its rows into bench/RESULTS.md.
+// Size: ZBIG_MiB (default 1024). Rates are in MB/s of 10^6 bytes (as W-ARR's). Writes its rows
+// into bench/RESULTS.md.
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -37,7 +38,7 @@ function rawWrite(file) {
     const base = id * block.length
     for (let i = 0; i < block.length; i++) block[i] = base + i
   }
-  return SIZE / MiB / writeBlobs(file, { bytes: SIZE, blockBytes: BLK, txnBytes: CHUNK, fill })
+  return SIZE / 1e6 / writeBlobs(file, { bytes: SIZE, blockBytes: BLK, txnBytes: CHUNK, fill })
 }
 
 const MiB = 1024 * 1024
@@ -83,7 +84,7 @@ function writeCommit(file) {
   h.close()
   db.close()
   ram.close()
-  return SIZE / MiB / s
+  return SIZE / 1e6 / s
 }
 
 // ---- in a fresh process ----------------------------------------------------------------------
@@ -128,7 +129,7 @@ async function childColdRead(file) {
   m.unmap()
   h.close()
   db.close()
-  return { coldMBs: SIZE / MiB / secs, warm, base, peakBytes: stats.bytesPeak, t }
+  return { coldMBs: SIZE / 1e6 / secs, warm, base, peakBytes: stats.bytesPeak, t }
 }
 
 function childRawRead(file) {
@@ -139,7 +140,7 @@ function childRawRead(file) {
   for (let id = 0; id < SIZE / BLK; id++) s += sel.get(id).data[8]
   const secs = secondsSince(start)
   sq.close()
-  return { coldMBs: SIZE / MiB / secs, s }
+  return { coldMBs: SIZE / 1e6 / secs, s }
 }
 
 // ---- small commits ---------------------------------------------------------------------------
@@ -158,7 +159,7 @@ function smallCommits(file, format) {
   const t0 = process.hrtime.bigint()
   for (let i = 0; i < fill.length; i++) fill[i] = i
   tm.commit()
-  const bulkMBs = SMALL / MiB / secondsSince(t0)
+  const bulkMBs = SMALL / 1e6 / secondsSince(t0)
   const rnd = xorshift(7)
   const view = new DataView(m.buffer)
   // warm up: every block once (chunks into the connection's cache)
