@@ -513,12 +513,24 @@ export function _detach(obj: Persistent): void {
 export function _loadState(obj: Persistent, state: unknown, serial: Tid, size: number): void {
   const s = slots(obj)
   if (s._p_meta.state !== GHOST) ghostify(obj)
-  s._p_dict = {}
   s._p_meta.loading = true
   s._p_meta.state = UPTODATE
   try {
-    if (obj._p_setState === defaultSetState && state !== null && typeof state === 'object') setStateDirectly(obj, s._p_dict, state as StateDict)
-    else obj._p_setState(state)
+    if (obj._p_setState === defaultSetState && state !== null && typeof state === 'object') {
+      if (Object.getPrototypeOf(state) === Object.prototype) {
+        // A plain object fresh from the record (the loaders' case): it becomes the dictionary
+        // itself, instead of being copied into a new one (an object and a store per attribute
+        // less per load, and less for the next scavenge to copy).
+        s._p_dict = state as StateDict
+        adoptState(obj, state as StateDict)
+      } else {
+        s._p_dict = {}
+        setStateDirectly(obj, s._p_dict, state as StateDict)
+      }
+    } else {
+      s._p_dict = {}
+      obj._p_setState(state)
+    }
   } catch (error) {
     s._p_meta.loading = false
     ghostify(obj)
@@ -538,6 +550,14 @@ const defaultSetState = Persistent.prototype._p_setState
  * does nothing else); any other (one named like a method or accessor of the class, or a `_v_`
  * name) is assigned as `_p_setState` would.
  */
+/** setStateDirectly with `dict` as the state: only the accessors (and other assignments) are made. */
+function adoptState(obj: Persistent, dict: StateDict): void {
+  for (const k of Object.keys(dict)) {
+    if (isStateKey(k) && reachesHook(obj, k)) Object.defineProperty(obj, k, accessorDescriptor(k))
+    else (obj as unknown as StateDict)[k] = k === '__proto__' ? (Object.getOwnPropertyDescriptor(dict, k)!.value as unknown) : dict[k]
+  }
+}
+
 function setStateDirectly(obj: Persistent, dict: StateDict, state: StateDict): void {
   for (const k of Object.keys(state)) {
     const value = Object.getOwnPropertyDescriptor(state, k)!.value as unknown
