@@ -27,7 +27,8 @@ const TOKEN = 'bench-token'
 
 if (role === 'server') {
   // argv: --role=server; storages are added over IPC: { add: name, spec }
-  const server = new StorageServer({ token: TOKEN })
+  // ($ZEO_BENCH_SERVER_OPTIONS: JSON of StorageServer options, for comparing them)
+  const server = new StorageServer({ token: TOKEN, ...JSON.parse(process.env.ZEO_BENCH_SERVER_OPTIONS ?? '{}') })
   const { port } = await server.listen(0, '127.0.0.1')
   process.on('message', async (m) => {
     if (m.add) {
@@ -59,6 +60,7 @@ if (role === 'server') {
   process.send({ ready: true })
   process.once('message', () => {
     const t0 = process.hrtime.bigint()
+    const cpu0 = process.cpuUsage()
     const tree = conn.root[`tree${k}`]
     let n = 0
     for (let t = 0; t < Number(txns); t++) {
@@ -66,7 +68,8 @@ if (role === 'server') {
       for (let j = 0; j < 10; j++) tree.set(n, makeItem(n++, null))
       tm.commit()
     }
-    process.send({ seconds: secondsSince(t0) })
+    const cpu = process.cpuUsage(cpu0)
+    process.send({ seconds: secondsSince(t0), cpuMs: (cpu.user + cpu.system) / 1000 })
     db.close()
     process.exit(0)
   })

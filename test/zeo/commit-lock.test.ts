@@ -229,4 +229,13 @@ describe('zeo commit lock (CommitLockTests)', function () {
     expect(a.frames).to.deep.equal([])
     await sleep(10)
   })
+
+  it('sends invalidations to a client that makes no call, shortly (invalidationDelay)', async () => {
+    const a = await client()
+    const idle = await client()
+    const [oid, t0] = await committed(a, 1)
+    const deadline = Date.now() + 2000
+    while (idle.frames.length === 0 && Date.now() < deadline) await sleep(5)
+    expect(idle.frames).to.deep.equal([[0, 'invalidate', t0, [oid]]])
+  })
 })

@@ -397,16 +397,19 @@ export class ClientStorage implements Storage {
    * Send a call (id > 0) with the one-way messages buffered before it, in one message to the
    * worker and one socket write; a one-way message (id 0) is only buffered, up to 256 KiB.
    */
-  #send(id: number, message: unknown[]): void {
+  #send(id: number, message: unknown[], tidReply = false): void {
     const frame = encodeFrame(message)
     this.#outgoing.push(frame)
     this.#outgoingBytes += frame.length
     if (id === 0 && this.#outgoingBytes < 256 * 1024) return
-    this.#flush(id)
+    this.#flush(id, tidReply)
   }
 
-  /** Hand the buffered frames to the worker (`id`: the call among them, if any, else 0). */
-  #flush(id = 0): void {
+  /**
+   * Hand the buffered frames to the worker (`id`: the call among them, if any, else 0;
+   * `tidReply`: its reply is a tid we committed, which the worker remembers for reconnecting).
+   */
+  #flush(id = 0, tidReply = false): void {
     if (this.#outgoing.length === 0) return
     let b = this.#outgoing[0]!
     if (this.#outgoing.length > 1) {
@@ -419,7 +422,7 @@ export class ClientStorage implements Storage {
     }
     this.#outgoing = []
     this.#outgoingBytes = 0
-    this.#post({ t: 'send', id, b }, [b.buffer as ArrayBuffer])
+    this.#post(tidReply ? { t: 'send', id, b, tidReply } : { t: 'send', id, b }, [b.buffer as ArrayBuffer])
   }
 
   /** A synchronous call: blocks until the reply (or a failure) comes. */
@@ -438,7 +441,7 @@ export class ClientStorage implements Storage {
     this.#syncIds.add(id)
     if (apply !== undefined) this.#syncApply.set(id, apply)
     try {
-      this.#send(id, [id, method, ...args])
+      this.#send(id, [id, method, ...args], method === 'finish')
       return this.#wait(id, method === 'pack' ? Infinity : (this.#options.callTimeout ?? 300_000))
     } finally {
       this.#syncApply.delete(id)
@@ -800,7 +803,6 @@ export class ClientStorage implements Storage {
     // right after ours) stays queued for the next boundary (lastTransaction, which the connection
     // calls at the end of this transaction): told now, it would reach the committing connection
     // while it finishes, which ignores invalidations, and be lost to it.
-    this.#post({ t: 'lastTid', tid })
     if (!this.#justCommitted) {
       this.#justCommitted = true
       queueMicrotask(() => (this.#justCommitted = false))

@@ -34,8 +34,7 @@ export interface IoWorkerData {
 
 /** Main thread → worker. */
 export type ToWorker =
-  | { t: 'send'; id: number; b: Uint8Array }
-  | { t: 'lastTid'; tid: bigint }
+  | { t: 'send'; id: number; b: Uint8Array; tidReply?: boolean }
   | { t: 'close' }
 
 /** Worker → main thread. */
@@ -58,6 +57,8 @@ let backoff = data.backoffMin
 let reconnectTimer: NodeJS.Timeout | null = null
 /** Calls sent on the current connection and not answered yet. */
 const inflight = new Set<number>()
+/** Calls whose reply is a tid this client committed (finish): the next handshake's last tid. */
+const tidReplies = new Set<number>()
 /** Calls waiting for a connection, with their deadlines. */
 let queued: { id: number; b: Uint8Array; deadline: number }[] = []
 let queueTimer: NodeJS.Timeout | null = null
@@ -160,8 +161,17 @@ function connect(): void {
         continue
       }
       const id = peekId(copy)
-      if (id > 0) inflight.delete(id)
-      else if (id === 0) {
+      if (id > 0) {
+        inflight.delete(id)
+        if (tidReplies.delete(id)) {
+          try {
+            const m = decodeBody(copy) as unknown[]
+            if (m[1] === 0 && typeof m[2] === 'bigint' && (lastTid === null || m[2] > lastTid)) lastTid = m[2]
+          } catch {
+            // the main thread reports it
+          }
+        }
+      } else if (id === 0) {
         // An invalidation push: remember its tid for the next handshake.
         try {
           const m = decodeBody(copy) as unknown[]
@@ -180,6 +190,7 @@ function connect(): void {
     connected = false
     for (const id of inflight) fail(id, 'the connection to the server was lost before the reply came')
     inflight.clear()
+    tidReplies.clear()
     if (wasConnected) post({ t: 'disconnected', reason: 'connection lost' })
     else if (!welcomed && !closing) post({ t: 'disconnected', reason: 'could not connect (or the server refused the handshake)' })
     if (closing) return
@@ -189,9 +200,10 @@ function connect(): void {
   })
 }
 
-function send(id: number, b: Uint8Array): void {
+function send(id: number, b: Uint8Array, tidReply = false): void {
   if (connected && socket !== null) {
     if (id > 0) inflight.add(id)
+    if (tidReply) tidReplies.add(id)
     socket.write(b)
     return
   }
@@ -220,10 +232,8 @@ function armQueueTimer(): void {
 }
 
 port.on('message', (m: ToWorker) => {
-  if (m.t === 'send') send(m.id, m.b)
-  else if (m.t === 'lastTid') {
-    if (lastTid === null || m.tid > lastTid) lastTid = m.tid
-  } else if (m.t === 'close') {
+  if (m.t === 'send') send(m.id, m.b, m.tidReply ?? false)
+  else if (m.t === 'close') {
     closing = true
     if (reconnectTimer) clearTimeout(reconnectTimer)
     if (queueTimer) clearTimeout(queueTimer)

@@ -85,6 +85,11 @@ export interface StorageServerOptions {
   handshakeTimeout?: number
   /** Transactions remembered for verifying reconnecting clients' caches (default 10000). */
   invalidationHistory?: number
+  /**
+   * How long an invalidation push may wait, in ms, to go out with others or with the client's
+   * next reply (default 2; 0: at once). A push always precedes any later reply to that client.
+   */
+  invalidationDelay?: number
   /** Close the storages when the server closes (default true). */
   closeStorages?: boolean
 }
@@ -160,7 +165,7 @@ class Served {
       this.recentFrom = dropped[dropped.length - 1]![0]
     }
     const frame = encodeFrame([0, 'invalidate', tid, list])
-    for (const c of this.clients) if (c !== this.committer) c.send(frame)
+    for (const c of this.clients) if (c !== this.committer) c.push(frame)
   }
 
   /** (tid, oids) of every transaction after `since`, or null if they are not known. */
@@ -242,6 +247,7 @@ export class StorageServer {
       transactionTimeout: options.transactionTimeout ?? 30_000,
       handshakeTimeout: options.handshakeTimeout ?? 5_000,
       invalidationHistory: options.invalidationHistory ?? 10_000,
+      invalidationDelay: options.invalidationDelay ?? 2,
       closeStorages: options.closeStorages ?? true,
     }
     for (const [name, s] of Object.entries(options.storages ?? {})) {
@@ -375,8 +381,51 @@ class ClientConn {
 
   send(frame: Uint8Array): void {
     if (this.closed) return
-    this.socket.write(frame)
+    if (this.#pushes.length > 0) {
+      // Invalidations waiting to go out precede the reply, in the same write.
+      this.socket.cork()
+      this.#flushPushes()
+      this.socket.write(frame)
+      this.socket.uncork()
+    } else this.socket.write(frame)
     if (this.socket.writableLength > 256 * 1024 * 1024) this.destroy('does not read its replies')
+  }
+
+  /**
+   * An invalidation push: it waits (up to the server's invalidationDelay) to go out with others
+   * or with the next reply, so that a commit does not wake every other client at once.
+   */
+  push(frame: Uint8Array): void {
+    if (this.closed) return
+    const delay = this.server.options.invalidationDelay
+    if (delay <= 0) {
+      this.send(frame)
+      return
+    }
+    this.#pushes.push(frame)
+    if (this.#pushTimer === null) {
+      this.#pushTimer = setTimeout(() => {
+        this.#pushTimer = null
+        if (this.closed || this.#pushes.length === 0) return
+        this.socket.cork()
+        this.#flushPushes()
+        this.socket.uncork()
+        if (this.socket.writableLength > 256 * 1024 * 1024) this.destroy('does not read its replies')
+      }, delay)
+    }
+  }
+
+  #pushes: Uint8Array[] = []
+  #pushTimer: NodeJS.Timeout | null = null
+
+  #flushPushes(): void {
+    const pushes = this.#pushes
+    this.#pushes = []
+    if (this.#pushTimer !== null) {
+      clearTimeout(this.#pushTimer)
+      this.#pushTimer = null
+    }
+    for (const f of pushes) this.socket.write(f)
   }
 
   reply(id: number, result: unknown): void {
@@ -400,6 +449,7 @@ class ClientConn {
   /** Clean end at server shutdown: abort the transaction, flush what is written, close. */
   shutdown(): void {
     if (this.closed) return
+    if (this.#pushes.length > 0) this.#flushPushes()
     this.#cleanup()
     this.socket.end()
   }
@@ -407,6 +457,8 @@ class ClientConn {
   #cleanup(): void {
     this.closed = true
     clearTimeout(this.#handshakeTimer)
+    if (this.#pushTimer !== null) clearTimeout(this.#pushTimer)
+    this.#pushes = []
     this.abortTxn()
     this.served?.clients.delete(this)
   }
