@@ -188,7 +188,7 @@ describe('record encoder', () => {
   it('gives every record bytes of its own: later records (small ones share chunks) never change earlier ones', () => {
     const refs = { persistentRef: () => ({ oid: 1n, className: 'x' }) }
     const kept: Uint8Array[] = []
-    // ~100-byte records across several 64 KiB chunks, with a large (unpooled) one between them.
+    // ~100-byte records across many shared chunks, with a large (unpooled) one between them.
     for (let i = 0; i < 3000; i++) kept.push(encodeStateRecord('c', i === 1500 ? { big: 'y'.repeat(5000) } : { i, s: `s${i}`.padEnd(80, '.') }, refs))
     for (let i = 0; i < 3000; i++) {
       const state = decodeState(kept[i]!, { persistentObject: () => null as never }).state as Record<string, unknown>

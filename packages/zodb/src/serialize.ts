@@ -231,10 +231,11 @@ let sharedOutput: OutputBuffer | null = outputBuffer(8192)
 /**
  * Small records are handed out as views into shared chunks instead of a copy each (`slice`
  * makes an ArrayBuffer per record, with its own backing store for the GC to track: 10% of an
- * update, and GC work in a populate). A chunk lives as long as any record in it.
+ * update, and GC work in a populate). A chunk lives as long as any record in it, so chunks are
+ * small (8 KiB, the size of Node's own Buffer pool, which makes the same trade).
  */
-const RECORD_CHUNK = 64 * 1024
-const POOLED_RECORD_MAX = 1024
+const RECORD_CHUNK = 8 * 1024
+const POOLED_RECORD_MAX = 512
 let recordChunk = new Uint8Array(RECORD_CHUNK)
 let recordChunkPos = 0
 

@@ -112,7 +112,9 @@ export interface Storage {
   /**
    * Store a new revision of `oid`. `oldSerial` is the serial the change was based on (0n for a
    * new object). If the object's current serial differs, the storage tries conflict resolution
-   * (now or at vote) and throws ConflictError if that fails.
+   * (now or at vote) and throws ConflictError if that fails. A small `data` may be a view into
+   * an 8 KiB buffer shared with other records (see serialize.ts): a storage that keeps a few
+   * records for long (a cache) should keep copies of them.
    */
   store(oid: Oid, oldSerial: Tid, data: Uint8Array, txn: TransactionMetaData): void
   /** Fail the commit (ReadConflictError, at the latest in vote) unless `oid`'s current serial is `serial`. */
