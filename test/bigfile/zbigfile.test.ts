@@ -65,7 +65,7 @@ describe('ZBigFile', () => {
     handles.push(h)
     return h
   }
-  afterEach(async () => {
+  afterEach(() => {
     for (const h of handles) {
       if (h.closed) continue
       try {
@@ -77,16 +77,8 @@ describe('ZBigFile', () => {
     handles = []
     for (const e of envs) e.db.close()
     envs = []
-    // a readahead load may still be finishing in a frame of the RAM
-    for (const r of rams.splice(0))
-      for (;;) {
-        try {
-          r.close()
-          break
-        } catch {
-          await new Promise<void>((resolve) => setTimeout(resolve, 1))
-        }
-      }
+    // fileh.close waits for its loads (readahead included), so the RAM closes at once
+    for (const r of rams.splice(0)) r.close()
   })
 
   function newFile(e: Env, format: 'ZBlk0' | 'ZBlk1' | 'auto' = 'auto'): ZBigFile {
