@@ -163,23 +163,8 @@ function connect(): void {
       const id = peekId(copy)
       if (id > 0) {
         inflight.delete(id)
-        if (tidReplies.delete(id)) {
-          try {
-            const m = decodeBody(copy) as unknown[]
-            if (m[1] === 0 && typeof m[2] === 'bigint' && (lastTid === null || m[2] > lastTid)) lastTid = m[2]
-          } catch {
-            // the main thread reports it
-          }
-        }
-      } else if (id === 0) {
-        // An invalidation push: remember its tid for the next handshake.
-        try {
-          const m = decodeBody(copy) as unknown[]
-          if (typeof m[2] === 'bigint' && (lastTid === null || m[2] > lastTid)) lastTid = m[2]
-        } catch {
-          // the main thread reports it
-        }
-      }
+        if (tidReplies.delete(id)) rememberTid(copy, true)
+      } else if (id === 0) rememberTid(copy, false) // an invalidation push
       post({ t: 'frame', b: copy }, id !== 0)
     }
   })
@@ -198,6 +183,20 @@ function connect(): void {
     backoff = Math.min(backoff * 2, data.backoffMax)
     armQueueTimer()
   })
+}
+
+/**
+ * A frame carrying a tid the client has seen (an invalidation push `[0, 'invalidate', tid, oids]`,
+ * or the successful reply `[id, 0, tid]` of our finish): the next handshake's last tid.
+ */
+function rememberTid(frame: Uint8Array, isReply: boolean): void {
+  try {
+    const m = decodeBody(frame) as unknown[]
+    if (isReply && m[1] !== 0) return // an error reply
+    if (typeof m[2] === 'bigint' && (lastTid === null || m[2] > lastTid)) lastTid = m[2]
+  } catch {
+    // the main thread reports it
+  }
 }
 
 function send(id: number, b: Uint8Array, tidReply = false): void {

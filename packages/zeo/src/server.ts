@@ -381,13 +381,17 @@ class ClientConn {
 
   send(frame: Uint8Array): void {
     if (this.closed) return
+    this.#write(frame)
+  }
+
+  /** Waiting invalidations, then `frame` (if any), in one write; drops a client that does not read. */
+  #write(frame: Uint8Array | null): void {
     if (this.#pushes.length > 0) {
-      // Invalidations waiting to go out precede the reply, in the same write.
       this.socket.cork()
       this.#flushPushes()
-      this.socket.write(frame)
+      if (frame !== null) this.socket.write(frame)
       this.socket.uncork()
-    } else this.socket.write(frame)
+    } else if (frame !== null) this.socket.write(frame)
     if (this.socket.writableLength > 256 * 1024 * 1024) this.destroy('does not read its replies')
   }
 
@@ -406,11 +410,7 @@ class ClientConn {
     if (this.#pushTimer === null) {
       this.#pushTimer = setTimeout(() => {
         this.#pushTimer = null
-        if (this.closed || this.#pushes.length === 0) return
-        this.socket.cork()
-        this.#flushPushes()
-        this.socket.uncork()
-        if (this.socket.writableLength > 256 * 1024 * 1024) this.destroy('does not read its replies')
+        if (!this.closed) this.#write(null)
       }, delay)
     }
   }
