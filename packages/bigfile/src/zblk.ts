@@ -95,6 +95,12 @@ function recordBytes(record: Uint8Array, className: string): Uint8Array | null {
   return bytes
 }
 
+/** `dest` := the trimmed block `bytes` followed by zeros (bytes beyond `dest` are cut off). */
+function fillPadded(dest: Uint8Array, bytes: Uint8Array): void {
+  dest.set(bytes.length <= dest.length ? bytes : bytes.subarray(0, dest.length))
+  if (bytes.length < dest.length) dest.fill(0, bytes.length)
+}
+
 /** The bytes of persistent `obj` (a ghost holding `{data}`) read from its record, or null. */
 function ghostBytes(obj: Persistent, storage: Storage, before: Tid, className: string): Uint8Array | null {
   if (obj._p_state !== GHOST || obj._p_oid === null) return null
@@ -111,9 +117,7 @@ export class ZBlk0 extends ZBlk {
   }
 
   loadInto(dest: Uint8Array): void {
-    const data = this.data
-    dest.set(data.length <= dest.length ? data : data.subarray(0, dest.length))
-    if (data.length < dest.length) dest.fill(0, data.length)
+    fillPadded(dest, this.data)
   }
 
   /**
@@ -124,9 +128,7 @@ export class ZBlk0 extends ZBlk {
   override loadFrom(storage: Storage, before: Tid, dest: Uint8Array): boolean {
     const bytes = ghostBytes(this, storage, before, ZBLK0_CLASS)
     if (bytes === null) return super.loadFrom(storage, before, dest)
-    const n = Math.min(bytes.length, dest.length)
-    dest.set(n === bytes.length ? bytes : bytes.subarray(0, n))
-    if (n < dest.length) dest.fill(0, n)
+    fillPadded(dest, bytes)
     return true
   }
 
@@ -274,6 +276,6 @@ export function choose(old: ZBlk | null, src: Uint8Array): { format: ZBlkFormat;
   return { format: changed <= total * AUTO_ZBLK1_MAX_CHANGED_FRACTION ? 'ZBlk1' : 'ZBlk0', differs }
 }
 
-registerClass('wendelin.bigfile.ZBlk0', ZBlk0)
+registerClass(ZBLK0_CLASS, ZBlk0)
 registerClass('wendelin.bigfile.ZBlk1', ZBlk1)
 registerClass('wendelin.bigfile.ZData', ZData)
