@@ -308,15 +308,9 @@ export class SQLiteStorage implements Storage {
       loadSerial: db.prepare('SELECT data FROM object_revisions WHERE oid = ? AND tid = ?'),
       currentSerial: db.prepare('SELECT tid FROM object_revisions WHERE oid = ? ORDER BY tid DESC LIMIT 1').pluck(),
       insertRevision: db.prepare('INSERT INTO object_revisions (oid, tid, data) VALUES (?, ?, ?)'),
-      // A commit's rows and serial checks go BATCH_ROWS to a statement: one call into SQLite
-      // instead of BATCH_ROWS (measured: a populate's inserts ~1.5x as fast).
+      // A commit's rows go BATCH_ROWS to a statement (its serial checks too: #currentSerialsOf): one
+      // call into SQLite instead of BATCH_ROWS (measured: a populate's inserts ~1.5x as fast).
       insertRevisions: db.prepare(`INSERT INTO object_revisions (oid, tid, data) VALUES ${Array(BATCH_ROWS).fill('(?, ?, ?)').join(', ')}`),
-      currentSerials: db
-        .prepare(
-          `SELECT v.column1, (SELECT r.tid FROM object_revisions r WHERE r.oid = v.column1 ORDER BY r.tid DESC LIMIT 1)
-           FROM (VALUES ${Array(BATCH_ROWS).fill('(?)').join(', ')}) v`,
-        )
-        .raw(),
       insertTransaction: db.prepare('INSERT INTO transactions (tid, user, description, extension) VALUES (?, ?, ?, ?)'),
       reserveOids: db.prepare(
         `UPDATE wendelin_meta SET value = max(value, (SELECT coalesce(max(oid), 0) + 1 FROM object_revisions)) + ?
@@ -453,22 +447,37 @@ export class SQLiteStorage implements Storage {
     })
   }
 
-  /** Statements of loadBeforeMany, by number of oids (1 to BATCH_ROWS), prepared when first needed. */
-  readonly #newestRevisionsBySize: (Database.Statement | undefined)[] = []
+  /** Statements over a list of 1 to BATCH_ROWS oids, by kind and list length, prepared when first needed. */
+  readonly #oidListStatements = new Map<string, Database.Statement>()
 
-  /** The newest revision before a tid of `n` oids, one seek each. */
-  #newestRevisions(n: number): Database.Statement {
-    let stmt = this.#newestRevisionsBySize[n]
+  /** The raw statement `sql(values)` of `n` oids, `values` being their `(VALUES (?), ...)` list. */
+  #oidListStatement(kind: string, n: number, sql: (values: string) => string): Database.Statement {
+    const key = `${kind}:${n}`
+    let stmt = this.#oidListStatements.get(key)
     if (stmt === undefined) {
-      stmt = this.#db
-        .prepare(
-          `SELECT v.column1, r.tid, r.data FROM (VALUES ${Array(n).fill('(?)').join(', ')}) v
-           JOIN object_revisions r ON r.rowid = (SELECT n.rowid FROM object_revisions n WHERE n.oid = v.column1 AND n.tid < ? ORDER BY n.tid DESC LIMIT 1)`,
-        )
-        .raw()
-      this.#newestRevisionsBySize[n] = stmt
+      stmt = this.#db.prepare(sql(`(VALUES ${Array(n).fill('(?)').join(', ')})`)).raw()
+      this.#oidListStatements.set(key, stmt)
     }
     return stmt
+  }
+
+  /** The newest revision before a tid (the last parameter) of `n` oids, one seek each. */
+  #newestRevisions(n: number): Database.Statement {
+    return this.#oidListStatement(
+      'newest',
+      n,
+      (values) => `SELECT v.column1, r.tid, r.data FROM ${values} v
+           JOIN object_revisions r ON r.rowid = (SELECT n.rowid FROM object_revisions n WHERE n.oid = v.column1 AND n.tid < ? ORDER BY n.tid DESC LIMIT 1)`,
+    )
+  }
+
+  /** The current serial (null: none) of `n` oids. */
+  #currentSerialsOf(n: number): Database.Statement {
+    return this.#oidListStatement(
+      'current',
+      n,
+      (values) => `SELECT v.column1, (SELECT r.tid FROM object_revisions r WHERE r.oid = v.column1 ORDER BY r.tid DESC LIMIT 1) FROM ${values} v`,
+    )
   }
 
   /**
@@ -644,11 +653,8 @@ export class SQLiteStorage implements Storage {
     const fresh = this.#freshOids
     const batch: Oid[] = []
     const flush = () => {
-      if (batch.length === BATCH_ROWS) {
-        for (const [oid, tid] of this.#stmt.currentSerials.all(batch) as [bigint, bigint | null][]) currents.set(oid, tid ?? 0n)
-      } else {
-        for (const oid of batch) currents.set(oid, this.#currentSerial(oid))
-      }
+      if (batch.length === 0) return
+      for (const [oid, tid] of this.#currentSerialsOf(batch.length).all(batch) as [bigint, bigint | null][]) currents.set(oid, tid ?? 0n)
       batch.length = 0
     }
     for (const [oid, pending] of stores) {
