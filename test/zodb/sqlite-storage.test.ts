@@ -483,6 +483,71 @@ describe('SQLiteStorage commits of many objects (rows and serial checks go in ba
   })
 })
 
+describe('SQLiteStorage serial checks from what an instance knows (no query for objects it loaded or wrote)', () => {
+  const MAX = 0xffffffffffffffffn
+  /** Vote a store of `oid` based on `oldSerial`: the error, or undefined after a commit. */
+  function tryStore(s: SQLiteStorage, oid: bigint, oldSerial: bigint, state: Record<string, unknown>): unknown {
+    const txn = meta()
+    s.tpc_begin(txn)
+    try {
+      s.store(oid, oldSerial, record(state), txn)
+      s.tpc_vote(txn)
+      s.tpc_finish(txn)
+      return undefined
+    } catch (error) {
+      s.tpc_abort(txn)
+      return error
+    }
+  }
+
+  it('a commit by another instance after our load still conflicts, whether we loaded one object or a batch', () => {
+    const file = freshFile()
+    const a = new SQLiteStorage(file)
+    const b = new SQLiteStorage(file)
+    const oids = [a.newOid(), a.newOid()]
+    const t1 = commitRecords(a, oids.map((oid) => [oid, 0n, record({ v: 1 })]))
+    expect(a.loadBefore(oids[0]!, MAX)!.serial).to.equal(t1)
+    expect(a.loadBeforeMany([oids[1]!], a.lastTransaction() + 1n).get(oids[1]!)!.serial).to.equal(t1)
+    // b changes both; a has not polled since its loads.
+    commitRecords(b, oids.map((oid) => [oid, t1, record({ v: 2 })]))
+    for (const oid of oids) expect(tryStore(a, oid, t1, { v: 3 }), `oid ${oid}`).to.be.instanceOf(ConflictError)
+    a.close()
+    b.close()
+  })
+
+  it('a load at an old snapshot does not make an older serial look current', () => {
+    const file = freshFile()
+    const a = new SQLiteStorage(file)
+    const b = new SQLiteStorage(file)
+    const oid = a.newOid()
+    const t1 = commitRecords(a, [[oid, 0n, record({ v: 1 })]])
+    const t2 = commitRecords(b, [[oid, t1, record({ v: 2 })]])
+    expect(a.lastTransaction()).to.equal(t2) // a polled b's commit
+    expect(a.loadBeforeMany([oid], t2).get(oid)!.serial).to.equal(t1)
+    expect(a.loadBefore(oid, t2)!.serial).to.equal(t1)
+    expect(tryStore(a, oid, t1, { v: 3 })).to.be.instanceOf(ConflictError)
+    expect(tryStore(a, oid, t2, { v: 3 })).to.equal(undefined)
+    a.close()
+    b.close()
+  })
+
+  it('a pack by another instance that removed an object makes a store of it conflict', () => {
+    const file = freshFile()
+    const a = new SQLiteStorage(file)
+    const root = 0n
+    commitRecords(a, [[root, 0n, record({ v: 0 })]])
+    const oid = a.newOid()
+    const t1 = commitRecords(a, [[oid, 0n, record({ v: 1 })]]) // never reachable from the root
+    expect(a.loadBefore(oid, MAX)!.serial).to.equal(t1)
+    const b = new SQLiteStorage(file)
+    b.pack(b.lastTransaction(), true)
+    expect(() => b.loadBefore(oid, MAX)).to.throw(POSKeyError)
+    b.close()
+    expect(tryStore(a, oid, t1, { v: 2 })).to.be.instanceOf(ConflictError)
+    a.close()
+  })
+})
+
 describe('SQLiteStorage isolation of a commit in progress', () => {
   it('readers of the same instance do not see a voted transaction before it finishes, nor after it aborts', () => {
     const s = new SQLiteStorage(freshFile())

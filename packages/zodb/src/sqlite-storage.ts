@@ -39,6 +39,7 @@ import {
   StorageTransactionError,
   UndoError,
 } from './errors.js'
+import { KnownSerials } from './known-serials.js'
 import { referencesIn } from './serialize.js'
 import type {
   DataRecord,
@@ -62,6 +63,8 @@ const INT64_MAX = 0x7fff_ffff_ffff_ffffn
 const BATCH_ROWS = 64
 /** How many handed-out, uncommitted oids SQLiteStorage remembers as certainly new. */
 const FRESH_OIDS_MAX = 1 << 20
+/** Current serials an instance remembers, for the serial checks at vote (about 100 bytes each). */
+const KNOWN_SERIALS_MAX = 1 << 18
 /** WAL pages (of 4 KiB by default) after which a commit checkpoints. */
 const WAL_AUTOCHECKPOINT_PAGES = 10_000
 
@@ -197,6 +200,10 @@ export class SQLiteStorage implements Storage {
    * aborted transactions pile up) it is emptied, and those oids are looked up as any other.
    */
   readonly #freshOids = new Set<Oid>()
+  /** Current serials of objects this instance loaded or saw committed (see known-serials.ts). */
+  #known!: KnownSerials
+  /** `pack_count` of the file when #known was started: a pack by anyone may remove current revisions. */
+  #packCount = 0n
   #closed = false
   readonly #stmt: ReturnType<SQLiteStorage['prepareStatements']>
 
@@ -231,8 +238,11 @@ export class SQLiteStorage implements Storage {
       this.#db.close()
       throw this.#fileError(error, 'cannot open')
     }
-    this.#lastTid = (this.#stmt.lastTid.get() as Row).tid as bigint
+    // The version first: a commit between the two reads is then noticed by the first poll.
     this.#dataVersion = this.#stmt.dataVersion.get() as bigint
+    this.#lastTid = (this.#stmt.lastTid.get() as Row).tid as bigint
+    this.#packCount = this.#readPackCount()
+    this.#known = new KnownSerials(this.#lastTid, KNOWN_SERIALS_MAX)
     log('opened %s (durability %s%s), last tid %s', this.file, this.durability, this.#readOnly ? ', read-only' : '', idToHex(this.#lastTid))
   }
 
@@ -307,6 +317,7 @@ export class SQLiteStorage implements Storage {
       commit: db.prepare('COMMIT'),
       loadSerial: db.prepare('SELECT data FROM object_revisions WHERE oid = ? AND tid = ?'),
       currentSerial: db.prepare('SELECT tid FROM object_revisions WHERE oid = ? ORDER BY tid DESC LIMIT 1').pluck(),
+      packCount: db.prepare("SELECT value FROM wendelin_meta WHERE key = 'pack_count'").pluck(),
       insertRevision: db.prepare('INSERT INTO object_revisions (oid, tid, data) VALUES (?, ?, ?)'),
       // A commit's rows go BATCH_ROWS to a statement (its serial checks too: #currentSerialsOf): one
       // call into SQLite instead of BATCH_ROWS (measured: a populate's inserts ~1.5x as fast).
@@ -378,11 +389,16 @@ export class SQLiteStorage implements Storage {
     const version = this.#stmt.dataVersion.get() as bigint
     if (version === this.#dataVersion) return
     this.#dataVersion = version
+    // The last tid before the rows: a commit landing between the two reads is then in the rows
+    // (and delivered), never counted in #lastTid without its rows.
+    const last = (this.#stmt.lastTid.get() as Row).tid as bigint
     const rows = this.#stmt.changesSince.all(this.#lastTid) as Row[]
     let tid: Tid | null = null
     let oids: Oid[] = []
     const deliver = () => {
       if (tid === null) return
+      this.#known.committed(tid, oids)
+      if (tid > this.#lastTid) this.#lastTid = tid
       for (const l of [...this.#listeners]) l.invalidate(tid, oids)
     }
     for (const r of rows) {
@@ -394,7 +410,6 @@ export class SQLiteStorage implements Storage {
       oids.push(r.oid as bigint)
     }
     deliver()
-    const last = (this.#stmt.lastTid.get() as Row).tid as bigint
     if (last > this.#lastTid) this.#lastTid = last
     if (rows.length > 0) log('noticed %d revisions committed elsewhere, up to %s', rows.length, idToHex(this.#lastTid))
   }
@@ -410,6 +425,7 @@ export class SQLiteStorage implements Storage {
       // the query that finds the revision before `tid` and the one after it.
       const newest = this.#stmt.newestRevision.get(oid, visible) as [bigint, Uint8Array | null] | undefined
       if (newest === undefined) throw new POSKeyError(oid)
+      this.#known.loaded(oid, newest[0], visible, this.#lastTid)
       if (newest[0] < tid) return newest[1] === null ? null : { data: toBytes(newest[1]), serial: newest[0], nextSerial: null }
       const row = this.#stmt.loadBefore.get(oid, visible, oid, tid < visible ? tid : visible) as [bigint, Uint8Array | null, bigint | null] | undefined
       if (row === undefined || row[1] === null) return null
@@ -439,6 +455,7 @@ export class SQLiteStorage implements Storage {
         const rows = this.#newestRevisions(n).all(args) as [bigint, bigint, Uint8Array | null][]
         for (let i = 0; i < rows.length; i++) {
           const row = rows[i]!
+          this.#known.loaded(row[0], row[1], before, this.#lastTid)
           const data = row[2]
           if (data !== null) found.set(row[0], { data: toBytes(data), serial: row[1], nextSerial: null })
         }
@@ -580,8 +597,14 @@ export class SQLiteStorage implements Storage {
     this.#guard('commit', () => this.#stmt.begin.run())
     try {
       // Holding the write lock, tell listeners what others committed before us: they then hear
-      // every tid in order, ours last.
+      // every tid in order, ours last. The known serials are then current, unless a pack
+      // removed revisions since they were learnt.
       this.#poll()
+      const packCount = this.#readPackCount()
+      if (packCount !== this.#packCount) {
+        this.#packCount = packCount
+        this.#known.reset(this.#lastTid)
+      }
       for (const [oid, expected] of commit.readCurrent) {
         const current = this.#currentSerial(oid)
         if (current !== expected) {
@@ -626,6 +649,7 @@ export class SQLiteStorage implements Storage {
     this.#lastTid = tid
     this.#commit = null
     const oids = [...commit.stores.keys()]
+    this.#known.committed(tid, oids)
     if (this.#freshOids.size > 0) for (const oid of oids) this.#freshOids.delete(oid)
     if (log.enabled) log('committed %s: %d objects', idToHex(tid), oids.length)
     onTid?.(tid)
@@ -657,8 +681,14 @@ export class SQLiteStorage implements Storage {
       for (const [oid, tid] of this.#currentSerialsOf(batch.length).all(batch) as [bigint, bigint | null][]) currents.set(oid, tid ?? 0n)
       batch.length = 0
     }
+    const known = this.#known
     for (const [oid, pending] of stores) {
       if (pending.oldSerial === 0n && pending.data !== null && fresh.has(oid)) continue
+      const serial = known.get(oid)
+      if (serial !== undefined) {
+        currents.set(oid, serial)
+        continue
+      }
       batch.push(oid)
       if (batch.length === BATCH_ROWS) flush()
     }
@@ -683,7 +713,12 @@ export class SQLiteStorage implements Storage {
   }
 
   #currentSerial(oid: Oid): Tid {
-    return (this.#stmt.currentSerial.get(oid) as bigint | undefined) ?? 0n
+    return this.#known.get(oid) ?? (this.#stmt.currentSerial.get(oid) as bigint | undefined) ?? 0n
+  }
+
+  /** How many packs the file has seen (a key older files lack: none). */
+  #readPackCount(): bigint {
+    return (this.#stmt.packCount.get() as bigint | undefined) ?? 0n
   }
 
   // --- history, iteration, undo log ------------------------------------------------------------
@@ -785,8 +820,12 @@ export class SQLiteStorage implements Storage {
         report({ phase: 'removing unreachable objects', done: unreachable })
       }
       db.prepare('UPDATE transactions SET packed = 1 WHERE tid <= ?').run(packTid)
+      // Tells every instance that current revisions may be gone (see tpc_vote).
+      db.prepare("INSERT INTO wendelin_meta (key, value) VALUES ('pack_count', 1) ON CONFLICT (key) DO UPDATE SET value = value + 1").run()
       db.prepare('DELETE FROM transactions WHERE tid <= ? AND tid NOT IN (SELECT tid FROM object_revisions)').run(packTid)
       db.exec('COMMIT')
+      this.#packCount = this.#readPackCount()
+      this.#known.reset(this.#lastTid)
       log('packed %s to %s: %d superseded revisions, %d of unreachable objects', this.file, idToHex(packTid), superseded, unreachable)
     } catch (error) {
       this.#rollback()
