@@ -122,13 +122,13 @@ export class RawClient {
     })
   }
 
-  static async connect(port: number, storage: string, token = TOKEN): Promise<RawClient> {
+  static async connect(port: number, storage: string, token = TOKEN, version = PROTOCOL_VERSION): Promise<RawClient> {
     const c = new RawClient(port)
     await new Promise<void>((resolve, reject) => {
       c.socket.once('connect', () => resolve())
       c.socket.once('error', reject)
     })
-    c.write([PROTOCOL_VERSION === 1 ? 'WZEO' : 'WZEO', PROTOCOL_VERSION, token, storage, null, false])
+    c.write(['WZEO', version, token, storage, null, false])
     return c
   }
 

@@ -12,6 +12,10 @@ export interface CachedRevision {
   next: Tid | null
   /** Whether the records this one refers to were asked for already. */
   refsDone?: boolean
+  /** Whether loadBeforeMany handed it to a reader (a value, not a leaf to read ahead from). */
+  read?: boolean
+  /** The oids it refers to, once computed. */
+  refs?: Oid[]
 }
 
 export class RecordCache {
@@ -49,9 +53,14 @@ export class RecordCache {
 
   /** Whether `lookup` would answer (without counting a hit or a miss). */
   has(oid: Oid, tid: Tid, horizon: Tid): boolean {
+    return this.peek(oid, tid, horizon) !== undefined
+  }
+
+  /** What `lookup` would answer, without counting it or moving it in the LRU order. */
+  peek(oid: Oid, tid: Tid, horizon: Tid): CachedRevision | undefined {
     const revs = this.#entries.get(oid)
-    if (revs === undefined) return false
-    return revs.some((r) => r.serial < tid && (r.next === null ? tid <= horizon + 1n : tid <= r.next))
+    if (revs === undefined) return undefined
+    return revs.find((r) => r.serial < tid && (r.next === null ? tid <= horizon + 1n : tid <= r.next))
   }
 
   bySerial(oid: Oid, serial: Tid): Uint8Array | undefined {

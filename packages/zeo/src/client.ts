@@ -138,6 +138,16 @@ type Welcome = {
 
 let nextTxnId = 1
 
+/** Most oids in one loadBeforeMany message (the server's limit is 10,000). */
+const LOAD_MANY_MAX = 5_000
+/** How many records of a chain (B-tree leaves) #readAhead asks the references of ahead. */
+const READ_AHEAD = 3
+
+/** The references of a cached record (kept: a leaf of a walk is looked at several times). */
+function refsOf(e: CachedRevision): Oid[] {
+  return (e.refs ??= referencesIn(e.data))
+}
+
 /** A network client storage (see the package README). */
 export class ClientStorage implements Storage {
   readonly spec: string
@@ -193,6 +203,10 @@ export class ClientStorage implements Storage {
   #drainedSeq = -1
   /** The tid the cache file was valid at, until the first connection verifies it. */
   #cacheFileTid: Tid | null = null
+  /** The record loadBefore returned last: where #readAhead starts. */
+  #lastRead: CachedRevision | null = null
+  /** The chain #readAhead follows: the last record whose references it asked for, how many more. */
+  #chain: { tid: Tid; fromEnd: number; last: CachedRevision; left: number } | null = null
 
   /** Open `zeo://host:port/name` (the spec's options, then `options`, apply). */
   static open(spec: string, options: Partial<ClientStorageOptions> = {}): ClientStorage {
@@ -574,6 +588,7 @@ export class ClientStorage implements Storage {
       }
     }
     if (hit !== undefined) {
+      this.#lastRead = hit
       if (!hit.refsDone) this.#prefetchReferences(hit, tid)
       return { data: hit.data, serial: hit.serial, nextSerial: hit.next }
     }
@@ -595,9 +610,129 @@ export class ClientStorage implements Storage {
     ) as CachedRevision | null
     if (entry === null) return null
     const result = { data: entry.data, serial: entry.serial, nextSerial: entry.next }
+    this.#lastRead = entry
     this.#prefetchReferences(entry, tid)
     return result
   }
+
+  /**
+   * The revisions of `oids` current before `tid` (a connection asks for the values of a B-tree
+   * leaf it iterates): from the cache, from the prefetches bringing them, and the rest in one
+   * round trip. Objects that did not exist before `tid` are left out. Then reads ahead (see
+   * #readAhead).
+   */
+  loadBeforeMany(oids: readonly Oid[], tid: Tid): Map<Oid, LoadedRevision> {
+    this.#checkOpen()
+    this.#drain()
+    const found = new Map<Oid, LoadedRevision>()
+    const take = (oid: Oid, e: CachedRevision) => {
+      e.read = true
+      found.set(oid, { data: e.data, serial: e.serial, nextSerial: e.next })
+    }
+    let missing: Oid[] = []
+    const pending = new Set<number>()
+    for (const oid of oids) {
+      const hit = this.#cache.lookup(oid, tid, this.#lastTid)
+      if (hit !== undefined) {
+        take(oid, hit)
+        continue
+      }
+      const p = this.#inflightPrefetch.get(oid)
+      if (p !== undefined && this.#async.has(p)) pending.add(p)
+      missing.push(oid)
+    }
+    const timeout = this.#options.callTimeout ?? 300_000
+    if (pending.size > 0) {
+      // Prefetches are bringing some: their replies come before any new one would.
+      for (const id of pending) this.#waitSettled(id, timeout)
+      const still: Oid[] = []
+      for (const oid of missing) {
+        const hit = this.#cache.peek(oid, tid, this.#lastTid)
+        if (hit !== undefined) take(oid, hit)
+        else still.push(oid)
+      }
+      missing = still
+    }
+    for (let i = 0; i < missing.length; i += LOAD_MANY_MAX) {
+      const part = missing.slice(i, i + LOAD_MANY_MAX)
+      // Into the cache as the reply is read, before any invalidation sent after it.
+      const revs = this.#callApplying((value) => this.#putMany(value, false), 'loadBeforeMany', part, tid) as [Oid, CachedRevision][]
+      for (const [oid, e] of revs) take(oid, e)
+    }
+    this.#readAhead(tid, new Set(oids))
+    return found
+  }
+
+  /** A loadBeforeMany reply into the cache: `[[oid, data, serial, next | nil], …]`. */
+  #putMany(value: unknown, refsDone: boolean): [Oid, CachedRevision][] {
+    const out: [Oid, CachedRevision][] = []
+    for (const [oid, data, serial, next] of value as [Oid, Uint8Array, Tid, Tid | null][]) {
+      const e: CachedRevision = { data, serial, next }
+      if (refsDone) e.refsDone = true
+      this.#cache.put(oid, e)
+      out.push([oid, e])
+    }
+    return out
+  }
+
+  /**
+   * A walk that reads a record's references together (the values of a B-tree leaf, `batch`)
+   * goes on with the record's other reference (the next leaf, which came with the prefetch of the
+   * record's references): ask now, asynchronously, for what the next READ_AHEAD records of that
+   * chain refer to — each found at the same place from the end of its predecessor's references —
+   * so that their values arrive while this leaf is used instead of a round trip later.
+   */
+  #readAhead(tid: Tid, batch: ReadonlySet<Oid>): void {
+    const from = this.#lastRead
+    this.#lastRead = null
+    this.#chain = null
+    if (from === null || (this.#options.prefetchBudget ?? 256 * 1024) <= 0 || (this.#options.prefetchDepth ?? 1) <= 0) return
+    let refs: Oid[]
+    try {
+      refs = refsOf(from)
+    } catch {
+      return // not a record this version can read: nothing to follow
+    }
+    let k = refs.length - 1
+    while (k >= 0 && batch.has(refs[k]!)) k--
+    if (k < 0) return
+    this.#chain = { tid, fromEnd: refs.length - k, last: from, left: READ_AHEAD }
+    this.#extendChain()
+  }
+
+  /**
+   * Ask for the references of the chain's next records, as far as they are cached, up to its
+   * window; the reply that brings the next one goes on from there.
+   */
+  #extendChain(): void {
+    const chain = this.#chain
+    if (chain === null) return
+    const wanted: Oid[] = []
+    try {
+      while (chain.left > 0) {
+        const refs = refsOf(chain.last)
+        const next = refs.length >= chain.fromEnd ? this.#cache.peek(refs[refs.length - chain.fromEnd]!, chain.tid, this.#lastTid) : undefined
+        if (next === undefined) break // on its way (or the chain ends)
+        if (next.read) {
+          this.#chain = null // values, not a chain of leaves
+          break
+        }
+        if (!next.refsDone) {
+          next.refsDone = true
+          for (const o of refsOf(next)) wanted.push(o)
+        }
+        chain.last = next
+        chain.left--
+      }
+    } catch {
+      this.#chain = null
+    }
+    if (wanted.length > 0) {
+      this.#prefetchAt(wanted, chain.tid, 0, () => this.#extendChain()).catch((error: unknown) => log('prefetch failed: %s', (error as Error).message))
+    }
+  }
+
+
 
   /**
    * Ask (without waiting) for the records `rev` refers to that are not cached: when a B-tree
@@ -636,8 +771,12 @@ export class ClientStorage implements Storage {
     await this.#prefetchAt(oids, tid ?? this.#lastTid + 1n, 0)
   }
 
-  /** Prefetch `oids` before `at`; `cascade` more levels of the records they refer to follow. */
-  #prefetchAt(oids: Iterable<Oid>, at: Tid, cascade: number): Promise<void> {
+  /**
+   * Prefetch `oids` before `at`; `cascade` more levels of the records they refer to follow;
+   * `then` runs as soon as a reply is in the cache (the main thread may not return to its event
+   * loop before it uses them).
+   */
+  #prefetchAt(oids: Iterable<Oid>, at: Tid, cascade: number, then?: () => void): Promise<void> {
     const wanted: Oid[] = []
     for (const oid of oids) {
       if (!this.#cache.has(oid, at, this.#lastTid) && !this.#inflightPrefetch.has(oid)) wanted.push(oid)
@@ -649,28 +788,20 @@ export class ClientStorage implements Storage {
       const apply = (value: unknown) => {
         for (const o of part) if (this.#inflightPrefetch.get(o) === id) this.#inflightPrefetch.delete(o)
         const next: Oid[] = []
-        ;(value as (null | 0 | [Uint8Array, Tid, Tid | null])[]).forEach((r, k) => {
-          if (!Array.isArray(r)) return
-          const entry: CachedRevision = { data: r[0], serial: r[1], next: r[2] }
-          this.#cache.put(part[k]!, entry)
-          if (cascade > 0) {
-            entry.refsDone = true
-            try {
-              for (const ref of referencesIn(entry.data)) next.push(ref)
-            } catch {
-              // not a record this version can read: nothing to follow
-            }
+        for (const [, entry] of this.#putMany(value, cascade > 0)) {
+          if (cascade <= 0) continue
+          try {
+            for (const ref of referencesIn(entry.data)) next.push(ref)
+          } catch {
+            // not a record this version can read: nothing to follow
           }
-        })
+        }
         if (next.length > 0) {
           this.#prefetchAt(next, at, cascade - 1).catch((error: unknown) => log('prefetch failed: %s', (error as Error).message))
         }
+        then?.()
       }
-      const p = this.#callAsync(
-        apply,
-        'loadMany',
-        part.map((o) => [o, at]),
-      )
+      const p = this.#callAsync(apply, 'loadBeforeMany', part, at)
       for (const o of part) this.#inflightPrefetch.set(o, id)
       chunks.push(
         p.then(

@@ -18,8 +18,10 @@ import {
 } from '@wendelin/zodb'
 import { Packr } from 'msgpackr'
 
-/** The protocol version this code speaks; the handshake refuses any other. */
-export const PROTOCOL_VERSION = 1
+/** The protocol version this code speaks (2: adds `loadBeforeMany`). */
+export const PROTOCOL_VERSION = 2
+/** The oldest version the server still accepts (a version-1 client never sends what 2 added). */
+export const MIN_PROTOCOL_VERSION = 1
 /** The first element of the client's hello and of the server's welcome. */
 export const MAGIC = 'WZEO'
 /** Default largest frame either side accepts (a record of a 2 MiB ZBigFile block fits easily). */

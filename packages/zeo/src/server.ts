@@ -40,6 +40,7 @@ import {
   DEFAULT_MAX_FRAME,
   FrameReader,
   MAGIC,
+  MIN_PROTOCOL_VERSION,
   PROTOCOL_VERSION,
   ProtocolError,
   decodeBody,
@@ -485,9 +486,10 @@ class ClientConn {
 
   #handshake(msg: unknown): void {
     // [MAGIC, version, token, storage name, client's last tid or null, read-only]
-    if (!Array.isArray(msg) || msg.length !== 6 || msg[0] !== MAGIC || msg[1] !== PROTOCOL_VERSION) {
-      throw new ProtocolError('not a handshake of this protocol version')
+    if (!Array.isArray(msg) || msg.length !== 6 || msg[0] !== MAGIC || !isVersion(msg[1])) {
+      throw new ProtocolError('not a handshake of a protocol version this server speaks')
     }
+    const version = msg[1]
     if (!this.server._checkToken(msg[2])) throw new ProtocolError('wrong token')
     const [, , , name, lastTid, readOnly] = msg as [string, number, unknown, unknown, unknown, unknown]
     if (typeof name !== 'string' || (lastTid !== null && !isBigint(lastTid)) || typeof readOnly !== 'boolean') {
@@ -496,7 +498,7 @@ class ClientConn {
     clearTimeout(this.#handshakeTimer)
     const served = this.server._storage(name)
     if (served === undefined) {
-      this.send(encodeFrame([MAGIC, PROTOCOL_VERSION, { error: `no storage named ${JSON.stringify(name)} is served here` }]))
+      this.send(encodeFrame([MAGIC, version, { error: `no storage named ${JSON.stringify(name)} is served here` }]))
       this.closed = true
       this.socket.end()
       return
@@ -511,7 +513,7 @@ class ClientConn {
     this.send(
       encodeFrame([
         MAGIC,
-        PROTOCOL_VERSION,
+        version,
         {
           name,
           storageName: storage.getName(),
@@ -556,6 +558,33 @@ class ClientConn {
     const rev = this.served!.storage.loadBefore(oid, tid > limit + 1n ? limit + 1n : tid)
     if (rev !== null && rev.nextSerial !== null && rev.nextSerial > limit) return { ...rev, nextSerial: null }
     return rev
+  }
+
+  /**
+   * `[[oid, data, serial, nextSerial | nil], …]` of the objects that existed before `tid`. Read
+   * after every commit this client was told of (tid > lastCommitted), the revisions are current:
+   * the storage's own loadBeforeMany (one query per batch) gives them, next nil. An older snapshot
+   * needs the real next serial for the client's cache: one loadBefore each.
+   */
+  #loadBeforeMany(oids: Oid[], tid: Tid): unknown[] {
+    const served = this.served!
+    const storage = served.storage
+    const limit = served.readLimit()
+    const before = limit !== null && tid > limit + 1n ? limit + 1n : tid
+    const out: unknown[] = []
+    if (before > served.lastCommitted && typeof storage.loadBeforeMany === 'function') {
+      for (const [oid, rev] of storage.loadBeforeMany(oids, before)) out.push([oid, rev.data, rev.serial, null])
+      return out
+    }
+    for (const oid of oids) {
+      try {
+        const rev = this.#loadBefore(oid, tid)
+        if (rev !== null) out.push([oid, rev.data, rev.serial, rev.nextSerial])
+      } catch (error) {
+        if (!(error instanceof POSKeyError)) throw error
+      }
+    }
+    return out
   }
 
   #storage(): Storage {
@@ -673,6 +702,11 @@ class ClientConn {
             throw error
           }
         })
+      }
+      case 'loadBeforeMany': {
+        const [oids, tid] = args
+        if (!Array.isArray(oids) || oids.length > 10_000 || !isBigint(tid) || !oids.every(isBigint)) throw new ProtocolError('malformed loadBeforeMany')
+        return this.#loadBeforeMany(oids, tid)
       }
       case 'loadSerial': {
         const [oid, serial] = args
@@ -816,6 +850,10 @@ class ClientConn {
 }
 
 const DEFERRED = Symbol('deferred')
+
+function isVersion(v: unknown): v is number {
+  return typeof v === 'number' && v >= MIN_PROTOCOL_VERSION && v <= PROTOCOL_VERSION
+}
 
 /** The most oids handed out and not committed that a served storage remembers as new. */
 const FRESH_OIDS_MAX = 1 << 20

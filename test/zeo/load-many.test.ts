@@ -1,0 +1,153 @@
+// ClientStorage.loadBeforeMany (protocol message loadBeforeMany, version 2): several objects'
+// revisions before a tid in one round trip, cached with the right validity; a B-tree walk loads
+// each leaf's values together; version-1 clients are still served.
+import { expect } from 'chai'
+import { TransactionManager } from '@wendelin/transaction'
+import { DB, type Oid, type Tid } from '@wendelin/zodb'
+import { IOBTree } from '@wendelin/btrees'
+import type { ClientStorage } from '@wendelin/zeo'
+
+import { Item } from '../zodb/helpers.js'
+import { RawClient, ServerProcess, removeScratch } from './helpers.js'
+
+describe('zeo loadBeforeMany', function () {
+  let server: ServerProcess
+  const open: { close(): void }[] = []
+
+  before(async () => {
+    server = await ServerProcess.start()
+  })
+  after(async () => {
+    await server.stop()
+    removeScratch()
+  })
+  afterEach(() => {
+    for (const o of open.splice(0).reverse()) o.close()
+  })
+
+  function client(name: string, options = {}): ClientStorage {
+    const c = server.client(name, options)
+    open.push(c)
+    return c
+  }
+
+  /** Commit `data(oid)` for every oid (new ones when `oids` is null); the tid. */
+  function commit(c: ClientStorage, oids: Oid[] | null, serials: Map<Oid, Tid>, data: (i: number) => number, n = 0): Tid {
+    const txn = { user: '', description: '', extension: {} }
+    c.tpc_begin(txn)
+    const list = oids ?? Array.from({ length: n }, () => c.newOid())
+    list.forEach((oid, i) => c.store(oid, serials.get(oid) ?? 0n, new Uint8Array([data(i)]), txn))
+    c.tpc_vote(txn)
+    const tid = c.tpc_finish(txn)
+    for (const oid of list) serials.set(oid, tid)
+    return tid
+  }
+
+  it('loads the revisions before a tid in one round trip, leaves out what did not exist, and caches them', async () => {
+    const name = await server.addStorage()
+    const a = client(name)
+    const serials = new Map<Oid, Tid>()
+    const t1 = commit(a, null, serials, (i) => i, 20)
+    const oids = [...serials.keys()]
+    const t2 = commit(a, oids.slice(0, 5), serials, (i) => 100 + i)
+
+    const b = client(name, { prefetchBudget: 0 })
+    const at = b.lastTransaction() + 1n
+    const now = b.loadBeforeMany([...oids, 999_999n], at)
+    expect(now.size).to.equal(20)
+    oids.forEach((oid, i) => {
+      expect([...now.get(oid)!.data]).to.deep.equal([i < 5 ? 100 + i : i])
+      expect(now.get(oid)!.serial).to.equal(i < 5 ? t2 : t1)
+    })
+    expect(b.roundTrips.loadBeforeMany).to.equal(1)
+    expect(b.loadBeforeMany(oids, at).size).to.equal(20)
+    expect(b.roundTrips.loadBeforeMany).to.equal(1) // from the cache
+
+    // An older snapshot: the revisions of then, cached with the tid of their successor.
+    const old = b.loadBeforeMany(oids, t1 + 1n)
+    oids.forEach((oid, i) => expect([...old.get(oid)!.data]).to.deep.equal([i]))
+    expect(b.roundTrips.loadBeforeMany).to.equal(2)
+    expect(b.loadBefore(oids[0]!, t1 + 1n)!.nextSerial).to.equal(t2)
+    expect(b.loadBefore(oids[9]!, t1 + 1n)!.nextSerial).to.equal(null)
+    expect(b.roundTrips.loadBefore ?? 0).to.equal(0)
+    expect(b.loadBeforeMany(oids, t1).size).to.equal(0) // nothing existed yet
+  })
+
+  it("never serves a revision from the cache once another client's commit replaced it", async () => {
+    const name = await server.addStorage()
+    const a = client(name)
+    const serials = new Map<Oid, Tid>()
+    commit(a, null, serials, (i) => i, 10)
+    const oids = [...serials.keys()]
+    const b = client(name)
+    const at1 = b.lastTransaction() + 1n
+    expect([...b.loadBeforeMany(oids, at1).get(oids[3]!)!.data]).to.deep.equal([3])
+    const t2 = commit(a, oids, serials, (i) => 50 + i)
+    const at2 = b.lastTransaction() + 1n
+    expect(at2).to.equal(t2 + 1n)
+    const later = b.loadBeforeMany(oids, at2)
+    oids.forEach((oid, i) => expect([...later.get(oid)!.data]).to.deep.equal([50 + i]))
+    expect([...b.loadBeforeMany(oids, at1).get(oids[3]!)!.data]).to.deep.equal([3])
+  })
+
+  it("walks a B-tree of ghosts loading each leaf's values together, through the prefetch or one round trip per leaf", async () => {
+    const name = await server.addStorage()
+    const n = 2_000
+    {
+      const db = new DB(client(name))
+      const tm = new TransactionManager({ explicit: true })
+      const conn = db.open({ transactionManager: tm })
+      tm.begin()
+      const tree = new IOBTree<Item>()
+      for (let i = 0; i < n; i++) tree.set(i, new Item(`i${i}`, i))
+      conn.root.tree = tree
+      tm.commit()
+      db.close()
+    }
+    for (const options of [{ prefetchBudget: 0 }, {}]) {
+      const storage = client(name, options)
+      const db = new DB(storage)
+      open.push(db)
+      const tm = new TransactionManager({ explicit: true })
+      const conn = db.open({ transactionManager: tm })
+      tm.begin()
+      let sum = 0
+      for (const item of (conn.root.tree as IOBTree<Item>).values()) sum += item.value as number
+      expect(sum).to.equal((n * (n - 1)) / 2)
+      const trips = storage.roundTrips
+      if (options.prefetchBudget === 0) {
+        // No prefetch: one loadBefore per tree node and leaf, one loadBeforeMany per leaf, never one per value.
+        expect(trips.loadBeforeMany).to.be.greaterThan(n / 100)
+        expect(trips.loadBefore).to.be.at.most(trips.loadBeforeMany! + 5)
+      } else {
+        // The prefetch brings the leaves and their values (asked for ahead) without a synchronous call.
+        expect((trips.loadBefore ?? 0) + (trips.loadBeforeMany ?? 0)).to.be.at.most(5)
+      }
+      tm.abort()
+    }
+  })
+
+  it('serves a version-1 client (which never sends loadBeforeMany) and refuses unknown versions', async () => {
+    const name = await server.addStorage()
+    const v1 = await RawClient.connect(server.port, name, undefined, 1)
+    const welcome = await v1.welcome()
+    expect(welcome.slice(0, 2)).to.deep.equal(['WZEO', 1])
+    expect((await v1.call('sync'))[1]).to.equal(0)
+    v1.close()
+    const v3 = await RawClient.connect(server.port, name, undefined, 3)
+    expect(await v3.waitClosed(2000)).to.equal(true)
+    expect(v3.received).to.equal(0)
+  })
+
+  it('drops a client sending a malformed loadBeforeMany, and only it', async () => {
+    const name = await server.addStorage()
+    const honest = client(name)
+    for (const args of [['x', 1n], [[1n], 'x'], [[1n, 'x'], 1n], [Array(10_001).fill(1n), 1n]]) {
+      const c = await RawClient.connect(server.port, name)
+      await c.welcome()
+      void c.call('loadBeforeMany', ...args)
+      expect(await c.waitClosed(2000)).to.equal(true)
+    }
+    expect(honest.lastTransaction()).to.be.a('bigint')
+  })
+})
