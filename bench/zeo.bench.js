@@ -16,7 +16,7 @@ import { ClientStorage, StorageServer } from '@wendelin/zeo'
 import { IOBTree } from '@wendelin/btrees'
 
 import { printRows, secondsSince, summarize, updateResults } from './lib/harness.js'
-import { makeItem, runObjectWorkload } from './lib/wobj-workload.js'
+import { makeItem, runObjectWorkload, settle } from './lib/wobj-workload.js'
 
 const self = fileURLToPath(import.meta.url)
 const args = process.argv.slice(2)
@@ -147,10 +147,10 @@ async function main() {
     for (let run = 0; run < RUNS; run++) {
       const file = fileIn()
       local.push(runObjectWorkload(N, () => new SQLiteStorage(file), () => new SQLiteStorage(file)))
-      if (globalThis.gc) globalThis.gc()
+      await settle()
       const name = await serve(`sqlite:${fileIn()}`)
       remote.push(runObjectWorkload(N, () => client(name), () => client(name)))
-      if (globalThis.gc) globalThis.gc()
+      await settle()
       console.log(`  run ${run + 1}: local cold ${Math.round(local.at(-1).cold)}/s, server cold ${Math.round(remote.at(-1).cold)}/s`)
     }
     const m = (f) => summarize(remote.map(f))
