@@ -418,7 +418,7 @@ Napi::Value FilehLoadAsync(const Napi::CallbackInfo& info) {
   if (h->pattern || h->base) {
     // Native backend: fill it right here.
     char err[512] = "";
-    bool ok = h->ops->loadblk(pg, pending.dest, h->fileh->ram->pageSize(), err, sizeof err);
+    bool ok = h->ops->loadblk(pg, pending.dest, h->fileh->ram->pageSize(), err, sizeof err, {});
     bool kept = vm().finishLoad(pending, ok);
     if (!ok) throw Napi::Error::New(env, err);
     return Napi::String::New(env, kept ? "present" : "invalidated");
@@ -506,7 +506,7 @@ void onLoaderWake(uv_async_t* wake) {
   Loader* loader = static_cast<Loader*>(wake->data);
   Napi::Env env(loader->env);
   Napi::HandleScope scope(env);
-  while (LoadRequest* request = LoaderPool::instance().take()) {
+  while (LoadRequest* request = LoaderPool::instance().take(wake)) {
     std::uint32_t job = loader->nextJob++;
     auto ab = Napi::ArrayBuffer::New(env, request->dest, request->len);
     loader->jobs.emplace(job, LoadJob{request, Napi::Persistent(ab)});
@@ -527,8 +527,7 @@ void onLoaderWake(uv_async_t* wake) {
         loader->jobs.erase(it);
         std::snprintf(r->error, sizeof r->error, "loader handler threw: %s", e.Message().c_str());
         r->ok = false;
-        r->done.store(1);
-        futexWakeAll(r->done);
+        r->done.set();
       }
     }
   }
@@ -596,8 +595,7 @@ Napi::Value CompleteLoad(const Napi::CallbackInfo& info) {
   }
   std::snprintf(request->error, sizeof request->error, "%s", error.c_str());
   request->ok = ok;
-  request->done.store(1);  // after this the faulting thread owns (and may free) the request
-  futexWakeAll(request->done);
+  request->done.set();  // after this the faulting thread owns (and may free) the request
   return Napi::String::New(env, ok ? "loaded" : "failed");
 }
 

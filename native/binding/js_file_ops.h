@@ -1,8 +1,6 @@
 // JsFileOps: a BigFile whose loadblk is JavaScript, run by a loader worker.
 #pragma once
 
-#include <time.h>
-
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -10,6 +8,7 @@
 #include "binding/loader_pool.h"
 #include "core/bigfile_ops.h"
 #include "core/os.h"
+#include "core/wait.h"
 
 namespace wendelin {
 
@@ -17,9 +16,10 @@ class JsFileOps : public BigFileOps {
  public:
   void setFilehId(std::uint64_t id) { filehId_ = id; }
 
-  // On the faulting thread, maybe inside the SIGSEGV handler: queue, wake, wait.
-  bool loadblk(std::uint64_t blk, void* dest, std::size_t len, char* err,
-               std::size_t errLen) override {
+  // On the faulting thread, maybe inside the SIGSEGV handler: queue, wake, wait (doing the
+  // caller's work meanwhile).
+  bool loadblk(std::uint64_t blk, void* dest, std::size_t len, char* err, std::size_t errLen,
+               const WhileLoading& whileLoading) override {
     if (isLoaderThread()) {
       std::snprintf(err, errLen,
                     "page fault inside a loader worker (a loadblk touched mapped memory that "
@@ -32,15 +32,10 @@ class JsFileOps : public BigFileOps {
     request.dest = dest;
     request.len = len;
     LoaderPool::instance().submit(&request, /*urgent=*/true);  // before readahead
-    // A loader usually answers within tens of µs: spin for up to kSpinNanos before sleeping,
-    // since a futex wake-up costs about as much again on these VMs. Bounded in time, not in
-    // rounds: on a busy machine a long spin would keep the loader itself off the CPU.
-    const std::int64_t spinUntil = monotonicNanos() + kSpinNanos;
-    for (int i = 1; request.done.load(std::memory_order_acquire) == 0; i++) {
-      cpuRelax();
-      if (i % 64 == 0 && monotonicNanos() > spinUntil) break;
-    }
-    while (request.done.load() == 0) futexWait(request.done, 0);
+    whileLoading();
+    // A loader usually answers within tens of µs, and a futex wake-up costs about as much
+    // again on these VMs: spin that long before sleeping.
+    request.done.wait(kSpinNanos);
     if (!request.ok) std::snprintf(err, errLen, "%s", request.error);
     return request.ok;
   }

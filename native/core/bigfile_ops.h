@@ -14,13 +14,24 @@
 
 namespace wendelin {
 
+// Work the faulting thread can do while its load runs in another thread (Virtmem::onFault
+// unmaps the next eviction's victim then). Called at most once, with no lock held; may be empty.
+struct WhileLoading {
+  void (*fn)(void* arg) = nullptr;
+  void* arg = nullptr;
+  void operator()() const {
+    if (fn) fn(arg);
+  }
+};
+
 class BigFileOps {
  public:
   virtual ~BigFileOps() = default;
   // Fills `dest` (`len` bytes, one block) with block `blk`. On failure writes a message into
-  // err[0..errLen) and returns false.
+  // err[0..errLen) and returns false. A backend that loads in another thread calls
+  // `whileLoading` once that load is under way; one that loads right here need not call it.
   virtual bool loadblk(std::uint64_t blk, void* dest, std::size_t len, char* err,
-                       std::size_t errLen) = 0;
+                       std::size_t errLen, const WhileLoading& whileLoading) = 0;
 
   // Readahead: backends that load elsewhere (loader workers) can start a load without
   // waiting; whoever completes it calls Virtmem::finishLoad(load, ok). Called with the

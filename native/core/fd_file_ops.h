@@ -25,7 +25,7 @@ class FdFileOps : public BigFileOps {
   }
 
   bool loadblk(std::uint64_t blk, void* dest, std::size_t len, char* err,
-               std::size_t errLen) override {
+               std::size_t errLen, const WhileLoading&) override {
     auto* out = static_cast<char*>(dest);
     std::size_t done = 0;
     while (done < len) {

@@ -13,7 +13,7 @@ void PatternFile::setGateOpen(bool open) {
 }
 
 bool PatternFile::loadblk(std::uint64_t blk, void* dest, std::size_t len, char* err,
-                          std::size_t errLen) {
+                          std::size_t errLen, const WhileLoading&) {
   // The seed is read before the gate: a test changes it while a load is held back, so a load
   // that started before an invalidation shows the old data unless virtmem redoes it.
   const std::uint32_t seed = seed_.load();

@@ -18,7 +18,7 @@ class PatternFile : public BigFileOps {
   explicit PatternFile(bool noop) : noop_(noop) {}
 
   bool loadblk(std::uint64_t blk, void* dest, std::size_t len, char* err,
-               std::size_t errLen) override;
+               std::size_t errLen, const WhileLoading&) override;
 
   void setSeed(std::uint32_t seed) { seed_.store(seed); }
   void setGateOpen(bool open);

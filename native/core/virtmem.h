@@ -187,6 +187,7 @@ class Virtmem {
   void readahead(Vma* vma, std::uint64_t pg);
   void loadDone();
   void waitForLoad(std::uint32_t seq);
+  void unmapNextVictim(Ram* ram);
 
   std::mutex lock_;
   std::map<std::uintptr_t, Vma*> vmas_;      // by start address
