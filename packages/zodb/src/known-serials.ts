@@ -1,75 +1,72 @@
 // What a storage instance knows of objects' current serials, so that a commit's serial checks
-// need no query for objects it loaded or wrote (an update's vote spent a tenth of its time
-// looking up serials it had read a moment before).
+// need no query for objects it loaded or wrote.
 //
 // The knowledge stays true because every commit after `floor` reaches this table (`committed`):
 // the storage reports its own commits and those it learns of by polling, in tid order, and its
 // polls never miss one (a commit after the last poll has a tid above the last tid polled). An
 // entry may be older than the truth only until the next poll: use it while holding the write
 // lock, after polling.
+//
+// Oids are dense small integers, so the table is an array indexed by oid (0: unknown; no tid is
+// 0): recording a serial costs a store, where a Map of bigints cost a twentieth of a cold read.
+// Oids at or above `maxOid` are not recorded (their checks query).
 
 import type { Oid, Tid } from './tid.js'
 
+const INITIAL_LENGTH = 1 << 12
+
 export class KnownSerials {
-  readonly #serials = new Map<Oid, Tid>()
+  #serials = new BigInt64Array(INITIAL_LENGTH)
   /** Commits with a tid above this are all reported here; earlier ones may not be. */
   #floor: Tid
-  readonly #max: number
+  readonly #maxOid: number
 
   /** `floor`: the newest tid of the file when the instance starts reporting commits. */
-  constructor(floor: Tid, max: number) {
+  constructor(floor: Tid, maxOid: number) {
     this.#floor = floor
-    this.#max = max
+    this.#maxOid = maxOid
   }
 
-  get size(): number {
-    return this.#serials.size
-  }
-
-  /** The current serial of `oid` (0n: none), if known. */
+  /** The current serial of `oid`, if known. */
   get(oid: Oid): Tid | undefined {
-    return this.#serials.get(oid)
+    const i = Number(oid) // inexact only far beyond the table
+    const serials = this.#serials
+    if (i >= serials.length) return undefined
+    const serial = serials[i]!
+    return serial === 0n ? undefined : serial
   }
 
   /** Transaction `tid` wrote these oids (a deletion too: its row is the newest revision). */
-  committed(tid: Tid, oids: Iterable<Oid>): void {
-    // Should the table overflow meanwhile, it starts again from this very commit.
-    for (const oid of oids) this.#learn(oid, tid, tid - 1n)
+  committed(tid: Tid, oids: readonly Oid[]): void {
+    for (let i = 0; i < oids.length; i++) this.#learn(oids[i]!, tid)
   }
 
   /**
-   * A load found `serial` as the newest revision of `oid` before `snapshot` (INT64 max or more:
-   * the newest in the file). It is the current one unless a commit at or after `snapshot`
-   * changed the object, which is reported here only if it came after the floor. `newest`: the
-   * newest tid reported so far.
+   * A load found `serial` as the newest revision of `oid` before `snapshot` (INT64 max: the
+   * newest in the file). It is the current one unless a commit at or after `snapshot` changed
+   * the object, which is reported here only if it came after the floor.
    */
-  loaded(oid: Oid, serial: Tid, snapshot: Tid, newest: Tid): void {
-    if (snapshot <= this.#floor) return
-    const known = this.#serials.get(oid)
-    if (known === undefined) {
-      if (this.#serials.size >= this.#max) {
-        this.reset(newest)
-        if (snapshot <= this.#floor) return
-      }
-      this.#serials.set(oid, serial)
-    } else if (serial > known) {
-      this.#serials.set(oid, serial)
-    }
+  loaded(oid: Oid, serial: Tid, snapshot: Tid): void {
+    if (snapshot > this.#floor) this.#learn(oid, serial)
   }
 
   /** Forget everything (a pack may have removed revisions): only commits after `newest` count. */
   reset(newest: Tid): void {
-    this.#serials.clear()
+    this.#serials.fill(0n)
     this.#floor = newest
   }
 
-  #learn(oid: Oid, serial: Tid, resetTo: Tid): void {
-    const known = this.#serials.get(oid)
-    if (known === undefined) {
-      if (this.#serials.size >= this.#max) this.reset(resetTo)
-      this.#serials.set(oid, serial)
-    } else if (serial > known) {
-      this.#serials.set(oid, serial)
+  #learn(oid: Oid, serial: Tid): void {
+    const i = Number(oid) // inexact only far beyond the table
+    let serials = this.#serials
+    if (i >= serials.length) {
+      if (i >= this.#maxOid) return
+      let length = serials.length * 2
+      while (length <= i) length *= 2
+      const bigger = new BigInt64Array(Math.min(length, this.#maxOid))
+      bigger.set(serials)
+      this.#serials = serials = bigger
     }
+    if (serial > serials[i]!) serials[i] = serial
   }
 }

@@ -63,8 +63,8 @@ const INT64_MAX = 0x7fff_ffff_ffff_ffffn
 const BATCH_ROWS = 64
 /** How many handed-out, uncommitted oids SQLiteStorage remembers as certainly new. */
 const FRESH_OIDS_MAX = 1 << 20
-/** Current serials an instance remembers, for the serial checks at vote (about 100 bytes each). */
-const KNOWN_SERIALS_MAX = 1 << 18
+/** Objects whose current serial an instance may remember for the checks at vote: oids below this (8 bytes per oid up to the largest). */
+const KNOWN_SERIALS_MAX_OID = 1 << 22
 /** WAL pages (of 4 KiB by default) after which a commit checkpoints. */
 const WAL_AUTOCHECKPOINT_PAGES = 10_000
 
@@ -242,7 +242,7 @@ export class SQLiteStorage implements Storage {
     this.#dataVersion = this.#stmt.dataVersion.get() as bigint
     this.#lastTid = (this.#stmt.lastTid.get() as Row).tid as bigint
     this.#packCount = this.#readPackCount()
-    this.#known = new KnownSerials(this.#lastTid, KNOWN_SERIALS_MAX)
+    this.#known = new KnownSerials(this.#lastTid, KNOWN_SERIALS_MAX_OID)
     log('opened %s (durability %s%s), last tid %s', this.file, this.durability, this.#readOnly ? ', read-only' : '', idToHex(this.#lastTid))
   }
 
@@ -425,7 +425,7 @@ export class SQLiteStorage implements Storage {
       // the query that finds the revision before `tid` and the one after it.
       const newest = this.#stmt.newestRevision.get(oid, visible) as [bigint, Uint8Array | null] | undefined
       if (newest === undefined) throw new POSKeyError(oid)
-      this.#known.loaded(oid, newest[0], visible, this.#lastTid)
+      this.#known.loaded(oid, newest[0], visible)
       if (newest[0] < tid) return newest[1] === null ? null : { data: toBytes(newest[1]), serial: newest[0], nextSerial: null }
       const row = this.#stmt.loadBefore.get(oid, visible, oid, tid < visible ? tid : visible) as [bigint, Uint8Array | null, bigint | null] | undefined
       if (row === undefined || row[1] === null) return null
@@ -455,7 +455,7 @@ export class SQLiteStorage implements Storage {
         const rows = this.#newestRevisions(n).all(args) as [bigint, bigint, Uint8Array | null][]
         for (let i = 0; i < rows.length; i++) {
           const row = rows[i]!
-          this.#known.loaded(row[0], row[1], before, this.#lastTid)
+          this.#known.loaded(row[0], row[1], before)
           const data = row[2]
           if (data !== null) found.set(row[0], { data: toBytes(data), serial: row[1], nextSerial: null })
         }
