@@ -91,8 +91,9 @@ export class Connection<R extends object = Record<string, unknown>> implements P
   /** The savepoint store: records of objects changed before the last savepoint. */
   #tmp = new Map<Oid, TmpRecord>()
   /**
-   * Records fetched ahead by `preload` at this connection's snapshot, taken by the next load of
-   * their object; dropped whenever the snapshot moves.
+   * Records fetched ahead by `preload` at this connection's snapshot, for loads of their objects;
+   * dropped whenever the snapshot moves. A load leaves its record here (it stays true for the
+   * snapshot; deleting each one made the map shrink and grow again for every B-tree leaf).
    */
   #preloaded = new Map<Oid, { data: Uint8Array; serial: Tid }>()
   /** During a commit: objects stored and their record sizes. */
@@ -309,7 +310,7 @@ export class Connection<R extends object = Record<string, unknown>> implements P
     }
     if (oids.length < 2) return
     if (this.#preloaded.size > PRELOADED_MAX) this.#preloaded.clear()
-    for (const [oid, rev] of storage.loadBeforeMany(oids, this.#before)) this.#preloaded.set(oid, { data: rev.data, serial: rev.serial })
+    for (const [oid, rev] of storage.loadBeforeMany(oids, this.#before)) this.#preloaded.set(oid, rev)
   }
 
   register(obj: Persistent): void {
@@ -517,10 +518,7 @@ export class Connection<R extends object = Record<string, unknown>> implements P
     if (tmp !== undefined) return { data: tmp.data, serial: tmp.serial }
     if (this.#preloaded.size > 0) {
       const pre = this.#preloaded.get(oid)
-      if (pre !== undefined) {
-        this.#preloaded.delete(oid)
-        return pre
-      }
+      if (pre !== undefined) return pre
     }
     const rev = this.#storage.loadBefore(oid, this.#before)
     if (rev === null) {

@@ -552,7 +552,9 @@ const defaultSetState = Persistent.prototype._p_setState
  */
 /** setStateDirectly with `dict` as the state: only the accessors (and other assignments) are made. */
 function adoptState(obj: Persistent, dict: StateDict): void {
-  for (const k of Object.keys(dict)) {
+  // for-in over a plain object walks its enum cache (Object.keys made an array per load).
+  for (const k in dict) {
+    if (!Object.prototype.hasOwnProperty.call(dict, k)) continue
     if (isStateKey(k) && reachesHook(obj, k)) Object.defineProperty(obj, k, accessorDescriptor(k))
     else (obj as unknown as StateDict)[k] = k === '__proto__' ? (Object.getOwnPropertyDescriptor(dict, k)!.value as unknown) : dict[k]
   }

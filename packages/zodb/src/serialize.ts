@@ -795,6 +795,43 @@ export function _decodeStateWithMsgpackr(data: Uint8Array, refs: ReferenceReader
   return { className: raw.className, state: new StateReader(refs).read(raw.wire) }
 }
 
+/** The numbering table RecordDecoder reuses from record to record (null while one decodes). */
+let sharedTable: unknown[] | null = []
+
+/** Scratch bytes for reading a big-endian float64 out of a record. */
+const scratchFloatBytes = new Uint8Array(8)
+const scratchFloatView = new DataView(scratchFloatBytes.buffer)
+
+/**
+ * Short ASCII strings (attribute names, mostly) come from a small cache: every record gives the
+ * same string for the same name, already internalized by its first use as a property key,
+ * instead of a new one built character by character (its building and the look-up of a new key
+ * string on every store were a sixth of a record's decoding).
+ */
+const KEY_CACHE_MAX_LENGTH = 16
+const keyCache: (string | undefined)[] = new Array<string | undefined>(512).fill(undefined)
+
+function cachedAscii(data: Uint8Array, start: number, n: number): string {
+  let h = n
+  for (let i = 0; i < n; i++) h = (h * 31 + data[start + i]!) | 0
+  const slot = (h ^ (h >>> 9)) & 511
+  const cached = keyCache[slot]
+  if (cached !== undefined && cached.length === n) {
+    let same = true
+    for (let i = 0; i < n; i++) {
+      if (cached.charCodeAt(i) !== data[start + i]) {
+        same = false
+        break
+      }
+    }
+    if (same) return cached
+  }
+  let out = ''
+  for (let i = 0; i < n; i++) out += String.fromCharCode(data[start + i]!)
+  keyCache[slot] = out
+  return out
+}
+
 /** Thrown inside RecordDecoder when a record is not in the form it reads: the two-step path takes over. */
 const NOT_FAST = { notFast: true }
 
@@ -808,18 +845,49 @@ const NOT_FAST = { notFast: true }
  */
 class RecordDecoder {
   #pos = 0
-  readonly #table: unknown[] = []
+  /** Objects numbered for back-references: a shared array when free (a new one per record was a tenth of a record's garbage). */
+  readonly #table: unknown[]
   readonly #data: Uint8Array
-  readonly #view: DataView
-  readonly #buffer: Buffer
+  /** Made when a string needs it (a record from SQLite is a Buffer already; one per record was a tenth of a cold read's garbage). */
+  #buffer: Buffer | null = null
 
   constructor(
     data: Uint8Array,
     readonly refs: ReferenceReader,
   ) {
     this.#data = data
-    this.#view = new DataView(data.buffer, data.byteOffset, data.byteLength)
-    this.#buffer = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength)
+    if (sharedTable !== null) {
+      this.#table = sharedTable
+      sharedTable = null
+    } else {
+      this.#table = []
+    }
+  }
+
+  #text(encoding: 'utf8' | 'latin1', start: number, end: number): string {
+    let buffer = this.#buffer
+    if (buffer === null) {
+      const data = this.#data
+      buffer = this.#buffer = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength)
+    }
+    return buffer.toString(encoding, start, end)
+  }
+
+  /** Big-endian unsigned integer of `n` (1-4) bytes at the position, which moves past it. */
+  #uint(n: number): number {
+    this.#need(n)
+    const data = this.#data
+    let v = 0
+    for (let i = 0; i < n; i++) v = v * 256 + data[this.#pos++]!
+    return v
+  }
+
+  /** Big-endian float64 at the position, through a scratch buffer (no DataView per record). */
+  #float64(): number {
+    this.#need(8)
+    const data = this.#data
+    for (let i = 0; i < 8; i++) scratchFloatBytes[i] = data[this.#pos++]!
+    return scratchFloatView.getFloat64(0)
   }
 
   record(): { className: string; state: unknown } | null {
@@ -831,6 +899,9 @@ class RecordDecoder {
       return { className, state }
     } catch {
       return null // not in the form read here, or something went wrong: the two-step path says what
+    } finally {
+      this.#table.length = 0
+      sharedTable = this.#table
     }
   }
 
@@ -848,15 +919,9 @@ class RecordDecoder {
     let n: number
     if ((b & 0xe0) === 0xa0) n = b & 0x1f
     else if (b === 0xd9) n = this.#u8()
-    else if (b === 0xda) {
-      this.#need(2)
-      n = this.#view.getUint16(this.#pos)
-      this.#pos += 2
-    } else if (b === 0xdb) {
-      this.#need(4)
-      n = this.#view.getUint32(this.#pos)
-      this.#pos += 4
-    } else throw NOT_FAST
+    else if (b === 0xda) n = this.#uint(2)
+    else if (b === 0xdb) n = this.#uint(4)
+    else throw NOT_FAST
     this.#need(n)
     const data = this.#data
     const start = this.#pos
@@ -866,67 +931,43 @@ class RecordDecoder {
       if (data[i]! >= 0x80) {
         // Valid UTF-8 reads the same whichever decoder; anything Buffer replaces with U+FFFD
         // (a lone surrogate, say) is msgpackr's to read.
-        const text = this.#buffer.toString('utf8', start, end)
+        const text = this.#text('utf8', start, end)
         if (text.includes('\ufffd')) throw NOT_FAST
         return text
       }
     }
-    if (n <= 8) {
-      let out = ''
-      for (let i = start; i < end; i++) out += String.fromCharCode(data[i]!)
-      return out
-    }
-    return this.#buffer.toString('latin1', start, end)
+    if (n <= KEY_CACHE_MAX_LENGTH) return cachedAscii(data, start, n)
+    return this.#text('latin1', start, end)
   }
 
   #arrayLength(b: number): number {
     if ((b & 0xf0) === 0x90) return b & 0x0f
-    if (b === 0xdc) {
-      this.#need(2)
-      const n = this.#view.getUint16(this.#pos)
-      this.#pos += 2
-      return n
-    }
-    if (b === 0xdd) {
-      this.#need(4)
-      const n = this.#view.getUint32(this.#pos)
-      this.#pos += 4
-      return n
-    }
+    if (b === 0xdc) return this.#uint(2)
+    if (b === 0xdd) return this.#uint(4)
     throw NOT_FAST
   }
 
   #mapLength(b: number): number {
     if ((b & 0xf0) === 0x80) return b & 0x0f
-    if (b === 0xde) {
-      this.#need(2)
-      const n = this.#view.getUint16(this.#pos)
-      this.#pos += 2
-      return n
-    }
-    if (b === 0xdf) {
-      this.#need(4)
-      const n = this.#view.getUint32(this.#pos)
-      this.#pos += 4
-      return n
-    }
+    if (b === 0xde) return this.#uint(2)
+    if (b === 0xdf) return this.#uint(4)
     throw NOT_FAST
   }
 
-  #bin(): Uint8Array {
+  /** A bin's length; the position is then at its first byte. */
+  #binLength(): number {
     const b = this.#u8()
     let n: number
     if (b === 0xc4) n = this.#u8()
-    else if (b === 0xc5) {
-      this.#need(2)
-      n = this.#view.getUint16(this.#pos)
-      this.#pos += 2
-    } else if (b === 0xc6) {
-      this.#need(4)
-      n = this.#view.getUint32(this.#pos)
-      this.#pos += 4
-    } else throw NOT_FAST
+    else if (b === 0xc5) n = this.#uint(2)
+    else if (b === 0xc6) n = this.#uint(4)
+    else throw NOT_FAST
     this.#need(n)
+    return n
+  }
+
+  #bin(): Uint8Array {
+    const n = this.#binLength()
     const start = this.#pos
     this.#pos += n
     return this.#data.subarray(start, start + n)
@@ -936,39 +977,21 @@ class RecordDecoder {
   #number(b: number): number {
     if (b < 0x80) return b
     if (b >= 0xe0) return b - 0x100
-    const view = this.#view
-    let v: number
     switch (b) {
       case 0xcc:
         return this.#u8()
       case 0xcd:
-        this.#need(2)
-        v = view.getUint16(this.#pos)
-        this.#pos += 2
-        return v
+        return this.#uint(2)
       case 0xce:
-        this.#need(4)
-        v = view.getUint32(this.#pos)
-        this.#pos += 4
-        return v
+        return this.#uint(4)
       case 0xd0:
-        this.#need(1)
-        return view.getInt8(this.#pos++)
+        return (this.#uint(1) << 24) >> 24
       case 0xd1:
-        this.#need(2)
-        v = view.getInt16(this.#pos)
-        this.#pos += 2
-        return v
+        return (this.#uint(2) << 16) >> 16
       case 0xd2:
-        this.#need(4)
-        v = view.getInt32(this.#pos)
-        this.#pos += 4
-        return v
+        return this.#uint(4) | 0
       case 0xcb:
-        this.#need(8)
-        v = view.getFloat64(this.#pos)
-        this.#pos += 8
-        return v
+        return this.#float64()
       default:
         throw NOT_FAST
     }
@@ -1039,10 +1062,11 @@ class RecordDecoder {
         return undefined
       case Tag.PERSISTENT_REF: {
         if (this.#u8() !== 0x92) throw NOT_FAST
-        const oid = this.#bin()
-        if (oid.length !== 8) throw NOT_FAST
+        if (this.#binLength() !== 8) throw NOT_FAST
+        const oid = bytesToId(this.#data, this.#pos) // no subarray per reference
+        this.#pos += 8
         const className = this.#string(this.#u8())
-        return this.refs.persistentObject(bytesToId(oid), className)
+        return this.refs.persistentObject(oid, className)
       }
       case Tag.BACKREF: {
         const n = this.#number(this.#u8())
