@@ -197,6 +197,24 @@ describe('record encoder', () => {
     }
   })
 
+  it('hands out a big record as the buffer it was written into, and later records never write into it', () => {
+    const refs = { persistentRef: () => ({ oid: 1n, className: 'x' }) }
+    const block = (fill: number) => new Uint8Array(2 << 20).fill(fill)
+    const [a, b] = both('c', { data: block(7), n: 1 })
+    expect(Buffer.compare(Buffer.from(a), Buffer.from(b))).to.equal(0)
+    // Not a copy of a bigger buffer: the record fills (nearly all of) its own.
+    expect(a.buffer.byteLength - a.byteLength).to.be.at.most(a.byteLength / 8)
+    const kept = [1, 2, 3].map((fill) => encodeStateRecord('c', { data: block(fill), n: fill }, refs))
+    const small = encodeStateRecord('c', { s: 'after' }, refs)
+    for (const [i, rec] of kept.entries()) {
+      const state = decodeState(rec, { persistentObject: () => null as never }).state as { data: Uint8Array; n: number }
+      expect(state.n).to.equal(i + 1)
+      expect(state.data.every((x) => x === i + 1)).to.equal(true)
+    }
+    expect(decodeState(small, { persistentObject: () => null as never }).state).to.deep.equal({ s: 'after' })
+    expect(Buffer.compare(Buffer.from(a), Buffer.from(b))).to.equal(0)
+  })
+
   it('fails with the same UnserializableError, naming the path', () => {
     const cases: unknown[] = [{ f: () => 1 }, { deep: [1, { s: Symbol('x') }] }, { m: new Map([[1, new WeakMap()]]) }, { e: new Error('x') }]
     for (const state of cases) {

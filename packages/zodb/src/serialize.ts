@@ -253,6 +253,13 @@ function recordBytes(src: Uint8Array, n: number): Uint8Array {
   return chunk.subarray(start, start + n)
 }
 
+/**
+ * A record of at least this size, encoded into a buffer grown for it with at most an eighth
+ * unused, is handed out as that buffer instead of a copy: a 2 MiB block is then copied once.
+ */
+const HANDOFF_MIN = 64 * 1024
+const BIG_WRITE_HEADROOM = 4096
+
 /** Objects numbered for back-references: a short list scanned by identity, a Map past SEEN_LIST_MAX. */
 const SEEN_LIST_MAX = 8
 
@@ -263,6 +270,8 @@ const SEEN_LIST_MAX = 8
  * `_encodeStateRecordWithMsgpackr` byte for byte.
  */
 class RecordEncoder {
+  /** The buffer taken at the start (the shared one, or a new one when it was taken). */
+  readonly #initial: OutputBuffer
   #out: OutputBuffer
   #buf: Buffer
   #view: DataView
@@ -280,6 +289,7 @@ class RecordEncoder {
       this.#out = outputBuffer(1024)
       this.#shared = false
     }
+    this.#initial = this.#out
     this.#buf = this.#out.buf
     this.#view = this.#out.view
   }
@@ -313,16 +323,27 @@ class RecordEncoder {
       this.#buf[this.#pos++] = RECORD_FORMAT_VERSION
       this.#string(className)
       this.#value(state, path)
-      return recordBytes(this.#out.plain, this.#pos)
+      const n = this.#pos
+      const out = this.#out
+      if (out !== this.#initial && n >= HANDOFF_MIN && out.buf.length - n <= n >>> 3) {
+        // A big record in a buffer grown for it, nearly full: it becomes the record (its bytes
+        // were copied once, into it), and the encoder's first buffer goes back to be shared.
+        this.#out = this.#initial
+        return out.plain.subarray(0, n)
+      }
+      return recordBytes(out.plain, n)
     } finally {
       if (this.#shared) sharedOutput = this.#out
     }
   }
 
   #room(n: number): void {
-    if (this.#pos + n <= this.#buf.length) return
+    const needed = this.#pos + n
+    if (needed <= this.#buf.length) return
+    // Doubling, unless one write needs more than that (a big typed array): then just its size
+    // and a little for the rest of the record, so that the buffer can become the record.
     let size = this.#buf.length * 2
-    while (size < this.#pos + n) size *= 2
+    if (size < needed) size = needed + BIG_WRITE_HEADROOM
     const bigger = outputBuffer(size)
     this.#buf.copy(bigger.buf, 0, 0, this.#pos)
     this.#out = bigger
