@@ -31,6 +31,7 @@ import {
 } from '@wendelin/zodb'
 
 import { RecordCache, type CachedRevision } from './cache.js'
+import { SpinWaiter } from './spin-wait.js'
 import type { FromWorker, IoWorkerData, ToWorker } from './io-worker.js'
 import { ClientDisconnected, DEFAULT_MAX_FRAME, MAGIC, ProtocolError, decodeBody, encodeFrame, errorFromWire, type WireError } from './protocol.js'
 
@@ -203,6 +204,8 @@ export class ClientStorage implements Storage {
   #drainedSeq = -1
   /** The tid the cache file was valid at, until the first connection verifies it. */
   #cacheFileTid: Tid | null = null
+  /** How the main thread waits for the worker's word: a short adaptive spin, then Atomics.wait. */
+  readonly #spinner = new SpinWaiter()
   /** The record loadBefore returned last: where #readAhead starts. */
   #lastRead: CachedRevision | null = null
   /** The chain #readAhead follows: the last record whose references it asked for, how many more. */
@@ -456,13 +459,15 @@ export class ClientStorage implements Storage {
     if (apply !== undefined) this.#syncApply.set(id, apply)
     try {
       this.#send(id, [id, method, ...args], method === 'finish')
-      return this.#wait(id, method === 'pack' ? Infinity : (this.#options.callTimeout ?? 300_000))
+      // A vote may wait for other clients' locks, a pack for long: not worth a spin.
+      const quick = method !== 'vote' && method !== 'pack' && method !== 'undo'
+      return this.#wait(id, method === 'pack' ? Infinity : (this.#options.callTimeout ?? 300_000), quick)
     } finally {
       this.#syncApply.delete(id)
     }
   }
 
-  #wait(id: number, timeout: number): unknown {
+  #wait(id: number, timeout: number, quick: boolean): unknown {
     this.#syncIds.add(id)
     const deadline = Date.now() + timeout
     try {
@@ -477,7 +482,7 @@ export class ClientStorage implements Storage {
         }
         const remaining = deadline - Date.now()
         if (remaining <= 0) throw new ClientDisconnected(`${this.spec}: no reply from the server within ${timeout} ms`)
-        Atomics.wait(this.#ctl, 0, seq, Math.min(remaining, 60_000))
+        this.#spinner.wait(this.#ctl, 0, seq, Math.min(remaining, 60_000), quick)
       }
     } finally {
       this.#syncIds.delete(id)
@@ -493,7 +498,7 @@ export class ClientStorage implements Storage {
       if (!this.#async.has(id)) return
       const remaining = deadline - Date.now()
       if (remaining <= 0) throw new ClientDisconnected(`${this.spec}: no reply from the server within ${timeout} ms`)
-      Atomics.wait(this.#ctl, 0, seq, Math.min(remaining, 60_000))
+      this.#spinner.wait(this.#ctl, 0, seq, Math.min(remaining, 60_000))
     }
   }
 
