@@ -566,4 +566,43 @@ describe('DB and Connection', () => {
       expect((a.root.item as Item).value).to.equal(3)
     })
   })
+
+  describe('invalidations told while a connection finishes its commit', () => {
+    /** A storage that, like a client storage, tells another commit's invalidation during our tpc_finish, before our own. */
+    class EarlyNewsStorage extends MemoryStorage {
+      news: { tid: Tid; oids: Oid[] } | null = null
+      readonly told: { invalidate(tid: Tid, oids: readonly Oid[]): void }[] = []
+      override addListener(listener: Parameters<MemoryStorage['addListener']>[0]): void {
+        this.told.push(listener)
+        super.addListener(listener)
+      }
+      override tpc_finish(txn: Parameters<MemoryStorage['tpc_finish']>[0], onTid?: (tid: Tid) => void): Tid {
+        const news = this.news
+        this.news = null
+        if (news !== null) for (const l of this.told) l.invalidate(news.tid, news.oids)
+        return super.tpc_finish(txn, onTid)
+      }
+    }
+
+    it('queues other commits’ invalidations and ignores only its own', () => {
+      const storage = new EarlyNewsStorage()
+      const db = new DB<AppRoot>(storage)
+      const a = session(db)
+      a.tm.begin()
+      a.root.mine = new Item('mine', 1)
+      a.root.theirs = new Item('theirs', 2)
+      a.tm.commit()
+      const theirs = a.root.theirs as Item
+      const mine = a.root.mine as Item
+      a.tm.begin()
+      mine.value = 10
+      storage.news = { tid: a.conn.before, oids: [theirs._p_oid!] }
+      a.tm.commit()
+      a.tm.begin()
+      expect(theirs._p_status, 'an object another commit changed').to.equal('ghost')
+      expect(mine._p_status, 'the object this connection just stored').to.equal('saved')
+      expect(mine.value).to.equal(10)
+      db.close()
+    })
+  })
 })

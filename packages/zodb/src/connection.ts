@@ -99,7 +99,8 @@ export class Connection<R extends object = Record<string, unknown>> implements P
   /** During a commit: objects stored and their record sizes. */
   #stored: { obj: Persistent; size: number }[] = []
   #resolved: Oid[] = []
-  #finishing = false
+  /** While this connection finishes a commit: its tid, once the storage chose it. */
+  #finishingTid: Tid | null = null
   #onClose: (() => void)[] = []
   readonly #synchronizer
 
@@ -276,7 +277,15 @@ export class Connection<R extends object = Record<string, unknown>> implements P
 
   /** @internal Other transactions committed changes to `oids` (called by the database). */
   _invalidate(tid: Tid, oids: readonly Oid[]): void {
-    if (this.#historical || this.#finishing) return
+    if (this.#historical) return
+    if (tid === this.#finishingTid) {
+      // Our own commit: what this connection stored is up to date here (tpc_finish marks it
+      // so); what other data managers of the transaction stored through the storage is news.
+      // Others' commits told meanwhile (a client storage delivers them in tid order) are queued.
+      if (oids.length === this.#stored.length) return // the same oids: #stored has each once
+      const mine = new Set(this.#stored.map(({ obj }) => obj._p_oid))
+      oids = oids.filter((oid) => !mine.has(oid))
+    }
     for (const oid of oids) this.#invalidated.add(oid)
     if (log.enabled) log('conn %d: %d invalidations queued by %s', this.id, oids.length, idToHex(tid))
   }
@@ -395,12 +404,11 @@ export class Connection<R extends object = Record<string, unknown>> implements P
   }
 
   tpc_finish(txn: Transaction): void {
-    this.#finishing = true
     let tid: Tid
     try {
-      tid = StorageCommit.for(this.#storage, txn).finish()
+      tid = StorageCommit.for(this.#storage, txn).finish((t) => (this.#finishingTid = t))
     } finally {
-      this.#finishing = false
+      this.#finishingTid = null
     }
     const added = this.#added
     for (const { obj, size } of this.#stored) {

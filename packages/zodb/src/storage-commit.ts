@@ -43,8 +43,9 @@ export class StorageCommit {
     return this.#resolved
   }
 
-  finish(): Tid {
-    if (this.#tid === null) this.#tid = this.storage.tpc_finish(this.txn)
+  /** Finish, once; `onTid` hears the tid before the storage's listeners do (first caller only). */
+  finish(onTid?: (tid: Tid) => void): Tid {
+    if (this.#tid === null) this.#tid = this.storage.tpc_finish(this.txn, onTid)
     return this.#tid
   }
 
