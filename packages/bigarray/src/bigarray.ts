@@ -36,6 +36,11 @@ export interface BigArrayFileH {
    * page into memory, when the file can do that cheaply; false when it did not (ZBigFileH.peek).
    */
   peek?(offset: number, dest: Uint8Array): boolean
+  /**
+   * Optional: writes `src` at `offset` (within one page) without bringing the page into memory,
+   * when the file can do that cheaply; false when it did not, changing nothing (ZBigFileH.poke).
+   */
+  poke?(offset: number, src: Uint8Array): boolean
 }
 
 /** A slice of one axis, as Python's start:stop:step (negative values count from the end). */
@@ -559,11 +564,36 @@ export class BigArray<D extends DType = DType> implements BigArrayLike<D> {
   readonly #peeks = new Map<number, number>()
   #scratch: Uint8Array | null = null
   #scratchView: DataView | null = null
+  /** The page the last set() wrote into without mapping it (-1: none). */
+  #lastPoke = -1
+  #pokeScratch: Uint8Array | null = null
+  #pokeView: DataView | null = null
 
-  /** Writes one element: `A.set(i, j, value)`. */
+  /**
+   * Writes one element: `A.set(i, j, value)`. A page not in memory is written without loading
+   * it where the file can (a ZBlk1 block: its one 4 KiB chunk) — unless the previous set wrote
+   * into the same page that way: a walk over nearby elements maps (loads) the page once instead.
+   */
   set(...args: [...number[], ValueOf<D>]): void {
     const value = args[args.length - 1] as ValueOf<D>
     const off = this.#elementOffset(args.slice(0, -1) as number[])
+    const fileh = this.#fileh
+    const dt = this.#dtype
+    if (fileh.poke !== undefined && typeof dt === 'string') {
+      const bs = fileh.blksize
+      const pg = Math.floor(off / bs)
+      const c = this.#cached
+      const mapped = c !== null && pg >= c.pg && pg < c.pg + c.len && c.m.isLive
+      if (!mapped && pg !== this.#lastPoke && Math.floor((off + this.#itemsize - 1) / bs) === pg) {
+        const scratch = (this.#pokeScratch ??= new Uint8Array(this.#itemsize))
+        writeScalar((this.#pokeView ??= new DataView(scratch.buffer)), 0, dt, value as number | bigint)
+        if (fileh.poke(off, scratch)) {
+          this.#lastPoke = pg
+          return
+        }
+      }
+      this.#lastPoke = -1
+    }
     const c = this.#elementPages(off)
     this.#write(c.dv, off - c.pg * this.#fileh.blksize, value)
   }

@@ -37,7 +37,7 @@ import { addon, type PageState } from './native.js'
 import type { RAM } from './ram.js'
 import { type BlockDeps, type LoadReport, type ZBigFile, decodeReport, lookupBlock, openHandleCount } from './zbigfile.js'
 import { ZBigFileBlocks } from './zbigfile-loader.js'
-import { CHUNK_SIZE, ZBlk0, ZBlk1 } from './zblk.js'
+import { CHUNK_SIZE, ZBlk0, ZBlk1, sameBytes, trimmedLength } from './zblk.js'
 
 export interface ZBigFileHOptions {
   /** RAM to hold pages in (its page size must be the file's blksize); default: the shared one. */
@@ -125,6 +125,8 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
   #closed = false
   /** Whether the handle follows its connection's transactions (until the connection closes). */
   #following = true
+  /** Pages written by poke() in the current transaction: their block and the chunks written. */
+  #poked = new Map<number, { zblk: ZBlk1; chunks: Set<number> }>()
 
   constructor(zfile: ZBigFile, options: ZBigFileHOptions = {}) {
     const conn = zfile._p_jar
@@ -183,7 +185,67 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
     const m = this.fileh.mmap(pgoffset, pglen)
     keepAlive.set(m, this)
     keepAlive.set(m.buffer, this)
+    if (this.#poked.size > 0) this.#materialize(m)
     return m
+  }
+
+  /**
+   * Writes `src` at `offset` (within one 4 KiB chunk) into the block's chunk in the handle's
+   * connection, without bringing the page into memory, when the page is not in memory nor
+   * mapped and its block is stored in chunks (ZBlk1) holding that chunk: the change is one
+   * chunk record (and the block object) of the connection, committed and aborted with it, as
+   * storeblk would have stored it. Returns false, changing nothing, otherwise (write through a
+   * mapping then). A mapping made later over the page shows the write: mmap copies the
+   * connection's chunks written this way into the page (which dirties it).
+   */
+  poke(offset: number, src: Uint8Array): boolean {
+    const bs = this.fileh.blksize
+    const pg = Math.floor(offset / bs)
+    const at = offset - pg * bs
+    if (!Number.isSafeInteger(offset) || offset < 0 || at + src.length > bs) throw new RangeError(`ZBigFileH.poke: [${offset}, ${offset + src.length}) is not within one page`)
+    if (this.#closed || !this.#following || this.#committing !== null || this.#snapshot === 0n) return false
+    const ci = Math.floor(at / CHUNK_SIZE)
+    const inChunk = at - ci * CHUNK_SIZE
+    if (inChunk + src.length > CHUNK_SIZE) return false
+    if (addon.filehPageState(this.fileh._native, pg) !== 'empty') return false
+    // ZBlk0 files rewrite a ZBlk1 block whole as ZBlk0 at storeblk: only storeblk does that.
+    if (this.zfile.format === 'ZBlk0') return false
+    const zblk = this.zfile.blktab.get(pg)
+    if (!(zblk instanceof ZBlk1)) return false
+    for (const m of this.fileh.liveMappings()) if (pg >= m.pgoffset && pg < m.pgoffset + m.pglen) return false
+    const chunk = zblk.chunktab.get(ci)
+    if (chunk === undefined) return false // a zero chunk (not stored): its chunk tree changes too
+    const old = chunk.data
+    const data = new Uint8Array(Math.max(old.length, inChunk + src.length))
+    data.set(old)
+    data.set(src, inChunk)
+    const n = trimmedLength(data)
+    if (n === 0) return false // the chunk becomes zeros: it leaves the chunk tree
+    if (sameBytes(old, data.subarray(0, n))) return true
+    chunk.data = n === data.length ? data : data.slice(0, n) // stored trimmed, as storeFrom does
+    if (zblk._p_changed !== true) zblk.version = zblk.version + 1 // "this block changed" (see ZBlk1)
+    let p = this.#poked.get(pg)
+    if (p === undefined) this.#poked.set(pg, (p = { zblk, chunks: new Set() }))
+    p.chunks.add(ci)
+    return true
+  }
+
+  /** Copies the chunks poke() wrote into pages of mapping `m` (dirtying them). */
+  #materialize(m: Mapping): void {
+    const bs = this.fileh.blksize
+    let bytes: Uint8Array | null = null
+    for (const [pg, p] of this.#poked) {
+      if (pg < m.pgoffset || pg >= m.pgoffset + m.pglen) continue
+      this.#poked.delete(pg)
+      if (this.zfile.blktab.get(pg) !== p.zblk) continue // truncated or replaced since: shown as such
+      bytes ??= m.bytes()
+      for (const ci of p.chunks) {
+        const at = (pg - m.pgoffset) * bs + ci * CHUNK_SIZE
+        const data = p.zblk.chunktab.get(ci)?.data ?? new Uint8Array(0)
+        bytes.set(data.subarray(0, CHUNK_SIZE), at)
+        if (data.length < CHUNK_SIZE) bytes.fill(0, at + data.length, at + CHUNK_SIZE)
+      }
+    }
   }
 
   dirtyPages(): number[] {
@@ -366,7 +428,9 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
   }
 
   #boundary(): void {
-    if (this.#closed || this.#committing !== null) return
+    if (this.#committing !== null) return
+    this.#poked.clear() // committed or aborted with the connection's objects
+    if (this.#closed) return
     const oldSnapshot = this.#snapshot
     const newSnapshot = this.#currentSnapshot()
     const native = this.fileh._native

@@ -42,7 +42,7 @@ function isZero(data: Uint8Array): boolean {
   return trimmedLength(data) === 0
 }
 
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && Buffer.compare(a, b) === 0
 }
 
