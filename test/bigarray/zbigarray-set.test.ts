@@ -115,6 +115,16 @@ describe('ZBigArray: set without loading the page (ZBlk1 blocks)', () => {
     expect(A.get(i)).to.equal(0.25) // the block changed in this transaction: read through a mapping
     expect(fh.pageState(2)).to.equal('dirty')
     A.releaseMappings()
+    // a loaded page (no view over it) is written the same way; a mapping shows the write
+    const k = 3 * (PS / 8) + 9
+    expect(A.get(k - 1)).to.equal(k) // peeked: the page is still out
+    await fh.fileh.load({ pgoffset: 3, pglen: 1 })
+    expect(fh.pageState(3)).to.equal('loaded')
+    A.set(k, -9)
+    expect(fh.pageState(3)).to.equal('loaded')
+    expect(A.get(k)).to.equal(-9)
+    expect(fh.pageState(3)).to.equal('dirty')
+    A.releaseMappings()
     // a page loaded (by readahead, say) after the write shows the snapshot: mapping it shows the write
     const j = PS / 8 + 3
     A.set(j, 0.5)
@@ -130,7 +140,7 @@ describe('ZBigArray: set without loading the page (ZBlk1 blocks)', () => {
     e1.tm.commit()
     const e2 = connect(e1.db)
     const B = arr(e2)
-    expect([B.get(i), B.get(j), B.get(j + 1), B.get(i - 1)]).to.deep.equal([0.25, 0.5, j + 2, i])
+    expect([B.get(i), B.get(j), B.get(j + 1), B.get(i - 1), B.get(k), B.get(k + 1)]).to.deep.equal([0.25, 0.5, j + 2, i, -9, k + 2])
     expect(B.zfile.blktab.get(1)).to.be.instanceOf(ZBlk1)
   })
 
@@ -156,14 +166,16 @@ describe('ZBigArray: set without loading the page (ZBlk1 blocks)', () => {
     const e1 = setUp()
     const A = arr(e1)
     const fh = A.fileh
-    // a page in memory
+    // a dirty page
     {
       using v = A.view([0, 10])
-      expect((v.array as unknown as Num).data[1]).to.equal(2)
+      const a = (v.array as unknown as Num).data
+      expect(a[1]).to.equal(2)
+      a[1] = -0.5
     }
-    expect(fh.pageState(0)).to.equal('loaded')
-    A.set(2, -1)
     expect(fh.pageState(0)).to.equal('dirty')
+    A.set(2, -1)
+    A.releaseMappings()
     // a live mapping over the page (a view whose page is not loaded yet)
     const view = A.view([PS / 8, PS / 8 + 10])
     expect(fh.pageState(1)).to.equal('empty')
@@ -201,8 +213,8 @@ describe('ZBigArray: set without loading the page (ZBlk1 blocks)', () => {
     expect(C.zfile.blktab.get(2)).to.be.instanceOf(ZBlk0)
     const e4 = connect(e1.db)
     const D = arr(e4)
-    const got = [2, PS / 8 + 2, 2 * (PS / 8), 2 * (PS / 8) + 1, 2 * (PS / 8) + 700, 3 * (PS / 8) + 7, 3 * (PS / 8) + 600].map((i) => D.get(i))
-    expect(got).to.deep.equal([-1, -2, -3, -4, 2, 0, 3 * (PS / 8) + 601])
+    const got = [1, 2, PS / 8 + 2, 2 * (PS / 8), 2 * (PS / 8) + 1, 2 * (PS / 8) + 700, 3 * (PS / 8) + 7, 3 * (PS / 8) + 600].map((i) => D.get(i))
+    expect(got).to.deep.equal([-0.5, -1, -2, -3, -4, 2, 0, 3 * (PS / 8) + 601])
     expect(D.zfile.blktab.get(3)).to.be.instanceOf(ZBlk1)
     expect((D.zfile.blktab.get(3) as ZBlk1).chunktab.has(0)).to.equal(false)
   })

@@ -191,8 +191,9 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
 
   /**
    * Writes `src` at `offset` (within one 4 KiB chunk) into the block's chunk in the handle's
-   * connection, without bringing the page into memory, when the page is not in memory nor
-   * mapped and its block is stored in chunks (ZBlk1) holding that chunk: the change is one
+   * connection, without bringing the page into memory, when the page is not dirty, nor being
+   * loaded, nor under a live mapping, and its block is stored in chunks (ZBlk1) holding that
+   * chunk (the page may be loaded: it is then at the snapshot, which mmap corrects): the change is one
    * chunk record (and the block object) of the connection, committed and aborted with it, as
    * storeblk would have stored it. Returns false, changing nothing, otherwise (write through a
    * mapping then). A mapping made later over the page shows the write: mmap copies the
@@ -207,7 +208,8 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
     const ci = Math.floor(at / CHUNK_SIZE)
     const inChunk = at - ci * CHUNK_SIZE
     if (inChunk + src.length > CHUNK_SIZE) return false
-    if (addon.filehPageState(this.fileh._native, pg) !== 'empty') return false
+    const state = addon.filehPageState(this.fileh._native, pg)
+    if (state !== 'empty' && state !== 'loaded') return false
     // ZBlk0 files rewrite a ZBlk1 block whole as ZBlk0 at storeblk: only storeblk does that.
     if (this.zfile.format === 'ZBlk0') return false
     const zblk = this.zfile.blktab.get(pg)
