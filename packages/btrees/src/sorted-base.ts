@@ -156,7 +156,8 @@ export const ENTRIES = 2
 type Yields = typeof KEYS | typeof VALUES | typeof ENTRIES
 
 type AnyBase = SortedBase<unknown, unknown>
-const DONE: IteratorResult<never, undefined> = Object.freeze({ value: undefined, done: true })
+/** What #step returns at the end, instead of a value. */
+const END = Symbol('end')
 
 /**
  * The lazy iterator of keys(), values() and entries(): what a generator over `_entriesIn` does
@@ -199,21 +200,28 @@ class RangeIterator<T> {
   }
 
   next(): IteratorResult<T, undefined> {
-    // The common step, small enough for V8 to inline into a for-of loop (whose result object it
-    // then need not allocate): started, nothing changed anywhere, a key left in this leaf.
+    // The common step, small enough for V8 to inline into a for-of loop: started, nothing
+    // changed anywhere, a key left in this leaf. Every path ends in the one result object
+    // below, which the inlined loop then need not allocate (returning #step's own result
+    // objects from a second site made V8 allocate one per key: a scavenge in most hot reads).
     const i = this.#i
+    let value: unknown
     if (this.#state === 1 && anyChange === this.#seenChanges && i <= this.#last && this.#reverse === null) {
       this.#i = i + 1
       const yields = this.#yields
       const values = this.#values
-      return { value: (yields === VALUES ? (values === null ? undefined : values[i]) : yields === KEYS ? this.#keys[i] : [this.#keys[i], values === null ? undefined : values[i]]) as T, done: false }
+      value = yields === VALUES ? (values === null ? undefined : values[i]) : yields === KEYS ? this.#keys[i] : [this.#keys[i], values === null ? undefined : values[i]]
+    } else {
+      value = this.#step()
     }
-    return this.#step()
+    const done = value === END
+    return { value: (done ? undefined : value) as T, done } as IteratorResult<T, undefined>
   }
 
-  #step(): IteratorResult<T, undefined> {
+  /** The next value, or END. */
+  #step(): unknown {
     if (this.#state !== 1) {
-      if (this.#state === 2) return DONE
+      if (this.#state === 2) return END
       this.#state = 2 // until started: a bad bound ends the iteration, as it would a generator
       this.#start()
       this.#state = 1
@@ -228,19 +236,19 @@ class RangeIterator<T> {
       const r = this.#reverse.next()
       if (r.done === true) {
         this.#state = 2
-        return DONE
+        return END
       }
-      return { value: this.#project(r.value[0], r.value[1]), done: false }
+      return this.#project(r.value[0], r.value[1])
     }
     while (this.#i > this.#last) {
       if (!this.#advance()) {
         this.#state = 2
-        return DONE
+        return END
       }
     }
     const i = this.#i++
     const values = this.#values
-    return { value: this.#project(this.#keys[i], values === null ? undefined : values[i]), done: false }
+    return this.#project(this.#keys[i], values === null ? undefined : values[i])
   }
 
   return(value?: unknown): IteratorResult<T, undefined> {
