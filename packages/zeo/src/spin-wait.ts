@@ -6,9 +6,11 @@
 // The window follows the replies: a running average of how long they take decides it. Replies
 // that usually come within MAX_SPIN_US are spun for (a little longer than they take); slower ones
 // — a busy server, a loaded machine — are slept for at once, and an idle client spins not at all.
+// MAX_SPIN_US must exceed a round trip that sleeps (~200 µs on idle vCPUs), or the spin never
+// starts; measured in one run: no spin 141 µs, 150 µs 97, 250 µs 69, 350 µs 66.
 
 /** Longest spin, in µs: replies that usually take longer are slept for at once. */
-const MAX_SPIN_US = 150
+const MAX_SPIN_US = 250
 /** Weight of the newest reply in the running average (1/8). */
 const WEIGHT = 0.125
 
