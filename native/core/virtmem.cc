@@ -375,24 +375,10 @@ Page* Virtmem::allocPage(FileH* fileh, std::uint64_t pgoffset) {
 
 // Waits until some load completes after `seq`: a short spin first (a futex wake-up costs
 // 50-100 µs on these VMs, and a page loading elsewhere may be nearly done), then sleeps. The
-// spin adapts: when spins keep running out (2 MiB pages read ahead by busy loaders take
-// hundreds of µs), they only steal the loaders' CPU on a 2-core machine, so every spin that
-// runs out halves the budget of the next, down to none, and every spin that sees the load
-// complete doubles it; with no budget left, one wait in 32 still tries a short spin.
+// spin adapts (AdaptiveSpin): 2 MiB pages read ahead by busy loaders take hundreds of µs,
+// and spinning for them only steals the loaders' CPU.
 void Virtmem::waitForLoad(std::uint32_t seq) {
-  constexpr std::int64_t kMaxSpin = 50'000;
-  constexpr std::int64_t kMinSpin = 4'000;
-  std::int64_t budget = spinNanos_.load(std::memory_order_relaxed);
-  if (budget == 0 && waitsWithoutSpin_.fetch_add(1, std::memory_order_relaxed) % 32 == 31)
-    budget = kMinSpin;
-  if (budget > 0) {
-    if (spinWhile(loadSeq_, seq, budget)) {
-      spinNanos_.store(std::min(kMaxSpin, std::max(2 * budget, kMinSpin)), std::memory_order_relaxed);
-      return;
-    }
-    spinNanos_.store(budget >= 2 * kMinSpin ? budget / 2 : 0, std::memory_order_relaxed);
-  }
-  futexWait(loadSeq_, seq);
+  if (!loadSpin_.spinWhile(loadSeq_, seq)) futexWait(loadSeq_, seq);
 }
 
 // When the RAM is full, unmaps the page the next eviction will take (allocPage's victim: the

@@ -45,6 +45,7 @@
 #include "core/page.h"
 #include "core/pagemap.h"
 #include "core/ram.h"
+#include "core/wait.h"
 
 namespace wendelin {
 
@@ -196,9 +197,7 @@ class Virtmem {
   // Bumped and futex-woken whenever a load completes; threads waiting for a LOADING page
   // sleep on it.
   std::atomic<std::uint32_t> loadSeq_{0};
-  // waitForLoad's spin budget in ns (adapts; see there) and its count of waits without a spin.
-  std::atomic<std::int64_t> spinNanos_{50'000};
-  std::atomic<std::uint32_t> waitsWithoutSpin_{0};
+  AdaptiveSpin loadSpin_{4'000, 50'000};  // waitForLoad's spin before sleeping
 };
 
 }  // namespace wendelin
