@@ -112,9 +112,18 @@ describe('ZBigArray: set without loading the page (ZBlk1 blocks)', () => {
     const i = 2 * (PS / 8) + 17
     A.set(i, 0.25)
     expect(fh.pageState(2)).to.equal('empty')
-    expect(A.get(i)).to.equal(0.25) // the block changed in this transaction: read through a mapping
-    expect(fh.pageState(2)).to.equal('dirty')
     A.releaseMappings()
+    const loads = virtmemStats().loads
+    expect(A.get(i)).to.equal(0.25) // read from the connection's chunk, still without the page
+    expect(A.get(3)).to.equal(4) // (another page between: a second get in a row maps the page)
+    expect(A.get(i + 1000)).to.equal(i + 1001) // another chunk of the block
+    expect(fh.pageState(2)).to.equal('empty')
+    expect(virtmemStats().loads).to.equal(loads)
+    {
+      using v = A.view([2 * (PS / 8), 2 * (PS / 8) + 20])
+      expect((v.array as unknown as Num).data[17]).to.equal(0.25)
+    }
+    expect(fh.pageState(2)).to.equal('dirty')
     // a loaded page (no view over it) is written the same way; a mapping shows the write
     const k = 3 * (PS / 8) + 9
     expect(A.get(k - 1)).to.equal(k) // peeked: the page is still out

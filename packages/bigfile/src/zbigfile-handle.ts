@@ -265,7 +265,7 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
    * stored in chunks (ZBlk1), of which only the chunks covering the range are read — through
    * the handle's connection, whose snapshot is the handle's. Returns false, with `dest` left
    * as it was, otherwise: a page in memory, a ZBlk0 block (read whole anyway), a block table
-   * or block changed in the current transaction, a commit under way, a closed connection —
+   * or block changed in the current transaction (other than by poke), a commit under way, a closed connection —
    * read through a mapping then. The range must lie within one page.
    */
   peek(offset: number, dest: Uint8Array): boolean {
@@ -288,7 +288,8 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
       dest.fill(0)
       return true
     }
-    if (!(zblk instanceof ZBlk1) || zblk._p_changed === true) return false
+    // A block changed by poke() only: its chunks in the connection are what the page would show.
+    if (!(zblk instanceof ZBlk1) || (zblk._p_changed === true && this.#poked.get(pg)?.zblk !== zblk)) return false
     const chunktab = zblk.chunktab
     for (let pos = 0; pos < dest.length; ) {
       const o = at + pos
