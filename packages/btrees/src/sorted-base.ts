@@ -130,11 +130,10 @@ export abstract class SortedBase<K, V> extends Persistent {
 /**
  * Values (or entries) of a leaf are about to be read one after the other: if they are ghosts,
  * their connection may load their records together (one storage query for the leaf instead of
- * one per object), with the next leaf of the scan when it is a ghost too (a query per leaf
- * less). Looks at the first and last value only, so leaves of loaded objects or of plain
- * values cost two checks.
+ * one per object). Looks at the first and last value only, so leaves of loaded objects or of
+ * plain values cost two checks.
  */
-function preloadGhosts(values: readonly unknown[], from: number, to: number, nextLeaf: unknown): void {
+function preloadGhosts(values: readonly unknown[], from: number, to: number): void {
   if (to <= from) return
   const first = values[from]
   const last = values[to]
@@ -147,7 +146,6 @@ function preloadGhosts(values: readonly unknown[], from: number, to: number, nex
     const v = values[i]
     if (v instanceof Persistent && v._p_state === GHOST && v._p_jar === jar) ghosts.push(v)
   }
-  if (nextLeaf instanceof Persistent && nextLeaf._p_state === GHOST && nextLeaf._p_jar === jar) ghosts.push(nextLeaf)
   jar.preload(ghosts)
 }
 
@@ -295,7 +293,7 @@ class RangeIterator<T> {
     this.#values = leaf._values
     this.#i = lowerIndex(keys, lo, this.#compare)
     this.#last = upperIndex(keys, this.#hi, this.#compare)
-    if (this.#yields !== KEYS && this.#values !== null) preloadGhosts(this.#values, this.#i, this.#last, this.#follow ? leaf._next : null)
+    if (this.#yields !== KEYS && this.#values !== null) preloadGhosts(this.#values, this.#i, this.#last)
   }
 
   /** On to the next leaf of a tree, unless the range ends here. */
