@@ -304,11 +304,39 @@ describe('FileBigFile: loads through loader workers', () => {
     const m = fh.mmap(0, 2)
     expect(m.bytes()[0]).to.equal(55)
     expect(m.bytes()[64 * 1024]).to.equal(55)
-    expect(fs.readFileSync(marker, 'utf8')).to.match(/^o+$/, 'opened by the loaders that served loads')
+    expect(fs.readFileSync(marker, 'utf8')).to.match(/^[owW]+$/, 'opened (and warmed) by the loaders, not closed yet')
     m.unmap()
     fh.close()
     const count = (c: string) => fs.readFileSync(marker, 'utf8').split(c).length - 1
     await until(() => count('c') >= count('o')) // each loader gets the close message
+    expect(count('c')).to.equal(count('o'), `every instance opened was closed once: ${fs.readFileSync(marker, 'utf8')}`)
+  })
+
+  it('opens and warms the file in every loader when the handle opens, before any load', async () => {
+    const marker = path.join(dir, 'trace')
+    fs.writeFileSync(marker, '')
+    const ram = new RAM({ pageSize: 64 * 1024, limit: 4 * 64 * 1024 })
+    const fh = new FileH(new TracedFile({ blksize: 64 * 1024, marker }), { ram })
+    const count = (c: string) => fs.readFileSync(marker, 'utf8').split(c).length - 1
+    await until(() => count('W') === loaderCount())
+    expect(fs.readFileSync(marker, 'utf8')).to.match(/^(o|w|W)+$/, 'no load, no close')
+    expect(count('o')).to.equal(loaderCount(), 'one instance per loader')
+    fh.close()
+    await until(() => count('c') >= count('o'))
+    expect(count('c')).to.equal(count('o'))
+  })
+
+  it('closes a loader\'s instance whose warm-up is still under way when the handle closes', async () => {
+    const marker = path.join(dir, 'trace')
+    fs.writeFileSync(marker, '')
+    const ram = new RAM({ pageSize: 64 * 1024, limit: 4 * 64 * 1024 })
+    const fh = new FileH(new TracedFile({ blksize: 64 * 1024, marker, warmMs: 300 }), { ram })
+    const count = (c: string) => fs.readFileSync(marker, 'utf8').split(c).length - 1
+    await until(() => count('w') === loaderCount())
+    fh.close()
+    await until(() => count('c') === count('o'))
+    expect(count('W'), 'closed before the warm-ups ended').to.equal(0)
+    await until(() => count('W') === loaderCount()) // the warm-ups end on closed instances, harmlessly
     expect(count('c')).to.equal(count('o'), `every instance opened was closed once: ${fs.readFileSync(marker, 'utf8')}`)
   })
 

@@ -59,6 +59,13 @@ export abstract class BigFile {
     return null
   }
 
+  /**
+   * Prepares for loads, in a loader worker, when the handle is opened: opens what loadblk will
+   * need (connections, storages) so the first fault does not wait for it. Optional; errors are
+   * only logged (the first load opens again and reports its own).
+   */
+  warm(_ctx: LoadContext): void | Promise<void> {}
+
   /** Releases resources (a loader calls it when the handle closes). */
   close(): void {}
 

@@ -21,10 +21,11 @@ export interface LoaderWorkerData {
   retryDelayMs: number
 }
 
-/** Main → loader: a file handle closed; drop (and close) the loader's instance of its file. */
-export interface LoaderCloseMessage {
-  closed: number
-}
+/**
+ * Main → loader: `warm` — a file handle opened: reopen its file and warm it up before the first
+ * load; `closed` — a file handle closed: drop (and close) the loader's instance of its file.
+ */
+export type LoaderMessage = { warm: number } | { closed: number }
 
 export interface AsyncLoadResult {
   asyncId: number
@@ -72,9 +73,15 @@ class LoaderPool {
     return { asyncId, done }
   }
 
+  /** Tells every loader that a file handle opened: each prepares its file in the background. */
+  opened(filehId: number): void {
+    const message: LoaderMessage = { warm: filehId }
+    for (const w of this.workers) w.postMessage(message)
+  }
+
   /** Tells every loader that a file handle closed. */
   closed(filehId: number): void {
-    const message: LoaderCloseMessage = { closed: filehId }
+    const message: LoaderMessage = { closed: filehId }
     for (const w of this.workers) w.postMessage(message)
   }
 

@@ -7,7 +7,7 @@
 import { parentPort, workerData } from 'node:worker_threads'
 
 import { type BigFile, type BigFileSpec, openBigFile } from './bigfile.js'
-import type { AsyncLoadResult, LoaderCloseMessage, LoaderWorkerData } from './loader-pool.js'
+import type { AsyncLoadResult, LoaderMessage, LoaderWorkerData } from './loader-pool.js'
 import { loaderLog } from './log.js'
 import { addon } from './native.js'
 
@@ -32,14 +32,35 @@ function open(filehId: number): Promise<BigFile> {
   if (!file) {
     const spec = addon.filehSpec(filehId)
     if (spec === undefined) return Promise.reject(new Error(`file handle ${filehId} is closed`))
-    file = openBigFile(JSON.parse(spec) as BigFileSpec)
-    file.then(
-      (f) => opened.set(filehId, f),
-      () => opening.delete(filehId),
+    const started = openBigFile(JSON.parse(spec) as BigFileSpec)
+    started.then(
+      (f) => {
+        if (addon.filehSpec(filehId) === undefined) closeFile(filehId, f) // closed while opening (a warm-up)
+        else if (opening.get(filehId) === started) opened.set(filehId, f)
+      },
+      () => {
+        if (opening.get(filehId) === started) opening.delete(filehId)
+      },
     )
+    file = started
     opening.set(filehId, file)
   }
   return file
+}
+
+function closeFile(filehId: number, file: BigFile): void {
+  try {
+    file.close()
+  } catch (e) {
+    loaderLog('closing the file of fileh %d: %s', filehId, describeError(e))
+  }
+}
+
+/** A handle opened: open its file and let it prepare (imports, storage) before the first load. */
+function warm(filehId: number): void {
+  open(filehId)
+    .then((f) => (addon.filehSpec(filehId) === undefined ? undefined : f.warm({ filehId })))
+    .catch((e: unknown) => loaderLog('fileh %d: warm-up failed (the first load opens again): %s', filehId, describeError(e)))
 }
 
 function forget(filehId: number): void {
@@ -120,13 +141,10 @@ function serve(filehId: number, blk: number, dest: Uint8Array, job: number, asyn
 
 addon.serveLoads(serve)
 
-parentPort?.on('message', (m: LoaderCloseMessage) => {
+parentPort?.on('message', (m: LoaderMessage) => {
+  if ('warm' in m) return warm(m.warm)
   const file = opened.get(m.closed)
   forget(m.closed)
-  try {
-    file?.close()
-  } catch (e) {
-    loaderLog('closing the file of fileh %d: %s', m.closed, describeError(e))
-  }
+  if (file) closeFile(m.closed, file)
 })
 loaderLog('loader serving')

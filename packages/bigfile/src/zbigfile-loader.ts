@@ -91,25 +91,50 @@ export class ZBigFileBlocks extends BigFile {
       dest.fill(0)
       return encodeReport(0n, { path: [this.oid], zblk: null })
     }
-    if (this.db === null) {
-      this.dbOpening ??= databaseFor(this.args.storage)
-      return this.dbOpening.then((db) => {
-        this.db = db
-        return this.loadAt(snapshot, blk, dest)
-      })
-    }
+    if (this.db === null) return this.database().then(() => this.loadAt(snapshot, blk, dest))
     return this.loadAt(snapshot, blk, dest)
   }
 
-  private loadAt(snapshot: bigint, blk: number, dest: Uint8Array): Uint8Array {
+  /** In a loader, when the handle opens: the storage and a connection at its snapshot. */
+  override warm(ctx: LoadContext): Promise<void> {
+    return this.database().then(() => {
+      const snapshot = addon.filehSnapshot(ctx.filehId)
+      // Loads compare the snapshot again: a stale one here costs a reopen, never a wrong read.
+      if (snapshot !== undefined && snapshot !== 0n && this.db !== null) this.connectionAt(snapshot)
+    })
+  }
+
+  /** The loader's database over the storage (shared by the handles of this worker). */
+  private database(): Promise<DB> {
+    if (this.dbOpening === null) {
+      const opening = databaseFor(this.args.storage)
+      this.dbOpening = opening
+      opening.then(
+        (db) => {
+          if (this.dbOpening === opening) this.db = db
+        },
+        () => {
+          if (this.dbOpening === opening) this.dbOpening = null // not cached: the next load tries again
+        },
+      )
+    }
+    return this.dbOpening
+  }
+
+  private connectionAt(snapshot: bigint): Connection {
     if (this.conn === null || this.connSnapshot !== snapshot) {
       this.conn?.close()
       this.conn = this.db!.open({ before: snapshot + 1n })
       this.connSnapshot = snapshot
     }
+    return this.conn
+  }
+
+  private loadAt(snapshot: bigint, blk: number, dest: Uint8Array): Uint8Array {
+    const conn = this.connectionAt(snapshot)
     let zfile: ZBigFile
     try {
-      zfile = this.conn.get(this.oid) as ZBigFile
+      zfile = conn.get(this.oid) as ZBigFile
       void zfile.blksize // load it: the file may not exist at this snapshot
     } catch (e) {
       if (!(e instanceof POSKeyError)) throw e
