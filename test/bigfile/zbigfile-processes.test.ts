@@ -8,7 +8,7 @@ import { RAM, ZBigFile } from '@wendelin/bigfile'
 import { TransactionManager } from '@wendelin/transaction'
 import { DB, SQLiteStorage } from '@wendelin/zodb'
 
-import { PS, here, tmpDir } from './helpers.js'
+import { PS, here, runFixture, tmpDir } from './helpers.js'
 
 const childScript = path.join(here, 'fixtures', 'zbigfile-child.js')
 
@@ -34,6 +34,14 @@ describe('ZBigFile: two processes', function () {
       })
     return { ready, must }
   }
+
+  it('a process ends by itself while its loaders still open the storage of handles it opened (one closed, one not)', () => {
+    dir = tmpDir()
+    const r = runFixture('zbigfile-early-exit', [path.join(dir, 'db.sqlite')])
+    expect(r.stderr).to.not.match(/uv_loop_close|Assertion|abort|Error/i)
+    expect(r.status).to.equal(0, r.stderr)
+    expect(r.stdout).to.equal('open at a snapshot\n')
+  })
 
   it('each process sees the other’s commits at its next transaction, and only the changed blocks are invalidated', async () => {
     dir = tmpDir()
