@@ -345,6 +345,7 @@ Napi::Value MappingPrefault(const Napi::CallbackInfo& info) {
   const std::size_t pageSize = mapping->vma->fileh->ram->pageSize();
   auto* base = reinterpret_cast<char*>(mapping->vma->start);
   std::uint64_t first = offset / pageSize, last = (offset + length - 1) / pageSize;
+  Virtmem::KeepMappedScope keepMapped;  // no page of the range is unmapped ahead of an eviction
   for (std::uint64_t pg = first; pg <= last; pg++) {
     char* p = base + pg * pageSize;
     if (write)

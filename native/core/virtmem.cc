@@ -29,6 +29,8 @@ namespace {
 // initial-exec: read by the SIGSEGV handler, which must not reach __tls_get_addr (it may
 // allocate on a thread's first access to a dlopen'ed module's TLS).
 __attribute__((tls_model("initial-exec"))) thread_local bool tlsHoldsLock = false;
+// Set by Virtmem::KeepMappedScope (read in a fault, hence initial-exec as well).
+__attribute__((tls_model("initial-exec"))) thread_local bool tlsKeepMapped = false;
 
 // Replaces [addr, addr+len) with inaccessible address space (still reserved for us).
 void makeInaccessible(void* addr, std::size_t len) {
@@ -389,6 +391,7 @@ void Virtmem::waitForLoad(std::uint32_t seq) {
 // could even queue its load. Nothing else changes: the page stays in memory and in LRU order
 // (an access maps it again without a load), so what is cached is as before.
 void Virtmem::unmapNextVictim(Ram* ram) {
+  if (tlsKeepMapped) return;
   Guard g(*this);
   if (ram->framesInUse() < ram->limitFrames()) return;
   for (Page* page : ram->lru)
@@ -397,6 +400,9 @@ void Virtmem::unmapNextVictim(Ram* ram) {
       return;
     }
 }
+
+Virtmem::KeepMappedScope::KeepMappedScope() : saved_(tlsKeepMapped) { tlsKeepMapped = true; }
+Virtmem::KeepMappedScope::~KeepMappedScope() { tlsKeepMapped = saved_; }
 
 void Virtmem::loadDone() {
   loadSeq_.fetch_add(1);

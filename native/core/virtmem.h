@@ -112,6 +112,20 @@ class Virtmem {
   // faults may still be served while the process exits.
   static Virtmem& instance();
 
+  // While one lives on a thread, loads faulted in from that thread do not unmap the next
+  // eviction's victim early (unmapNextVictim): a prefault promises its whole range mapped when
+  // it fits in the RAM, and the victim may be a page it has just touched.
+  class KeepMappedScope {
+   public:
+    KeepMappedScope();
+    ~KeepMappedScope();
+    KeepMappedScope(const KeepMappedScope&) = delete;
+    KeepMappedScope& operator=(const KeepMappedScope&) = delete;
+
+   private:
+    bool saved_;
+  };
+
   // baseFd >= 0 opens the handle in overlay mode over that file (the caller keeps it open
   // until the handle is closed).
   FileH* filehOpen(Ram* ram, std::shared_ptr<BigFileOps> ops, std::string description,
