@@ -66,6 +66,8 @@ const BATCH_ROWS = 64
  * (better-sqlite3 binds with SQLITE_TRANSIENT); a batch of 64 records of 2 MiB needs 128 MiB of
  * fresh memory per statement, page-faulted in and given back each time (measured: a quarter of
  * the CPU time writing 2 MiB records), while one record's copy reuses the same warm memory.
+ * Measured per record size, batch against one per statement: 2 KiB 250 vs 230 MB/s, 8 KiB
+ * even, 32 KiB 570 vs 625, 2 MiB 515 vs 635.
  */
 const BATCH_RECORD_MAX = 16 * 1024
 /** How many handed-out, uncommitted oids SQLiteStorage remembers as certainly new. */
