@@ -531,6 +531,41 @@ describe('SQLiteStorage serial checks from what an instance knows (no query for 
     b.close()
   })
 
+  it('a listener that throws during a poll leaves every polled commit known: a stale store still conflicts', () => {
+    const file = freshFile()
+    const a = new SQLiteStorage(file)
+    const b = new SQLiteStorage(file)
+    const [x, y] = [a.newOid(), a.newOid()]
+    const tx = commitRecords(a, [[x, 0n, record({ v: 1 })]])
+    const ty = commitRecords(a, [[y, 0n, record({ v: 1 })]])
+    expect(a.loadBefore(x, MAX)!.serial).to.equal(tx)
+    const ty2 = commitRecords(b, [[y, ty, record({ v: 2 })]])
+    const tx2 = commitRecords(b, [[x, tx, record({ v: 2 })]])
+    const heard: bigint[] = []
+    let failOnce = true
+    a.addListener({
+      invalidate(tid) {
+        if (failOnce) {
+          failOnce = false
+          throw new Error('listener failed')
+        }
+        heard.push(tid)
+      },
+      invalidateCache() {},
+    })
+    const other: bigint[] = []
+    a.addListener({ invalidate: (tid) => void other.push(tid), invalidateCache() {} })
+    // the first commit's delivery fails; the second is recorded and delivered all the same
+    expect(() => a.lastTransaction()).to.throw(/listener failed/)
+    expect(a.lastTransaction()).to.equal(tx2)
+    expect(heard).to.deep.equal([tx2])
+    expect(other).to.deep.equal([ty2, tx2])
+    expect(tryStore(a, x, tx, { v: 3 })).to.be.instanceOf(ConflictError)
+    expect(tryStore(a, x, tx2, { v: 3 })).to.equal(undefined)
+    a.close()
+    b.close()
+  })
+
   it('a pack by another instance that removed an object makes a store of it conflict', () => {
     const file = freshFile()
     const a = new SQLiteStorage(file)

@@ -251,7 +251,8 @@ export class SQLiteStorage implements Storage {
     this.#dataVersion = this.#stmt.dataVersion.get() as bigint
     this.#lastTid = (this.#stmt.lastTid.get() as Row).tid as bigint
     this.#packCount = this.#readPackCount()
-    this.#known = new KnownSerials(this.#lastTid, KNOWN_SERIALS_MAX_OID)
+    // A read-only instance (a loader worker's, say) never votes: nothing to remember for it.
+    this.#known = new KnownSerials(this.#lastTid, this.#readOnly ? 0 : KNOWN_SERIALS_MAX_OID)
     log('opened %s (durability %s%s), last tid %s', this.file, this.durability, this.#readOnly ? ', read-only' : '', idToHex(this.#lastTid))
   }
 
@@ -397,30 +398,36 @@ export class SQLiteStorage implements Storage {
     if (this.#commit?.tid != null) return // we hold the write lock: nobody else committed
     const version = this.#stmt.dataVersion.get() as bigint
     if (version === this.#dataVersion) return
-    this.#dataVersion = version
     // The last tid before the rows: a commit landing between the two reads is then in the rows
     // (and delivered), never counted in #lastTid without its rows.
     const last = (this.#stmt.lastTid.get() as Row).tid as bigint
     const rows = this.#stmt.changesSince.all(this.#lastTid) as Row[]
-    let tid: Tid | null = null
-    let oids: Oid[] = []
-    const deliver = () => {
-      if (tid === null) return
-      this.#known.committed(tid, oids)
-      if (tid > this.#lastTid) this.#lastTid = tid
-      for (const l of [...this.#listeners]) l.invalidate(tid, oids)
-    }
+    const changes: { tid: Tid; oids: Oid[] }[] = []
     for (const r of rows) {
-      if (r.tid !== tid) {
-        deliver()
-        tid = r.tid as bigint
-        oids = []
-      }
-      oids.push(r.oid as bigint)
+      const tid = r.tid as bigint
+      if (changes.at(-1)?.tid !== tid) changes.push({ tid, oids: [] })
+      changes.at(-1)!.oids.push(r.oid as bigint)
     }
-    deliver()
+    // Everything is recorded before anyone is told: a listener that throws must not leave later
+    // commits out of #known (the vote would trust their stale serials) or of #lastTid.
+    for (const c of changes) {
+      this.#known.committed(c.tid, c.oids)
+      if (c.tid > this.#lastTid) this.#lastTid = c.tid
+    }
     if (last > this.#lastTid) this.#lastTid = last
+    this.#dataVersion = version
     if (rows.length > 0) log('noticed %d revisions committed elsewhere, up to %s', rows.length, idToHex(this.#lastTid))
+    // Every listener hears every change, in tid order; the first failure is rethrown after.
+    let failure: { error: unknown } | null = null
+    for (const c of changes)
+      for (const l of [...this.#listeners]) {
+        try {
+          l.invalidate(c.tid, c.oids)
+        } catch (error) {
+          failure ??= { error }
+        }
+      }
+    if (failure !== null) throw failure.error
   }
 
   // --- reading -------------------------------------------------------------------------------
