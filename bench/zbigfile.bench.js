@@ -30,7 +30,7 @@ import { DB, SQLiteStorage } from '@wendelin/zodb'
 import Database from 'better-sqlite3'
 
 import { printRows, secondsSince, summarize, updateResults, xorshift } from './lib/harness.js'
-import { chunkCommits, runInChild, sqliteFileSize, writeBlobs } from './lib/raw-sqlite.js'
+import { PAGE_SIZE, chunkCommits, runInChild, sqliteFileSize, writeBlobs } from './lib/raw-sqlite.js'
 
 /** The raw baseline of write+commit: the same bytes as 2 MiB blobs, same transactions. MiB/s. */
 function rawWrite(file) {
@@ -55,7 +55,7 @@ const self = fileURLToPath(import.meta.url)
  * size is a cache that is reused, not growth of the database).
  */
 function openZ(file, options = {}) {
-  const db = new DB(new SQLiteStorage(file), { cacheSize: options.cacheSize ?? 10000 })
+  const db = new DB(new SQLiteStorage(file, { pageSize: PAGE_SIZE }), { cacheSize: options.cacheSize ?? 10000 })
   const tm = new TransactionManager()
   const conn = db.open({ transactionManager: tm })
   return { db, tm, conn }

@@ -16,8 +16,15 @@ export function sqliteFileSize(file) {
   return fs.statSync(file).size
 }
 
+/**
+ * SQLite page size of the array benchmarks' databases, ours and the raw baselines' alike
+ * (WENDELIN_BENCH_PAGE_SIZE; SQLite's default 4096 when unset).
+ */
+export const PAGE_SIZE = process.env.WENDELIN_BENCH_PAGE_SIZE ? Number(process.env.WENDELIN_BENCH_PAGE_SIZE) : undefined
+
 function openDurable(file) {
   const sq = new Database(file)
+  if (PAGE_SIZE !== undefined) sq.pragma(`page_size = ${PAGE_SIZE}`)
   sq.pragma('journal_mode = WAL')
   sq.pragma('synchronous = FULL')
   return sq

@@ -1,7 +1,7 @@
 // SQLiteStorage: the storage conformance suite, and what a file shared by processes must survive.
 import { expect } from 'chai'
 import { type ChildProcess, fork } from 'node:child_process'
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs'
+import { closeSync, existsSync, openSync, readFileSync, statSync, writeFileSync, writeSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -18,27 +18,19 @@ import {
   UndoError,
   openStorage,
   specForAnotherThread,
-  type Tid,
 } from '@wendelin/zodb'
 import Database from 'better-sqlite3'
 
 import { describeStorageConformance, record } from './storage-conformance.js'
 import { Thing } from './fixtures/sqlite-worker-classes.js'
+import { commitRecords, freshSQLiteFile, meta, removeSQLiteFiles } from './sqlite-helpers.js'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const workerScript = path.join(here, 'fixtures', 'sqlite-worker.js')
 const scratch = existsSync('/dev/shm') ? '/dev/shm' : tmpdir()
 
-let dirs: string[] = []
-function freshFile(): string {
-  const dir = mkdtempSync(path.join(scratch, 'wendelin-sqlite-'))
-  dirs.push(dir)
-  return path.join(dir, 'db.sqlite')
-}
-after(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true })
-  dirs = []
-})
+const freshFile = () => freshSQLiteFile()
+after(removeSQLiteFiles)
 
 describeStorageConformance('SQLiteStorage', (options = {}) => {
   const file = freshFile()
@@ -56,17 +48,6 @@ function freshDatabase(): string {
   return file
 }
 
-function meta() {
-  return { user: '', description: '', extension: {} }
-}
-
-function commitRecords(storage: SQLiteStorage, records: Array<[bigint, bigint, Uint8Array]>): Tid {
-  const txn = meta()
-  storage.tpc_begin(txn)
-  for (const [oid, old, data] of records) storage.store(oid, old, data, txn)
-  storage.tpc_vote(txn)
-  return storage.tpc_finish(txn)
-}
 
 describe('SQLiteStorage', () => {
   describe('opening', () => {
@@ -105,6 +86,26 @@ describe('SQLiteStorage', () => {
         error = e
       }
       expect((error as Error).message).to.match(/unknown option bogus=1/)
+    })
+
+    it('creates a file with the page size asked for, keeps an existing file\'s, and refuses a bad one', async () => {
+      const file = freshFile()
+      const s = (await openStorage(`sqlite:${file}?pageSize=65536`)) as SQLiteStorage
+      const big = new Uint8Array(300_000).fill(7)
+      const oid = s.newOid()
+      const tid = commitRecords(s, [[oid, 0n, big]])
+      s.close()
+      const raw = new Database(file, { readonly: true })
+      expect(raw.pragma('page_size', { simple: true })).to.equal(65536)
+      raw.close()
+      const again = new SQLiteStorage(file, { pageSize: 1024 }) // an existing file keeps its pages
+      expect(again.loadBefore(oid, tid + 1n)!.data).to.deep.equal(big)
+      again.close()
+      const check = new Database(file, { readonly: true })
+      expect(check.pragma('page_size', { simple: true })).to.equal(65536)
+      check.close()
+      expect(() => new SQLiteStorage(freshFile(), { pageSize: 3000 })).to.throw(RangeError, /pageSize must be a power of two/)
+      expect(() => SQLiteStorage.open(`sqlite:${freshFile()}?pageSize=131072`)).to.throw(RangeError, /not 131072/)
     })
 
     it('refuses a read-only open of a file that does not exist', () => {
