@@ -1,30 +1,14 @@
 // SQLiteStorage writes big records one row per statement and small ones in batches: a commit
 // mixing both must write every row, under the right oid and tid, and check every serial.
 import { expect } from 'chai'
-import { existsSync, mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import path from 'node:path'
-import { ConflictError, SQLiteStorage, type Tid } from '@wendelin/zodb'
+import { ConflictError, SQLiteStorage } from '@wendelin/zodb'
 
 import { record } from './storage-conformance.js'
+import { commitRecords, freshSQLiteFile, meta, removeSQLiteFiles } from './sqlite-helpers.js'
 
-const scratch = existsSync('/dev/shm') ? '/dev/shm' : tmpdir()
 const MAX = 0xffffffffffffffffn
-
-let dirs: string[] = []
-function freshFile(): string {
-  const dir = mkdtempSync(path.join(scratch, 'wendelin-sqlite-big-'))
-  dirs.push(dir)
-  return path.join(dir, 'db.sqlite')
-}
-after(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true })
-  dirs = []
-})
-
-function meta() {
-  return { user: '', description: '', extension: {} }
-}
+const freshFile = () => freshSQLiteFile('wendelin-sqlite-big-')
+after(removeSQLiteFiles)
 
 /** Sizes around the batching threshold (16 KiB) and far above it, small ones in between. */
 function padFor(i: number): number {
@@ -36,13 +20,7 @@ function bigRecord(i: number, v: number): Uint8Array {
   return record({ i, v, pad: String.fromCharCode(97 + (i % 26)).repeat(padFor(i)) })
 }
 
-function commit(s: SQLiteStorage, stores: Array<[bigint, Tid, Uint8Array]>): Tid {
-  const txn = meta()
-  s.tpc_begin(txn)
-  for (const [oid, old, data] of stores) s.store(oid, old, data, txn)
-  s.tpc_vote(txn)
-  return s.tpc_finish(txn)
-}
+const commit = commitRecords
 
 describe('SQLiteStorage commits mixing big and small records', () => {
   it('writes every row under its oid and tid, and they survive reopening', () => {

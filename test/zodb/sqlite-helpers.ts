@@ -1,0 +1,35 @@
+// What the SQLiteStorage test files share: scratch files, transaction metadata, a commit of raw
+// records through the storage's two-phase commit.
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import type { SQLiteStorage, Tid } from '@wendelin/zodb'
+
+const scratch = existsSync('/dev/shm') ? '/dev/shm' : tmpdir()
+let dirs: string[] = []
+
+/** A path for a new database file in a scratch folder of its own (removed by removeSQLiteFiles). */
+export function freshSQLiteFile(prefix = 'wendelin-sqlite-'): string {
+  const dir = mkdtempSync(path.join(scratch, prefix))
+  dirs.push(dir)
+  return path.join(dir, 'db.sqlite')
+}
+
+/** Removes the folders freshSQLiteFile made (a test file's `after` hook). */
+export function removeSQLiteFiles(): void {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true })
+  dirs = []
+}
+
+export function meta() {
+  return { user: '', description: '', extension: {} }
+}
+
+/** One transaction storing `records` ([oid, old serial, data]): its tid. */
+export function commitRecords(storage: SQLiteStorage, records: Array<[bigint, Tid, Uint8Array]>): Tid {
+  const txn = meta()
+  storage.tpc_begin(txn)
+  for (const [oid, old, data] of records) storage.store(oid, old, data, txn)
+  storage.tpc_vote(txn)
+  return storage.tpc_finish(txn)
+}
