@@ -1,10 +1,10 @@
 // SQLiteStorage writes big records one row per statement and small ones in batches: a commit
 // mixing both must write every row, under the right oid and tid, and check every serial.
 import { expect } from 'chai'
-import { ConflictError, SQLiteStorage } from '@wendelin/zodb'
+import { ConflictError, SQLiteStorage, type Tid } from '@wendelin/zodb'
 
 import { record } from './storage-conformance.js'
-import { commitRecords, freshSQLiteFile, meta, removeSQLiteFiles } from './sqlite-helpers.js'
+import { commitRecords, freshSQLiteFile, removeSQLiteFiles, voteError } from './sqlite-helpers.js'
 
 const MAX = 0xffffffffffffffffn
 const freshFile = () => freshSQLiteFile('wendelin-sqlite-big-')
@@ -49,16 +49,7 @@ describe('SQLiteStorage commits mixing big and small records', () => {
     // 2 and 4 are big records (one row per statement), 70 a small one (in a batch).
     expect([padFor(2), padFor(4), padFor(70)]).to.deep.equal([16 * 1024 + 200, 2 * 1024 * 1024, 10])
     for (const bad of [2, 4, 70]) {
-      const txn = meta()
-      s.tpc_begin(txn)
-      for (const [i, oid] of oids.entries()) s.store(oid, i === bad ? t1 : t2, bigRecord(i, 3), txn)
-      let error: unknown
-      try {
-        s.tpc_vote(txn)
-      } catch (e) {
-        error = e
-      }
-      s.tpc_abort(txn)
+      const error = voteError(s, oids.map((oid, i): [bigint, Tid, Uint8Array] => [oid, i === bad ? t1 : t2, bigRecord(i, 3)]))
       expect(error, `object ${bad}`).to.be.instanceOf(ConflictError)
       expect((error as ConflictError).oid).to.equal(oids[bad])
     }

@@ -33,3 +33,18 @@ export function commitRecords(storage: SQLiteStorage, records: Array<[bigint, Ti
   storage.tpc_vote(txn)
   return storage.tpc_finish(txn)
 }
+
+/** Votes one transaction storing `records` and aborts it: the vote's error (undefined if it voted). */
+export function voteError(storage: SQLiteStorage, records: Iterable<[bigint, Tid, Uint8Array]>): unknown {
+  const txn = meta()
+  storage.tpc_begin(txn)
+  let error: unknown
+  try {
+    for (const [oid, old, data] of records) storage.store(oid, old, data, txn)
+    storage.tpc_vote(txn)
+  } catch (e) {
+    error = e
+  }
+  storage.tpc_abort(txn)
+  return error
+}

@@ -18,12 +18,13 @@ import {
   UndoError,
   openStorage,
   specForAnotherThread,
+  type Tid,
 } from '@wendelin/zodb'
 import Database from 'better-sqlite3'
 
 import { describeStorageConformance, record } from './storage-conformance.js'
 import { Thing } from './fixtures/sqlite-worker-classes.js'
-import { commitRecords, freshSQLiteFile, meta, removeSQLiteFiles } from './sqlite-helpers.js'
+import { commitRecords, freshSQLiteFile, meta, removeSQLiteFiles, voteError } from './sqlite-helpers.js'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const workerScript = path.join(here, 'fixtures', 'sqlite-worker.js')
@@ -465,17 +466,11 @@ describe('SQLiteStorage commits of many objects (rows and serial checks go in ba
       expect(r.data).to.deep.equal(record(i < 131 ? { i, v: 2 } : { i }))
     }
     for (const bad of [0, 70, 129, 140]) {
-      const txn = meta()
-      s.tpc_begin(txn)
       // Every object based on its current serial but one, based on t1 (stale for the first 131).
-      for (const [i, oid] of oids.entries()) s.store(oid, i === bad ? (bad < 131 ? t1 : t2) : i < 131 ? t2 : t1, record({ i, v: 3 }), txn)
-      let error: unknown
-      try {
-        s.tpc_vote(txn)
-      } catch (e) {
-        error = e
-      }
-      s.tpc_abort(txn)
+      const error = voteError(
+        s,
+        oids.map((oid, i): [bigint, Tid, Uint8Array] => [oid, i === bad ? (bad < 131 ? t1 : t2) : i < 131 ? t2 : t1, record({ i, v: 3 })]),
+      )
       expect(error, `object ${bad}`).to.be.instanceOf(ConflictError)
       expect((error as ConflictError).oid).to.equal(oids[bad])
     }
