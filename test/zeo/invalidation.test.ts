@@ -30,6 +30,15 @@ describe('zeo invalidations and the client cache', function () {
     for (const o of open.splice(0)) o.close()
   })
 
+  /** A client storage of `name` through `proxy`, a DB over it and one connection (closed after the test). */
+  function connectThrough(proxy: { port: number }, name: string) {
+    const a = new ClientStorage({ host: '127.0.0.1', port: proxy.port, storage: name, token: TOKEN })
+    const db = new DB(a)
+    open.push(db)
+    const tm = new TransactionManager({ explicit: true })
+    return { a, tm, conn: db.open({ transactionManager: tm }) }
+  }
+
   function dbOn(name: string, options = {}): { db: DB; tm: TransactionManager; root: () => AnyRoot; storage: ClientStorage } {
     const storage = server.client(name, options)
     const db = new DB(storage)
@@ -199,11 +208,7 @@ describe('zeo invalidations and the client cache', function () {
     b.tm.commit()
     const proxy = await coalescingProxy(name, 'finish', 'theirs', 'b')
     open.push(proxy)
-    const a = new ClientStorage({ host: '127.0.0.1', port: proxy.port, storage: name, token: TOKEN })
-    const db = new DB(a)
-    open.push(db)
-    const tm = new TransactionManager({ explicit: true })
-    const conn = db.open({ transactionManager: tm })
+    const { a, tm, conn } = connectThrough(proxy, name)
     tm.begin()
     ;(conn.root as AnyRoot).mine = 'a'
     tm.commit() // the proxy commits root.theirs = 'b' right after, and we hear of it with our reply
@@ -227,11 +232,7 @@ describe('zeo invalidations and the client cache', function () {
     b.tm.commit()
     const proxy = await coalescingProxy(name, 'finish', 'theirs', 'b', 'request')
     open.push(proxy)
-    const a = new ClientStorage({ host: '127.0.0.1', port: proxy.port, storage: name, token: TOKEN })
-    const db = new DB(a)
-    open.push(db)
-    const tm = new TransactionManager({ explicit: true })
-    const conn = db.open({ transactionManager: tm })
+    const { a, tm, conn } = connectThrough(proxy, name)
     tm.begin()
     expect((conn.root as AnyRoot).theirs).to.equal('none yet')
     ;((conn.root as AnyRoot).mine as PersistentMapping).set('x', 1) // not the root: no conflict with theirs
