@@ -209,16 +209,22 @@ describe('FileBigFile: loads through loader workers', () => {
     expect(ram.stats().bytesInUse).to.equal(0)
   })
 
-  it('waits in close for pages still being read ahead', () => {
+  /** Pages 0 and 1 read in sequence, so pages 2 and 3 are read ahead and held at `gate`. */
+  function readAheadHeldAtGate(gateName: string) {
     const blksize = 64 * 1024
-    const gate = path.join(dir, 'gate')
+    const gate = path.join(dir, gateName)
     const ram = new RAM({ pageSize: blksize, limit: 8 * blksize })
     const fh = new FileH(new GatedFile({ blksize, gate, firstGated: 2 }), { ram })
     const m = fh.mmap(0, 8)
     const b = m.bytes()
     expect(b[0]).to.equal(1)
-    expect(b[blksize]).to.equal(2) // sequential: pages 2 and 3 are read ahead, held at the gate
+    expect(b[blksize]).to.equal(2)
     expect(fh.pageState(2)).to.equal('loading')
+    return { gate, ram, fh, m }
+  }
+
+  it('waits in close for pages still being read ahead', () => {
+    const { gate, ram, fh, m } = readAheadHeldAtGate('gate')
     m.unmap()
     fs.writeFileSync(gate, '') // a loader worker polls for it: close must wait, not fail
     fh.close()
@@ -226,15 +232,7 @@ describe('FileBigFile: loads through loader workers', () => {
   })
 
   it('waits in close for read-ahead loads of pages invalidated meanwhile, so the RAM closes right after', () => {
-    const blksize = 64 * 1024
-    const gate = path.join(dir, 'gate-invalidated')
-    const ram = new RAM({ pageSize: blksize, limit: 8 * blksize })
-    const fh = new FileH(new GatedFile({ blksize, gate, firstGated: 2 }), { ram })
-    const m = fh.mmap(0, 8)
-    const b = m.bytes()
-    expect(b[0]).to.equal(1)
-    expect(b[blksize]).to.equal(2) // sequential: pages 2 and 3 are read ahead, held at the gate
-    expect(fh.pageState(2)).to.equal('loading')
+    const { gate, ram, fh, m } = readAheadHeldAtGate('gate-invalidated')
     expect(fh.pageState(3)).to.equal('loading')
     fh.invalidatePage(2) // out of the handle's pages, but their loads still hold RAM frames
     fh.invalidatePage(3)
