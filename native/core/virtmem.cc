@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 
@@ -31,6 +32,14 @@ namespace {
 __attribute__((tls_model("initial-exec"))) thread_local bool tlsHoldsLock = false;
 // Set by Virtmem::KeepMappedScope (read in a fault, hence initial-exec as well).
 __attribute__((tls_model("initial-exec"))) thread_local bool tlsKeepMapped = false;
+
+// Ram::moveBackToAlias failed (its mprotect or mremap): says which errno, once seen in a full
+// test run under load and not reproduced since.
+[[noreturn]] void fatalMoveBack() {
+  char msg[160];
+  std::snprintf(msg, sizeof msg, "cannot move page tables back to the RAM alias: %s", std::strerror(errno));
+  fatal(msg);
+}
 
 // Replaces [addr, addr+len) with inaccessible address space (still reserved for us).
 void makeInaccessible(void* addr, std::size_t len) {
@@ -210,8 +219,7 @@ void Virtmem::unmap(Vma* vma) {
     if (page->ptesIn == vma) {
       // Back to the read alias: the frame's next mapping then needs no population.
       void* at = reinterpret_cast<void*>(vma->start + i * pageSize);
-      if (!vma->fileh->ram->moveBackToAlias(page->frame, at))
-        fatal("cannot move page tables back to the RAM alias");
+      if (!vma->fileh->ram->moveBackToAlias(page->frame, at)) fatalMoveBack();
       page->ptesIn = nullptr;
     }
   }
@@ -263,7 +271,7 @@ void Virtmem::unmapPageFrom(Vma* vma, Page* page) {
   if (page->ptesIn == vma) {
     // Keep the page tables warm for the frame's next mapping; `at` is left a hole, refilled
     // below (a reader on another thread hitting it meanwhile waits: see waitOutHole).
-    if (!ram->moveBackToAlias(page->frame, at)) fatal("cannot move page tables back to the RAM alias");
+    if (!ram->moveBackToAlias(page->frame, at)) fatalMoveBack();
     page->ptesIn = nullptr;
   }
   if (i < vma->basePages)
