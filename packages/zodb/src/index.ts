@@ -12,6 +12,8 @@ export { registerClass, findClass, classForName, nameOfClass, registeredClassNam
 export {
   RECORD_FORMAT_VERSION,
   encodeStateRecord,
+  bytesRecord,
+  OWN_RECORD,
   _encodeStateRecordWithMsgpackr,
   _decodeStateWithMsgpackr,
   decodeState,

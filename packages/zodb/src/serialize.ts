@@ -190,9 +190,69 @@ class StateWriter {
  * Throws UnserializableError (naming the attribute path) for a value that cannot be stored.
  */
 export function encodeRecord(obj: Persistent, className: string, refs: ReferenceWriter): Uint8Array {
+  const own = (obj as { [OWN_RECORD]?: (className: string) => Uint8Array | null })[OWN_RECORD]
+  if (own !== undefined) {
+    const record = own.call(obj, className)
+    if (record !== null) return record
+  }
   // The label names the object in error messages only: made when one needs it (idToHex per record cost 1-2% of an update).
   const label = () => `${className}(${obj._p_oid === null ? 'new object' : `oid 0x${idToHex(obj._p_oid)}`})`
   return new RecordEncoder(refs).record(className, obj._p_getState(), new PathStep(null, label))
+}
+
+/**
+ * A persistent class may hand over its record already written: `obj[OWN_RECORD](className)`
+ * returns exactly the bytes encodeRecord would write for the object's state, or null to be
+ * encoded as usual. ZBigFile's ZBlk0 builds its record with `bytesRecord` and copies a 2 MiB
+ * block once, into it, instead of into its own array first and into the record again.
+ */
+export const OWN_RECORD: unique symbol = Symbol('wendelin.zodb.ownRecord')
+
+const noReferences: ReferenceWriter = {
+  persistentRef() {
+    throw new Error('bytesRecord: the state holds no references')
+  },
+}
+/** bytesRecord's record start for each class and key: everything before the bytes' bin header. */
+const bytesRecordHeads = new Map<string, Uint8Array>()
+
+/**
+ * A record of class `className` whose state is `{[key]: <a Uint8Array of n bytes>}`, with those
+ * bytes, last in the record, left for the caller to fill: `bytes` (8-byte aligned) views them.
+ * Once filled, `record` is byte for byte what encodeRecord writes for that state; `record` and
+ * `bytes` share memory, so neither may change once the record is handed to a storage.
+ */
+export function bytesRecord(className: string, key: string, n: number): { record: Uint8Array; bytes: Uint8Array } {
+  if (!Number.isSafeInteger(n) || n < 0 || n > 0xffff_ffff) throw new RangeError(`bytesRecord: ${n} bytes`)
+  const id = `${className}\u0000${key}`
+  let head = bytesRecordHeads.get(id)
+  if (head === undefined) {
+    const empty = encodeStateRecord(className, { [key]: new Uint8Array(0) }, noReferences)
+    // The empty array is the record's last value (bin 8 of length 0): what precedes it stays.
+    if (empty.length < 2 || empty[empty.length - 2] !== 0xc4 || empty[empty.length - 1] !== 0) throw new Error('bytesRecord: unexpected record layout')
+    head = empty.slice(0, empty.length - 2)
+    bytesRecordHeads.set(id, head)
+  }
+  const lengthBytes = n < 0x100 ? 2 : n < 0x10000 ? 3 : 5 // bin 8/16/32, as #bytes writes them
+  const prefix = head.length + lengthBytes
+  const pad = (8 - (prefix % 8)) % 8
+  // Uninitialized: every byte is written here or by the caller.
+  const memory = Buffer.allocUnsafeSlow(pad + prefix + n)
+  const record = new Uint8Array(memory.buffer, memory.byteOffset + pad, prefix + n)
+  record.set(head)
+  let at = head.length
+  if (n < 0x100) {
+    record[at++] = 0xc4
+    record[at++] = n
+  } else if (n < 0x10000) {
+    record[at++] = 0xc5
+    record[at++] = n >> 8
+    record[at++] = n & 0xff
+  } else {
+    record[at++] = 0xc6
+    new DataView(record.buffer, record.byteOffset).setUint32(at, n)
+  }
+  return { record, bytes: record.subarray(prefix) }
 }
 
 /** Encode a record from a state given directly (conflict resolution writes merged states). */
