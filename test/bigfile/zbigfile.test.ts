@@ -6,7 +6,7 @@ import path from 'node:path'
 
 import { RAM, ZBigFile, ZBigFileH, ZBlk0, ZBlk1, openZBigFileHandles } from '@wendelin/bigfile'
 import { TransactionManager } from '@wendelin/transaction'
-import { ConflictError, DB, MemoryStorage, SQLiteStorage, StorageNotShareableError, type Connection } from '@wendelin/zodb'
+import { ConflictError, DB, MemoryStorage, SQLiteStorage, StorageNotShareableError, encodeStateRecord, type Connection } from '@wendelin/zodb'
 
 import { PS, tmpDir } from './helpers.js'
 
@@ -345,6 +345,40 @@ describe('ZBigFile', () => {
     expect(Buffer.compare(again, expected)).to.equal(0)
     // a record that is not a plain ZBlk0 state is not read raw
     expect(ZBlk0.recordBytes(new Uint8Array([1, 2, 3]))).to.equal(null)
+  })
+
+  it('stores a ZBlk0 block as the record the encoder writes for its state, written once from the page', () => {
+    const e = env()
+    const zf = new ZBigFile(PS, { format: 'ZBlk0' })
+    ;(e.conn.root as Record<string, unknown>).zfile = zf
+    e.tm.commit()
+    const h = open(zf)
+    const m = h.mmap(0, 2)
+    const b = m.bytes()
+    for (let i = 0; i < PS - 100; i++) b[i] = (i * 13 + 1) & 0xff
+    const storage = e.db.storage
+    // the block object's data is a view of the record handed to the storage: copied from the page once
+    let viewed = 0
+    const store = storage.store.bind(storage)
+    storage.store = (oid, serial, data, txn) => {
+      const z = zf.blktab.get(0)
+      if (z instanceof ZBlk0 && oid === z._p_oid && data.buffer === z.data.buffer && data.byteOffset + data.length === z.data.byteOffset + z.data.length) viewed++
+      store(oid, serial, data, txn)
+    }
+    e.tm.commit()
+    expect(viewed).to.equal(1)
+    const zblk = zf.blktab.get(0) as ZBlk0
+    const record = storage.loadBefore(zblk._p_oid!, 2n ** 63n)!.data
+    const data = b.slice(0, PS - 100)
+    expect(Buffer.compare(record, encodeStateRecord('wendelin.bigfile.ZBlk0', { data }, { persistentRef: () => { throw new Error('none') } }))).to.equal(0)
+    // rewritten: a new record; the one before is unchanged (a storage may keep it)
+    const before = record.slice()
+    b.fill(7, 0, 10)
+    e.tm.commit()
+    expect(Buffer.compare(record, before)).to.equal(0)
+    const again = storage.loadBefore(zblk._p_oid!, 2n ** 63n)!.data
+    expect(Buffer.compare(ZBlk0.recordBytes(again)!.subarray(0, 10), Buffer.alloc(10, 7))).to.equal(0)
+    m.unmap()
   })
 
   it('peek reads a ZBlk1 block\'s bytes or a hole without loading the page, and declines otherwise', () => {
