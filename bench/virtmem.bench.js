@@ -25,7 +25,8 @@
 //               The plain loop is bound by its chain of dependent adds (~3.3 GB/s here, far
 //               below the memory's ~26 GB/s); a second row uses 4 accumulators (~5 GB/s),
 //               which leans harder on the memory and the TLB
-// Writes its rows into bench/RESULTS.md.
+// Writes its rows into bench/RESULTS.md, except with VIRTMEM_BENCH_ONLY=fault|read|warm (a
+// comma-separated list): then only those parts run, and their rows are printed, not written.
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -187,15 +188,28 @@ function warmPass(f, { rounds = 6, warmup = 2, pairs = 5 } = {}) {
   return { mapped: summarize(mappedSamples), plain: summarize(plainSamples) }
 }
 
+const only = process.env.VIRTMEM_BENCH_ONLY ? new Set(process.env.VIRTMEM_BENCH_ONLY.split(',')) : null
+for (const part of only ?? []) if (!['fault', 'read', 'warm'].includes(part)) throw new Error(`VIRTMEM_BENCH_ONLY: unknown part ${part} (fault, read, warm)`)
+const runs = (part) => !only || only.has(part)
+
 async function main() {
   const rows = []
+  if (runs('fault')) await faultRows(rows)
+  if (runs('read')) await readRows(rows)
+  if (runs('warm')) warmRows(rows)
+  printRows(rows)
+  if (!only) updateResults(rows)
+}
 
+async function faultRows(rows) {
   const copy = await repeat(copyMicros(), { runs: 5, warmup: 1 })
   const noopJs = await repeat(faultMicros(() => new NoopBigFile(PAGE), 512), { runs: 5, warmup: 1 })
   const noopNative = await repeat(faultMicros(() => new PatternBigFile({ blksize: PAGE, noop: true }), 512), { runs: 5, warmup: 1 })
   rows.push({ workload: 'virtmem', figure: 'fault, no-op JS loadblk (2 MiB page)', value: noopJs, unit: 'µs/page', baseline: 'copy 2 MiB (warm)', baselineValue: copy })
   rows.push({ workload: 'virtmem', figure: 'fault, no-op native loadblk (2 MiB page)', value: noopNative, unit: 'µs/page', baseline: 'copy 2 MiB (warm)', baselineValue: copy })
+}
 
+async function readRows(rows) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wendelin-bench-'))
   try {
     const file = path.join(dir, 'big.bin')
@@ -215,16 +229,15 @@ async function main() {
   } finally {
     fs.rmSync(dir, { recursive: true, force: true })
   }
+}
 
+function warmRows(rows) {
   {
     const one = warmPass(sum)
     rows.push({ workload: 'virtmem', figure: 'warm pass, 256 MiB loaded mapping (sum f64)', value: one.mapped, unit: 'GB/s', baseline: 'plain Float64Array, same loop', baselineValue: one.plain })
     const four = warmPass(sum4)
     rows.push({ workload: 'virtmem', figure: 'warm pass, 256 MiB loaded mapping (sum f64, 4 accumulators)', value: four.mapped, unit: 'GB/s', baseline: 'plain Float64Array, same loop', baselineValue: four.plain })
   }
-
-  printRows(rows)
-  updateResults(rows)
 }
 
 await main()
