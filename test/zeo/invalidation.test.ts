@@ -370,6 +370,32 @@ describe('zeo invalidations and the client cache', function () {
     s.tpc_abort(txn)
   })
 
+  it('commits records larger than the socket takes at once, intact and in order with the calls after them', async () => {
+    // Frames of MiBs fill the socket's buffer: the main thread's write stops part-way and the I/O
+    // worker writes the rest; what follows must not overtake it.
+    const name = await server.addStorage()
+    const a = server.client(name)
+    const b = server.client(name)
+    open.push(a, b)
+    const records = [1, 3, 5].map((mib, k) => {
+      const data = new Uint8Array(mib * 1024 * 1024)
+      for (let i = 0; i < data.length; i += 4096) data[i] = (i / 4096 + k) & 0xff
+      return data
+    })
+    const txn = { user: '', description: '', extension: {} }
+    a.tpc_begin(txn)
+    const oids = records.map((data) => {
+      const oid = a.newOid()
+      a.store(oid, 0n, data, txn)
+      return oid
+    })
+    a.tpc_vote(txn)
+    const tid = a.tpc_finish(txn)
+    expect(b.lastTransaction()).to.equal(tid)
+    oids.forEach((oid, k) => expect(Buffer.from(b.loadBefore(oid, MAX_TID)!.data).equals(records[k]!)).to.equal(true))
+    expect(a.newOid() > oids[2]!).to.equal(true)
+  })
+
   it('closes with `using` (Symbol.dispose)', async () => {
     const name = await server.addStorage()
     let seen: ClientStorage | null = null

@@ -1,10 +1,11 @@
 // ClientStorage: a Storage whose data lives on a StorageServer, for ZODB's DB and Connection as
-// ZEO's ClientStorage is. Every Storage method is synchronous: the request goes to the I/O
-// worker through a MessagePort and the main thread blocks in Atomics.wait until the reply (or an
-// invalidation, or news of the connection) arrives on the reply port. `prefetch` is the
-// asynchronous way in, for code that must not block its event loop.
+// ZEO's ClientStorage is. Every Storage method is synchronous: the main thread writes the request
+// to the socket itself (or, over TLS or while not connected, posts it to the I/O worker) and
+// blocks in Atomics.wait until the reply (or an invalidation, or news of the connection) arrives
+// from the worker on the reply port. `prefetch` is the asynchronous way in, for code that must not
+// block its event loop.
 
-import { readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { readFileSync, renameSync, writeFileSync, writeSync } from 'node:fs'
 import { MessageChannel, type MessagePort, Worker, receiveMessageOnPort } from 'node:worker_threads'
 
 import createDebug from 'debug'
@@ -31,6 +32,7 @@ import {
 } from '@wendelin/zodb'
 
 import { RecordCache, type CachedRevision } from './cache.js'
+import { BUSY, CTL_WORDS, EPOCH, FD, FINISH_ID, HANDED, HANDLED, POSTED, WAKE } from './ctl.js'
 import { SpinWaiter } from './spin-wait.js'
 import type { FromWorker, IoWorkerData, ToWorker } from './io-worker.js'
 import { ClientDisconnected, DEFAULT_MAX_FRAME, MAGIC, ProtocolError, decodeBody, encodeFrame, errorFromWire, type WireError } from './protocol.js'
@@ -172,6 +174,8 @@ export class ClientStorage implements Storage {
    * read from the port before the waiting caller runs again).
    */
   readonly #syncApply = new Map<number, (value: unknown) => unknown>()
+  /** Calls written to the socket by this thread, not answered yet: id → the connection's epoch. */
+  readonly #direct = new Map<number, number>()
   /** oid → id of the prefetch request that will bring it. */
   readonly #inflightPrefetch = new Map<Oid, number>()
   /** Invalidations not yet told to the listeners ('reset': drop everything). */
@@ -229,8 +233,9 @@ export class ClientStorage implements Storage {
     this.#cache = new RecordCache(options.cacheSize ?? 64 * 1024 * 1024)
     const token = readToken(options)
     const persisted = options.cacheFile ? this.#readCacheFile(options.cacheFile) : null
-    const sab = new SharedArrayBuffer(8) // [0]: wake-ups (replies, news of the connection); [1]: anything posted
+    const sab = new SharedArrayBuffer(CTL_WORDS * 4) // see ctl.ts
     this.#ctl = new Int32Array(sab)
+    this.#ctl[FD] = -1
     const { port1, port2 } = new MessageChannel()
     this.#port = port1
     const tlsOption = options.tls === true ? {} : options.tls === false || options.tls === undefined ? null : options.tls
@@ -257,7 +262,7 @@ export class ClientStorage implements Storage {
     // Wait for the first connection.
     const deadline = Date.now() + (options.connectTimeout ?? 10_000)
     while (!this.#connected) {
-      const seq = Atomics.load(this.#ctl, 0)
+      const seq = Atomics.load(this.#ctl, WAKE)
       this.#drain()
       if (this.#connected) break
       if (this.#refused !== null) {
@@ -270,7 +275,7 @@ export class ClientStorage implements Storage {
         this.close()
         throw new ClientDisconnected(`${this.spec}: could not connect to the server (is it running, and is the token right?)`)
       }
-      Atomics.wait(this.#ctl, 0, seq, remaining)
+      Atomics.wait(this.#ctl, WAKE, seq, remaining)
     }
     this.#deliver()
   }
@@ -284,7 +289,7 @@ export class ClientStorage implements Storage {
   #drain(): void {
     // The worker bumps the counter after posting: nothing new since the last look, nothing to read
     // (receiveMessageOnPort costs microseconds even on an empty port).
-    const seq = Atomics.load(this.#ctl, 1)
+    const seq = Atomics.load(this.#ctl, POSTED)
     if (seq === this.#drainedSeq) return
     this.#drainedSeq = seq
     for (;;) {
@@ -313,6 +318,10 @@ export class ClientStorage implements Storage {
         this.#onConnected(decodeBody(m.b) as [string, number, Welcome])
         return
       case 'disconnected':
+        // The calls this thread wrote on that connection get no reply (the worker fails its own).
+        for (const [id, epoch] of this.#direct) {
+          if (epoch <= m.epoch) this.#settle(id, { ok: false, value: { name: 'ClientDisconnected', message: 'the connection to the server was lost before the reply came' } satisfies WireError })
+        }
         if (this.#connected) {
           log('%s: disconnected (%s)', this.spec, m.reason)
           this.#connected = false
@@ -326,6 +335,7 @@ export class ClientStorage implements Storage {
   }
 
   #settle(id: number, reply: Reply): void {
+    this.#direct.delete(id)
     if (this.#syncIds.has(id)) {
       const apply = this.#syncApply.get(id)
       if (apply !== undefined && reply.ok) {
@@ -439,7 +449,47 @@ export class ClientStorage implements Storage {
     }
     this.#outgoing = []
     this.#outgoingBytes = 0
+    if (this.#writeDirect(id, b, tidReply)) return
+    Atomics.add(this.#ctl, HANDED, 1)
     this.#post(tidReply ? { t: 'send', id, b, tidReply } : { t: 'send', id, b }, [b.buffer as ArrayBuffer])
+  }
+
+  /**
+   * Write `b` to the socket from this thread, if the worker publishes its descriptor and has
+   * handled everything posted to it (else a direct write could overtake it). What the kernel
+   * does not take at once goes to the worker, which waits for the socket to drain. False: not
+   * written, post it.
+   */
+  #writeDirect(id: number, b: Uint8Array, tidReply: boolean): boolean {
+    const ctl = this.#ctl
+    if (Atomics.load(ctl, FD) < 0) return false
+    Atomics.store(ctl, BUSY, 1)
+    try {
+      // Read after BUSY is set: the worker withdraws the descriptor, then waits for BUSY to clear.
+      const fd = Atomics.load(ctl, FD)
+      if (fd < 0 || Atomics.load(ctl, HANDED) !== Atomics.load(ctl, HANDLED)) return false
+      if (tidReply) Atomics.store(ctl, FINISH_ID, id)
+      if (id > 0) this.#direct.set(id, Atomics.load(ctl, EPOCH))
+      let off = 0
+      while (off < b.length) {
+        try {
+          off += writeSync(fd, b, off, b.length - off)
+        } catch (error) {
+          // EAGAIN: the socket's buffer is full. Anything else: the connection is failing; the
+          // worker will tell (and this call then fails with ClientDisconnected).
+          if ((error as NodeJS.ErrnoException).code !== 'EAGAIN') return true
+          break
+        }
+      }
+      if (off < b.length) {
+        const rest = b.slice(off)
+        Atomics.add(ctl, HANDED, 1)
+        this.#post({ t: 'send', id: 0, b: rest }, [rest.buffer as ArrayBuffer])
+      }
+      return true
+    } finally {
+      Atomics.store(ctl, BUSY, 0)
+    }
   }
 
   /** A synchronous call: blocks until the reply (or a failure) comes. */
@@ -472,7 +522,7 @@ export class ClientStorage implements Storage {
     const deadline = Date.now() + timeout
     try {
       for (;;) {
-        const seq = Atomics.load(this.#ctl, 0)
+        const seq = Atomics.load(this.#ctl, WAKE)
         this.#drain()
         const reply = this.#replies.get(id)
         if (reply !== undefined) {
@@ -482,7 +532,7 @@ export class ClientStorage implements Storage {
         }
         const remaining = deadline - Date.now()
         if (remaining <= 0) throw new ClientDisconnected(`${this.spec}: no reply from the server within ${timeout} ms`)
-        this.#spinner.wait(this.#ctl, 0, seq, Math.min(remaining, 60_000), quick)
+        this.#spinner.wait(this.#ctl, WAKE, seq, Math.min(remaining, 60_000), quick)
       }
     } finally {
       this.#syncIds.delete(id)
@@ -493,12 +543,12 @@ export class ClientStorage implements Storage {
   #waitSettled(id: number, timeout: number): void {
     const deadline = Date.now() + timeout
     while (this.#async.has(id)) {
-      const seq = Atomics.load(this.#ctl, 0)
+      const seq = Atomics.load(this.#ctl, WAKE)
       this.#drain()
       if (!this.#async.has(id)) return
       const remaining = deadline - Date.now()
       if (remaining <= 0) throw new ClientDisconnected(`${this.spec}: no reply from the server within ${timeout} ms`)
-      this.#spinner.wait(this.#ctl, 0, seq, Math.min(remaining, 60_000))
+      this.#spinner.wait(this.#ctl, WAKE, seq, Math.min(remaining, 60_000))
     }
   }
 
@@ -523,12 +573,12 @@ export class ClientStorage implements Storage {
     const timeout = this.#options.disconnectTimeout ?? 30_000
     const deadline = Date.now() + timeout
     while (!this.#connected) {
-      const seq = Atomics.load(this.#ctl, 0)
+      const seq = Atomics.load(this.#ctl, WAKE)
       this.#drain()
       if (this.#connected) return
       const remaining = deadline - Date.now()
       if (remaining <= 0) throw new ClientDisconnected(`${this.spec}: not connected to the server for ${timeout} ms`)
-      Atomics.wait(this.#ctl, 0, seq, remaining)
+      Atomics.wait(this.#ctl, WAKE, seq, remaining)
     }
   }
 

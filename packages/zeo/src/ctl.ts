@@ -1,0 +1,22 @@
+// The words of shared memory between ClientStorage (the main thread) and its I/O worker.
+
+/** Bumped (and notified) when the worker posted something a waiting main thread must see. */
+export const WAKE = 0
+/** Bumped after every batch the worker posts (invalidation pushes included). */
+export const POSTED = 1
+/**
+ * The socket's file descriptor while the main thread may write requests to it itself (a plain
+ * TCP connection, welcomed, nothing of the worker's own waiting to be written), else -1.
+ */
+export const FD = 2
+/** 1 while the main thread is writing to FD: the worker does not close or write the socket then. */
+export const BUSY = 3
+/** Frames the main thread posted to the worker for writing, and those the worker has handled. */
+export const HANDED = 4
+export const HANDLED = 5
+/** The connection FD belongs to (bumped at every welcome). */
+export const EPOCH = 6
+/** The id of the main thread's `finish` call written directly (its reply is a tid to remember). */
+export const FINISH_ID = 7
+/** Words in the control array. */
+export const CTL_WORDS = 8
