@@ -11,6 +11,8 @@ import { ClientStorage } from './client.js'
 
 export { ClientStorage, parseZeoSpec, type ClientStorageOptions } from './client.js'
 export { StorageServer, type StorageServerOptions, type ServedStorageOptions, type TlsServerOptions } from './server.js'
+// How a waiting client chooses between spinning and sleeping (exported for its tests).
+export { SpinPolicy } from './spin-wait.js'
 export { ClientDisconnected, ProtocolError, PROTOCOL_VERSION, DEFAULT_MAX_FRAME, FrameReader, encodeFrame, decodeBody } from './protocol.js'
 
 for (const scheme of ['zeo', 'zeos']) {

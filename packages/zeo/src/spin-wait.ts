@@ -1,35 +1,59 @@
-// Waiting for a word of shared memory to change (the I/O worker's "a reply came" counter): a
-// short spin first, then Atomics.wait. On these VMs a thread sleeping in Atomics.wait takes tens
-// of microseconds to wake when the vCPUs are idle, a large part of a loopback round trip;
-// spinning catches the replies that come within the window without that wake-up.
+// Waiting for a word of shared memory to change (the I/O worker's "a reply came" counter): either
+// a short spin, then Atomics.wait, or Atomics.wait at once. On these VMs a thread sleeping in
+// Atomics.wait takes tens of microseconds to wake when the vCPUs are idle, a large part of a
+// loopback round trip, and spinning catches the replies that come within the window without that
+// wake-up. But when the vCPUs are busy (other processes, or this client's own I/O worker and
+// server needing the vCPU the spin holds) spinning delays the reply it waits for: measured on the
+// 2-core VM with other work running, loads took 85-105 µs spinning and 50-57 sleeping, and the
+// server's own handling of a request got slow one time in five.
 //
-// The window follows the replies: a running average of how long they take decides it. Replies
-// that usually come within MAX_SPIN_US are spun for (a little longer than they take); slower ones
-// — a busy server, a loaded machine — are slept for at once, and an idle client spins not at all.
-// MAX_SPIN_US must exceed a round trip that sleeps (~200 µs on idle vCPUs), or the spin never
-// starts; measured in one run: no spin 141 µs, 150 µs 97, 250 µs 69, 350 µs 66.
+// So the waiter measures both: running averages of how long replies take when it spins and when
+// it sleeps at once, each wait doing what has lately been faster and one in EXPLORE doing the
+// other, to notice when that changes. A spin lasts a little longer than replies take (up to
+// MAX_SPIN_US); when even sleeping replies take longer than that, nothing spins.
 
 /** Longest spin, in µs: replies that usually take longer are slept for at once. */
 const MAX_SPIN_US = 250
-/** Weight of the newest reply in the running average (1/8). */
+/** Weight of the newest reply in a running average (1/8). */
 const WEIGHT = 0.125
+/** One wait in EXPLORE does what has lately been slower (a power of 2). */
+const EXPLORE = 8
+
+/** The choice between spinning and sleeping, from the reply times observed (no clock of its own). */
+export class SpinPolicy {
+  /** Running averages of the time to a reply, in µs, of waits that spun first and that slept at once. */
+  spinning = MAX_SPIN_US / 2
+  sleeping = MAX_SPIN_US / 2
+  #waits = 0
+
+  /** How long the next wait spins before it sleeps, in µs (0: it sleeps at once). */
+  next(): number {
+    const typical = Math.min(this.spinning, this.sleeping)
+    if (typical > MAX_SPIN_US) return 0
+    const spin = this.spinning < this.sleeping
+    const explore = (++this.#waits & (EXPLORE - 1)) === 0
+    return spin !== explore ? Math.min(MAX_SPIN_US, typical * 1.5) : 0
+  }
+
+  /** A wait that spun first (`spun`) or slept at once had its reply after `micros` µs. */
+  observe(spun: boolean, micros: number): void {
+    // A reply that took very long says no more than "slow": it must not swamp the average.
+    const took = Math.min(micros, 4 * MAX_SPIN_US)
+    if (spun) this.spinning += (took - this.spinning) * WEIGHT
+    else this.sleeping += (took - this.sleeping) * WEIGHT
+  }
+}
 
 export class SpinWaiter {
-  /** Running average of the time to a reply, in µs. */
-  #average = MAX_SPIN_US / 2
+  readonly policy = new SpinPolicy()
   /** Waits that spun, and those whose reply came during the spin (statistics). */
   spins = 0
   caught = 0
 
-  /** How long a wait spins now, in µs. */
-  get window(): number {
-    return this.#average <= MAX_SPIN_US ? Math.min(MAX_SPIN_US, this.#average * 1.5) : 0
-  }
-
   /**
    * Wait until `word[index]` is no longer `seq` or `timeoutMs` passed (as Atomics.wait, without
    * its return value). `quick`: false for waits known to be long or rare (a vote waiting for other
-   * clients' locks, a pack): they sleep at once and do not count in the average.
+   * clients' locks, a pack): they sleep at once and do not count in the averages.
    */
   wait(word: Int32Array, index: number, seq: number, timeoutMs: number, quick = true): void {
     if (!quick) {
@@ -37,25 +61,19 @@ export class SpinWaiter {
       return
     }
     const start = performance.now()
-    const window = this.window
+    const window = this.policy.next()
     if (window > 0) {
       this.spins++
       const end = start + window / 1000
       do {
         if (Atomics.load(word, index) !== seq) {
           this.caught++
-          this.#observe(start)
+          this.policy.observe(true, (performance.now() - start) * 1000)
           return
         }
       } while (performance.now() < end)
     }
     Atomics.wait(word, index, seq, timeoutMs)
-    this.#observe(start)
-  }
-
-  #observe(start: number): void {
-    // A reply that took very long says no more than "slow": it must not swamp the average.
-    const took = Math.min((performance.now() - start) * 1000, 4 * MAX_SPIN_US)
-    this.#average += (took - this.#average) * WEIGHT
+    this.policy.observe(window > 0, (performance.now() - start) * 1000)
   }
 }
