@@ -126,6 +126,31 @@ describe('Persistent', () => {
       expect((item as unknown as Record<string, unknown>)._v_temp).to.equal(undefined)
     })
 
+    it('keeps an unsaved object _v_, accessor and symbol properties when it is stored; its ghost has none', () => {
+      const p = new Item('p', 1) as unknown as Record<string | symbol, unknown> & Item
+      const tag = Symbol('tag')
+      p._v_cache = 'volatile' // non-enumerable, made by the prototype hook
+      Object.defineProperty(p, 'computed', { get: () => 42, enumerable: true, configurable: true })
+      p[tag] = 'symbol'
+      p.after = 'added last'
+      s.root.p = p
+      s.tm.commit()
+      expect(Object.keys(p)).to.deep.equal(['name', 'value', 'computed', 'after'])
+      expect(p._p_getState()).to.deep.include({ name: 'p', value: 1, after: 'added last' })
+      expect(p._v_cache).to.equal('volatile')
+      expect(p.computed).to.equal(42)
+      expect(p[tag]).to.equal('symbol')
+      // The accessor is the object's own, not a state attribute: writing through it is no change.
+      expect(Object.getOwnPropertyDescriptor(p, 'computed')!.set).to.equal(undefined)
+      p.after = 'changed'
+      expect(p._p_changed).to.equal(true)
+      s.tm.commit()
+      p._p_invalidate()
+      expect(Reflect.ownKeys(p)).to.deep.equal([])
+      expect(p.after).to.equal('changed')
+      expect(p._v_cache).to.equal(undefined)
+    })
+
     it('becomes a ghost on _p_invalidate and loads on the first attribute read', () => {
       item._p_invalidate()
       expect(item._p_state).to.equal(GHOST)
