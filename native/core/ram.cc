@@ -89,12 +89,21 @@ bool Ram::moveAliasTo(std::int64_t frame, void* at) {
 
 bool Ram::moveBackToAlias(std::int64_t frame, void* from) {
   char* slot = readSlot(frame);
-  if (!slot) return false;
+  if (!slot) {
+    lastMoveFailure_ = "finding the frame's read slot";
+    errno = ERANGE;
+    return false;
+  }
   // Write-protect first: the entries must arrive read-only (mremap moves the protection along).
   // For a clean page they are already: the kernel then returns without touching them.
-  if (::mprotect(from, pageSize_, PROT_READ) != 0) return false;
-  if (::mremap(from, pageSize_, pageSize_, MREMAP_MAYMOVE | MREMAP_FIXED, slot) == MAP_FAILED)
+  if (::mprotect(from, pageSize_, PROT_READ) != 0) {
+    lastMoveFailure_ = "mprotect";
     return false;
+  }
+  if (::mremap(from, pageSize_, pageSize_, MREMAP_MAYMOVE | MREMAP_FIXED, slot) == MAP_FAILED) {
+    lastMoveFailure_ = "mremap";
+    return false;
+  }
   readWarm_[static_cast<std::size_t>(frame)] = true;
   return true;
 }

@@ -78,6 +78,8 @@ class Ram {
   // first (a no-op without a PTE walk when they are read-only already); the slot is warm from
   // then on. False when the frame lies beyond the aliases.
   bool moveBackToAlias(std::int64_t frame, void* from);
+  // Which call of the last failed moveBackToAlias failed (for its fatal message).
+  const char* lastMoveFailure() const { return lastMoveFailure_; }
 
   std::size_t framesInUse() const { return inUse_; }
   std::size_t framesWarm() const { return warm_.size(); }
@@ -106,6 +108,7 @@ class Ram {
   std::size_t inUse_ = 0;
   std::size_t peak_ = 0;
   std::uint64_t punched_ = 0;
+  const char* lastMoveFailure_ = "nothing";
 };
 
 }  // namespace wendelin

@@ -33,11 +33,20 @@ __attribute__((tls_model("initial-exec"))) thread_local bool tlsHoldsLock = fals
 // Set by Virtmem::KeepMappedScope (read in a fault, hence initial-exec as well).
 __attribute__((tls_model("initial-exec"))) thread_local bool tlsKeepMapped = false;
 
-// Ram::moveBackToAlias failed (its mprotect or mremap): says which errno, once seen in a full
-// test run under load and not reproduced since.
-[[noreturn]] void fatalMoveBack() {
-  char msg[160];
-  std::snprintf(msg, sizeof msg, "cannot move page tables back to the RAM alias: %s", std::strerror(errno));
+// Ram::moveBackToAlias failed: says which call, its errno and whether all of the page was
+// still mapped (once seen in a full test run under load, not reproduced in 40 runs of the
+// stress test beside other CPU load since).
+[[noreturn]] void fatalMoveBack(Ram* ram, void* from) {
+  const int err = errno;
+  unsigned char vec[1];
+  bool whole = true;
+  for (std::size_t off = 0; off < ram->pageSize(); off += osPageSize())
+    if (::mincore(static_cast<char*>(from) + off, osPageSize(), vec) != 0 && errno == ENOMEM) whole = false;
+  char msg[256];
+  std::snprintf(msg, sizeof msg,
+                "cannot move page tables back to the RAM alias: %s failed: %s (page at %p %s)",
+                ram->lastMoveFailure(), std::strerror(err), from,
+                whole ? "still mapped whole" : "partly unmapped");
   fatal(msg);
 }
 
@@ -219,7 +228,7 @@ void Virtmem::unmap(Vma* vma) {
     if (page->ptesIn == vma) {
       // Back to the read alias: the frame's next mapping then needs no population.
       void* at = reinterpret_cast<void*>(vma->start + i * pageSize);
-      if (!vma->fileh->ram->moveBackToAlias(page->frame, at)) fatalMoveBack();
+      if (!vma->fileh->ram->moveBackToAlias(page->frame, at)) fatalMoveBack(vma->fileh->ram, at);
       page->ptesIn = nullptr;
     }
   }
@@ -271,7 +280,7 @@ void Virtmem::unmapPageFrom(Vma* vma, Page* page) {
   if (page->ptesIn == vma) {
     // Keep the page tables warm for the frame's next mapping; `at` is left a hole, refilled
     // below (a reader on another thread hitting it meanwhile waits: see waitOutHole).
-    if (!ram->moveBackToAlias(page->frame, at)) fatalMoveBack();
+    if (!ram->moveBackToAlias(page->frame, at)) fatalMoveBack(ram, at);
     page->ptesIn = nullptr;
   }
   if (i < vma->basePages)
