@@ -4,6 +4,7 @@
 #include <napi.h>
 
 #include <fcntl.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <map>
@@ -528,6 +529,7 @@ void onLoaderWake(uv_async_t* wake) {
         loader->jobs.erase(it);
         std::snprintf(r->error, sizeof r->error, "loader handler threw: %s", e.Message().c_str());
         r->ok = false;
+        LoaderPool::instance().finished(wake, r);
         r->done.set();
       }
     }
@@ -563,7 +565,7 @@ Napi::Value ServeLoads(const Napi::CallbackInfo& info) {
   napi_add_async_cleanup_hook(env, onLoaderCleanup, loader, nullptr);
   tlsLoader = loader;
   markLoaderThread();
-  LoaderPool::instance().addLoader(&loader->wake);
+  LoaderPool::instance().addLoader(&loader->wake, ::gettid());
   return env.Undefined();
 }
 
@@ -589,6 +591,7 @@ Napi::Value CompleteLoad(const Napi::CallbackInfo& info) {
                                std::string(reinterpret_cast<const char*>(report.Data()), report.ByteLength()));
     }
   }
+  LoaderPool::instance().finished(&loader->wake, request);
   if (request->async) {
     bool kept = vm().finishLoad(request->pending, ok);
     delete request;

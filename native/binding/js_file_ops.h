@@ -33,9 +33,10 @@ class JsFileOps : public BigFileOps {
     request.len = len;
     LoaderPool::instance().submit(&request, /*urgent=*/true);  // before readahead
     whileLoading();
-    // A loader usually answers within tens of µs, and a futex wake-up costs about as much
-    // again on these VMs: spin that long before sleeping.
-    request.done.wait(kSpinNanos);
+    // A loader on another CPU usually answers within tens of µs, and a futex wake-up costs
+    // about as much again on these VMs: spin that long before sleeping. A loader pinned to this
+    // CPU needs it: sleep at once (its wake-up of this thread is then local and cheap).
+    request.done.wait(request.steered ? 0 : kSpinNanos);
     if (!request.ok) std::snprintf(err, errLen, "%s", request.error);
     return request.ok;
   }

@@ -1,6 +1,9 @@
 #include "binding/loader_pool.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstring>
 
 namespace wendelin {
 
@@ -26,19 +29,32 @@ LoaderPool::Slot* LoaderPool::slotOf(uv_async_t* wake) {
 // One wake-up per queued request not yet covered by a loader woken for it: waking every loader
 // for every request made them all contend for the queue, and each wake-up of a sleeping thread
 // costs tens of µs on these VMs (eventfd write, an IPI to a halted vCPU, a context switch).
-// Busy loaders need none: they look at the queue again before going to sleep.
-void LoaderPool::wakeLocked() {
+// Busy loaders need none: they look at the queue again before going to sleep. The first loader
+// woken for an urgent request is pinned to its CPU first (see the header), so the wake-up puts
+// it there; if pinning fails (a cpuset without that CPU) it runs wherever the scheduler says.
+void LoaderPool::wakeLocked(int cpu) {
   for (Slot& slot : loaders_) {
     if (queued_ <= woken_) return;
     if (!slot.asleep) continue;
     slot.asleep = false;
     slot.woken = true;
     woken_++;
+    if (cpu >= 0) {
+      cpu_set_t one;
+      CPU_ZERO(&one);
+      CPU_SET(cpu, &one);
+      if (slot.pinnedTo == cpu || ::sched_setaffinity(slot.tid, sizeof one, &one) == 0) slot.pinnedTo = cpu;
+      cpu = -1;  // one loader per request
+    }
     uv_async_send(slot.wake);
   }
 }
 
+int LoaderPool::headUrgentCpu() const { return head_ && head_->urgent ? head_->cpu : -1; }
+
 void LoaderPool::submit(LoadRequest* request, bool urgent) {
+  int cpu = urgent ? ::sched_getcpu() : -1;  // vDSO/rseq: fine in the SIGSEGV handler
+  if (cpu >= CPU_SETSIZE) cpu = -1;            // beyond a cpu_set_t: not pinned
   std::lock_guard<std::mutex> g(mutex_);
   if (urgent) {
     // After the urgent ones already queued, before the rest (FIFO among urgent requests).
@@ -53,17 +69,31 @@ void LoaderPool::submit(LoadRequest* request, bool urgent) {
     tail_ = request;
   }
   request->urgent = urgent;
+  request->cpu = cpu;
   queued_++;
-  wakeLocked();
+  // A loader on this CPU that has finished its fault's load (the previous fault's, back at the
+  // queue in a moment) takes it: waking another would only put a second loader on this CPU for
+  // nothing. One still loading is no cover: this fault would wait behind that load.
+  bool covered = false;
+  if (cpu >= 0)
+    for (const Slot& slot : loaders_)
+      if (!slot.asleep && !slot.woken && slot.pinnedTo == cpu && slot.pinnedLoads == 0) covered = true;
+  if (!covered) wakeLocked(cpu);
+  // Set before any loader can take it (take() holds the lock).
+  request->steered = false;
+  if (cpu >= 0)
+    for (const Slot& slot : loaders_)
+      if (!slot.asleep && slot.pinnedTo == cpu) request->steered = true;
 }
 
 void LoaderPool::requeue(LoadRequest* request) {
   std::lock_guard<std::mutex> g(mutex_);
+  request->pinnedLoad = false;  // its loader is gone
   request->next = head_;
   head_ = request;
   if (!tail_) tail_ = request;
   queued_++;
-  wakeLocked();
+  wakeLocked(headUrgentCpu());
 }
 
 LoadRequest* LoaderPool::take(uv_async_t* wake) {
@@ -79,16 +109,50 @@ LoadRequest* LoaderPool::take(uv_async_t* wake) {
     if (!head_) tail_ = nullptr;
     request->next = nullptr;
     queued_--;
-  } else if (slot) {
-    slot->asleep = true;
   }
+  if (slot && slot->pinnedTo >= 0) {
+    if (request && request->urgent && request->cpu == slot->pinnedTo) {
+      request->pinnedLoad = true;
+      slot->pinnedLoads++;
+    } else if (request || slot->pinnedLoads == 0) {
+      // Other work (readahead runs beside the reading thread) and the next wake-up may use
+      // any CPU again. A load that went asynchronous (the file still opening) keeps the pin
+      // until finished(): its faulting thread sleeps on this CPU meanwhile.
+      unpinLocked(slot);
+    }
+  }
+  if (!request && slot) slot->asleep = true;
   return request;
 }
 
-void LoaderPool::addLoader(uv_async_t* wake) {
+void LoaderPool::finished(uv_async_t* wake, LoadRequest* request) {
+  if (!request->pinnedLoad) return;
   std::lock_guard<std::mutex> g(mutex_);
-  loaders_.push_back(Slot{wake, /*asleep=*/true, /*woken=*/false});
-  wakeLocked();  // requests queued before any loader was up
+  request->pinnedLoad = false;
+  Slot* slot = slotOf(wake);
+  if (!slot || --slot->pinnedLoads > 0) return;
+  // Asleep: take() found nothing while this load was under way. (Awake — serving, or woken
+  // and maybe pinned anew by a submit — the next take() decides.)
+  if (slot->asleep && slot->pinnedTo >= 0) unpinLocked(slot);
+}
+
+// Under the lock: a submit cannot pin the loader anew in between. Should its old mask be
+// refused (the cpuset changed meanwhile), any CPU will do.
+void LoaderPool::unpinLocked(Slot* slot) {
+  if (::sched_setaffinity(0, sizeof slot->home, &slot->home) != 0) {
+    cpu_set_t any;
+    std::memset(&any, 0xff, sizeof any);
+    ::sched_setaffinity(0, sizeof any, &any);
+  }
+  slot->pinnedTo = -1;
+}
+
+void LoaderPool::addLoader(uv_async_t* wake, pid_t tid) {
+  Slot slot{wake, /*asleep=*/true, /*woken=*/false, tid, {}, /*pinnedTo=*/-1, /*pinnedLoads=*/0};
+  if (::sched_getaffinity(tid, sizeof slot.home, &slot.home) != 0) std::memset(&slot.home, 0xff, sizeof slot.home);
+  std::lock_guard<std::mutex> g(mutex_);
+  loaders_.push_back(slot);
+  wakeLocked(headUrgentCpu());  // requests queued before any loader was up
 }
 
 void LoaderPool::removeLoader(uv_async_t* wake) {
@@ -97,7 +161,7 @@ void LoaderPool::removeLoader(uv_async_t* wake) {
   loaders_.erase(std::remove_if(loaders_.begin(), loaders_.end(),
                                 [wake](const Slot& slot) { return slot.wake == wake; }),
                  loaders_.end());
-  wakeLocked();  // a wake-up it never answered goes to another loader
+  wakeLocked(headUrgentCpu());  // a wake-up it never answered goes to another loader
 }
 
 std::size_t LoaderPool::loaderCount() {

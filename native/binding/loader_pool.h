@@ -7,6 +7,15 @@
 // handler with an ArrayBuffer over the RAM frame, and the handler calls completeLoad() when
 // the block is in. Only as many loaders are woken as there are requests no woken loader takes.
 //
+// A loader woken for a fault runs on the faulting thread's CPU. The faulting thread only waits
+// meanwhile, and on these VMs everything between two vCPUs costs 15-30 µs: waking a halted
+// vCPU (the eventfd write, then the wake-up itself) and each TLB shootdown of the fault's page
+// table moves while the loader runs on the other one — 65-80 µs a fault where a loader on the
+// same vCPU takes ~21. So the woken loader is pinned to the faulting CPU (sched_setaffinity of
+// a sleeping thread, <1 µs), the faulting thread sleeps at once instead of spinning (it would
+// hold the CPU its loader needs), and the loader takes its own CPU mask back before it serves
+// anything else (readahead, fileh.load) or, once the fault's load is done, goes back to sleep.
+//
 // Request life cycle:
 //   queued (in the pool) ──take──► taken (owned by one loader, a job id names it to JS)
 //     ──completeLoad──► done: fault requests wake their waiting thread; async requests
@@ -14,6 +23,8 @@
 //   A loader that shuts down with jobs taken puts them back in the queue for another loader.
 #pragma once
 
+#include <sched.h>
+#include <sys/types.h>
 #include <uv.h>
 
 #include <atomic>
@@ -41,6 +52,9 @@ struct LoadRequest {
   double asyncId = 0;
   Virtmem::PendingLoad pending;
   bool urgent = false;               // a faulting thread waits for it (queued first)
+  int cpu = -1;                      // urgent: the CPU the faulting thread submitted it from
+  bool steered = false;              // a loader pinned to that CPU will serve it
+  bool pinnedLoad = false;           // taken by a loader pinned to `cpu` (until finished())
   LoadRequest* next = nullptr;
 };
 
@@ -50,15 +64,22 @@ class LoaderPool {
 
   // Queues a request and wakes a sleeping loader if the loaders already awake are fewer than
   // the requests queued. Safe from the SIGSEGV handler of any thread. `urgent` (a thread waits
-  // for it) goes before the queued readahead and fileh.load requests.
+  // for it) goes before the queued readahead and fileh.load requests, and the loader woken for
+  // it is pinned to the caller's CPU: `request->steered` says a loader will run there.
   void submit(LoadRequest* request, bool urgent = false);
   // Puts back a request a loader took but could not finish (it is shutting down).
   void requeue(LoadRequest* request);
   // The next request for the loader woken through `wake`; nullptr when the queue is empty,
-  // and the loader counts as asleep from then until it is woken again.
+  // and the loader counts as asleep from then until it is woken again. Called on the loader's
+  // own thread: a loader pinned for a fault gets its CPU mask back here when it takes other
+  // work, or finds nothing to do with no fault's load of its own under way.
   LoadRequest* take(uv_async_t* wake);
+  // A request taken through `wake` is done (on the loader's thread, before it is handed back):
+  // the last pinned load of a loader gone to sleep gives it its CPU mask back.
+  void finished(uv_async_t* wake, LoadRequest* request);
 
-  void addLoader(uv_async_t* wake);
+  // `tid`: the loader's thread; its CPU mask now is the one it gets back after a pinned load.
+  void addLoader(uv_async_t* wake, pid_t tid);
   void removeLoader(uv_async_t* wake);
   std::size_t loaderCount();
 
@@ -69,9 +90,18 @@ class LoaderPool {
     uv_async_t* wake;
     bool asleep;
     bool woken;
+    pid_t tid;
+    cpu_set_t home;                  // its CPU mask when it started serving
+    int pinnedTo;                    // the CPU it is pinned to for a fault, or -1
+    int pinnedLoads;                 // loads it took pinned and has not finished
   };
   Slot* slotOf(uv_async_t* wake);
-  void wakeLocked();
+  // `cpu` >= 0: pin the first loader woken to that CPU (an urgent request's).
+  void wakeLocked(int cpu = -1);
+  // The CPU of the urgent request at the head of the queue, or -1.
+  int headUrgentCpu() const;
+  // The loader of `slot` (the calling thread) gets its own CPU mask back.
+  static void unpinLocked(Slot* slot);
   std::mutex mutex_;
   LoadRequest* head_ = nullptr;
   LoadRequest* tail_ = nullptr;
