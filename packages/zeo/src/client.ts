@@ -301,14 +301,14 @@ export class ClientStorage implements Storage {
 
   #handle(m: FromWorker): void {
     switch (m.t) {
-      case 'frame': {
-        const msg = decodeBody(m.b) as unknown[]
-        const id = msg[0] as number
-        if (id === 0) {
-          if (msg[1] === 'invalidate') this.#invalidate(msg[2] as Tid, msg[3] as Oid[])
-          return
+      case 'frames': {
+        const b = m.b
+        const view = new DataView(b.buffer, b.byteOffset, b.byteLength)
+        for (let off = 0; off < b.length; ) {
+          const n = view.getUint32(off)
+          this.#frame(b.subarray(off + 4, off + 4 + n))
+          off += 4 + n
         }
-        this.#settle(id, { ok: msg[1] === 0, value: msg[2] })
         return
       }
       case 'failed':
@@ -332,6 +332,17 @@ export class ClientStorage implements Storage {
         this.#refused = m.message
         return
     }
+  }
+
+  /** One frame from the server: a reply, or an invalidation push. */
+  #frame(body: Uint8Array): void {
+    const msg = decodeBody(body) as unknown[]
+    const id = msg[0] as number
+    if (id === 0) {
+      if (msg[1] === 'invalidate') this.#invalidate(msg[2] as Tid, msg[3] as Oid[])
+      return
+    }
+    this.#settle(id, { ok: msg[1] === 0, value: msg[2] })
   }
 
   #settle(id: number, reply: Reply): void {

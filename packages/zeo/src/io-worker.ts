@@ -1,6 +1,7 @@
 // The client's I/O worker: owns the socket to the server, reconnects with backoff, and relays
 // frames. Everything the server sends comes back to the main thread (ClientStorage) on a
-// MessagePort, in order, each batch followed by a bump of a shared counter (and, unless the batch
+// MessagePort, in order — the frames of one read from the socket in one message (a message costs
+// both threads µs) — each batch followed by a bump of a shared counter (and, unless the batch
 // holds only invalidations, Atomics.notify), so that a main thread blocked in Atomics.wait wakes
 // and reads it with receiveMessageOnPort.
 //
@@ -18,7 +19,7 @@ import { type MessagePort, workerData } from 'node:worker_threads'
 import createDebug from 'debug'
 
 import { BUSY, EPOCH, FD, FINISH_ID, HANDLED, POSTED, WAKE } from './ctl.js'
-import { FrameReader, MAGIC, PROTOCOL_VERSION, decodeBody, encodeFrame, peekId } from './protocol.js'
+import { FrameReader, MAGIC, PROTOCOL_VERSION, decodeBody, encodeFrame, peekId, peekTid } from './protocol.js'
 
 const log = createDebug('wendelin:zeo:client-io')
 
@@ -47,7 +48,8 @@ export type ToWorker =
 
 /** Worker → main thread. */
 export type FromWorker =
-  | { t: 'frame'; b: Uint8Array }
+  /** Frames as on the wire (4-byte big-endian length, body), one after the other. */
+  | { t: 'frames'; b: Uint8Array }
   | { t: 'connected'; b: Uint8Array }
   | { t: 'disconnected'; reason: string; epoch: number }
   | { t: 'failed'; id: number; name: string; message: string }
@@ -121,7 +123,7 @@ function flush(): void {
   const batch = outbox
   outbox = []
   for (const m of batch) {
-    if ((m.t === 'frame' || m.t === 'connected') && m.b.byteOffset === 0 && m.b.byteLength === m.b.buffer.byteLength) {
+    if ((m.t === 'frames' || m.t === 'connected') && m.b.byteOffset === 0 && m.b.byteLength === m.b.buffer.byteLength) {
       port.postMessage(m, [m.b.buffer as ArrayBuffer])
     } else {
       port.postMessage(m)
@@ -167,10 +169,13 @@ function connect(): void {
       s.destroy()
       return
     }
+    let batch: Buffer[] | null = null
+    let batchBytes = 0
+    let wake = false
     for (const body of bodies) {
-      const copy = new Uint8Array(body.length)
-      copy.set(body)
       if (!welcomed) {
+        const copy = new Uint8Array(body.length)
+        copy.set(body)
         welcomed = true
         let welcome: unknown
         try {
@@ -197,12 +202,25 @@ function connect(): void {
         publishFd(s)
         continue
       }
-      const id = peekId(copy)
+      const id = peekId(body)
       if (id > 0) {
         inflight.delete(id)
-        if (tidReplies.delete(id) || id === Atomics.load(ctl, FINISH_ID)) rememberTid(copy, true)
-      } else if (id === 0) rememberTid(copy, false) // an invalidation push
-      post({ t: 'frame', b: copy }, id !== 0)
+        if (tidReplies.delete(id) || id === Atomics.load(ctl, FINISH_ID)) rememberTid(body, true)
+      } else if (id === 0) rememberTid(body, false) // an invalidation push
+      if (id !== 0) wake = true
+      ;(batch ??= []).push(body)
+      batchBytes += 4 + body.length
+    }
+    if (batch !== null) {
+      const b = new Uint8Array(batchBytes)
+      const view = new DataView(b.buffer)
+      let off = 0
+      for (const body of batch) {
+        view.setUint32(off, body.length)
+        b.set(body, off + 4)
+        off += 4 + body.length
+      }
+      post({ t: 'frames', b }, wake)
     }
   })
   s.on('error', (e) => log('connection error: %s', e.message))
@@ -228,13 +246,8 @@ function connect(): void {
  * or the successful reply `[id, 0, tid]` of our finish): the next handshake's last tid.
  */
 function rememberTid(frame: Uint8Array, isReply: boolean): void {
-  try {
-    const m = decodeBody(frame) as unknown[]
-    if (isReply && m[1] !== 0) return // an error reply
-    if (typeof m[2] === 'bigint' && (lastTid === null || m[2] > lastTid)) lastTid = m[2]
-  } catch {
-    // the main thread reports it
-  }
+  const tid = peekTid(frame, isReply)
+  if (tid !== null && (lastTid === null || tid > lastTid)) lastTid = tid
 }
 
 function send(id: number, b: Uint8Array, tidReply = false): void {

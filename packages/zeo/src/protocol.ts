@@ -188,6 +188,33 @@ export function peekId(body: Uint8Array): number {
   return -1
 }
 
+const INVALIDATE = new TextEncoder().encode('invalidate')
+
+/**
+ * The tid in a successful reply `[id, 0, tid]` (isReply) or an invalidation push
+ * `[0, "invalidate", tid, oids]`, read from the bytes without decoding the rest (the I/O worker
+ * remembers it for reconnecting); null if the frame is not of that shape (an error reply).
+ */
+export function peekTid(body: Uint8Array, isReply: boolean): bigint | null {
+  const h = body[0]
+  if (h === undefined || h < 0x93 || h > 0x9f) return null
+  let at = 1
+  if (isReply) {
+    const b = body[1]
+    if (b === undefined) return null
+    at += b < 0x80 ? 1 : b === 0xcc ? 2 : b === 0xcd ? 3 : b === 0xce ? 5 : 0
+    if (at === 1 || body[at++] !== 0x00) return null
+  } else {
+    if (body[1] !== 0x00 || body[2] !== 0xa0 + INVALIDATE.length) return null
+    for (let i = 0; i < INVALIDATE.length; i++) if (body[3 + i] !== INVALIDATE[i]) return null
+    at = 3 + INVALIDATE.length
+  }
+  const t = body[at]
+  if ((t !== 0xcf && t !== 0xd3) || body.length < at + 9) return null
+  const tid = new DataView(body.buffer, body.byteOffset + at + 1, 8).getBigUint64(0)
+  return t === 0xd3 && tid >= 1n << 63n ? null : tid
+}
+
 export function isBigint(x: unknown): x is bigint {
   return typeof x === 'bigint' && x >= 0n && x <= 0xffff_ffff_ffff_ffffn
 }
