@@ -500,6 +500,43 @@ export class SQLiteStorage implements Storage {
     })
   }
 
+  /**
+   * `substr` of the newest revision before `tid`: SQLite reads the pages a range lies on, not the
+   * whole record (measured on random 2 MiB records, fresh process: 8 bytes in ~360 us, the whole
+   * record in 690-1,540 us).
+   */
+  loadBeforeRanges(oid: Oid, tid: Tid, ranges: ReadonlyArray<readonly [offset: number, length: number]>): Uint8Array[] | null {
+    this.#checkOpen()
+    if (ranges.length === 0 || ranges.length > 8) throw new RangeError(`loadBeforeRanges: 1 to 8 ranges, not ${ranges.length}`)
+    const args: unknown[] = []
+    for (const [offset, length] of ranges) {
+      if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) {
+        throw new RangeError(`loadBeforeRanges: bad range [${offset}, ${length}]`)
+      }
+      args.push(offset + 1, length) // substr counts from 1
+    }
+    const visible = this.#visibleBefore()
+    args.push(oid, tid < visible ? tid : visible)
+    const row = this.#guard('load', () => this.#rangesStatement(ranges.length).get(args) as unknown[] | undefined)
+    if (row === undefined) throw new POSKeyError(oid)
+    if (row[1] === null) return null // a deletion
+    const parts: Uint8Array[] = []
+    for (let i = 1; i < row.length; i++) parts.push(row[i] === null ? new Uint8Array(0) : toBytes(row[i]))
+    return parts
+  }
+
+  /** SELECT tid and `n` substrings of the newest revision before a tid. */
+  #rangesStatement(n: number): Database.Statement {
+    const key = `ranges:${n}`
+    let stmt = this.#oidListStatements.get(key)
+    if (stmt === undefined) {
+      const parts = Array.from({ length: n }, () => 'substr(data, ?, ?)').join(', ')
+      stmt = this.#db.prepare(`SELECT tid, ${parts} FROM object_revisions WHERE oid = ? AND tid < ? ORDER BY tid DESC LIMIT 1`).raw()
+      this.#oidListStatements.set(key, stmt)
+    }
+    return stmt
+  }
+
   /** Statements over a list of 1 to BATCH_ROWS oids, by kind and list length, prepared when first needed. */
   readonly #oidListStatements = new Map<string, Database.Statement>()
 

@@ -164,6 +164,15 @@ export interface Storage {
    */
   loadBeforeMany?(oids: readonly Oid[], tid: Tid): Map<Oid, LoadedRevision>
 
+  /**
+   * Optional: parts of the record of `oid` current before `tid`, as `loadBefore` would find it:
+   * for each `[offset, length]` of `ranges`, its bytes (fewer where the record ends first),
+   * without reading the rest of a big record where the storage can. Null where loadBefore gives
+   * null; POSKeyError as loadBefore. Never required for correctness (ZBigFile reads a single
+   * element of a 2 MiB block with it).
+   */
+  loadBeforeRanges?(oid: Oid, tid: Tid, ranges: ReadonlyArray<readonly [offset: number, length: number]>): Uint8Array[] | null
+
   /** Listen for committed transactions (each storage delivers in tid order). */
   addListener(listener: InvalidationListener): void
   removeListener(listener: InvalidationListener): void
