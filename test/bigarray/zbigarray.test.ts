@@ -307,7 +307,8 @@ describe('ZBigArray', () => {
     e2.tm.abort()
     A2.releaseMappings()
     expect(A2.get(n - 1)).to.equal(-3)
-    // a ZBlk0 block is loaded whole, as before
+    // a ZBlk0 block: the element is read from its record (a range read), then a second get
+    // into the same page loads it
     A1.zfile.format = 'ZBlk0'
     A1.assign(1.25, [PS / 8, (2 * PS) / 8])
     e1.tm.commit()
@@ -316,6 +317,8 @@ describe('ZBigArray', () => {
     A2.releaseMappings()
     expect(fh.pageState(1)).to.equal('empty')
     expect(A2.get(PS / 8 + 5)).to.equal(1.25)
+    expect(fh.pageState(1)).to.equal('empty')
+    expect(A2.get(PS / 8 + 9)).to.equal(1.25)
     expect(fh.pageState(1)).to.equal('loaded')
   })
 

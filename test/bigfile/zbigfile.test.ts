@@ -419,15 +419,66 @@ describe('ZBigFile', () => {
     expect(at(2 * PS + 4090, 8)).to.equal(null)
     e2.tm.abort()
     expect(at(2 * PS + 4090, 2)).to.deep.equal([5, 5])
-    // ZBlk0 blocks are read whole: declined
-    zf.format = 'ZBlk0'
+  })
+
+  it('peek reads a range of a ZBlk0 block\'s record a few times per page, then declines (the page is better loaded)', () => {
+    // blocks of 2 pages: a block with over 64 KiB of data keeps its bytes in a bin 32
+    const BS = 2 * PS
+    const openBS = (zf: ZBigFile) => {
+      const r = new RAM({ pageSize: BS, limit: 8 * BS })
+      rams.push(r)
+      const h = zf.open({ ram: r })
+      handles.push(h)
+      return h
+    }
+    const e = env()
+    const zf = new ZBigFile(BS, { format: 'ZBlk0' })
+    ;(e.conn.root as Record<string, unknown>).zfile = zf
+    e.tm.commit()
+    const h = openBS(zf)
+    const m = h.mmap(0, 3)
+    const b = m.bytes()
+    for (let i = 0; i < BS - 10; i++) b[i] = (i % 251) + 1 // trimmed: its last 10 bytes are zeros
+    b.fill(3, BS, BS + 100) // under 64 KiB of data: a smaller record layout, loaded whole
+    b.fill(4, 2 * BS, 3 * BS)
+    e.tm.commit()
+    m.unmap()
+    const e2 = env(e.file)
+    const zf2 = (e2.conn.root as Record<string, unknown>).zfile as ZBigFile
+    const h2 = openBS(zf2)
+    const at = (off: number, len: number) => {
+      const d = new Uint8Array(len).fill(0xee)
+      return h2.peek(off, d) ? [...d] : null
+    }
+    const storage = e2.db.storage
+    let ranges = 0
+    const loadBeforeRanges = storage.loadBeforeRanges!.bind(storage)
+    storage.loadBeforeRanges = (oid, tid, r) => {
+      ranges++
+      return loadBeforeRanges(oid, tid, r)
+    }
+    expect(at(100, 4)).to.deep.equal([100, 101, 102, 103].map((i) => (i % 251) + 1))
+    expect(at(BS - 12, 8)).to.deep.equal([((BS - 12) % 251) + 1, ((BS - 11) % 251) + 1, 0, 0, 0, 0, 0, 0]) // across the trimmed end
+    expect(at(2 * BS + 8, 2)).to.deep.equal([4, 4])
+    expect(ranges).to.equal(3)
+    expect(at(BS + 50, 2)).to.equal(null) // the small record
+    expect(at(BS - 4, 4)).to.deep.equal([0, 0, 0, 0]) // the third range read of page 0
+    expect(at(8, 1)).to.equal(null) // a fourth: declined
+    for (let pg = 0; pg < 3; pg++) expect(h2.pageState(pg)).to.equal('empty')
+    // a ZBlk0 loaded in the connection is read there
+    const zblk = zf2.blktab.get(0) as ZBlk0
+    void zblk.data
+    const before = ranges
+    expect(at(8, 2)).to.deep.equal([9, 10])
+    expect(ranges).to.equal(before)
+    // another transaction rewrites page 2: the range is read at the handle's snapshot
     const m3 = h.mmap(2, 1)
-    m3.bytes().fill(1)
+    m3.bytes().fill(6)
     e.tm.commit()
     m3.unmap()
+    expect(at(2 * BS + 8, 2)).to.deep.equal([4, 4]) // not yet seen here
     e2.tm.begin()
-    expect(zf2.blktab.get(2)).to.be.instanceOf(ZBlk0)
-    expect(at(2 * PS, 8)).to.equal(null)
+    expect(at(2 * BS + 8, 2)).to.deep.equal([6, 6])
   })
 
   it('ZBlk1 rewrites only changed chunks and stores no zero chunks', () => {

@@ -14,7 +14,7 @@
 // commits ~12x faster as ZBlk1 and grows the database by ~4.8 KB instead of 2 MiB; a bulk
 // write runs at raw-blob speed as ZBlk0 and slower as ZBlk1 (512 records per block).
 import { IOBTree } from '@wendelin/btrees'
-import { GHOST, OWN_RECORD, Persistent, bytesRecord, decodeRaw, registerClass, type Storage, type Tid } from '@wendelin/zodb'
+import { GHOST, OWN_RECORD, Persistent, bytesRecord, decodeRaw, registerClass, type Oid, type Storage, type Tid } from '@wendelin/zodb'
 
 export const CHUNK_SIZE = 4096
 
@@ -155,6 +155,32 @@ export class ZBlk0 extends ZBlk {
     this.data = bytes
   }
 
+  /**
+   * Reads bytes [at, at + dest.length) of the block of ghost ZBlk0 `oid` as of the snapshot
+   * before `before`, with a range read of its record (the header and the range only). False,
+   * `dest` unchanged, when the storage cannot, or the record is not the plain ZBlk0 state with
+   * its bytes in a bin 32 (blocks of under 64 KiB of data: loaded whole anyway).
+   */
+  static readRange(storage: Storage, oid: Oid, before: Tid, at: number, dest: Uint8Array): boolean {
+    if (storage.loadBeforeRanges === undefined) return false
+    const prefix = (zblk0Prefix ??= bin32Prefix())
+    const parts = storage.loadBeforeRanges(oid, before, [
+      [0, prefix.length],
+      [prefix.length + at, dest.length],
+    ])
+    if (parts === null) return false
+    const [head, range] = parts as [Uint8Array, Uint8Array]
+    // The class name, state and tag as storeFrom's records (and the encoder's) write them, then
+    // bin 32's marker; its length (the trimmed block) follows.
+    const fixed = prefix.length - 4
+    if (head.length !== prefix.length || Buffer.compare(head.subarray(0, fixed), prefix.subarray(0, fixed)) !== 0) return false
+    const n = new DataView(head.buffer, head.byteOffset).getUint32(fixed)
+    const got = Math.max(0, Math.min(range.length, n - at))
+    dest.set(range.subarray(0, got))
+    dest.fill(0, got) // past the trimmed data: zeros
+    return true
+  }
+
   /** The record storeFrom wrote, while the state is still just the `data` it wrote. */
   [OWN_RECORD](className: string): Uint8Array | null {
     if (className !== ZBLK0_CLASS) return null
@@ -163,6 +189,14 @@ export class ZBlk0 extends ZBlk {
     for (const _ in state) keys++
     return keys === 1 ? (ownRecords.get(state.data as Uint8Array) ?? null) : null
   }
+}
+
+/** A ZBlk0 record's bytes before its data when that is a bin 32 (its 4 length bytes last). */
+let zblk0Prefix: Uint8Array | null = null
+function bin32Prefix(): Uint8Array {
+  const n = 0x10000
+  const { record } = bytesRecord(ZBLK0_CLASS, 'data', n)
+  return record.slice(0, record.length - n)
 }
 
 /** ZBlk0 data written by storeFrom → the record it is the tail of. */
