@@ -463,13 +463,15 @@ describe('ZBigFile', () => {
     expect(ranges).to.equal(3)
     expect(at(BS + 50, 2)).to.equal(null) // the small record
     expect(at(BS - 4, 4)).to.deep.equal([0, 0, 0, 0]) // the third range read of page 0
-    expect(at(8, 1)).to.equal(null) // a fourth: declined
+    expect(at(8, 1)).to.equal(null) // a fourth: declined (the page is to be loaded)
+    expect(at(16, 1)).to.deep.equal([17]) // not loaded after all (or loaded and evicted): read again
     for (let pg = 0; pg < 3; pg++) expect(h2.pageState(pg)).to.equal('empty')
     // a ZBlk0 loaded in the connection is read there
     const zblk = zf2.blktab.get(0) as ZBlk0
     void zblk.data
     const before = ranges
     expect(at(8, 2)).to.deep.equal([9, 10])
+    expect(at(BS - 4, 4)).to.deep.equal([0, 0, 0, 0])
     expect(ranges).to.equal(before)
     // another transaction rewrites page 2: the range is read at the handle's snapshot
     const m3 = h.mmap(2, 1)

@@ -328,8 +328,8 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
   /**
    * peek of a ZBlk0 block: its bytes in the connection when it is loaded there, else a range
    * read of its record at the snapshot (the record's header and the range: ~0.4 ms where
-   * loading the 2 MiB block costs ~1.2 ms cold) — at most ZBLK0_RANGE_READS per page, after
-   * which the page is better loaded (declined).
+   * loading the 2 MiB block costs ~1.2 ms cold) — ZBLK0_RANGE_READS per page, then it declines
+   * once (the page is better loaded: scattered reads of a few pages load them).
    */
   #peekZBlk0(pg: number, zblk: ZBlk0, at: number, dest: Uint8Array): boolean {
     if (zblk._p_changed === true || zblk._p_oid === null) return false
@@ -341,7 +341,13 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
       return true
     }
     const reads = this.#rangeReads.get(pg) ?? 0
-    if (reads >= ZBLK0_RANGE_READS) return false
+    if (reads >= ZBLK0_RANGE_READS) {
+      // Declined once: the caller loads the page. Counted again from 0 once it is out of memory
+      // (evicted): with RAM far smaller than the file, a page loaded once is rarely read again
+      // before it is evicted, and every later read would cost a load.
+      this.#rangeReads.delete(pg)
+      return false
+    }
     if (!ZBlk0.readRange(this.#storage, zblk._p_oid, this.#snapshot + 1n, at, dest)) return false
     if (this.#rangeReads.size >= RANGE_READ_COUNTS_MAX) this.#rangeReads.clear()
     this.#rangeReads.set(pg, reads + 1)
