@@ -521,14 +521,14 @@ export class ClientStorage implements Storage {
     try {
       this.#send(id, [id, method, ...args], method === 'finish')
       // A vote may wait for other clients' locks, a pack for long: not worth a spin.
-      const quick = method !== 'vote' && method !== 'pack' && method !== 'undo'
-      return this.#wait(id, method === 'pack' ? Infinity : (this.#options.callTimeout ?? 300_000), quick)
+      const kind = method === 'vote' || method === 'pack' || method === 'undo' ? null : method
+      return this.#wait(id, method === 'pack' ? Infinity : (this.#options.callTimeout ?? 300_000), kind)
     } finally {
       this.#syncApply.delete(id)
     }
   }
 
-  #wait(id: number, timeout: number, quick: boolean): unknown {
+  #wait(id: number, timeout: number, kind: string | null): unknown {
     this.#syncIds.add(id)
     const deadline = Date.now() + timeout
     try {
@@ -543,7 +543,7 @@ export class ClientStorage implements Storage {
         }
         const remaining = deadline - Date.now()
         if (remaining <= 0) throw new ClientDisconnected(`${this.spec}: no reply from the server within ${timeout} ms`)
-        this.#spinner.wait(this.#ctl, WAKE, seq, Math.min(remaining, 60_000), quick)
+        this.#spinner.wait(this.#ctl, WAKE, seq, Math.min(remaining, 60_000), kind)
       }
     } finally {
       this.#syncIds.delete(id)
@@ -559,7 +559,7 @@ export class ClientStorage implements Storage {
       if (!this.#async.has(id)) return
       const remaining = deadline - Date.now()
       if (remaining <= 0) throw new ClientDisconnected(`${this.spec}: no reply from the server within ${timeout} ms`)
-      this.#spinner.wait(this.#ctl, WAKE, seq, Math.min(remaining, 60_000))
+      this.#spinner.wait(this.#ctl, WAKE, seq, Math.min(remaining, 60_000), 'prefetch')
     }
   }
 

@@ -10,7 +10,9 @@
 // So the waiter measures both: running averages of how long replies take when it spins and when
 // it sleeps at once, each wait doing what has lately been faster and one in EXPLORE doing the
 // other, to notice when that changes. A spin lasts a little longer than replies take (up to
-// MAX_SPIN_US); when even sleeping replies take longer than that, nothing spins.
+// MAX_SPIN_US); when even sleeping replies take longer than that, nothing spins. Each kind of
+// wait has its own policy (a load's reply comes in tens of µs, a finish's after the server's
+// fsync): one average of both would keep the loads from spinning.
 
 /** Longest spin, in µs: replies that usually take longer are slept for at once. */
 const MAX_SPIN_US = 250
@@ -45,35 +47,43 @@ export class SpinPolicy {
 }
 
 export class SpinWaiter {
-  readonly policy = new SpinPolicy()
+  readonly #policies = new Map<string, SpinPolicy>()
   /** Waits that spun, and those whose reply came during the spin (statistics). */
   spins = 0
   caught = 0
 
+  /** The policy of the waits of `kind` (a method's name). */
+  policy(kind: string): SpinPolicy {
+    let p = this.#policies.get(kind)
+    if (p === undefined) this.#policies.set(kind, (p = new SpinPolicy()))
+    return p
+  }
+
   /**
    * Wait until `word[index]` is no longer `seq` or `timeoutMs` passed (as Atomics.wait, without
-   * its return value). `quick`: false for waits known to be long or rare (a vote waiting for other
-   * clients' locks, a pack): they sleep at once and do not count in the averages.
+   * its return value), as the policy of waits of `kind` says. `kind` null: a wait known to be long
+   * or rare (a vote waiting for other clients' locks, a pack) sleeps at once and is not measured.
    */
-  wait(word: Int32Array, index: number, seq: number, timeoutMs: number, quick = true): void {
-    if (!quick) {
+  wait(word: Int32Array, index: number, seq: number, timeoutMs: number, kind: string | null): void {
+    if (kind === null) {
       Atomics.wait(word, index, seq, timeoutMs)
       return
     }
+    const policy = this.policy(kind)
     const start = performance.now()
-    const window = this.policy.next()
+    const window = policy.next()
     if (window > 0) {
       this.spins++
       const end = start + window / 1000
       do {
         if (Atomics.load(word, index) !== seq) {
           this.caught++
-          this.policy.observe(true, (performance.now() - start) * 1000)
+          policy.observe(true, (performance.now() - start) * 1000)
           return
         }
       } while (performance.now() < end)
     }
     Atomics.wait(word, index, seq, timeoutMs)
-    this.policy.observe(window > 0, (performance.now() - start) * 1000)
+    policy.observe(window > 0, (performance.now() - start) * 1000)
   }
 }
