@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -17,6 +18,27 @@ namespace {
 
 std::size_t toFrames(std::size_t bytes, std::size_t pageSize) {
   return (bytes + pageSize - 1) / pageSize;
+}
+
+// MREMAP_DONTUNMAP (Linux 5.13+ for shared mappings) moves the page tables and leaves the
+// source mapped, without them: no address of ours is ever a hole. A hole is address space
+// another thread's mmap may take in the moment before we map over it again (MAP_FIXED would
+// then silently replace that thread's memory, and the thread would later unmap part of ours).
+// Kernels that refuse it (EINVAL) get the plain move, the hole refilled at once.
+std::atomic<bool> dontUnmapRefused{false};
+
+// Moves the page tables of `len` bytes at `from` to `to`. `sourceKept`: `from` is still mapped.
+bool moveTables(void* from, std::size_t len, void* to, bool* sourceKept) {
+  if (!dontUnmapRefused.load(std::memory_order_relaxed)) {
+    if (::mremap(from, len, len, MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, to) != MAP_FAILED) {
+      *sourceKept = true;
+      return true;
+    }
+    if (errno != EINVAL) return false;
+    dontUnmapRefused.store(true, std::memory_order_relaxed);
+  }
+  *sourceKept = false;
+  return ::mremap(from, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, to) != MAP_FAILED;
 }
 
 }  // namespace
@@ -77,11 +99,12 @@ bool Ram::readSlotWarm(std::int64_t frame) const {
 bool Ram::moveAliasTo(std::int64_t frame, void* at) {
   if (!readSlotWarm(frame)) return false;
   char* slot = readSlot(frame);
-  if (::mremap(slot, pageSize_, pageSize_, MREMAP_MAYMOVE | MREMAP_FIXED, at) == MAP_FAILED)
+  bool slotKept;
+  if (!moveTables(slot, pageSize_, at, &slotKept))
     return false;  // the caller maps the frame the ordinary way (MAP_FIXED over `at`)
   readWarm_[static_cast<std::size_t>(frame)] = false;
-  // The slot is a hole now: map the frame there again (no population) for the way back.
-  if (!mapFrame(frame, slot, PROT_READ, /*populate=*/false))
+  // A hole left (an old kernel): map the frame there again (no population) for the way back.
+  if (!slotKept && !mapFrame(frame, slot, PROT_READ, /*populate=*/false))
     fatal("cannot map a RAM frame into the read alias again (mmap failed; with small pages "
           "and a large RAM the kernel's vm.max_map_count may be too low)");
   return true;
@@ -100,7 +123,8 @@ bool Ram::moveBackToAlias(std::int64_t frame, void* from) {
     lastMoveFailure_ = "mprotect";
     return false;
   }
-  if (::mremap(from, pageSize_, pageSize_, MREMAP_MAYMOVE | MREMAP_FIXED, slot) == MAP_FAILED) {
+  bool fromKept;
+  if (!moveTables(from, pageSize_, slot, &fromKept)) {
     lastMoveFailure_ = "mremap";
     return false;
   }

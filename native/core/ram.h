@@ -71,12 +71,14 @@ class Ram {
   void* aliasOf(std::int64_t frame) const;
   // True when the frame's read slot holds page tables worth moving (see above).
   bool readSlotWarm(std::int64_t frame) const;
-  // The read slot's page tables → `at`, read-only (the slot is mapped afresh, unpopulated).
+  // The read slot's page tables → `at`, read-only (the slot stays mapped, unpopulated).
   // False when the frame has no warm read slot: nothing changed then.
   bool moveAliasTo(std::int64_t frame, void* at);
   // Page tables at `from` (which map the frame) → the frame's read slot, write-protected
   // first (a no-op without a PTE walk when they are read-only already); the slot is warm from
-  // then on. False when the frame lies beyond the aliases.
+  // then on. `from` is left mapped read-only without page tables (an access populates it from
+  // the frame) — or, on kernels before 5.13, unmapped: the caller maps over it at once, with
+  // the virtmem lock still held. False when the frame lies beyond the aliases.
   bool moveBackToAlias(std::int64_t frame, void* from);
   // Which call of the last failed moveBackToAlias failed (for its fatal message).
   const char* lastMoveFailure() const { return lastMoveFailure_; }

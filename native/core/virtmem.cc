@@ -278,8 +278,9 @@ void Virtmem::unmapPageFrom(Vma* vma, Page* page) {
   const std::size_t pageSize = ram->pageSize();
   void* at = reinterpret_cast<void*>(vma->start + i * pageSize);
   if (page->ptesIn == vma) {
-    // Keep the page tables warm for the frame's next mapping; `at` is left a hole, refilled
-    // below (a reader on another thread hitting it meanwhile waits: see waitOutHole).
+    // Keep the page tables warm for the frame's next mapping; `at` is left without them (or,
+    // on an old kernel, a hole: a reader on another thread hitting it waits, see waitOutHole)
+    // until it is mapped over below.
     if (!ram->moveBackToAlias(page->frame, at)) fatalMoveBack(ram, at);
     page->ptesIn = nullptr;
   }

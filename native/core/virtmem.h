@@ -168,7 +168,8 @@ class Virtmem {
   bool onFault(std::uintptr_t addr, bool write);
   // A fault on an address with no mapping (SEGV_MAPERR) inside one of our VMAs: the page is
   // being moved by a thread that holds the lock (unmapPageFrom moves its page tables back to the
-  // RAM alias and then maps PROT_NONE there; between the two the address is a hole). Waits for
+  // RAM alias and then maps PROT_NONE there; on kernels without MREMAP_DONTUNMAP for shared
+  // mappings, before 5.13, the address is a hole between the two: see Ram). Waits for
   // the lock, so that the hole is filled, and says whether the access should simply be retried.
   // (False — the fault is passed on — when the address is still unmapped with the lock held:
   // then no move is under way and a retry would fault forever.)

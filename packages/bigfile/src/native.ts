@@ -43,7 +43,7 @@ export interface VirtmemStats {
   stretches: number
   /** Loads started ahead of sequential faults (loader-backed files). */
   readaheads: number
-  /** Accesses that hit a page while another thread moved its page tables, and were retried. */
+  /** Accesses that hit a page while another thread moved its page tables, and were retried (kernels before 5.13 only). */
   holeRetries: number
 }
 
