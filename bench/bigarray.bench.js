@@ -13,7 +13,8 @@
 //               same size in that process
 //   random          10,000 A.get(i) at random places of a WARR_RANDOM_MiB array (default 4096),
 //                   cold, in a fresh process with a 512 MiB RAM limit: µs per read (each value
-//                   checked); once with ZBlk0 blocks (each read loads its 2 MiB block), once
+//                   checked); once with ZBlk0 blocks (a read of a page not in memory reads a
+//                   range of its 2 MiB record, a few times per page, then loads the page), once
 //                   with ZBlk1 blocks (a read of a page not in memory reads one 4 KiB chunk)
 //     baseline: the same reads from a plain Float64Array (warm memory); for ZBlk0 also what
 //               SQLite alone takes: a fresh process selecting the 2 MiB blob of random blocks
