@@ -1,8 +1,9 @@
 // W-OBJ through the storage server (shared/BENCHMARKS.md, figures 1-6 and the server's own):
 // the object workload through a ClientStorage whose server (a child process) keeps the data in
 // SQLite, beside the same workload on a local SQLiteStorage in the same run; commits per second
-// from 4 client processes (beside 4 processes sharing one SQLite file directly); and the round
-// trip of one load (beside a local SQLite load).
+// from 4 client processes (beside 4 processes sharing one SQLite file directly) and the CPU time
+// they and the server spend per commit; and the round trip of one load (beside a local SQLite
+// load), in a new client and once it is warm.
 // Usage: node bench/zeo.bench.js [--objects N] [--only=objects,commits,latency] [--no-write] [--json FILE (the rows)]
 import { fork } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
@@ -31,6 +32,10 @@ if (role === 'server') {
   const server = new StorageServer({ token: TOKEN, ...JSON.parse(process.env.ZEO_BENCH_SERVER_OPTIONS ?? '{}') })
   const { port } = await server.listen(0, '127.0.0.1')
   process.on('message', async (m) => {
+    if (m.cpu) {
+      const u = process.cpuUsage()
+      process.send({ cpu: (u.user + u.system) / 1000 }) // ms
+    }
     if (m.add) {
       server.addStorage(m.add, await openStorage(m.spec))
       process.send({ added: m.add })
@@ -108,8 +113,23 @@ async function main() {
   }
   const client = (name, options = {}) => new ClientStorage({ host: '127.0.0.1', port, storage: name, token: TOKEN, ...options })
 
-  /** Figure 6: 4 processes, each 250 transactions of 10 new objects in its own tree; total commits/s. */
-  async function runCommitters(spec) {
+  /** The server process's CPU time so far, in ms. */
+  const serverCpu = () =>
+    new Promise((resolve) => {
+      const onMessage = (m) => {
+        if (m.cpu === undefined) return
+        server.off('message', onMessage)
+        resolve(m.cpu)
+      }
+      server.on('message', onMessage)
+      server.send({ cpu: true })
+    })
+
+  /**
+   * Figure 6: 4 processes, each 250 transactions of 10 new objects in its own tree; total commits/s,
+   * and the CPU time per commit of the 4 processes and (through the server) the server's.
+   */
+  async function runCommitters(spec, viaServer) {
     const procs = Array.from({ length: 4 }, (_, k) => fork(self, ['--role=committer', spec, String(k), '250'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }))
     for (const p of procs) {
       p.once('exit', (code) => {
@@ -119,18 +139,21 @@ async function main() {
       })
     }
     await Promise.all(procs.map((p) => new Promise((resolve) => p.once('message', resolve))))
+    const cpu0 = viaServer ? await serverCpu() : 0
     const t0 = process.hrtime.bigint()
     const done = Promise.all(procs.map((p) => new Promise((resolve) => p.once('message', resolve))))
     for (const p of procs) p.send('go')
-    await done
+    const results = await done
     const seconds = secondsSince(t0)
+    const cpu1 = viaServer ? await serverCpu() : 0
     await Promise.all(procs.map((p) => (p.exitCode !== null ? null : new Promise((resolve) => p.once('exit', resolve)))))
-    return 1000 / seconds
+    const clientCpu = results.reduce((sum, r) => sum + r.cpuMs, 0)
+    return { rate: 1000 / seconds, cpu: (clientCpu + cpu1 - cpu0) / 1000, serverCpu: (cpu1 - cpu0) / 1000 }
   }
 
   /** Round trip of one load: the same object at MAX_TID (never from the cache), µs per load. */
-  function loadLatency(storage, oid, n = 5000) {
-    for (let i = 0; i < 500; i++) storage.loadBefore(oid, MAX_TID)
+  function loadLatency(storage, oid, n = 5000, warmup = 500) {
+    for (let i = 0; i < warmup; i++) storage.loadBefore(oid, MAX_TID)
     const t0 = process.hrtime.bigint()
     for (let i = 0; i < n; i++) storage.loadBefore(oid, MAX_TID)
     return (secondsSince(t0) * 1e6) / n
@@ -173,24 +196,39 @@ async function main() {
       for (let run = 0; run < RUNS; run++) {
         const q = durability === 'full' ? '' : '?durability=normal'
         const name = await serve(`sqlite:${fileIn()}${q}`)
-        viaServer.push(await runCommitters(`zeo://127.0.0.1:${port}/${name}`))
+        viaServer.push(await runCommitters(`zeo://127.0.0.1:${port}/${name}`, true))
         // Create the file first: four processes creating one new SQLite file at once race (see README).
         const shared = fileIn()
         new SQLiteStorage(shared).close()
-        direct.push(await runCommitters(`sqlite:${shared}${q}`))
-        console.log(`  4 committers (${durability}): server ${Math.round(viaServer.at(-1))}/s, shared SQLite file ${Math.round(direct.at(-1))}/s`)
+        direct.push(await runCommitters(`sqlite:${shared}${q}`, false))
+        const [v, d] = [viaServer.at(-1), direct.at(-1)]
+        console.log(
+          `  4 committers (${durability}): server ${Math.round(v.rate)}/s (CPU per commit: clients ${(v.cpu - v.serverCpu).toFixed(2)} ms, server ${v.serverCpu.toFixed(2)} ms), ` +
+            `shared SQLite file ${Math.round(d.rate)}/s (CPU per commit ${d.cpu.toFixed(2)} ms)`,
+        )
       }
-      rows.push({
-        workload: wl,
-        figure: `6 commits from 4 processes (SQLite ${durability})`,
-        value: summarize(viaServer),
-        unit: 'commits/s',
-        baseline: `4 processes on one SQLite file (${durability})`,
-        baselineValue: summarize(direct),
-      })
+      rows.push(
+        {
+          workload: wl,
+          figure: `6 commits from 4 processes (SQLite ${durability})`,
+          value: summarize(viaServer.map((r) => r.rate)),
+          unit: 'commits/s',
+          baseline: `4 processes on one SQLite file (${durability})`,
+          baselineValue: summarize(direct.map((r) => r.rate)),
+        },
+        {
+          workload: wl,
+          figure: `6 CPU per commit, 4 processes and the server (SQLite ${durability})`,
+          value: summarize(viaServer.map((r) => r.cpu)),
+          unit: 'ms',
+          baseline: `4 processes on one SQLite file (${durability})`,
+          baselineValue: summarize(direct.map((r) => r.cpu)),
+        },
+      )
     }
 
     const latRemote = []
+    const latWarm = []
     const latLocal = []
     for (let run = 0; run < (only.includes('latency') ? RUNS : 0); run++) {
       const file = fileIn()
@@ -200,12 +238,20 @@ async function main() {
       const name = await serve(`sqlite:${file}`)
       const c = client(name)
       latRemote.push(loadLatency(c, 0n))
+      // The same client once warm: V8 compiles its new I/O worker's code over the first thousands
+      // of round trips, which are slower meanwhile.
+      latWarm.push(loadLatency(c, 0n, 5000, 5000))
       c.close()
       const l = new SQLiteStorage(file)
       latLocal.push(loadLatency(l, 0n))
       l.close()
     }
-    if (latRemote.length > 0) rows.push({ workload: wl, figure: 'load round trip', value: summarize(latRemote), unit: 'µs', baseline: 'local SQLiteStorage load', baselineValue: summarize(latLocal) })
+    if (latRemote.length > 0) {
+      rows.push(
+        { workload: wl, figure: 'load round trip', value: summarize(latRemote), unit: 'µs', baseline: 'local SQLiteStorage load', baselineValue: summarize(latLocal) },
+        { workload: wl, figure: 'load round trip, warm client (after 10,500)', value: summarize(latWarm), unit: 'µs', baseline: 'local SQLiteStorage load', baselineValue: summarize(latLocal) },
+      )
+    }
   } finally {
     server.disconnect()
     for (const d of dirs) rmSync(d, { recursive: true, force: true })
