@@ -109,7 +109,10 @@ function ghostBytes(obj: Persistent, storage: Storage, before: Tid, className: s
 }
 
 export class ZBlk0 extends ZBlk {
-  /** The block's bytes without trailing zeros. */
+  /**
+   * The block's bytes without trailing zeros. Replaced, never changed in place: after storeFrom
+   * it views the record handed to the storage, which may keep it.
+   */
   data: Uint8Array = new Uint8Array(0)
 
   get format(): ZBlkFormat {
