@@ -92,8 +92,10 @@ class SharedSocket extends net.Socket {
 /** Stop the main thread's direct writes; returns once none is in progress. */
 function withdrawFd(): void {
   Atomics.store(ctl, FD, -1)
-  // The main thread's write is one non-blocking syscall: a short wait.
-  while (Atomics.load(ctl, BUSY) !== 0);
+  // The main thread's write is non-blocking syscalls: a short wait. Bounded all the same: a thread
+  // terminated in the middle of one never clears BUSY.
+  const deadline = Date.now() + 1000
+  for (let i = 0; Atomics.load(ctl, BUSY) !== 0; i++) if ((i & 1023) === 0 && Date.now() > deadline) break
 }
 
 /** Let the main thread write to `s` itself, if it is the welcomed plain TCP socket with nothing of ours queued. */
