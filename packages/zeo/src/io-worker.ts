@@ -19,7 +19,7 @@ import { type MessagePort, workerData } from 'node:worker_threads'
 import createDebug from 'debug'
 
 import { BUSY, EPOCH, FD, FINISH_ID, HANDLED, POSTED, WAKE } from './ctl.js'
-import { FrameReader, MAGIC, PROTOCOL_VERSION, decodeBody, encodeFrame, peekId, peekTid } from './protocol.js'
+import { FrameReader, MAGIC, PROTOCOL_VERSION, encodeFrame, peekId, peekTid, unpackBody } from './framing.js'
 
 const log = createDebug('wendelin:zeo:client-io')
 
@@ -181,7 +181,7 @@ function connect(): void {
         welcomed = true
         let welcome: unknown
         try {
-          welcome = decodeBody(copy)
+          welcome = unpackBody(copy)
         } catch {
           welcome = null
         }
