@@ -97,6 +97,32 @@ describe('object cache', () => {
     expect(s.conn.get(oid)).to.equal(items[1])
   })
 
+  it('keeps one object per oid through repeated eviction and loading, and counts it once', () => {
+    const { s, items } = populate(20, { cacheSize: 5 })
+    const oid = items[3]!._p_oid!
+    for (let round = 0; round < 3; round++) {
+      for (const it of items) void it.name
+      s.tm.commit() // items[3] is evicted again (a ghost held weakly)
+      expect(items[3]!._p_state).to.equal(GHOST)
+      expect(s.conn.get(oid)).to.equal(items[3])
+      expect(s.conn.cache.activeCount).to.be.at.most(5)
+    }
+    // An object whose creation was aborted is unsaved again; added anew it gets a new oid.
+    const fresh = new Item('fresh', 1)
+    s.conn.add(fresh)
+    const abortedOid = fresh._p_oid!
+    s.tm.abort()
+    expect(fresh._p_oid).to.equal(null)
+    ;(s.root.items as PersistentList<Item>).push(fresh)
+    s.tm.commit()
+    expect(fresh._p_oid).to.not.equal(abortedOid)
+    fresh._p_deactivate()
+    expect(s.conn.get(fresh._p_oid!)).to.equal(fresh)
+    const active = [s.root as unknown as Item, s.root.items as unknown as Item, ...items, fresh].filter((o) => o._p_state !== GHOST)
+    expect(s.conn.cache.activeCount).to.equal(active.length)
+    expect(s.conn.cache.activeBytes).to.equal(active.reduce((n, o) => n + o._p_estimatedSize, 0))
+  })
+
   ;(gc ? it : it.skip)('holds ghosts weakly, so unreferenced ones are collected (needs --expose-gc)', async () => {
     const { s } = populate(200, { cacheSize: 5 })
     const list = s.root.items as PersistentList<Item>

@@ -96,8 +96,8 @@ export class Connection<R extends object = Record<string, unknown>> implements P
    * snapshot; deleting each one made the map shrink and grow again for every B-tree leaf).
    */
   #preloaded = new Map<Oid, { data: Uint8Array; serial: Tid }>()
-  /** During a commit: objects stored and their record sizes. */
-  #stored: { obj: Persistent; size: number }[] = []
+  /** During a commit: objects stored, their record sizes, and whether they are new (were added). */
+  #stored: { obj: Persistent; size: number; added: boolean }[] = []
   #resolved: Oid[] = []
   /** While this connection finishes a commit: its tid, once the storage chose it. */
   #finishingTid: Tid | null = null
@@ -374,20 +374,26 @@ export class Connection<R extends object = Record<string, unknown>> implements P
       const obj = this.cache.get(oid) ?? this.#added.get(oid)
       if (obj !== undefined && queued.has(obj) && _meta(obj).state !== GHOST) continue
       this.#storage.store(oid, rec.serial, rec.data, txn)
-      if (obj !== undefined) this.#stored.push({ obj, size: rec.data.length })
+      if (obj !== undefined) this.#stored.push({ obj, size: rec.data.length, added: this.#added.has(oid) })
     }
     this.#addedDuringCommit = enqueue
     try {
+      const added = this.#added
+      const tmps = this.#tmp
       for (let i = 0; i < queue.length; i++) {
         const obj = queue[i]!
-        if (!this.#needsStoring(obj)) continue
-        const oid = obj._p_oid!
-        const className = this.#classNameOf(obj, () => describe(obj))
-        const data = encodeRecord(obj, className, writer)
-        const tmp = this.#tmp.get(oid)
-        const oldSerial = this.#added.has(oid) ? 0n : tmp !== undefined ? tmp.serial : obj._p_serial
+        // What #needsStoring decides, with one look-up of the oid in #added (each is a hash of a
+        // bigint) instead of two.
+        const meta = _meta(obj)
+        if (meta.jar !== this || meta.state === GHOST) continue
+        const oid = meta.oid!
+        const isNew = added.has(oid)
+        if (!isNew && meta.state !== CHANGED) continue
+        const data = encodeRecord(obj, this.#classNameOf(obj), writer)
+        const tmp = tmps.size > 0 ? tmps.get(oid) : undefined
+        const oldSerial = isNew ? 0n : tmp !== undefined ? tmp.serial : meta.serial
         this.#storage.store(oid, oldSerial, data, txn)
-        this.#stored.push({ obj, size: data.length })
+        this.#stored.push({ obj, size: data.length, added: isNew })
       }
     } finally {
       this.#addedDuringCommit = null
@@ -410,12 +416,11 @@ export class Connection<R extends object = Record<string, unknown>> implements P
     } finally {
       this.#finishingTid = null
     }
-    const added = this.#added
-    for (const { obj, size } of this.#stored) {
+    for (const { obj, size, added } of this.#stored) {
       _stored(obj, tid, size)
       // Counted again with its stored size; a new object was used when it was added (this
       // transaction), a changed one now.
-      if (added.has(obj._p_oid!)) this.cache.recount(obj)
+      if (added) this.cache.recount(obj)
       else this.cache.accessed(obj)
     }
     for (const oid of this.#resolved) this.cache.get(oid)?._p_invalidate()
@@ -444,7 +449,7 @@ export class Connection<R extends object = Record<string, unknown>> implements P
         const obj = queue[i]!
         if (!this.#needsStoring(obj)) continue
         const oid = obj._p_oid!
-        const data = encodeRecord(obj, this.#classNameOf(obj, () => describe(obj)), writer)
+        const data = encodeRecord(obj, this.#classNameOf(obj), writer)
         const previous = this.#tmp.get(oid)
         const serial = this.#added.has(oid) ? 0n : previous !== undefined ? previous.serial : obj._p_serial
         this.#tmp.set(oid, { data, serial })
@@ -550,11 +555,12 @@ export class Connection<R extends object = Record<string, unknown>> implements P
     return cls as unknown as new () => Persistent
   }
 
-  #classNameOf(obj: Persistent, path: () => string): string {
+  /** The registered name of `obj`'s class; `path` names it in the error (the object itself by default). */
+  #classNameOf(obj: Persistent, path?: () => string): string {
     const name = nameOfClass(obj.constructor)
     if (name === undefined) {
       if (obj instanceof Broken) return obj._p_brokenClassName
-      throw new UnserializableError(path(), `its class ${obj.constructor.name} is not registered: call registerClass(name, ${obj.constructor.name})`)
+      throw new UnserializableError(path === undefined ? describe(obj) : path(), `its class ${obj.constructor.name} is not registered: call registerClass(name, ${obj.constructor.name})`)
     }
     return name
   }

@@ -63,7 +63,16 @@ export class ObjectCache {
    * it): `add` without the look-up.
    */
   addNew(obj: Persistent): void {
-    this.accessed(obj)
+    const meta = _meta(obj)
+    if (meta.lruTick !== 0 || meta.oid === null) {
+      this.accessed(obj)
+      return
+    }
+    // A fresh oid is in none of the maps: no look-ups (a tenth of a new object's cache cost).
+    this.#active.set(meta.oid, obj)
+    meta.lruTick = meta.usedTick = ++this.#clock
+    this.#bytes += meta.size
+    meta.cachedSize = meta.size
   }
 
   /** Add a ghost the caller just made for an oid that `get` did not find: `add` without the look-up. */
@@ -125,17 +134,25 @@ export class ObjectCache {
 
   /** `obj` became a ghost: hold it weakly only. */
   ghostified(obj: Persistent): void {
-    const oid = _meta(obj).oid
-    if (oid === null || this.#active.get(oid) !== obj) return
-    this.#removeActive(oid)
+    const meta = _meta(obj)
+    const oid = meta.oid
+    // A non-zero lruTick says the object itself is in #active (no look-up to find out).
+    if (oid === null || meta.lruTick === 0) return
+    this.#active.delete(oid)
+    this.#bytes -= meta.cachedSize
+    meta.lruTick = 0
     this.#holdWeakly(oid, obj)
   }
 
   #holdWeakly(oid: Oid, obj: Persistent): void {
-    const ref = this.#refs.get(oid)
-    if (ref !== undefined && ref.deref() === obj) return
-    if (ref === undefined && this.#refs.size >= this.#sweepAt) this.#sweep()
-    this.#refs.set(oid, new WeakRef(obj))
+    // An object's weak reference is made once and kept on it: one that had one before (loaded
+    // again since) finds it there, a new ghost makes one without looking the oid up first.
+    const meta = _meta(obj)
+    let ref = meta.weakRef as WeakRef<Persistent> | null
+    if (ref !== null && this.#refs.get(oid) === ref) return
+    ref ??= meta.weakRef = new WeakRef(obj)
+    if (this.#refs.size >= this.#sweepAt) this.#sweep()
+    this.#refs.set(oid, ref)
   }
 
   #removeActive(oid: Oid): void {

@@ -64,6 +64,8 @@ export class PersistentMeta {
   lruTick = 0
   /** The cache's clock when the object was last used (loaded, stored, added). */
   usedTick = 0
+  /** The cache's weak reference to the object, made the first time it became a ghost there. */
+  weakRef: WeakRef<object> | null = null
 }
 
 type StateDict = Record<string, unknown>
