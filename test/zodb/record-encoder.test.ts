@@ -15,6 +15,8 @@ import {
   type Oid,
 } from '@wendelin/zodb'
 
+import { newDB, session } from './helpers.js'
+
 class Pt {
   x = 1
   y: unknown = 'two'
@@ -159,6 +161,34 @@ describe('record encoder', () => {
       const [a, b, logA, logB] = both(r() < 0.5 ? 'test.recordEncoder.Obj' : randomString(r).slice(0, 70), state)
       expect(Buffer.from(a).toString('hex'), `state ${i}`).to.equal(Buffer.from(b).toString('hex'))
       expect(logA).to.deep.equal(logB)
+    }
+  })
+
+  it('writes a stored object from its own attributes, as the state _p_getState gives would be written', () => {
+    const r = rng(4242)
+    const s = session(newDB())
+    const objs: Obj[] = []
+    for (let i = 0; i < 300; i++) {
+      const o = new Obj() as Obj & Record<string, unknown>
+      const n = Math.floor(r() * 8)
+      const persistent: Persistent[] = []
+      for (let j = 0; j < n; j++) o[randomString(r).slice(0, 20) || `k${j}`] = randomValue(r, 0, [], persistent)
+      o._v_volatile = 'not stored'
+      if (i % 7 === 0) Object.defineProperty(o, '__proto__', { value: { p: i }, writable: true, enumerable: true, configurable: true })
+      objs.push(o)
+    }
+    s.root.objs = objs
+    s.tm.commit()
+    // Changed again: now written from the accessor layout.
+    for (const o of objs) (o as Obj & Record<string, unknown>).again = o.a
+    s.tm.commit()
+    const storage = s.conn.db.storage
+    // Every persistent object in these states is an Obj, stored by now.
+    const writer = { persistentRef: (p: Persistent) => ({ oid: p._p_oid!, className: 'test.recordEncoder.Obj' }) }
+    for (const o of objs) {
+      const stored = storage.loadSerial(o._p_oid!, o._p_serial)
+      const expected = _encodeStateRecordWithMsgpackr('test.recordEncoder.Obj', o._p_getState(), writer)
+      expect(Buffer.from(stored).toString('hex')).to.equal(Buffer.from(expected).toString('hex'))
     }
   })
 

@@ -12,7 +12,7 @@ import { Packr, Unpackr, addExtension } from 'msgpackr'
 
 import { findClass, nameOfClass, type AnyClass } from './class-registry.js'
 import { CorruptRecordError, UnserializableError } from './errors.js'
-import { Persistent } from './persistent.js'
+import { GHOST, Persistent, _meta, isStateKey } from './persistent.js'
 import { bytesToId, checkId, idToBytes, idToHex, type Oid } from './tid.js'
 
 export const RECORD_FORMAT_VERSION = 1
@@ -197,8 +197,19 @@ export function encodeRecord(obj: Persistent, className: string, refs: Reference
   }
   // The label names the object in error messages only: made when one needs it (idToHex per record cost 1-2% of an update).
   const label = () => `${className}(${obj._p_oid === null ? 'new object' : `oid 0x${idToHex(obj._p_oid)}`})`
+  if (obj._p_getState === defaultGetState) {
+    // The default state is the object's own state attributes: written from the object itself,
+    // without the copy _p_getState makes (a plain object filled key by key, then walked again).
+    if (_meta(obj).state === GHOST) obj._p_activate()
+    return new RecordEncoder(refs).record(className, obj, new PathStep(null, label), true)
+  }
   return new RecordEncoder(refs).record(className, obj._p_getState(), new PathStep(null, label))
 }
+
+const defaultGetState = Persistent.prototype._p_getState
+
+/** Stands for the state in the back-reference numbering when it is written from its object (object 0, never referred to). */
+const STATE_PLACEHOLDER = {}
 
 /**
  * A persistent class may hand over its record already written: `obj[OWN_RECORD](className)`
@@ -207,6 +218,9 @@ export function encodeRecord(obj: Persistent, className: string, refs: Reference
  * block once, into it, instead of into its own array first and into the record again.
  */
 export const OWN_RECORD: unique symbol = Symbol('wendelin.zodb.ownRecord')
+// Found on Persistent.prototype: the look-up of every record stops there instead of reaching the
+// prototype hook (a Proxy trap per record). Subclasses define their own.
+Object.defineProperty(Persistent.prototype, OWN_RECORD, { value: undefined, writable: true, configurable: true })
 
 const noReferences: ReferenceWriter = {
   persistentRef() {
@@ -376,13 +390,15 @@ class RecordEncoder {
     return undefined
   }
 
-  record(className: string, state: unknown, path: PathStep): Uint8Array {
+  /** The record of `state`, or with `ownStateOf`, of the state attributes of the persistent object `state`. */
+  record(className: string, state: unknown, path: PathStep, ownStateOf = false): Uint8Array {
     try {
       this.#room(2)
       this.#buf[this.#pos++] = 0x93
       this.#buf[this.#pos++] = RECORD_FORMAT_VERSION
       this.#string(className)
-      this.#value(state, path)
+      if (ownStateOf) this.#ownState(state as Persistent, path)
+      else this.#value(state, path)
       const n = this.#pos
       const out = this.#out
       if (out !== this.#initial && n >= HANDOFF_MIN && out.buf.length - n <= n >>> 3) {
@@ -566,9 +582,21 @@ class RecordEncoder {
     throw new UnserializableError(path.toString(), `it is ${describeValue(value)}`)
   }
 
-  /** A map of an object's own enumerable string keys to their values. */
-  #attributes(value: Record<string, unknown>, path: PathStep): void {
-    const keys = Object.keys(value)
+  /** What the default `_p_getState` returns, written as that state would be: its own state attributes. */
+  #ownState(obj: Persistent, path: PathStep): void {
+    this.#numberOf(STATE_PLACEHOLDER)
+    const keys = Object.keys(obj)
+    for (let i = 0; i < keys.length; i++) {
+      if (!isStateKey(keys[i]!)) {
+        this.#attributes(obj as unknown as Record<string, unknown>, path, keys.filter(isStateKey))
+        return
+      }
+    }
+    this.#attributes(obj as unknown as Record<string, unknown>, path, keys)
+  }
+
+  /** A map of an object's own enumerable string keys (or of `keys`) to their values. */
+  #attributes(value: Record<string, unknown>, path: PathStep, keys = Object.keys(value)): void {
     const n = keys.length
     this.#room(5)
     const buf = this.#buf
