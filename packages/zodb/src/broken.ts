@@ -5,6 +5,16 @@
 import { Persistent } from './persistent.js'
 
 const brokenClasses = new Map<string, typeof Broken>()
+/** The same classes, for `isBroken`. */
+const brokenClassSet = new WeakSet<object>()
+
+/**
+ * Whether `obj` is a Broken object: asked at every load, and cheaper than `instanceof Broken`,
+ * which for any other object walks its prototype chain through the prototype hook, a Proxy.
+ */
+export function isBroken(obj: Persistent): boolean {
+  return brokenClassSet.has(obj.constructor)
+}
 
 export class Broken extends Persistent {
   /** The class name the record names. */
@@ -23,6 +33,7 @@ export class Broken extends Persistent {
       }
       Object.defineProperty(cls, 'name', { value: `Broken<${name}>` })
       brokenClasses.set(name, cls)
+      brokenClassSet.add(cls)
     }
     return cls
   }

@@ -36,7 +36,7 @@ import {
   _newGhost,
   _stored,
 } from './persistent.js'
-import { Broken } from './broken.js'
+import { Broken, isBroken } from './broken.js'
 import { decodeState, encodeRecord, type ReferenceReader, type ReferenceWriter } from './serialize.js'
 import type { Storage } from './storage.js'
 import { StorageCommit } from './storage-commit.js'
@@ -541,7 +541,7 @@ export class Connection<R extends object = Record<string, unknown>> implements P
   }
 
   #setLoadedState(obj: Persistent, className: string, state: unknown, serial: Tid, size: number): void {
-    if (obj instanceof Broken) throw new UnknownClassError(className, obj._p_oid)
+    if (isBroken(obj)) throw new UnknownClassError(className, obj._p_oid)
     _loadState(obj, state, serial, size)
     this.cache.accessed(obj)
   }

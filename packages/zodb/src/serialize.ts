@@ -502,13 +502,15 @@ class RecordEncoder {
   }
 
   #object(value: object, path: PathStep): void {
-    if (value instanceof PersistentReference) {
-      this.#reference(value.oid, value.className)
-      return
-    }
+    // Persistent first: `instanceof` of anything else walks a persistent object's prototype chain
+    // through the prototype hook, a Proxy (about 55 ns against 9 when found before it).
     if (value instanceof Persistent) {
       const { oid, className } = this.refs.persistentRef(value, () => path.toString())
       this.#reference(oid, className)
+      return
+    }
+    if (value instanceof PersistentReference) {
+      this.#reference(value.oid, value.className)
       return
     }
     const seen = this.#numberOf(value)
