@@ -26,7 +26,9 @@ describe('SQLiteStorage.loadBeforeRanges', () => {
       expect(at(t2, [[0, 4], [2_000_000, 3], [r1.length - 2, 10]])).to.deep.equal([[...r1.subarray(0, 4)], [...r1.subarray(2_000_000, 2_000_003)], [...r1.subarray(r1.length - 2)]])
       // the newest: the small one; a range past its end is empty
       expect(at(t2 + 1n, [[98, 5], [500, 8]])).to.deep.equal([[...r2.subarray(98)], []])
-      expect(() => s.loadBeforeRanges(oid, t1, [[0, 1]])).to.throw(POSKeyError) // nothing before the first revision
+      // nothing before the first revision: null, as loadBefore
+      expect(s.loadBefore(oid, t1)).to.equal(null)
+      expect(s.loadBeforeRanges(oid, t1, [[0, 1]])).to.equal(null)
       expect(() => s.loadBeforeRanges(oid + 1000n, t2, [[0, 1]])).to.throw(POSKeyError)
       expect(() => s.loadBeforeRanges(oid, t2, [])).to.throw(RangeError)
       expect(() => s.loadBeforeRanges(oid, t2, [[-1, 1]])).to.throw(RangeError)

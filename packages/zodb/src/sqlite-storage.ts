@@ -519,11 +519,26 @@ export class SQLiteStorage implements Storage {
     const visible = this.#visibleBefore()
     args.push(oid, tid < visible ? tid : visible)
     const row = this.#guard('load', () => this.#rangesStatement(ranges.length).get(args) as unknown[] | undefined)
-    if (row === undefined) throw new POSKeyError(oid)
+    if (row === undefined) {
+      // As loadBefore: null if the object has a revision, only none before `tid`.
+      const exists = this.#guard('load', () => this.#existsStatement().get(oid, visible) !== undefined)
+      if (!exists) throw new POSKeyError(oid)
+      return null
+    }
     if (row[1] === null) return null // a deletion
     const parts: Uint8Array[] = []
     for (let i = 1; i < row.length; i++) parts.push(row[i] === null ? new Uint8Array(0) : toBytes(row[i]))
     return parts
+  }
+
+  /** Whether an object has any revision before a tid (without reading its record). */
+  #existsStatement(): Database.Statement {
+    let stmt = this.#oidListStatements.get('exists')
+    if (stmt === undefined) {
+      stmt = this.#db.prepare('SELECT 1 FROM object_revisions WHERE oid = ? AND tid < ? LIMIT 1').raw()
+      this.#oidListStatements.set('exists', stmt)
+    }
+    return stmt
   }
 
   /** SELECT tid and `n` substrings of the newest revision before a tid. */
