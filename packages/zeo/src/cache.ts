@@ -67,8 +67,19 @@ export class RecordCache {
     return this.#entries.get(oid)?.find((r) => r.serial === serial)?.data
   }
 
+  /**
+   * Cache `rev`. A record that views a buffer over twice its size (a frame of a reply with other
+   * records, a batch of frames from one socket read, a cache file) is copied first, into `rev`
+   * itself: kept as a view, a 3-byte record would keep all of a 4 MiB buffer alive, and the byte
+   * limit would not bound the memory the cache holds (with the copies, at most twice it).
+   */
   put(oid: Oid, rev: CachedRevision): void {
     if (this.limit <= 0) return
+    if (rev.data.buffer.byteLength > 2 * rev.data.byteLength) {
+      const copy = new Uint8Array(rev.data.byteLength)
+      copy.set(rev.data)
+      rev.data = copy
+    }
     let revs = this.#entries.get(oid)
     if (revs === undefined) {
       revs = []
