@@ -5,7 +5,7 @@
 // from the worker on the reply port. `prefetch` is the asynchronous way in, for code that must not
 // block its event loop.
 
-import { readFileSync, renameSync, writeFileSync, writeSync } from 'node:fs'
+import { fstatSync, readFileSync, renameSync, writeFileSync, writeSync } from 'node:fs'
 import { MessageChannel, type MessagePort, Worker, receiveMessageOnPort } from 'node:worker_threads'
 
 import createDebug from 'debug'
@@ -32,7 +32,7 @@ import {
 } from '@wendelin/zodb'
 
 import { RecordCache, type CachedRevision } from './cache.js'
-import { BUSY, CTL_WORDS, EPOCH, FD, FINISH_ID, HANDED, HANDLED, POSTED, WAKE } from './ctl.js'
+import { BUSY, CTL_WORDS, EPOCH, FD, FINISH_ID, GONE, HANDED, HANDLED, POSTED, SOCK_DEV, SOCK_INO, WAKE } from './ctl.js'
 import { SpinWaiter } from './spin-wait.js'
 import type { FromWorker, IoWorkerData, ToWorker } from './io-worker.js'
 import { ClientDisconnected, DEFAULT_MAX_FRAME, MAGIC, ProtocolError, decodeBody, encodeFrame, errorFromWire, type WireError } from './protocol.js'
@@ -146,6 +146,14 @@ const LOAD_MANY_MAX = 5_000
 /** How many records of a chain (B-tree leaves) #readAhead asks the references of ahead. */
 const READ_AHEAD = 3
 
+/**
+ * For tests: a ClientStorage's I/O worker and the words it shares with it (not part of the API).
+ */
+export const IO_INTERNALS = Symbol('wendelin.zeo.ioInternals')
+
+/** How often a call blocked for its reply checks that the I/O worker's socket is still there, in ms. */
+const PROBE_EVERY = 1_000
+
 /** The references of a cached record (kept: a leaf of a walk is looked at several times). */
 function refsOf(e: CachedRevision): Oid[] {
   return (e.refs ??= referencesIn(e.data))
@@ -193,6 +201,8 @@ export class ClientStorage implements Storage {
   #oidBatch = 16
   #commit: Commit | null = null
   #closed = false
+  /** Why the I/O worker is gone (it died: no reply will come), or null while it runs. */
+  #workerGone: string | null = null
   #portRefs = 0
   readonly #callCounts = new Map<string, number>()
   /**
@@ -256,7 +266,8 @@ export class ClientStorage implements Storage {
     }
     this.#worker = new Worker(new URL('./io-worker.js', import.meta.url), { workerData: data, transferList: [port2] })
     this.#worker.unref()
-    this.#worker.on('error', (e) => log('I/O worker failed: %s', e.message))
+    this.#worker.on('error', (e) => this.#onWorkerGone(`the I/O worker failed: ${e.message}`))
+    this.#worker.on('exit', (code) => this.#onWorkerGone(`the I/O worker stopped (exit code ${code})`))
     this.#port.on('message', (m: FromWorker) => this.#handle(m))
     this.#port.unref()
     // Wait for the first connection.
@@ -269,6 +280,11 @@ export class ClientStorage implements Storage {
         const message = this.#refused
         this.close()
         throw new ConnectionStateError(`${this.spec}: ${message}`)
+      }
+      if (this.#workerGone !== null) {
+        const message = this.#workerGone
+        this.close()
+        throw new ClientDisconnected(`${this.spec}: ${message}`)
       }
       const remaining = deadline - Date.now()
       if (remaining <= 0) {
@@ -294,8 +310,67 @@ export class ClientStorage implements Storage {
     this.#drainedSeq = seq
     for (;;) {
       const r = receiveMessageOnPort(this.#port)
-      if (r === undefined) return
+      if (r === undefined) break
       this.#handle(r.message as FromWorker)
+    }
+    // After what it posted before going (its exit handler bumps POSTED).
+    if (Atomics.load(this.#ctl, GONE) !== 0) this.#onWorkerGone('the I/O worker stopped')
+  }
+
+  /**
+   * The I/O worker died (an uncaught exception, out of memory, terminated): no reply will come.
+   * Every call waiting fails with ClientDisconnected, and so does every call after (the storage
+   * must be opened again); the descriptor it published is never written to again.
+   */
+  #onWorkerGone(reason: string): void {
+    if (this.#workerGone !== null || this.#closed) return
+    this.#workerGone = reason
+    log('%s: %s', this.spec, reason)
+    Atomics.store(this.#ctl, FD, -1)
+    Atomics.store(this.#ctl, GONE, 1)
+    this.#outgoing = []
+    this.#outgoingBytes = 0
+    this.#direct.clear()
+    if (this.#connected) {
+      this.#connected = false
+      this.#generation++
+    }
+    const failure: Reply = { ok: false, value: { name: 'ClientDisconnected', message: `${reason}; open the storage again` } satisfies WireError }
+    for (const id of [...this.#syncIds]) if (!this.#replies.has(id)) this.#settle(id, failure)
+    for (const id of [...this.#async.keys()]) this.#settle(id, failure)
+  }
+
+  #checkWorker(): void {
+    if (this.#workerGone !== null) throw new ClientDisconnected(`${this.spec}: ${this.#workerGone}; open the storage again`)
+  }
+
+  /** Whether `fd` still refers to the socket the worker published (see ctl.ts SOCK_INO). */
+  #isPublishedSocket(fd: number): boolean {
+    let ino: number, dev: number
+    try {
+      const st = fstatSync(fd)
+      ino = st.ino | 0
+      dev = st.dev | 0
+    } catch {
+      return false
+    }
+    return ino === Atomics.load(this.#ctl, SOCK_INO) && dev === Atomics.load(this.#ctl, SOCK_DEV)
+  }
+
+  /**
+   * While blocked for a reply: if the worker publishes a descriptor that no longer refers to its
+   * socket, it died without closing it (out of memory, terminated: its 'exit' event cannot reach
+   * this thread while it blocks).
+   */
+  #probeWorker(): void {
+    const ctl = this.#ctl
+    if (this.#workerGone !== null || Atomics.load(ctl, FD) < 0) return
+    Atomics.store(ctl, BUSY, 1) // the worker does not close the socket meanwhile
+    try {
+      const fd = Atomics.load(ctl, FD)
+      if (fd >= 0 && !this.#isPublishedSocket(fd)) this.#onWorkerGone('the I/O worker stopped (its socket was closed without it)')
+    } finally {
+      Atomics.store(ctl, BUSY, 0)
     }
   }
 
@@ -449,6 +524,12 @@ export class ClientStorage implements Storage {
    */
   #flush(id = 0, tidReply = false): void {
     if (this.#outgoing.length === 0) return
+    if (this.#workerGone !== null) {
+      // Nobody to send it: the calls waiting have failed already.
+      this.#outgoing = []
+      this.#outgoingBytes = 0
+      return
+    }
     let b = this.#outgoing[0]!
     if (this.#outgoing.length > 1) {
       b = new Uint8Array(this.#outgoingBytes)
@@ -479,23 +560,35 @@ export class ClientStorage implements Storage {
       // Read after BUSY is set: the worker withdraws the descriptor, then waits for BUSY to clear.
       const fd = Atomics.load(ctl, FD)
       if (fd < 0 || Atomics.load(ctl, HANDED) !== Atomics.load(ctl, HANDLED)) return false
+      // Published but not the worker's socket any more (a closed number, or another file's): the
+      // worker died without withdrawing it. ~0.7 us; what it costs to write elsewhere is worse.
+      if (!this.#isPublishedSocket(fd)) {
+        this.#onWorkerGone('the I/O worker stopped (its socket was closed without it)')
+        return true // the call has failed (#onWorkerGone settled it)
+      }
+      const epoch = Atomics.load(ctl, EPOCH)
       if (tidReply) Atomics.store(ctl, FINISH_ID, id)
-      if (id > 0) this.#direct.set(id, Atomics.load(ctl, EPOCH))
+      if (id > 0) this.#direct.set(id, epoch)
       let off = 0
       while (off < b.length) {
         try {
           off += writeSync(fd, b, off, b.length - off)
-        } catch (error) {
-          // EAGAIN: the socket's buffer is full. Anything else: the connection is failing; the
-          // worker will tell (and this call then fails with ClientDisconnected).
-          if ((error as NodeJS.ErrnoException).code !== 'EAGAIN') return true
+        } catch {
+          // EAGAIN: the socket's buffer is full. Anything else: the connection is failing.
           break
         }
       }
+      if (off === 0) {
+        // Nothing sent: the worker sends it as any call (or fails it when the connection drops).
+        this.#direct.delete(id)
+        return false
+      }
       if (off < b.length) {
+        // The rest is for this connection only; if it is failing, the worker's write of it fails
+        // and drops it, and the call fails through 'disconnected'.
         const rest = b.slice(off)
         Atomics.add(ctl, HANDED, 1)
-        this.#post({ t: 'send', id: 0, b: rest }, [rest.buffer as ArrayBuffer])
+        this.#post({ t: 'rest', b: rest, epoch }, [rest.buffer as ArrayBuffer])
       }
       return true
     } finally {
@@ -514,6 +607,7 @@ export class ClientStorage implements Storage {
    */
   #callApplying(apply: ((value: unknown) => unknown) | undefined, method: string, ...args: unknown[]): unknown {
     this.#checkOpen()
+    this.#checkWorker()
     this.#callCounts.set(method, (this.#callCounts.get(method) ?? 0) + 1)
     const id = this.#nextId++
     this.#syncIds.add(id)
@@ -543,10 +637,12 @@ export class ClientStorage implements Storage {
         }
         const remaining = deadline - Date.now()
         if (remaining <= 0) throw new ClientDisconnected(`${this.spec}: no reply from the server within ${timeout} ms`)
-        this.#spinner.wait(this.#ctl, WAKE, seq, Math.min(remaining, 60_000), kind)
+        this.#spinner.wait(this.#ctl, WAKE, seq, Math.min(remaining, PROBE_EVERY), kind)
+        if (Atomics.load(this.#ctl, WAKE) === seq) this.#probeWorker()
       }
     } finally {
       this.#syncIds.delete(id)
+      this.#direct.delete(id) // (a timeout: a reply coming later is dropped)
     }
   }
 
@@ -559,13 +655,16 @@ export class ClientStorage implements Storage {
       if (!this.#async.has(id)) return
       const remaining = deadline - Date.now()
       if (remaining <= 0) throw new ClientDisconnected(`${this.spec}: no reply from the server within ${timeout} ms`)
-      this.#spinner.wait(this.#ctl, WAKE, seq, Math.min(remaining, 60_000), 'prefetch')
+      this.#spinner.wait(this.#ctl, WAKE, seq, Math.min(remaining, PROBE_EVERY), 'prefetch')
+      if (Atomics.load(this.#ctl, WAKE) === seq) this.#probeWorker()
     }
   }
 
   /** An asynchronous call. */
   #callAsync(apply: (value: unknown) => void, method: string, ...args: unknown[]): Promise<unknown> {
     this.#checkOpen()
+    // A rejection, not a throw: prefetches are started from synchronous reads that must not fail.
+    if (this.#workerGone !== null) return Promise.reject(new ClientDisconnected(`${this.spec}: ${this.#workerGone}; open the storage again`))
     const id = this.#nextId++
     const p = new Promise<unknown>((resolve, reject) => this.#async.set(id, { resolve, reject, apply }))
     if (this.#portRefs++ === 0) this.#port.ref()
@@ -580,12 +679,14 @@ export class ClientStorage implements Storage {
   /** Block until connected (up to the disconnect timeout), or throw ClientDisconnected. */
   #ensureConnected(): void {
     this.#drain()
+    this.#checkWorker()
     if (this.#connected) return
     const timeout = this.#options.disconnectTimeout ?? 30_000
     const deadline = Date.now() + timeout
     while (!this.#connected) {
       const seq = Atomics.load(this.#ctl, WAKE)
       this.#drain()
+      this.#checkWorker()
       if (this.#connected) return
       const remaining = deadline - Date.now()
       if (remaining <= 0) throw new ClientDisconnected(`${this.spec}: not connected to the server for ${timeout} ms`)
@@ -1151,6 +1252,10 @@ export class ClientStorage implements Storage {
 
   [Symbol.dispose](): void {
     this.close()
+  }
+
+  get [IO_INTERNALS](): { worker: Worker; ctl: Int32Array } {
+    return { worker: this.#worker, ctl: this.#ctl }
   }
 
   #checkOpen(): void {

@@ -18,5 +18,14 @@ export const HANDLED = 5
 export const EPOCH = 6
 /** The id of the main thread's `finish` call written directly (its reply is a tid to remember). */
 export const FINISH_ID = 7
+/**
+ * The inode and device numbers (as int32) of the socket FD is published for: the main thread
+ * checks the descriptor still refers to it before writing (a worker that died without withdrawing
+ * FD, out of memory or terminated, leaves a closed number another file may have taken since).
+ */
+export const SOCK_INO = 8
+export const SOCK_DEV = 9
+/** Set once the worker is gone (or going): no reply will come from it. */
+export const GONE = 10
 /** Words in the control array. */
-export const CTL_WORDS = 8
+export const CTL_WORDS = 11

@@ -10,15 +10,19 @@
 // them cost tens of µs per round trip and per commit. The worker writes only what the main thread
 // posts to it (while not connected, or the rest of a frame the kernel did not take at once) and
 // withdraws the descriptor while anything of its own waits to be written (ordering), and before
-// the socket is closed (a descriptor number closed and reused could otherwise receive a request).
+// the socket is closed (a descriptor number closed and reused could otherwise receive a request):
+// it never closes or writes the socket while the main thread is writing to it. Should this thread
+// die without closing the socket itself (out of memory, terminated), the main thread notices the
+// descriptor no longer refers to the published socket (see ctl.ts).
 
+import { fstatSync } from 'node:fs'
 import net from 'node:net'
 import tls from 'node:tls'
 import { type MessagePort, workerData } from 'node:worker_threads'
 
 import createDebug from 'debug'
 
-import { BUSY, EPOCH, FD, FINISH_ID, HANDLED, POSTED, WAKE } from './ctl.js'
+import { BUSY, EPOCH, FD, FINISH_ID, GONE, HANDLED, POSTED, SOCK_DEV, SOCK_INO, WAKE } from './ctl.js'
 import { FrameReader, MAGIC, PROTOCOL_VERSION, encodeFrame, peekId, peekTid, unpackBody } from './framing.js'
 
 const log = createDebug('wendelin:zeo:client-io')
@@ -44,6 +48,8 @@ export interface IoWorkerData {
 /** Main thread → worker. */
 export type ToWorker =
   | { t: 'send'; id: number; b: Uint8Array; tidReply?: boolean }
+  /** The rest of a frame the main thread began writing on connection `epoch`: for it only. */
+  | { t: 'rest'; b: Uint8Array; epoch: number }
   | { t: 'close' }
 
 /** Worker → main thread. */
@@ -84,26 +90,81 @@ let epoch = 0
  */
 class SharedSocket extends net.Socket {
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    withdrawFd()
-    super._destroy(error, callback)
+    afterDirectWrite(() => super._destroy(error, callback))
   }
 }
 
-/** Stop the main thread's direct writes; returns once none is in progress. */
-function withdrawFd(): void {
+/** What waits for the main thread's direct write to end, in order; null: nothing waits. */
+let waiting: (() => void)[] | null = null
+
+/**
+ * Stop the main thread's direct writes, and run `then` (a write or the close of the socket) once
+ * none is in progress: at once, or after the ones that wait already. The main thread's write is
+ * non-blocking syscalls: a short spin usually sees it end; a longer one (a GC pause, a debugger)
+ * is polled for, never cut short — a thread stopped in the middle of one never clears BUSY, and
+ * then leaving the socket open and unwritten is the safe outcome.
+ */
+function afterDirectWrite(then: () => void): void {
   Atomics.store(ctl, FD, -1)
-  // The main thread's write is non-blocking syscalls: a short wait. Bounded all the same: a thread
-  // terminated in the middle of one never clears BUSY.
-  const deadline = Date.now() + 1000
-  for (let i = 0; Atomics.load(ctl, BUSY) !== 0; i++) if ((i & 1023) === 0 && Date.now() > deadline) break
+  if (waiting !== null) {
+    waiting.push(then)
+    return
+  }
+  for (let i = 0; i < 4096; i++) {
+    if (Atomics.load(ctl, BUSY) === 0) {
+      then()
+      return
+    }
+  }
+  waiting = [then]
+  const poll = (): void => {
+    if (Atomics.load(ctl, BUSY) !== 0) {
+      setTimeout(poll, 1)
+      return
+    }
+    const run = waiting!
+    waiting = null
+    for (const f of run) f()
+  }
+  setTimeout(poll, 1)
+}
+
+/** The inode and device numbers (as int32) the main thread checks the descriptor against. */
+function socketIdentity(fd: number): [number, number] | null {
+  try {
+    const st = fstatSync(fd)
+    return [st.ino | 0, st.dev | 0]
+  } catch {
+    return null
+  }
 }
 
 /** Let the main thread write to `s` itself, if it is the welcomed plain TCP socket with nothing of ours queued. */
 function publishFd(s: net.Socket): void {
-  if (data.tls || s !== socket || !connected || s.destroyed || s.writableLength > 0) return
+  if (data.tls || s !== socket || !connected || s.destroyed || s.writableLength > 0 || waiting !== null) return
   const fd = (s as net.Socket & { _handle?: { fd?: unknown } })._handle?.fd
-  if (typeof fd === 'number' && fd >= 0) Atomics.store(ctl, FD, fd)
+  if (typeof fd !== 'number' || fd < 0) return
+  const id = socketIdentity(fd)
+  if (id === null) return
+  // The identity first: the main thread reads FD, then these.
+  Atomics.store(ctl, SOCK_INO, id[0])
+  Atomics.store(ctl, SOCK_DEV, id[1])
+  Atomics.store(ctl, FD, fd)
 }
+
+// Withdraw the descriptor on the way out, whatever the reason (an uncaught exception,
+// process.exit): Node closes the socket after this without calling its _destroy. (Out of memory
+// or terminated, this does not run: see SOCK_INO.) Then wake a main thread waiting for a reply.
+process.on('exit', () => {
+  Atomics.store(ctl, FD, -1)
+  Atomics.store(ctl, GONE, 1)
+  // Nothing can be deferred now: wait a while for a direct write in progress to end.
+  const deadline = Date.now() + 1000
+  for (let i = 0; Atomics.load(ctl, BUSY) !== 0; i++) if ((i & 1023) === 0 && Date.now() > deadline) break
+  Atomics.add(ctl, POSTED, 1)
+  Atomics.add(ctl, WAKE, 1)
+  Atomics.notify(ctl, WAKE)
+})
 
 /**
  * Queue `m` for the main thread. Every batch bumps ctl[POSTED]; a batch with anything but
@@ -228,7 +289,6 @@ function connect(): void {
   s.on('error', (e) => log('connection error: %s', e.message))
   s.on('close', () => {
     if (socket === s) socket = null
-    withdrawFd() // (done by SharedSocket already; a TLS socket never published it)
     const wasConnected = connected
     connected = false
     for (const id of inflight) fail(id, 'the connection to the server was lost before the reply came')
@@ -258,8 +318,7 @@ function send(id: number, b: Uint8Array, tidReply = false): void {
     if (id > 0) inflight.add(id)
     if (tidReply) tidReplies.add(id)
     // The main thread writes no more until this is in the kernel (it would overtake it).
-    withdrawFd()
-    s.write(b, () => publishFd(s))
+    afterDirectWrite(() => s.write(b, () => publishFd(s)))
     return
   }
   if (id === 0) return // one-way messages are lost with the connection; the vote notices
@@ -289,6 +348,10 @@ function armQueueTimer(): void {
 port.on('message', (m: ToWorker) => {
   if (m.t === 'send') {
     send(m.id, m.b, m.tidReply ?? false)
+    Atomics.add(ctl, HANDLED, 1)
+  } else if (m.t === 'rest') {
+    // Never the first bytes of another connection: the stream would be out of step.
+    if (connected && m.epoch === epoch) send(0, m.b)
     Atomics.add(ctl, HANDLED, 1)
   } else if (m.t === 'close') {
     closing = true
