@@ -43,6 +43,10 @@ void LoaderPool::wakeLocked(int cpu) {
       cpu_set_t one;
       CPU_ZERO(&one);
       CPU_SET(cpu, &one);
+      // The mask to give back is the one it has now: a taskset or cpuset change since the
+      // loader started is kept, not undone at its next unpin.
+      if (slot.pinnedTo < 0 && ::sched_getaffinity(slot.tid, sizeof slot.home, &slot.home) != 0)
+        std::memset(&slot.home, 0xff, sizeof slot.home);
       if (slot.pinnedTo == cpu || ::sched_setaffinity(slot.tid, sizeof one, &one) == 0) slot.pinnedTo = cpu;
       cpu = -1;  // one loader per request
     }

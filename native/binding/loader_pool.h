@@ -91,7 +91,7 @@ class LoaderPool {
     bool asleep;
     bool woken;
     pid_t tid;
-    cpu_set_t home;                  // its CPU mask when it started serving
+    cpu_set_t home;                  // its CPU mask before it was pinned
     int pinnedTo;                    // the CPU it is pinned to for a fault, or -1
     int pinnedLoads;                 // loads it took pinned and has not finished
   };

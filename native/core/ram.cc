@@ -24,7 +24,9 @@ std::size_t toFrames(std::size_t bytes, std::size_t pageSize) {
 // source mapped, without them: no address of ours is ever a hole. A hole is address space
 // another thread's mmap may take in the moment before we map over it again (MAP_FIXED would
 // then silently replace that thread's memory, and the thread would later unmap part of ours).
-// Kernels that refuse it (EINVAL) get the plain move, the hole refilled at once.
+// Kernels that refuse it (EINVAL) get the plain move from then on, the hole refilled at once.
+// Any other failure (ENOMEM: DONTUNMAP keeps the source, so it counts against RLIMIT_AS) falls
+// back to the plain move for that call only: it needs no more address space than before.
 std::atomic<bool> dontUnmapRefused{false};
 
 // Moves the page tables of `len` bytes at `from` to `to`. `sourceKept`: `from` is still mapped.
@@ -34,8 +36,7 @@ bool moveTables(void* from, std::size_t len, void* to, bool* sourceKept) {
       *sourceKept = true;
       return true;
     }
-    if (errno != EINVAL) return false;
-    dontUnmapRefused.store(true, std::memory_order_relaxed);
+    if (errno == EINVAL) dontUnmapRefused.store(true, std::memory_order_relaxed);
   }
   *sourceKept = false;
   return ::mremap(from, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, to) != MAP_FAILED;
