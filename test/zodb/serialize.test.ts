@@ -224,6 +224,19 @@ describe('serialization', () => {
       expect(decodeForDump(rootRecord).state).to.deep.equal({ t: { $ref: `0x${oid.toString(16).padStart(16, '0')}`, class: 'test.serialize.Vanished!' } })
     })
 
+    it('an application Broken subclass, registered as a placeholder, is refused at load as Broken', () => {
+      const db = newDB()
+      const a = session(db)
+      class Gone extends Broken {
+        static override brokenClassName = 'test.serialize.Gone'
+      }
+      registerClass('test.serialize.Gone', Gone)
+      a.root.g = new Gone()
+      a.tm.commit()
+      const b = session(db)
+      expect(() => (b.root.g as unknown as { x: unknown }).x).to.throw(UnknownClassError, /test\.serialize\.Gone/)
+    })
+
     it('an unknown class loaded directly by oid is an error naming it', () => {
       const db = newDB()
       const txn = { user: '', description: '', extension: {} }

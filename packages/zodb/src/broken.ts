@@ -13,7 +13,10 @@ const brokenClassSet = new WeakSet<object>()
  * which for any other object walks its prototype chain through the prototype hook, a Proxy.
  */
 export function isBroken(obj: Persistent): boolean {
-  return brokenClassSet.has(obj.constructor)
+  const cls = obj.constructor
+  // A Broken subclass of the application's own (registered as a placeholder) counts too: the
+  // walk goes up the constructors (Item, Persistent, Function.prototype), never the Proxy.
+  return brokenClassSet.has(cls) || cls === Broken || Object.prototype.isPrototypeOf.call(Broken, cls)
 }
 
 export class Broken extends Persistent {
