@@ -129,6 +129,20 @@ describe('DB and Connection', () => {
       s.tm.commit()
     })
 
+    it('refuses to commit a new object made a ghost before it was saved, and stores nothing', () => {
+      const db = newDB()
+      const s = session(db)
+      const before = db.lastTransaction()
+      const item = new Item('fresh', 5)
+      s.root.item = item
+      s.conn.add(item)
+      item._p_invalidate() // its state is gone: only the in-memory object had it
+      expect(() => s.tm.commit()).to.throw(UnserializableError, /made a ghost \(_p_invalidate\) before it was ever saved/)
+      s.tm.abort()
+      expect(db.lastTransaction()).to.equal(before)
+      expect(session(db).root.item).to.equal(undefined)
+    })
+
     it('stores every new object reachable from changed objects, through plain values too', () => {
       const db = newDB()
       const s = session(db)

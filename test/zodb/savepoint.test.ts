@@ -114,6 +114,25 @@ describe('Connection savepoints', () => {
     expect(db.storage.history(bob._p_oid!, 10)).to.have.length(1)
   })
 
+  it('commits objects the cache dropped after a savepoint, leaving them ghosts the cache can forget', () => {
+    const { s, bob, sally } = setup()
+    bob.value = 3
+    sally.value = 4
+    s.tm.savepoint()
+    s.conn.cacheMinimize()
+    expect([bob._p_changed, sally._p_changed]).to.deep.equal([null, null])
+    s.tm.commit()
+    // Stored from the savepoint's records; still ghosts, so not active (the cache would hold
+    // them strongly and count their bytes, and incremental GC could never let them go).
+    expect([bob._p_changed, sally._p_changed]).to.deep.equal([null, null])
+    const active = s.conn.cache.activeCount
+    expect(bob.value).to.equal(3)
+    expect(s.conn.cache.activeCount).to.equal(active + 1)
+    const other = session(s.conn.db as never)
+    const acc = other.root.accounts as PersistentMapping<string, Item>
+    expect([acc.get('bob')!.value, acc.get('sally')!.value]).to.deep.equal([3, 4])
+  })
+
   it('still detects write conflicts for objects saved in a savepoint', () => {
     const { s, bob, db } = setup()
     const other = session(db)

@@ -385,8 +385,15 @@ export class Connection<R extends object = Record<string, unknown>> implements P
         // What #needsStoring decides, with one look-up of the oid in #added (each is a hash of a
         // bigint) instead of two.
         const meta = _meta(obj)
-        if (meta.jar !== this || meta.state === GHOST) continue
+        if (meta.jar !== this) continue
         const oid = meta.oid!
+        if (meta.state === GHOST) {
+          // A new object made a ghost (`_p_invalidate`) with no savepoint record to load from
+          // has lost its state: storing the records that refer to it would leave them dangling.
+          if (added.has(oid) && !tmps.has(oid))
+            throw new UnserializableError(describe(obj), 'it was added in this transaction and made a ghost (_p_invalidate) before it was ever saved: its state is gone')
+          continue
+        }
         const isNew = added.has(oid)
         if (!isNew && meta.state !== CHANGED) continue
         const data = encodeRecord(obj, this.#classNameOf(obj), writer)
@@ -417,7 +424,7 @@ export class Connection<R extends object = Record<string, unknown>> implements P
       this.#finishingTid = null
     }
     for (const { obj, size, added } of this.#stored) {
-      _stored(obj, tid, size)
+      if (!_stored(obj, tid, size)) continue  // a ghost is not active: the cache must not hold it
       // Counted again with its stored size; a new object was used when it was added (this
       // transaction), a changed one now.
       if (added) this.cache.recount(obj)
@@ -559,7 +566,7 @@ export class Connection<R extends object = Record<string, unknown>> implements P
   #classNameOf(obj: Persistent, path?: () => string): string {
     const name = nameOfClass(obj.constructor)
     if (name === undefined) {
-      if (obj instanceof Broken) return obj._p_brokenClassName
+      if (isBroken(obj)) return (obj as Broken)._p_brokenClassName
       throw new UnserializableError(path === undefined ? describe(obj) : path(), `its class ${obj.constructor.name} is not registered: call registerClass(name, ${obj.constructor.name})`)
     }
     return name

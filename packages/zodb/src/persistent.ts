@@ -598,14 +598,18 @@ function reachesHook(obj: object, key: string): boolean {
   return true
 }
 
-/** @internal After a commit stored the object: it is up to date at `serial`. */
-export function _stored(obj: Persistent, serial: Tid, size: number): void {
+/**
+ * @internal After a commit stored the object: it is up to date at `serial`. False when it is a
+ * ghost (stored from a savepoint's record after eviction): nothing to update, nothing to count.
+ */
+export function _stored(obj: Persistent, serial: Tid, size: number): boolean {
   const meta = slots(obj)._p_meta
-  if (meta.state === GHOST) return
+  if (meta.state === GHOST) return false
   _activateLayout(obj)
   meta.serial = serial
   meta.size = size
   if (meta.state === CHANGED) meta.state = UPTODATE
+  return true
 }
 
 /** @internal A ghost of `cls` with the given oid, attached to `jar`. */
