@@ -176,7 +176,7 @@ describe('zeo client I/O worker', function () {
     await a.prefetch([big, small], tid + 1n) // one reply, one buffer
     const d = a.loadBefore(small, tid + 1n)!.data
     expect([...d]).to.deep.equal([1, 2, 3])
-    expect(d.buffer.byteLength).to.be.at.most(2 * d.length)
+    expect(d.buffer.byteLength).to.be.at.most(8192) // a slab of Node's Buffer pool at most
     const e = a.loadBefore(big, tid + 1n)!.data
     expect(e.length).to.equal(4 << 20)
     expect(a.cacheStats.hits).to.equal(2)
