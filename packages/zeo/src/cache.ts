@@ -74,13 +74,14 @@ export class RecordCache {
    * limit would not bound the memory the cache holds. A copy under 4 KiB goes into an 8 KiB slab
    * of Node's Buffer pool, which the records cached one after the other fill together (a buffer
    * of its own each: ~2 us more per small record, measured on loadBeforeMany); so a record keeps
-   * at most twice its size alive, or one slab. (A plain Uint8Array view, not a Buffer: a
-   * Buffer's slice() would not copy.)
+   * at most twice its size alive, or one slab — and a buffer no larger than a slab is kept.
+   * (A plain Uint8Array view, not a Buffer: a Buffer's slice() would not copy.)
    */
   put(oid: Oid, rev: CachedRevision): void {
     if (this.limit <= 0) return
     const n = rev.data.byteLength
-    if (rev.data.buffer.byteLength > 2 * n) {
+    const held = rev.data.buffer.byteLength
+    if (held > 2 * n && held > 8192) {
       const slab = Buffer.allocUnsafe(n)
       const copy = new Uint8Array(slab.buffer, slab.byteOffset, n)
       copy.set(rev.data)
