@@ -92,6 +92,47 @@ export class ServerProcess {
 }
 
 /** A client that speaks the protocol frame by frame (promises, no worker), for driving the server in tests. */
+/** A storage server shared by the tests of one suite, and the clients they open. */
+export interface SuiteServer {
+  /** The server (started before the suite's first test). */
+  readonly server: ServerProcess
+  /** What a test opened: closed after each test, the last opened first. */
+  readonly open: { close(): void }[]
+  /** A client storage of the server's storage `name`, closed after the test. */
+  client(name: string, options?: Partial<ClientStorageOptions>): ClientStorage
+}
+
+/** Starts a server before the suite this is called in and stops it after (see SuiteServer). */
+export function serverForSuite(): SuiteServer {
+  let started: ServerProcess | undefined
+  const open: { close(): void }[] = []
+  before(async () => {
+    started = await ServerProcess.start()
+  })
+  after(async () => {
+    await started?.stop()
+    removeScratch()
+  })
+  afterEach(() => {
+    for (const o of open.splice(0).reverse()) o.close()
+  })
+  const server = (): ServerProcess => {
+    if (started === undefined) throw new Error('the suite server is not started yet: use it in tests and hooks')
+    return started
+  }
+  return {
+    get server() {
+      return server()
+    },
+    open,
+    client(name, options = {}) {
+      const c = server().client(name, options)
+      open.push(c)
+      return c
+    },
+  }
+}
+
 export class RawClient {
   readonly socket: net.Socket
   readonly frames: unknown[] = []

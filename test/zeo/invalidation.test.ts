@@ -11,24 +11,13 @@ import { DB, MAX_TID, PersistentMapping, SQLiteStorage, openStorage, type Oid, t
 import { ClientDisconnected, ClientStorage } from '@wendelin/zeo'
 
 import { Item } from '../zodb/helpers.js'
-import { ServerProcess, TOKEN, freshDir, here, removeScratch, sleep } from './helpers.js'
+import { ServerProcess, TOKEN, freshDir, here, removeScratch, serverForSuite, sleep } from './helpers.js'
 
 type AnyRoot = Record<string, unknown>
 
 describe('zeo invalidations and the client cache', function () {
-  let server: ServerProcess
-  const open: { close(): void }[] = []
-
-  before(async () => {
-    server = await ServerProcess.start()
-  })
-  after(async () => {
-    await server.stop()
-    removeScratch()
-  })
-  afterEach(() => {
-    for (const o of open.splice(0)) o.close()
-  })
+  const suite = serverForSuite()
+  const { open } = suite
 
   /** A client storage of `name` through `proxy`, a DB over it and one connection (closed after the test). */
   function connectThrough(proxy: { port: number }, name: string) {
@@ -40,7 +29,7 @@ describe('zeo invalidations and the client cache', function () {
   }
 
   function dbOn(name: string, options = {}): { db: DB; tm: TransactionManager; root: () => AnyRoot; storage: ClientStorage } {
-    const storage = server.client(name, options)
+    const storage = suite.server.client(name, options)
     const db = new DB(storage)
     open.push(db)
     const tm = new TransactionManager({ explicit: true })
@@ -49,7 +38,7 @@ describe('zeo invalidations and the client cache', function () {
   }
 
   it("shows another client's commit at the next transaction boundary, not before", async () => {
-    const name = await server.addStorage()
+    const name = await suite.server.addStorage()
     const a = dbOn(name)
     const b = dbOn(name)
     a.tm.begin()
@@ -69,9 +58,9 @@ describe('zeo invalidations and the client cache', function () {
   })
 
   it("never lets lastTransaction() run ahead of the invalidations a listener received", async () => {
-    const name = await server.addStorage()
-    const a = server.client(name)
-    const b = server.client(name)
+    const name = await suite.server.addStorage()
+    const a = suite.server.client(name)
+    const b = suite.server.client(name)
     open.push(a, b)
     const heard: Tid[] = []
     b.addListener({ invalidate: (tid) => void heard.push(tid) })
@@ -92,9 +81,9 @@ describe('zeo invalidations and the client cache', function () {
   })
 
   it('serves old snapshots and the new state correctly from its cache', async () => {
-    const name = await server.addStorage()
-    const a = server.client(name)
-    const b = server.client(name)
+    const name = await suite.server.addStorage()
+    const a = suite.server.client(name)
+    const b = suite.server.client(name)
     open.push(a, b)
     const oid = a.newOid()
     const put = (old: Tid, byte: number): Tid => {
@@ -121,8 +110,8 @@ describe('zeo invalidations and the client cache', function () {
   })
 
   it('prefetches asynchronously, and a later load finds the records in the cache', async () => {
-    const name = await server.addStorage()
-    const a = server.client(name)
+    const name = await suite.server.addStorage()
+    const a = suite.server.client(name)
     open.push(a)
     const txn = { user: '', description: '', extension: {} }
     const oids: Oid[] = []
@@ -134,7 +123,7 @@ describe('zeo invalidations and the client cache', function () {
     }
     a.tpc_vote(txn)
     a.tpc_finish(txn)
-    const b = server.client(name)
+    const b = suite.server.client(name)
     open.push(b)
     b.lastTransaction()
     await b.prefetch(oids)
@@ -143,7 +132,7 @@ describe('zeo invalidations and the client cache', function () {
     for (let i = 0; i < 50; i++) expect([...b.loadBefore(oids[i]!, at)!.data]).to.deep.equal([i])
     expect(b.cacheStats.misses).to.equal(misses)
     // a load of an oid whose prefetch is in flight waits for that reply
-    const c = server.client(name)
+    const c = suite.server.client(name)
     open.push(c)
     c.lastTransaction()
     const p = c.prefetch(oids)
@@ -161,7 +150,7 @@ describe('zeo invalidations and the client cache', function () {
     mode: 'reply' | 'request' = 'reply',
   ): Promise<{ port: number; committed: Promise<Tid>; close(): void }> {
     const worker = new Worker(path.join(here, 'fixtures', 'coalescing-proxy.js'), {
-      workerData: { upstream: server.port, storage: name, token: TOKEN, holdMethod, key, value, mode },
+      workerData: { upstream: suite.server.port, storage: name, token: TOKEN, holdMethod, key, value, mode },
     })
     let committed!: (tid: Tid) => void
     const done = new Promise<Tid>((r) => (committed = r))
@@ -180,7 +169,7 @@ describe('zeo invalidations and the client cache', function () {
     // thread in one go (here forced by the proxy; on a loaded machine by chance). The record must
     // enter the cache before the invalidation is applied, or it stays "current" after its
     // successor was committed and every later snapshot reads it: a reader one commit behind.
-    const name = await server.addStorage()
+    const name = await suite.server.addStorage()
     const b = dbOn(name)
     b.tm.begin()
     b.root().v = 1
@@ -201,7 +190,7 @@ describe('zeo invalidations and the client cache', function () {
   it("shows at the next transaction a commit whose invalidation came right behind the reply to this client's finish", async () => {
     // The committing connection ignores invalidations while it finishes (they would be its own);
     // one of a later commit read with our finish reply must wait for the next boundary.
-    const name = await server.addStorage()
+    const name = await suite.server.addStorage()
     const b = dbOn(name) // (the root exists before the proxy watches for a finish)
     b.tm.begin()
     b.root().theirs = 'none yet'
@@ -224,7 +213,7 @@ describe('zeo invalidations and the client cache', function () {
     // Voters with no object in common do not wait for each other, so another client's commit can
     // finish (with a smaller tid) while ours is voted: its invalidation, read while our connection
     // finishes, must reach that connection at its next boundary.
-    const name = await server.addStorage()
+    const name = await suite.server.addStorage()
     const b = dbOn(name)
     b.tm.begin()
     b.root().theirs = 'none yet'
@@ -246,7 +235,7 @@ describe('zeo invalidations and the client cache', function () {
   })
 
   it('sends along the records a loaded record refers to, so a tree walk costs a round trip per bucket', async () => {
-    const name = await server.addStorage()
+    const name = await suite.server.addStorage()
     const a = dbOn(name)
     a.tm.begin()
     const m = new PersistentMapping<string, Item>()
@@ -265,16 +254,16 @@ describe('zeo invalidations and the client cache', function () {
   })
 
   it('opens from its spec with openStorage (token from the environment)', async () => {
-    const name = await server.addStorage()
+    const name = await suite.server.addStorage()
     const saved = process.env.WENDELIN_TOKEN
     process.env.WENDELIN_TOKEN = TOKEN
     try {
-      const s = (await openStorage(server.spec(name))) as ClientStorage
+      const s = (await openStorage(suite.server.spec(name))) as ClientStorage
       open.push(s)
       expect(s).to.be.instanceOf(ClientStorage)
-      expect(s.spec).to.equal(server.spec(name))
+      expect(s.spec).to.equal(suite.server.spec(name))
       expect(s.shareable).to.equal(true)
-      const ro = (await openStorage(server.spec(name), { readOnly: true })) as ClientStorage
+      const ro = (await openStorage(suite.server.spec(name), { readOnly: true })) as ClientStorage
       open.push(ro)
       expect(ro.isReadOnly()).to.equal(true)
     } finally {
@@ -284,8 +273,8 @@ describe('zeo invalidations and the client cache', function () {
   })
 
   it('is opened again from its spec in a worker thread, which reads at an explicit snapshot', async () => {
-    const name = await server.addStorage()
-    const a = server.client(name)
+    const name = await suite.server.addStorage()
+    const a = suite.server.client(name)
     open.push(a)
     const oid = a.newOid()
     const put = (old: Tid, byte: number): Tid => {
@@ -323,9 +312,9 @@ describe('zeo invalidations and the client cache', function () {
   })
 
   it('keeps its cache in a file, verified with the invalidations at the next open', async () => {
-    const name = await server.addStorage()
+    const name = await suite.server.addStorage()
     const cacheFile = path.join(freshDir(), 'client.cache')
-    const a = server.client(name)
+    const a = suite.server.client(name)
     open.push(a)
     const x = a.newOid()
     const y = a.newOid()
@@ -335,7 +324,7 @@ describe('zeo invalidations and the client cache', function () {
     a.store(y, 0n, new Uint8Array([1]), txn)
     a.tpc_vote(txn)
     const t1 = a.tpc_finish(txn)
-    const first = server.client(name, { cacheFile, prefetchBudget: 0 })
+    const first = suite.server.client(name, { cacheFile, prefetchBudget: 0 })
     const at = first.lastTransaction() + 1n
     first.loadBefore(x, at)
     first.loadBefore(y, at)
@@ -346,7 +335,7 @@ describe('zeo invalidations and the client cache', function () {
     a.store(x, t1, new Uint8Array([2]), txn2)
     a.tpc_vote(txn2)
     a.tpc_finish(txn2)
-    const second = server.client(name, { cacheFile, prefetchBudget: 0 })
+    const second = suite.server.client(name, { cacheFile, prefetchBudget: 0 })
     open.push(second)
     const now = second.lastTransaction() + 1n
     expect([...second.loadBefore(y, now)!.data]).to.deep.equal([1])
@@ -354,15 +343,15 @@ describe('zeo invalidations and the client cache', function () {
     expect([...second.loadBefore(x, now)!.data]).to.deep.equal([2]) // x was invalidated: loaded anew
     expect(second.roundTrips.loadBefore).to.equal(1)
     // a file from another server (here: another storage name) is ignored
-    const other = await server.addStorage()
-    const third = server.client(other, { cacheFile })
+    const other = await suite.server.addStorage()
+    const third = suite.server.client(other, { cacheFile })
     open.push(third)
     expect(() => third.loadBefore(y, third.lastTransaction() + 1n)).to.throw(/no object/)
   })
 
   it('refuses, at store, a record larger than a message may carry', async () => {
-    const name = await server.addStorage()
-    const s = server.client(name, { maxFrameBytes: 1024 })
+    const name = await suite.server.addStorage()
+    const s = suite.server.client(name, { maxFrameBytes: 1024 })
     open.push(s)
     const txn = { user: '', description: '', extension: {} }
     s.tpc_begin(txn)
@@ -373,9 +362,9 @@ describe('zeo invalidations and the client cache', function () {
   it('commits records larger than the socket takes at once, intact and in order with the calls after them', async () => {
     // Frames of MiBs fill the socket's buffer: the main thread's write stops part-way and the I/O
     // worker writes the rest; what follows must not overtake it.
-    const name = await server.addStorage()
-    const a = server.client(name)
-    const b = server.client(name)
+    const name = await suite.server.addStorage()
+    const a = suite.server.client(name)
+    const b = suite.server.client(name)
     open.push(a, b)
     const records = [1, 3, 5].map((mib, k) => {
       const data = new Uint8Array(mib * 1024 * 1024)
@@ -397,10 +386,10 @@ describe('zeo invalidations and the client cache', function () {
   })
 
   it('closes with `using` (Symbol.dispose)', async () => {
-    const name = await server.addStorage()
+    const name = await suite.server.addStorage()
     let seen: ClientStorage | null = null
     {
-      using s = server.client(name)
+      using s = suite.server.client(name)
       seen = s
       expect(s.closed).to.equal(false)
     }
@@ -408,8 +397,8 @@ describe('zeo invalidations and the client cache', function () {
   })
 
   it('serves a storage read-only when the server says so', async () => {
-    const name = await server.addStorage(undefined, true)
-    const s = server.client(name)
+    const name = await suite.server.addStorage(undefined, true)
+    const s = suite.server.client(name)
     open.push(s)
     expect(s.isReadOnly()).to.equal(true)
     expect(() => s.newOid()).to.throw(/read-only/)

@@ -9,7 +9,7 @@ import { expect } from 'chai'
 import type { Oid, Tid } from '@wendelin/zodb'
 import { ClientDisconnected, IO_INTERNALS, type ClientStorage } from '@wendelin/zeo'
 
-import { ServerProcess, freshDir, removeScratch, sleep } from './helpers.js'
+import { ServerProcess, freshDir, serverForSuite, sleep } from './helpers.js'
 
 // The words of ctl.ts this test looks at.
 const FD = 2
@@ -26,29 +26,12 @@ function commit(c: ClientStorage, records: [Oid, Tid, Uint8Array][]): Tid {
 }
 
 describe('zeo client I/O worker', function () {
-  let server: ServerProcess
-  const open: { close(): void }[] = []
-
-  before(async () => {
-    server = await ServerProcess.start()
-  })
-  after(async () => {
-    await server.stop()
-    removeScratch()
-  })
-  afterEach(() => {
-    for (const o of open.splice(0).reverse()) o.close()
-  })
-
-  function client(name: string, options = {}): ClientStorage {
-    const c = server.client(name, options)
-    open.push(c)
-    return c
-  }
+  const suite = serverForSuite()
+  const { open, client } = suite
 
   /** A storage with `n` one-byte objects; their oids and the tid. */
   async function objects(n: number): Promise<{ name: string; oids: Oid[]; tid: Tid }> {
-    const name = await server.addStorage()
+    const name = await suite.server.addStorage()
     const w = client(name)
     const oids = Array.from({ length: n }, () => w.newOid())
     const tid = commit(
@@ -164,7 +147,7 @@ describe('zeo client I/O worker', function () {
   })
 
   it('caches a small record without the buffer of the reply it came in', async () => {
-    const name = await server.addStorage()
+    const name = await suite.server.addStorage()
     const w = client(name)
     const big = w.newOid()
     const small = w.newOid()

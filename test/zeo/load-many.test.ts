@@ -8,28 +8,11 @@ import { IOBTree } from '@wendelin/btrees'
 import type { ClientStorage } from '@wendelin/zeo'
 
 import { Item } from '../zodb/helpers.js'
-import { RawClient, ServerProcess, removeScratch } from './helpers.js'
+import { RawClient, serverForSuite } from './helpers.js'
 
 describe('zeo loadBeforeMany', function () {
-  let server: ServerProcess
-  const open: { close(): void }[] = []
-
-  before(async () => {
-    server = await ServerProcess.start()
-  })
-  after(async () => {
-    await server.stop()
-    removeScratch()
-  })
-  afterEach(() => {
-    for (const o of open.splice(0).reverse()) o.close()
-  })
-
-  function client(name: string, options = {}): ClientStorage {
-    const c = server.client(name, options)
-    open.push(c)
-    return c
-  }
+  const suite = serverForSuite()
+  const { open, client } = suite
 
   /** Commit `data(oid)` for every oid (new ones when `oids` is null); the tid. */
   function commit(c: ClientStorage, oids: Oid[] | null, serials: Map<Oid, Tid>, data: (i: number) => number, n = 0): Tid {
@@ -44,7 +27,7 @@ describe('zeo loadBeforeMany', function () {
   }
 
   it('loads the revisions before a tid in one round trip, leaves out what did not exist, and caches them', async () => {
-    const name = await server.addStorage()
+    const name = await suite.server.addStorage()
     const a = client(name)
     const serials = new Map<Oid, Tid>()
     const t1 = commit(a, null, serials, (i) => i, 20)
@@ -74,7 +57,7 @@ describe('zeo loadBeforeMany', function () {
   })
 
   it("never serves a revision from the cache once another client's commit replaced it", async () => {
-    const name = await server.addStorage()
+    const name = await suite.server.addStorage()
     const a = client(name)
     const serials = new Map<Oid, Tid>()
     commit(a, null, serials, (i) => i, 10)
@@ -91,7 +74,7 @@ describe('zeo loadBeforeMany', function () {
   })
 
   it("walks a B-tree of ghosts loading each leaf's values together, through the prefetch or one round trip per leaf", async () => {
-    const name = await server.addStorage()
+    const name = await suite.server.addStorage()
     const n = 2_000
     {
       const db = new DB(client(name))
@@ -128,22 +111,22 @@ describe('zeo loadBeforeMany', function () {
   })
 
   it('serves a version-1 client (which never sends loadBeforeMany) and refuses unknown versions', async () => {
-    const name = await server.addStorage()
-    const v1 = await RawClient.connect(server.port, name, undefined, 1)
+    const name = await suite.server.addStorage()
+    const v1 = await RawClient.connect(suite.server.port, name, undefined, 1)
     const welcome = await v1.welcome()
     expect(welcome.slice(0, 2)).to.deep.equal(['WZEO', 1])
     expect((await v1.call('sync'))[1]).to.equal(0)
     v1.close()
-    const v3 = await RawClient.connect(server.port, name, undefined, 3)
+    const v3 = await RawClient.connect(suite.server.port, name, undefined, 3)
     expect(await v3.waitClosed(2000)).to.equal(true)
     expect(v3.received).to.equal(0)
   })
 
   it('drops a client sending a malformed loadBeforeMany, and only it', async () => {
-    const name = await server.addStorage()
+    const name = await suite.server.addStorage()
     const honest = client(name)
     for (const args of [['x', 1n], [[1n], 'x'], [[1n, 'x'], 1n], [Array(10_001).fill(1n), 1n]]) {
-      const c = await RawClient.connect(server.port, name)
+      const c = await RawClient.connect(suite.server.port, name)
       await c.welcome()
       void c.call('loadBeforeMany', ...args)
       expect(await c.waitClosed(2000)).to.equal(true)
