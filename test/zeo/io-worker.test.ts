@@ -11,10 +11,6 @@ import { ClientDisconnected, IO_INTERNALS, type ClientStorage } from '@wendelin/
 
 import { ServerProcess, freshDir, serverForSuite, sleep } from './helpers.js'
 
-// The words of ctl.ts this test looks at.
-const FD = 2
-const BUSY = 3
-
 const txn = () => ({ user: '', description: '', extension: {} })
 
 function commit(c: ClientStorage, records: [Oid, Tid, Uint8Array][]): Tid {
@@ -60,7 +56,7 @@ describe('zeo client I/O worker', function () {
     const { name, oids, tid } = await objects(2)
     const a = client(name, { prefetchDepth: 0, callTimeout: 5000 })
     a.loadBefore(oids[0]!, tid + 1n)
-    const { worker, ctl } = a[IO_INTERNALS]
+    const { worker, ctl, words: { FD } } = a[IO_INTERNALS]
     const fd = Atomics.load(ctl, FD)
     expect(fd).to.be.at.least(0) // plain TCP: the main thread writes requests itself
     // As if this thread had not returned to its event loop since the worker died (out of memory,
@@ -119,7 +115,7 @@ describe('zeo client I/O worker', function () {
       open.push(a)
       expect(a.connected).to.equal(true)
       a.lastTransaction()
-      const { ctl } = a[IO_INTERNALS]
+      const { ctl, words: { FD, BUSY } } = a[IO_INTERNALS]
       const fd = Atomics.load(ctl, FD)
       expect(fd).to.be.at.least(0)
       const ino = fstatSync(fd).ino

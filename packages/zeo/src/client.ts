@@ -1254,8 +1254,8 @@ export class ClientStorage implements Storage {
     this.close()
   }
 
-  get [IO_INTERNALS](): { worker: Worker; ctl: Int32Array } {
-    return { worker: this.#worker, ctl: this.#ctl }
+  get [IO_INTERNALS](): { worker: Worker; ctl: Int32Array; words: { FD: number; BUSY: number } } {
+    return { worker: this.#worker, ctl: this.#ctl, words: { FD, BUSY } }
   }
 
   #checkOpen(): void {
