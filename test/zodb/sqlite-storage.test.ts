@@ -477,6 +477,36 @@ describe('SQLiteStorage commits of many objects (rows and serial checks go in ba
     expect(s.loadBefore(oids[0]!, 0xffffffffffffffffn)!.serial).to.equal(t2)
     s.close()
   })
+
+  it('a row that fails to insert in the middle of a vote leaves the file as it was, and the instance usable', () => {
+    const file = freshFile()
+    const s = new SQLiteStorage(file)
+    const oids = Array.from({ length: 150 }, () => s.newOid())
+    const t1 = commitRecords(s, oids.map((oid, i) => [oid, 0n, record({ i })]))
+    const raw = new Database(file)
+    raw.defaultSafeIntegers(true)
+    const count = () => raw.prepare('SELECT count(*) FROM object_revisions').pluck().get()
+    // A trigger makes the insert of object 100 fail: in the second batch of rows, after a first
+    // batch (and the rows of this statement before it) were written. Each way a statement can
+    // fail: alone (FAIL), undoing itself (ABORT), ending the transaction (ROLLBACK).
+    for (const how of ['FAIL', 'ABORT', 'ROLLBACK']) {
+      raw.exec(`CREATE TRIGGER fail_one BEFORE INSERT ON object_revisions WHEN NEW.oid = ${oids[100]} BEGIN SELECT RAISE(${how}, 'no'); END`)
+      const error = voteError(s, oids.map((oid, i): [bigint, Tid, Uint8Array] => [oid, t1, record({ i, v: 2 })]))
+      expect((error as { code?: string }).code, how).to.equal('SQLITE_CONSTRAINT_TRIGGER')
+      raw.exec('DROP TRIGGER fail_one')
+      expect(count(), how).to.equal(150n)
+      expect(raw.prepare('SELECT count(*) FROM transactions').pluck().get(), how).to.equal(1n)
+      expect(s.lastTransaction(), how).to.equal(t1)
+    }
+    raw.close()
+    for (const [i, oid] of oids.entries()) expect(s.loadBefore(oid, 0xffffffffffffffffn)!.data).to.deep.equal(record({ i }))
+    const t2 = commitRecords(s, oids.map((oid, i) => [oid, t1, record({ i, v: 3 })]))
+    for (const [i, oid] of oids.entries()) {
+      const r = s.loadBefore(oid, 0xffffffffffffffffn)!
+      expect([r.serial, r.data]).to.deep.equal([t2, record({ i, v: 3 })])
+    }
+    s.close()
+  })
 })
 
 describe('SQLiteStorage serial checks from what an instance knows (no query for objects it loaded or wrote)', () => {
