@@ -86,6 +86,24 @@ describe('B-tree iteration preloads the objects of each leaf', () => {
     db.close()
   })
 
+  it('a leaf’s records are fetched when its first ghost loads, even after a load of an object outside the leaf', () => {
+    const { db, client, calls } = setup(1000)
+    const b = client()
+    const tree = b.conn.root.tree as IOBTree<Val>
+    const far = tree.get(999)!
+    const it = tree.values()
+    const first = it.next().value as Val
+    calls.many = calls.single = calls.manyOids = 0
+    expect(far.n).to.equal(999) // not in the first leaf: loaded on its own
+    expect(calls.single).to.equal(1)
+    expect(calls.many).to.equal(0)
+    expect(first.n).to.equal(0)
+    expect(calls.many).to.equal(1) // the first leaf's ghosts, with one storage call
+    expect(calls.manyOids).to.be.greaterThan(1)
+    expect(calls.single).to.equal(1)
+    db.close()
+  })
+
   it('a preloaded record is read at the connection’s snapshot, and dropped when the snapshot moves', () => {
     const { db, client } = setup(100)
     const b = client()

@@ -1,7 +1,7 @@
 // What every collection (bucket, set, B-tree, tree set) offers to readers, written once over a
 // few structural primitives that leaves and trees implement differently.
 
-import { GHOST, Persistent } from '@wendelin/zodb'
+import { Persistent } from '@wendelin/zodb'
 
 import type { Family, FamilyMember } from './family.js'
 import { type Bound, type Lookup, type PutResult, belowUpper, lowerIndex, upperIndex } from './leaf.js'
@@ -125,28 +125,6 @@ export abstract class SortedBase<K, V> extends Persistent {
     this._structure.clear(this)
     this._touch()
   }
-}
-
-/**
- * Values (or entries) of a leaf are about to be read one after the other: if they are ghosts,
- * their connection may load their records together (one storage query for the leaf instead of
- * one per object). Looks at the first and last value only, so leaves of loaded objects or of
- * plain values cost two checks.
- */
-function preloadGhosts(values: readonly unknown[], from: number, to: number): void {
-  if (to <= from) return
-  const first = values[from]
-  const last = values[to]
-  const probe = first instanceof Persistent && first._p_state === GHOST ? first : last instanceof Persistent && last._p_state === GHOST ? last : null
-  if (probe === null) return
-  const jar = probe._p_jar
-  if (jar === null || typeof jar.preload !== 'function') return
-  const ghosts: Persistent[] = []
-  for (let i = from; i <= to; i++) {
-    const v = values[i]
-    if (v instanceof Persistent && v._p_state === GHOST && v._p_jar === jar) ghosts.push(v)
-  }
-  jar.preload(ghosts)
 }
 
 /** What a RangeIterator yields: keys, values, or [key, value] entries. */
@@ -293,7 +271,13 @@ class RangeIterator<T> {
     this.#values = leaf._values
     this.#i = lowerIndex(keys, lo, this.#compare)
     this.#last = upperIndex(keys, this.#hi, this.#compare)
-    if (this.#yields !== KEYS && this.#values !== null) preloadGhosts(this.#values, this.#i, this.#last)
+    // Values (or entries) of this leaf are about to be read: if they are ghosts, the leaf's
+    // connection may load their records together when the first one loads (one storage query
+    // for the leaf instead of one per object). Only a hint: the values are not looked at here.
+    if (this.#yields !== KEYS && this.#values !== null && this.#i < this.#last && leaf instanceof Persistent) {
+      const jar = leaf._p_jar
+      if (jar !== null && jar.preload !== undefined) jar.preload(this.#values, this.#i, this.#last)
+    }
   }
 
   /** On to the next leaf of a tree, unless the range ends here. */

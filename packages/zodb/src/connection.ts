@@ -96,6 +96,10 @@ export class Connection<R extends object = Record<string, unknown>> implements P
    * snapshot; deleting each one made the map shrink and grow again for every B-tree leaf).
    */
   #preloaded = new Map<Oid, { data: Uint8Array; serial: Tid }>()
+  /** The last `preload` hint: values whose first ghost to load fetches the others' records too. */
+  #upcoming: readonly unknown[] | null = null
+  #upcomingFrom = 0
+  #upcomingTo = -1
   /** During a commit: objects stored, their record sizes, and whether they are new (were added). */
   #stored: { obj: Persistent; size: number; added: boolean }[] = []
   #resolved: Oid[] = []
@@ -264,6 +268,7 @@ export class Connection<R extends object = Record<string, unknown>> implements P
     this.#opened = false
     this.#invalidated.clear()
     this.#preloaded.clear()
+    this.#upcoming = null
     this.cache.clear()
   }
 
@@ -307,19 +312,37 @@ export class Connection<R extends object = Record<string, unknown>> implements P
     this.#setLoadedState(obj, className, state, serial, data.length)
   }
 
-  preload(objs: readonly Persistent[]): void {
-    const storage = this.#storage
-    if (typeof storage.loadBeforeMany !== 'function' || !this.#opened) return
-    const oids: Oid[] = []
-    for (const obj of objs) {
-      const meta = _meta(obj)
+  preload(values: readonly unknown[], from: number, to: number): void {
+    if (to <= from || typeof this.#storage.loadBeforeMany !== 'function' || !this.#opened) return
+    this.#upcoming = values
+    this.#upcomingFrom = from
+    this.#upcomingTo = to
+  }
+
+  /**
+   * When `oid` is a ghost among the last `preload` hint's values: fetch its record and those of
+   * the hint's other ghosts with one storage call (into #preloaded), and drop the hint. False
+   * (the hint kept) when `oid` is not among them.
+   */
+  #fetchUpcoming(oid: Oid): boolean {
+    const values = this.#upcoming!
+    const oids: Oid[] = [oid]
+    let found = false
+    for (let i = this.#upcomingFrom; i <= this.#upcomingTo; i++) {
+      const v = values[i]
+      if (!(v instanceof Persistent)) continue
+      const meta = _meta(v)
       if (meta.jar !== this || meta.state !== GHOST) continue
-      const oid = meta.oid!
-      if (!this.#tmp.has(oid) && !this.#preloaded.has(oid)) oids.push(oid)
+      const other = meta.oid!
+      if (other === oid) found = true
+      else if (!this.#tmp.has(other) && !this.#preloaded.has(other)) oids.push(other)
     }
-    if (oids.length < 2) return
+    if (!found) return false
+    this.#upcoming = null
+    if (oids.length < 2) return false
     if (this.#preloaded.size > PRELOADED_MAX) this.#preloaded.clear()
-    for (const [oid, rev] of storage.loadBeforeMany(oids, this.#before)) this.#preloaded.set(oid, rev)
+    for (const [other, rev] of this.#storage.loadBeforeMany!(oids, this.#before)) this.#preloaded.set(other, rev)
+    return true
   }
 
   register(obj: Persistent): void {
@@ -540,6 +563,10 @@ export class Connection<R extends object = Record<string, unknown>> implements P
       const pre = this.#preloaded.get(oid)
       if (pre !== undefined) return pre
     }
+    if (this.#upcoming !== null && this.#fetchUpcoming(oid)) {
+      const pre = this.#preloaded.get(oid)
+      if (pre !== undefined) return pre
+    }
     const rev = this.#storage.loadBefore(oid, this.#before)
     if (rev === null) {
       throw new ReadConflictError(`object 0x${idToHex(oid)} did not exist in this connection's snapshot (before 0x${idToHex(this.#before)})`, { oid })
@@ -645,6 +672,7 @@ export class Connection<R extends object = Record<string, unknown>> implements P
   #sync(): void {
     if (this.#historical || !this.#opened) return
     if (this.#preloaded.size > 0) this.#preloaded.clear()
+    this.#upcoming = null
     this.#before = this.#storage.lastTransaction() + 1n
     if (this.#invalidated.size === 0) return
     const oids = this.#invalidated

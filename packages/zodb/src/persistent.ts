@@ -42,10 +42,13 @@ export interface PersistentJar {
   /** `obj` became a ghost. */
   ghostified?(obj: Persistent): void
   /**
-   * These ghosts are about to be loaded, one after the other (the values of a B-tree leaf being
-   * iterated): the jar may fetch their records together. A hint; never required.
+   * `values[from..to]` (the values of a B-tree leaf being iterated) are about to be read one
+   * after the other: when the first of them that is a ghost of this jar loads, the jar may fetch
+   * the records of the others together. A hint, never required; the jar keeps the last one.
+   * The values are looked at only then, not here: an iteration over loaded objects pays nothing
+   * per leaf (and its optimized code never sees the ghosts' maps give way to the loaded ones).
    */
-  preload?(objs: readonly Persistent[]): void
+  preload?(values: readonly unknown[], from: number, to: number): void
 }
 
 /** Bookkeeping of one persistent object. Internal: use the `_p_*` accessors. */
