@@ -123,6 +123,65 @@ describe('object cache', () => {
     expect(s.conn.cache.activeBytes).to.equal(active.reduce((n, o) => n + o._p_estimatedSize, 0))
   })
 
+  it('keeps changed objects through evictions, and gives them a second chance once committed', () => {
+    const { s, items } = populate(30, { cacheSize: 10 })
+    for (const it of items) void it.name
+    items[0]!.value = 'a'
+    items[1]!.value = 'b'
+    s.conn.cacheGC() // items[0] and [1] are kept (changed), items[2..] go first
+    expect(items[0]!._p_state).to.equal(CHANGED)
+    expect(items[2]!._p_state).to.equal(GHOST)
+    expect(items[29]!._p_state).to.not.equal(GHOST)
+    s.tm.commit() // both stored: used now, the most recent; items[22..29] are still active
+    for (const it of items.slice(2, 12)) void it.name // loaded again, after the commit
+    s.conn.cacheGC()
+    expect(s.conn.cache.activeCount).to.be.at.most(10)
+    // Evicted: the objects not used since they took their place (items[22..29]), then the
+    // oldest loaded since; the two stored at the commit got a second chance.
+    expect(items[29]!._p_state).to.equal(GHOST)
+    expect(items[2]!._p_state).to.equal(GHOST)
+    expect(items[0]!._p_state).to.not.equal(GHOST)
+    expect(items[1]!._p_state).to.not.equal(GHOST)
+    expect(items[11]!._p_state).to.not.equal(GHOST)
+    const active = [s.root as unknown as Item, s.root.items as unknown as Item, ...items].filter((o) => o._p_state !== GHOST)
+    expect(s.conn.cache.activeCount).to.equal(active.length)
+    expect(s.conn.cache.activeBytes).to.equal(active.reduce((n, o) => n + o._p_estimatedSize, 0))
+  })
+
+  it('counts objects made ghosts one by one (not by eviction) out, and finds them again by oid', () => {
+    const { s, items } = populate(3000, { cacheSize: 100_000 })
+    for (const it of items) void it.name
+    const before = s.conn.cache.activeCount
+    for (let i = 0; i < items.length; i += 2) items[i]!._p_deactivate()
+    expect(s.conn.cache.activeCount).to.equal(before - 1500)
+    for (let i = 0; i < items.length; i += 2) expect(s.conn.get(items[i]!._p_oid!)).to.equal(items[i])
+    for (let round = 0; round < 3; round++) {
+      for (const it of items) void it.name // loaded again: new places, the old ones left behind
+      for (let i = round % 2; i < items.length; i += 2) items[i]!._p_deactivate()
+    }
+    const active = [s.root as unknown as Item, s.root.items as unknown as Item, ...items].filter((o) => o._p_state !== GHOST)
+    expect(s.conn.cache.activeCount).to.equal(active.length)
+    expect(s.conn.cache.activeBytes).to.equal(active.reduce((n, o) => n + o._p_estimatedSize, 0))
+    s.conn.cacheMinimize()
+    expect(s.conn.cache.activeCount).to.equal(0)
+    expect(s.conn.cache.activeBytes).to.equal(0)
+  })
+
+  ;(gc ? it : it.skip)('does not keep objects made ghosts outside eviction alive (needs --expose-gc)', async () => {
+    const { s } = populate(200, { cacheSize: 1000 })
+    const list = s.root.items as PersistentList<Item>
+    for (const it of list) void it.name
+    s.tm.commit()
+    for (const it of list) it._p_deactivate() // no eviction: each made a ghost on its own
+    list._p_invalidate() // now nothing holds them
+    const before = s.conn.cache.size
+    for (let i = 0; i < 5; i++) {
+      gc!()
+      await new Promise((r) => setTimeout(r, 10))
+    }
+    expect(s.conn.cache.size).to.be.below(before)
+  })
+
   ;(gc ? it : it.skip)('holds ghosts weakly, so unreferenced ones are collected (needs --expose-gc)', async () => {
     const { s } = populate(200, { cacheSize: 5 })
     const list = s.root.items as PersistentList<Item>

@@ -16,33 +16,53 @@ export interface CacheLimits {
   cacheSizeBytes: number
 }
 
+/** How an entry held weakly is told from an object held strongly (no instanceof: see isWeak). */
+const WEAK_REF_PROTOTYPE: object = WeakRef.prototype
+
+/**
+ * Whether a cache entry is a weak reference. Its own prototype, not `instanceof`: a miss of
+ * `instanceof` on a persistent object walks its chain through the prototype hook (a Proxy).
+ */
+function isWeak(entry: Persistent | WeakRef<Persistent>): entry is WeakRef<Persistent> {
+  return Object.getPrototypeOf(entry) === WEAK_REF_PROTOTYPE
+}
+
 export class ObjectCache {
   /**
-   * Weak references to objects that became ghosts (or were made as ghosts). An active object is
-   * held by #active, and gets its weak reference only when it becomes a ghost: most new objects
-   * of a big commit never need one.
+   * Every object the cache knows, by oid: the object itself while it is active or a young ghost,
+   * its weak reference once it is an older ghost. One map, so that finding an object, or finding
+   * that there is none, is one look-up (with a map each for active objects, young ghosts and weak
+   * references, a cold read's new ghost cost three misses and its load a delete and two more).
    */
-  readonly #refs = new Map<Oid, WeakRef<Persistent>>()
+  readonly #entries = new Map<Oid, Persistent | WeakRef<Persistent>>()
   /**
-   * Ghosts made since the last `incrgc()` (or since this map last reached the cache size), held
-   * strongly until then: most are loaded soon (a bucket's objects as an iteration reaches them)
-   * and then never need a weak reference, whose making costs more than the load's bookkeeping.
-   * The rest get theirs at the next `incrgc()`, as every transaction boundary calls it.
+   * Ghosts made since the last `incrgc()` (or since this list last reached the cache size), held
+   * strongly (by #entries) until then: most are loaded soon (a bucket's objects as an iteration
+   * reaches them) and then never need a weak reference, whose making costs more than the load's
+   * bookkeeping. The rest get theirs at the next `incrgc()`, as every transaction boundary calls
+   * it. Entries loaded or replaced meanwhile are skipped then.
    */
-  readonly #young = new Map<Oid, Persistent>()
+  #young: Persistent[] = []
   /**
-   * Active objects, in the order they took their place (each one's `lruTick`); each one's
-   * counted size is its meta's `cachedSize`. A use only stamps the object (`usedTick`): moving
-   * it to the end of this map at every use (a delete and a set in a map of 100k entries, 5-10% of
-   * a commit) is left to `incrgc`, which gives an object used since it took its place a second
-   * chance at the end instead of evicting it. Eviction order is thus least recently used, as
-   * far as it matters.
+   * Active objects in the order they took their place, a queue: slot i holds an object and the
+   * clock when it took that place (#lruTicks[i]); the slot is current while the object's
+   * `lruTick` is that clock, otherwise stale (the object became a ghost, or took a later place),
+   * and skipped. A slot is emptied when its object leaves its place (the queue must not keep
+   * ghosts alive); the ticks increase along the queue, so that slot is found by bisection. A use only stamps the object (`usedTick`): moving it to the end at every use is
+   * left to `incrgc`, which gives an object used since it took its place a second chance at the
+   * end instead of evicting it. Eviction order is thus least recently used, as far as it matters.
    */
-  readonly #active = new Map<Oid, Persistent>()
+  #lru: Array<Persistent | null> = []
+  #lruTicks: number[] = []
+  /** The first slot of #lru still to look at (those before it are consumed). */
+  #lruHead = 0
+  /** While incrgc walks #lru: the slots it passes are emptied when it is done. */
+  #walking = false
+  #activeCount = 0
   #bytes = 0
   #clock = 0
   /**
-   * Entries of collected objects are dropped by a sweep when #refs has grown to twice its size
+   * Entries of collected objects are dropped by a sweep when #entries has grown to twice its size
    * after the last sweep (amortized O(1) per entry), and when `size` is asked. A
    * FinalizationRegistry did this per object, at a cost measured at about a tenth of a cold read.
    */
@@ -51,11 +71,9 @@ export class ObjectCache {
   constructor(public limits: CacheLimits) {}
 
   get(oid: Oid): Persistent | undefined {
-    const active = this.#active.get(oid)
-    if (active !== undefined) return active
-    const young = this.#young.get(oid)
-    if (young !== undefined) return young
-    return this.#refs.get(oid)?.deref()
+    const entry = this.#entries.get(oid)
+    if (entry === undefined) return undefined
+    return isWeak(entry) ? entry.deref() : entry
   }
 
   /**
@@ -68,17 +86,14 @@ export class ObjectCache {
       this.accessed(obj)
       return
     }
-    // A fresh oid is in none of the maps: no look-ups (a tenth of a new object's cache cost).
-    this.#active.set(meta.oid, obj)
-    meta.lruTick = meta.usedTick = ++this.#clock
-    this.#bytes += meta.size
-    meta.cachedSize = meta.size
+    this.#entries.set(meta.oid, obj)
+    this.#takePlace(obj)
   }
 
   /** Add a ghost the caller just made for an oid that `get` did not find: `add` without the look-up. */
   addGhost(obj: Persistent): void {
-    if (this.#young.size >= Math.max(1000, this.limits.cacheSize)) this.#flushYoung()
-    this.#young.set(_meta(obj).oid!, obj)
+    this.#entries.set(_meta(obj).oid!, obj)
+    this.#addYoung(obj)
   }
 
   /** Add `obj` under its oid (it must not be cached under that oid already). */
@@ -90,15 +105,17 @@ export class ObjectCache {
     if (meta.state !== GHOST) {
       this.accessed(obj)
     } else if (existing === undefined) {
-      if (this.#young.size >= Math.max(1000, this.limits.cacheSize)) this.#flushYoung()
-      this.#young.set(oid, obj)
+      this.#entries.set(oid, obj)
+      this.#addYoung(obj)
     }
   }
 
   delete(oid: Oid): void {
-    this.#refs.delete(oid)
-    this.#young.delete(oid)
-    this.#removeActive(oid)
+    const entry = this.#entries.get(oid)
+    if (entry === undefined) return
+    this.#entries.delete(oid)
+    const obj = isWeak(entry) ? entry.deref() : entry
+    if (obj !== undefined) this.#leavePlace(obj)
   }
 
   /** `obj` was loaded, changed or added: it is the most recently used. */
@@ -106,19 +123,16 @@ export class ObjectCache {
     const meta = _meta(obj)
     const oid = meta.oid
     if (oid === null) return
-    if (this.#young.size > 0) this.#young.delete(oid)
-    const tick = ++this.#clock
     if (meta.lruTick !== 0) {
-      // In the map already (the only object there under its oid): stamp it, count its size again.
-      meta.usedTick = tick
+      // Active here already (the only object under its oid): stamp it, count its size again.
+      meta.usedTick = ++this.#clock
       this.#bytes += meta.size - meta.cachedSize
-    } else {
-      this.#removeActive(oid)
-      this.#active.set(oid, obj)
-      meta.lruTick = meta.usedTick = tick
-      this.#bytes += meta.size
+      meta.cachedSize = meta.size
+      return
     }
-    meta.cachedSize = meta.size
+    // Held strongly from now on (a young ghost's entry is the object already; set is one probe).
+    this.#entries.set(oid, obj)
+    this.#takePlace(obj)
   }
 
   /** `obj`'s estimated size changed (it was stored): count it again, without counting a use. */
@@ -136,62 +150,106 @@ export class ObjectCache {
   ghostified(obj: Persistent): void {
     const meta = _meta(obj)
     const oid = meta.oid
-    // A non-zero lruTick says the object itself is in #active (no look-up to find out).
+    // A non-zero lruTick says the object itself is active here (no look-up to find out).
     if (oid === null || meta.lruTick === 0) return
-    this.#active.delete(oid)
-    this.#bytes -= meta.cachedSize
-    meta.lruTick = 0
+    this.#leavePlace(obj)
     this.#holdWeakly(oid, obj)
+  }
+
+  /** `obj` (not active here) takes the last place in the LRU order, counted. */
+  #takePlace(obj: Persistent): void {
+    const meta = _meta(obj)
+    const tick = ++this.#clock
+    meta.lruTick = meta.usedTick = tick
+    this.#lru.push(obj)
+    this.#lruTicks.push(tick)
+    this.#activeCount++
+    this.#bytes += meta.size
+    meta.cachedSize = meta.size
+    // Stale slots (objects made ghosts or moved) are dropped once they outnumber the others.
+    if (this.#lru.length - this.#lruHead > 2 * this.#activeCount + 1024) this.#compactLru()
+  }
+
+  /** `obj` is no longer active here: its slot is emptied, it is no longer counted. */
+  #leavePlace(obj: Persistent): void {
+    const meta = _meta(obj)
+    const tick = meta.lruTick
+    if (tick === 0) return
+    meta.lruTick = 0
+    this.#activeCount--
+    this.#bytes -= meta.cachedSize
+    if (this.#walking) return
+    const ticks = this.#lruTicks
+    let lo = this.#lruHead
+    let hi = ticks.length - 1
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1
+      const t = ticks[mid]!
+      if (t === tick) {
+        this.#lru[mid] = null
+        return
+      }
+      if (t < tick) lo = mid + 1
+      else hi = mid - 1
+    }
+  }
+
+  #compactLru(): void {
+    const lru: Persistent[] = []
+    const ticks: number[] = []
+    for (let i = this.#lruHead; i < this.#lru.length; i++) {
+      const obj = this.#lru[i]
+      const tick = this.#lruTicks[i]!
+      if (obj === null || obj === undefined || _meta(obj).lruTick !== tick) continue
+      lru.push(obj)
+      ticks.push(tick)
+    }
+    this.#lru = lru
+    this.#lruTicks = ticks
+    this.#lruHead = 0
+  }
+
+  #addYoung(obj: Persistent): void {
+    if (this.#young.length >= Math.max(1000, this.limits.cacheSize)) this.#flushYoung()
+    this.#young.push(obj)
   }
 
   #holdWeakly(oid: Oid, obj: Persistent): void {
     // An object's weak reference is made once and kept on it: one that had one before (loaded
-    // again since) finds it there, a new ghost makes one without looking the oid up first.
+    // again since) finds it there.
     const meta = _meta(obj)
-    let ref = meta.weakRef as WeakRef<Persistent> | null
-    if (ref !== null && this.#refs.get(oid) === ref) return
-    ref ??= meta.weakRef = new WeakRef(obj)
-    if (this.#refs.size >= this.#sweepAt) this.#sweep()
-    this.#refs.set(oid, ref)
+    const ref = (meta.weakRef ??= new WeakRef(obj)) as WeakRef<Persistent>
+    if (this.#entries.size >= this.#sweepAt) this.#sweep()
+    this.#entries.set(oid, ref)
   }
 
-  #removeActive(oid: Oid): void {
-    const prev = this.#active.get(oid)
-    if (prev !== undefined) {
-      this.#active.delete(oid)
-      const meta = _meta(prev)
-      this.#bytes -= meta.cachedSize
-      meta.lruTick = 0
-    }
-  }
-
-  /** Young ghosts still ghosts get their weak references; the others are active already. */
+  /** Young ghosts still ghosts (and still this cache's entries) get their weak references. */
   #flushYoung(): void {
-    for (const [oid, obj] of this.#young) if (_meta(obj).state === GHOST) this.#holdWeakly(oid, obj)
-    this.#young.clear()
+    const young = this.#young
+    this.#young = []
+    for (const obj of young) {
+      const meta = _meta(obj)
+      if (meta.state === GHOST && meta.lruTick === 0 && this.#entries.get(meta.oid!) === obj) this.#holdWeakly(meta.oid!, obj)
+    }
   }
 
   /** Forget the entries of collected objects. */
   #sweep(): void {
-    for (const [oid, ref] of this.#refs) if (ref.deref() === undefined) this.#refs.delete(oid)
-    this.#sweepAt = Math.max(1024, this.#refs.size * 2)
+    for (const [oid, entry] of this.#entries) if (isWeak(entry) && entry.deref() === undefined) this.#entries.delete(oid)
+    this.#sweepAt = Math.max(1024, this.#entries.size * 2)
   }
 
   /** Number of objects the cache knows (ghosts included, until collected). */
   get size(): number {
     this.#sweep()
-    let n = this.#active.size
-    for (const obj of this.#young.values()) if (this.#active.get(_meta(obj).oid!) !== obj) n++
-    for (const [oid, ref] of this.#refs) {
-      const obj = ref.deref()
-      if (this.#active.get(oid) !== obj && this.#young.get(oid) !== obj) n++
-    }
+    let n = 0
+    for (const entry of this.#entries.values()) if (!isWeak(entry) || entry.deref() !== undefined) n++
     return n
   }
 
   /** Number of active (non-ghost) objects. */
   get activeCount(): number {
-    return this.#active.size
+    return this.#activeCount
   }
 
   /** Estimated bytes of the active objects. */
@@ -199,55 +257,92 @@ export class ObjectCache {
     return this.#bytes
   }
 
+  /** The active objects, least recently placed first. */
+  #activeObjects(): Persistent[] {
+    const out: Persistent[] = []
+    for (let i = this.#lruHead; i < this.#lru.length; i++) {
+      const obj = this.#lru[i]
+      if (obj !== null && obj !== undefined && _meta(obj).lruTick === this.#lruTicks[i]) out.push(obj)
+    }
+    return out
+  }
+
   /** Make least recently used up-to-date objects ghosts until the limits are met. */
   incrgc(): void {
     const { cacheSize, cacheSizeBytes } = this.limits
-    const over = () => this.#active.size > cacheSize || (cacheSizeBytes > 0 && this.#bytes > cacheSizeBytes)
-    if (this.#young.size > 0) this.#flushYoung()
+    const over = () => this.#activeCount > cacheSize || (cacheSizeBytes > 0 && this.#bytes > cacheSizeBytes)
+    if (this.#young.length > 0) this.#flushYoung()
     if (!over()) return
-    // Deleting entries already visited is safe while iterating a Map: no copy needed. An entry
-    // moved to the end comes again later in the same loop, and is then evicted if need be.
-    const active = this.#active
-    for (const obj of active.values()) {
-      if (!over()) break
-      const meta = _meta(obj)
-      if (meta.usedTick > meta.lruTick) {
-        // Used since it took its place: to the end, as a move at the time of use would have done.
-        active.delete(meta.oid!)
-        active.set(meta.oid!, obj)
-        meta.lruTick = meta.usedTick = ++this.#clock
-        continue
+    // Walk the queue from its oldest slot. A slot moved to the end comes again later in the same
+    // walk (the queue grows as it is walked), and is then evicted if need be. Objects kept
+    // (changed, sticky) go back in front, in their order, for the next time.
+    const lru = this.#lru
+    const ticks = this.#lruTicks
+    const keptObjs: Persistent[] = []
+    const keptTicks: number[] = []
+    const head = this.#lruHead
+    let i = head
+    this.#walking = true
+    try {
+      for (; i < lru.length && over(); i++) {
+        const obj = lru[i]
+        if (obj === null || obj === undefined) continue
+        const tick = ticks[i]!
+        const meta = _meta(obj)
+        if (meta.lruTick !== tick) continue // stale
+        if (meta.usedTick > meta.lruTick) {
+          // Used since it took its place: to the end, as a move at the time of use would have done.
+          meta.lruTick = meta.usedTick = ++this.#clock
+          lru.push(obj)
+          ticks.push(meta.lruTick)
+          continue
+        }
+        const state = meta.state
+        if (state !== CHANGED && state !== STICKY) obj._p_deactivate()
+        if (meta.lruTick === tick) {
+          keptObjs.push(obj)
+          keptTicks.push(tick)
+        }
       }
-      const state = meta.state
-      if (state === CHANGED || state === STICKY) continue
-      obj._p_deactivate()
+    } finally {
+      this.#walking = false
     }
+    // Slots before i are consumed: emptied, and the kept objects take the last of them.
+    for (let k = head; k < i; k++) lru[k] = null
+    i -= keptObjs.length
+    for (let k = 0; k < keptObjs.length; k++) {
+      lru[i + k] = keptObjs[k]!
+      ticks[i + k] = keptTicks[k]!
+    }
+    this.#lruHead = i
+    if (i > 1024 && i > lru.length >> 1) this.#compactLru()
   }
 
   /** Make every up-to-date object a ghost. */
   minimize(): void {
-    for (const obj of [...this.#active.values()]) {
+    for (const obj of this.#activeObjects()) {
       if (_meta(obj).state !== CHANGED && _meta(obj).state !== STICKY) obj._p_deactivate()
     }
   }
 
   /** Every cached object that is still alive. */
   *objects(): IterableIterator<Persistent> {
-    for (const obj of [...this.#active.values()]) yield obj
-    for (const [oid, obj] of [...this.#young]) if (this.#active.get(oid) !== obj) yield obj
-    for (const [oid, ref] of [...this.#refs]) {
-      const obj = ref.deref()
-      if (obj !== undefined && this.#active.get(oid) !== obj && this.#young.get(oid) !== obj) yield obj
+    for (const entry of [...this.#entries.values()]) {
+      const obj = isWeak(entry) ? entry.deref() : entry
+      if (obj !== undefined) yield obj
     }
   }
 
   /** Forget every object, making the active ones ghosts first. */
   clear(): void {
     for (const obj of this.objects()) if (_meta(obj).state !== GHOST) _ghostify(obj)
-    for (const obj of this.#active.values()) _meta(obj).lruTick = 0
-    this.#refs.clear()
-    this.#young.clear()
-    this.#active.clear()
+    for (const obj of this.#activeObjects()) _meta(obj).lruTick = 0
+    this.#entries.clear()
+    this.#young = []
+    this.#lru = []
+    this.#lruTicks = []
+    this.#lruHead = 0
+    this.#activeCount = 0
     this.#bytes = 0
   }
 }
