@@ -17,6 +17,7 @@
 #include "binding/loader_pool.h"
 #include "binding/stress_readers.h"
 #include "core/fd_file_ops.h"
+#include "core/malloc_tuning.h"
 #include "core/os.h"
 #include "core/pagefault.h"
 #include "core/pattern_file.h"
@@ -54,6 +55,9 @@ Napi::Value RamCreate(const Napi::CallbackInfo& info) {
   config.hardCapBytes = toIndex(info[2], "hardCap");
   config.highWaterBytes = toIndex(info[3], "highWater");
   Ram* ram = guarded(info.Env(), [&] { return new Ram(config); });
+  // A commit's records and a load's buffers are blocks of this RAM's page size, up to about
+  // its limit per commit: malloc keeps that much for reuse (see core/malloc_tuning.h).
+  keepBlockMemory(ram->limitBytes());
   // Freed only by ramDestroy (RAM.close()): pages of handles never closed may sit in its
   // frames, and faults may be served while the process exits.
   return Napi::External<Ram>::New(info.Env(), ram);
