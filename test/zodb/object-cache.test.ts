@@ -167,6 +167,39 @@ describe('object cache', () => {
     expect(s.conn.cache.activeBytes).to.equal(0)
   })
 
+  it('keeps its counts and its order through many loads, evictions and ghosts made one by one', () => {
+    const { s, items } = populate(3000, { cacheSize: 100 })
+    const check = () => {
+      const active = [s.root as unknown as Item, s.root.items as unknown as Item, ...items].filter((o) => o._p_state !== GHOST)
+      expect(s.conn.cache.activeCount).to.equal(active.length)
+      expect(s.conn.cache.activeBytes).to.equal(active.reduce((n, o) => n + o._p_estimatedSize, 0))
+    }
+    for (let round = 0; round < 4; round++) {
+      for (const it of items) void it.name
+      check()
+      s.tm.commit()
+      s.conn.cacheGC() // evicts all but the last 100 loaded
+      check()
+      expect(items.filter((o) => o._p_state !== GHOST).length).to.be.at.most(100)
+      // Reads of active objects are not uses: the 100 left active by a round keep their old
+      // places in the next and go first, so the rounds leave items[2900..2999], then [2800..2899].
+      const last = round % 2 === 0 ? 2999 : 2899
+      expect(items.slice(last - 99, last + 1).every((o) => o._p_state !== GHOST)).to.equal(true)
+      expect(items[0]!._p_state).to.equal(GHOST)
+    }
+    for (let round = 0; round < 8; round++) {
+      for (const it of items.slice(0, 400)) void it.name
+      for (const it of items.slice(0, 400)) it._p_deactivate()
+      check()
+    }
+    for (const it of items.slice(0, 150)) void it.name
+    s.conn.cacheGC() // the 100 loaded last stay
+    check()
+    expect(items[149]!._p_state).to.not.equal(GHOST)
+    expect(items[0]!._p_state).to.equal(GHOST)
+    for (const it of items) expect(s.conn.get(it._p_oid!)).to.equal(it)
+  })
+
   ;(gc ? it : it.skip)('does not keep objects made ghosts outside eviction alive (needs --expose-gc)', async () => {
     const { s } = populate(200, { cacheSize: 1000 })
     const list = s.root.items as PersistentList<Item>
