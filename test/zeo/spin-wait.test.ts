@@ -1,6 +1,7 @@
 // The client's choice between spinning and sleeping while it waits for a reply, fed with reply
-// times (no clock): it does what has lately been faster, tries the other one wait in eight, and
-// never spins when replies take longer than a spin may last.
+// times (no clock): it does what has lately been faster, tries the other one wait in eight (one in
+// 32 when the other has lately been over 1.5 times slower), and never spins when replies take
+// longer than a spin may last.
 import { expect } from 'chai'
 import { SpinPolicy } from '@wendelin/zeo'
 
@@ -18,25 +19,35 @@ function run(policy: SpinPolicy, waits: number, spinning: number, sleeping: numb
 describe('zeo SpinPolicy', () => {
   it('spins when spinning brings replies sooner, and tries sleeping one wait in eight', () => {
     const policy = new SpinPolicy()
-    run(policy, 400, 40, 120)
-    expect(run(policy, 800, 40, 120)).to.equal(700)
+    run(policy, 400, 40, 55)
+    expect(run(policy, 800, 40, 55)).to.equal(700)
+    expect(policy.prefersSpinning).to.equal(true)
     const window = policy.next()
     expect(window).to.be.greaterThan(40).and.at.most(250)
   })
 
+  it('tries sleeping only one wait in 32 when it has lately been much slower', () => {
+    const policy = new SpinPolicy()
+    run(policy, 400, 40, 120)
+    expect(run(policy, 800, 40, 120)).to.equal(775)
+  })
+
   it('sleeps at once when sleeping brings replies sooner (busy vCPUs), and tries spinning one wait in eight', () => {
     const policy = new SpinPolicy()
+    run(policy, 400, 70, 55)
+    expect(run(policy, 800, 70, 55)).to.equal(100)
+    expect(policy.prefersSpinning).to.equal(false)
     run(policy, 400, 95, 55)
-    expect(run(policy, 800, 95, 55)).to.equal(100)
+    expect(run(policy, 800, 95, 55)).to.equal(25)
   })
 
   it('follows a change: from spinning to sleeping and back', () => {
     const policy = new SpinPolicy()
     run(policy, 800, 40, 120)
     run(policy, 800, 120, 40)
-    expect(run(policy, 800, 120, 40)).to.equal(100)
+    expect(run(policy, 800, 120, 40)).to.equal(25)
     run(policy, 800, 40, 120)
-    expect(run(policy, 800, 40, 120)).to.equal(700)
+    expect(run(policy, 800, 40, 120)).to.equal(775)
   })
 
   it('never spins when replies take longer than the longest spin, and does again when they are quick', () => {
@@ -45,6 +56,6 @@ describe('zeo SpinPolicy', () => {
     expect(run(policy, 800, 600, 500)).to.equal(0)
     // sleeping replies become quick: the spin is tried again, and kept when it is quicker still
     run(policy, 800, 30, 80)
-    expect(run(policy, 800, 30, 80)).to.equal(700)
+    expect(run(policy, 800, 30, 80)).to.equal(775)
   })
 })

@@ -32,7 +32,8 @@ import {
 } from '@wendelin/zodb'
 
 import { RecordCache, type CachedRevision } from './cache.js'
-import { BUSY, CTL_WORDS, EPOCH, FD, FINISH_ID, GONE, HANDED, HANDLED, POSTED, SOCK_DEV, SOCK_INO, WAKE } from './ctl.js'
+import { BUSY, CTL_WORDS, EPOCH, FD, FINISH_ID, GONE, HANDED, HANDLED, LAST_TID_OFFSET, POSTED, READER, SOCK_DEV, SOCK_INO, WAKE } from './ctl.js'
+import { DirectReader } from './direct-read.js'
 import { SpinWaiter } from './spin-wait.js'
 import type { FromWorker, IoWorkerData, ToWorker } from './io-worker.js'
 import { ClientDisconnected, DEFAULT_MAX_FRAME, MAGIC, ProtocolError, decodeBody, encodeFrame, errorFromWire, type WireError } from './protocol.js'
@@ -220,6 +221,13 @@ export class ClientStorage implements Storage {
   #cacheFileTid: Tid | null = null
   /** How the main thread waits for the worker's word: a short adaptive spin, then Atomics.wait. */
   readonly #spinner = new SpinWaiter()
+  /** The socket read by this thread while it spins for a reply (see direct-read.ts). */
+  readonly #reader: DirectReader
+  /** The newest tid this thread has read, shared with the worker for its next handshake. */
+  readonly #sharedLastTid: BigInt64Array
+  /** Calls the worker wrote (its own records of them), and those of them whose replies this thread read from the socket. */
+  readonly #viaWorker = new Set<number>()
+  #answered: number[] = []
   /** The record loadBefore returned last: where #readAhead starts. */
   #lastRead: CachedRevision | null = null
   /** The chain #readAhead follows: the last record whose references it asked for, how many more. */
@@ -246,8 +254,23 @@ export class ClientStorage implements Storage {
     const sab = new SharedArrayBuffer(CTL_WORDS * 4) // see ctl.ts
     this.#ctl = new Int32Array(sab)
     this.#ctl[FD] = -1
+    this.#sharedLastTid = new BigInt64Array(sab, LAST_TID_OFFSET, 1)
     const { port1, port2 } = new MessageChannel()
     this.#port = port1
+    this.#reader = new DirectReader(this.#ctl, options.maxFrameBytes ?? DEFAULT_MAX_FRAME, {
+      drain: () => this.#drain(),
+      isPublished: (fd) => this.#isPublishedSocket(fd),
+      gone: () => this.#onWorkerGone('the I/O worker stopped (its socket was closed without it)'),
+      frame: (body) => {
+        const id = this.#frame(body)
+        if (id > 0 && this.#viaWorker.delete(id)) this.#answered.push(id)
+      },
+      handBack: (m) => {
+        const answered = this.#answered
+        this.#answered = []
+        this.#post({ t: 'read', ...m, ...(answered.length > 0 ? { answered } : {}) }, m.rest ? [m.rest.buffer as ArrayBuffer] : undefined)
+      },
+    })
     const tlsOption = options.tls === true ? {} : options.tls === false || options.tls === undefined ? null : options.tls
     const data: IoWorkerData = {
       host: this.host,
@@ -331,6 +354,8 @@ export class ClientStorage implements Storage {
     this.#outgoing = []
     this.#outgoingBytes = 0
     this.#direct.clear()
+    this.#viaWorker.clear()
+    this.#answered = []
     if (this.#connected) {
       this.#connected = false
       this.#generation++
@@ -381,12 +406,14 @@ export class ClientStorage implements Storage {
         const view = new DataView(b.buffer, b.byteOffset, b.byteLength)
         for (let off = 0; off < b.length; ) {
           const n = view.getUint32(off)
-          this.#frame(b.subarray(off + 4, off + 4 + n))
+          const id = this.#frame(b.subarray(off + 4, off + 4 + n))
+          if (id > 0) this.#viaWorker.delete(id)
           off += 4 + n
         }
         return
       }
       case 'failed':
+        this.#viaWorker.delete(m.id)
         this.#settle(m.id, { ok: false, value: { name: m.name, message: m.message } satisfies WireError })
         return
       case 'connected':
@@ -409,15 +436,21 @@ export class ClientStorage implements Storage {
     }
   }
 
-  /** One frame from the server: a reply, or an invalidation push. */
-  #frame(body: Uint8Array): void {
+  /** One frame from the server: a reply, or an invalidation push. Its id (0: a push). */
+  #frame(body: Uint8Array): number {
     const msg = decodeBody(body) as unknown[]
     const id = msg[0] as number
     if (id === 0) {
       if (msg[1] === 'invalidate') this.#invalidate(msg[2] as Tid, msg[3] as Oid[])
-      return
+      return 0
     }
     this.#settle(id, { ok: msg[1] === 0, value: msg[2] })
+    return id
+  }
+
+  /** A tid this thread has read (an invalidation, our finish): the worker's next handshake knows it. */
+  #noteTid(tid: Tid): void {
+    if (tid > Atomics.load(this.#sharedLastTid, 0)) Atomics.store(this.#sharedLastTid, 0, tid)
   }
 
   #settle(id: number, reply: Reply): void {
@@ -489,6 +522,7 @@ export class ClientStorage implements Storage {
     this.#cache.invalidate(tid, oids)
     this.#queue.push([tid, oids])
     this.#lastTid = tid
+    this.#noteTid(tid)
   }
 
   /** Tell the listeners every invalidation received so far, in tid order. */
@@ -542,6 +576,7 @@ export class ClientStorage implements Storage {
     this.#outgoing = []
     this.#outgoingBytes = 0
     if (this.#writeDirect(id, b, tidReply)) return
+    if (id > 0) this.#viaWorker.add(id)
     Atomics.add(this.#ctl, HANDED, 1)
     this.#post(tidReply ? { t: 'send', id, b, tidReply } : { t: 'send', id, b }, [b.buffer as ArrayBuffer])
   }
@@ -613,9 +648,10 @@ export class ClientStorage implements Storage {
     this.#syncIds.add(id)
     if (apply !== undefined) this.#syncApply.set(id, apply)
     try {
-      this.#send(id, [id, method, ...args], method === 'finish')
       // A vote may wait for other clients' locks, a pack for long: not worth a spin.
       const kind = method === 'vote' || method === 'pack' || method === 'undo' ? null : method
+      this.#spinner.beforeCall(kind, this.#reader)
+      this.#send(id, [id, method, ...args], method === 'finish')
       return this.#wait(id, method === 'pack' ? Infinity : (this.#options.callTimeout ?? 300_000), kind)
     } finally {
       this.#syncApply.delete(id)
@@ -637,7 +673,7 @@ export class ClientStorage implements Storage {
         }
         const remaining = deadline - Date.now()
         if (remaining <= 0) throw new ClientDisconnected(`${this.spec}: no reply from the server within ${timeout} ms`)
-        this.#spinner.wait(this.#ctl, WAKE, seq, Math.min(remaining, PROBE_EVERY), kind)
+        this.#spinner.wait(this.#ctl, WAKE, seq, Math.min(remaining, PROBE_EVERY), kind, this.#reader)
         if (Atomics.load(this.#ctl, WAKE) === seq) this.#probeWorker()
       }
     } finally {
@@ -655,7 +691,7 @@ export class ClientStorage implements Storage {
       if (!this.#async.has(id)) return
       const remaining = deadline - Date.now()
       if (remaining <= 0) throw new ClientDisconnected(`${this.spec}: no reply from the server within ${timeout} ms`)
-      this.#spinner.wait(this.#ctl, WAKE, seq, Math.min(remaining, PROBE_EVERY), 'prefetch')
+      this.#spinner.wait(this.#ctl, WAKE, seq, Math.min(remaining, PROBE_EVERY), 'prefetch', this.#reader)
       if (Atomics.load(this.#ctl, WAKE) === seq) this.#probeWorker()
     }
   }
@@ -1089,6 +1125,7 @@ export class ClientStorage implements Storage {
           this.#cache.invalidate(t, oids)
           for (const [oid, s] of commit.stores) if (s.data !== null) this.#cache.put(oid, { data: s.data, serial: t, next: null })
           if (t > this.#lastTid) this.#lastTid = t
+          this.#noteTid(t)
           return t
         },
         'finish',
@@ -1242,6 +1279,7 @@ export class ClientStorage implements Storage {
     for (const [, a] of this.#async) a.reject(new ConnectionStateError(`storage ${this.getName()} is closed`))
     this.#async.clear()
     try {
+      this.#reader.want(false) // (the worker reads the end of the connection)
       this.#post({ t: 'close' })
     } catch {
       // the port is gone already
@@ -1254,8 +1292,15 @@ export class ClientStorage implements Storage {
     this.close()
   }
 
-  get [IO_INTERNALS](): { worker: Worker; ctl: Int32Array; words: { FD: number; BUSY: number } } {
-    return { worker: this.#worker, ctl: this.#ctl, words: { FD, BUSY } }
+  get [IO_INTERNALS](): {
+    worker: Worker
+    ctl: Int32Array
+    words: { FD: number; BUSY: number; READER: number; EPOCH: number }
+    spinner: SpinWaiter
+    stats: { spins: number; caught: number; directReads: number; handbacks: number }
+  } {
+    const stats = { spins: this.#spinner.spins, caught: this.#spinner.caught, directReads: this.#reader.reads, handbacks: this.#reader.handbacks }
+    return { worker: this.#worker, ctl: this.#ctl, words: { FD, BUSY, READER, EPOCH }, spinner: this.#spinner, stats }
   }
 
   #checkOpen(): void {

@@ -27,5 +27,17 @@ export const SOCK_INO = 8
 export const SOCK_DEV = 9
 /** Set once the worker is gone (or going): no reply will come from it. */
 export const GONE = 10
-/** Words in the control array. */
-export const CTL_WORDS = 11
+/**
+ * Who reads the socket: 0 the worker; -1 the worker, but the main thread asks for it (the worker
+ * stops reading after its next batch with a reply, and sets the word to its EPOCH); a connection's
+ * EPOCH: the main thread reads that connection's socket itself, the worker does not until the
+ * main thread hands it back (see direct-read.ts).
+ */
+export const READER = 11
+/** Words in the control array (the last two hold LAST_TID). */
+export const CTL_WORDS = 14
+/**
+ * Byte offset of a BigInt64 in the same buffer: the newest tid the main thread has read (an
+ * invalidation, its own finish), for the worker's next handshake when it did not read it itself.
+ */
+export const LAST_TID_OFFSET = 48

@@ -67,6 +67,20 @@ export class FrameReader {
     return out
   }
 
+  /**
+   * The bytes received and not returned as a body yet, as they were on the wire (a length already
+   * read is put back in front), for another reader to go on from; this reader is left empty.
+   */
+  rest(): Buffer {
+    const parts = this.#need < 0 ? this.#chunks : [Buffer.alloc(4), ...this.#chunks]
+    if (this.#need >= 0) parts[0]!.writeUInt32BE(this.#need, 0)
+    const out = Buffer.concat(parts)
+    this.#chunks = []
+    this.#buffered = 0
+    this.#need = -1
+    return out
+  }
+
   #take(n: number): Buffer {
     const first = this.#chunks[0]!
     let result: Buffer

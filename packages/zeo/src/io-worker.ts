@@ -14,6 +14,9 @@
 // it never closes or writes the socket while the main thread is writing to it. Should this thread
 // die without closing the socket itself (out of memory, terminated), the main thread notices the
 // descriptor no longer refers to the published socket (see ctl.ts).
+//
+// Replies: while the main thread spins for one it may read the socket itself; this thread then
+// stops reading it until the main thread hands the reading back (see direct-read.ts).
 
 import { fstatSync } from 'node:fs'
 import net from 'node:net'
@@ -22,7 +25,7 @@ import { type MessagePort, workerData } from 'node:worker_threads'
 
 import createDebug from 'debug'
 
-import { BUSY, EPOCH, FD, FINISH_ID, GONE, HANDLED, POSTED, SOCK_DEV, SOCK_INO, WAKE } from './ctl.js'
+import { BUSY, EPOCH, FD, FINISH_ID, GONE, HANDLED, LAST_TID_OFFSET, POSTED, READER, SOCK_DEV, SOCK_INO, WAKE } from './ctl.js'
 import { FrameReader, MAGIC, PROTOCOL_VERSION, encodeFrame, peekId, peekTid, unpackBody } from './framing.js'
 
 const log = createDebug('wendelin:zeo:client-io')
@@ -50,6 +53,11 @@ export type ToWorker =
   | { t: 'send'; id: number; b: Uint8Array; tidReply?: boolean }
   /** The rest of a frame the main thread began writing on connection `epoch`: for it only. */
   | { t: 'rest'; b: Uint8Array; epoch: number }
+  /**
+   * The main thread hands the reading of connection `epoch` back (direct-read.ts): `rest` is the
+   * start of a frame it read only in part; `answered`, calls of ours whose replies it read.
+   */
+  | { t: 'read'; epoch: number; rest?: Uint8Array; failed?: boolean; answered?: number[] }
   | { t: 'close' }
 
 /** Worker → main thread. */
@@ -63,9 +71,14 @@ export type FromWorker =
 
 const data = workerData as IoWorkerData
 const ctl = new Int32Array(data.ctl)
+const sharedLastTid = new BigInt64Array(data.ctl, LAST_TID_OFFSET, 1)
 const port = data.port_
+/** The bytes of the socket a read of this thread's lands in (an `onread` socket reuses it). */
+const readBuffer = Buffer.allocUnsafe(64 * 1024)
 
 let socket: net.Socket | null = null
+/** What handles the current connection's bytes (the main thread hands its partial frames back to it). */
+let feed: ((chunk: Buffer) => boolean) | null = null
 let connected = false
 let closing = false
 let lastTid: bigint | null = data.lastTid ?? null
@@ -129,6 +142,20 @@ function afterDirectWrite(then: () => void): void {
   setTimeout(poll, 1)
 }
 
+/**
+ * The options of a socket that reads into `readBuffer` and hands each read to `onChunk`, which
+ * returns false to stop reading (Node's constructor takes `onread`; its types name it only for
+ * connect).
+ */
+function readingInto(onChunk: (chunk: Buffer) => boolean): net.SocketConstructorOpts {
+  const onread: net.OnReadOpts = {
+    buffer: readBuffer,
+    // (the buffer is reused: what the frame reader keeps must be a copy)
+    callback: (n: number, buf: Uint8Array): boolean => onChunk(Buffer.from(buf.subarray(0, n))),
+  }
+  return { onread } as net.SocketConstructorOpts
+}
+
 /** The inode and device numbers (as int32) the main thread checks the descriptor against. */
 function socketIdentity(fd: number): [number, number] | null {
   try {
@@ -181,8 +208,14 @@ function post(m: FromWorker, wake = true): void {
   }
 }
 
-function flush(): void {
+/**
+ * Post what is queued. `handOver`: the main thread asks for the socket's reading and this thread
+ * has stopped reading: READER becomes the connection's epoch after the batch is posted (so the
+ * main thread reads the port first) and before the main thread is woken. False if it did not.
+ */
+function flush(handOver = false): boolean {
   flushScheduled = false
+  if (outbox.length === 0) return false
   const batch = outbox
   outbox = []
   for (const m of batch) {
@@ -193,11 +226,13 @@ function flush(): void {
     }
   }
   Atomics.add(ctl, POSTED, 1)
+  const handedOver = handOver && Atomics.compareExchange(ctl, READER, -1, epoch) === -1
   if (outboxWakes) {
     outboxWakes = false
     Atomics.add(ctl, WAKE, 1)
     Atomics.notify(ctl, WAKE)
   }
+  return handedOver
 }
 
 function fail(id: number, message: string): void {
@@ -207,30 +242,20 @@ function fail(id: number, message: string): void {
 function connect(): void {
   reconnectTimer = null
   if (closing) return
-  const reader = new FrameReader(data.maxFrame)
+  const frames = new FrameReader(data.maxFrame)
   let welcomed = false
-  const s = data.tls
-    ? tls.connect({
-        host: data.host,
-        port: data.port,
-        ...(data.tls.ca ? { ca: data.tls.ca } : {}),
-        rejectUnauthorized: data.tls.rejectUnauthorized ?? true,
-        ...(data.tls.servername || !net.isIP(data.host) ? { servername: data.tls.servername ?? data.host } : {}),
-      })
-    : new SharedSocket().connect({ host: data.host, port: data.port })
-  socket = s
-  s.setNoDelay(true)
-  s.on(data.tls ? 'secureConnect' : 'connect', () => {
-    s.write(encodeFrame([MAGIC, PROTOCOL_VERSION, data.token, data.storage, lastTid, data.readOnly]))
-  })
-  s.on('data', (chunk: Buffer) => {
+  /**
+   * Handle bytes from the socket; false: stop reading it, the main thread reads it now (plain
+   * TCP only: an `onread` socket whose callback returns false stops reading at once).
+   */
+  const onChunk = (chunk: Buffer): boolean => {
     let bodies: Buffer[]
     try {
-      bodies = reader.push(chunk)
+      bodies = frames.push(chunk)
     } catch (error) {
       log('bad frame from the server: %s', (error as Error).message)
       s.destroy()
-      return
+      return true
     }
     let batch: Buffer[] | null = null
     let batchBytes = 0
@@ -251,7 +276,7 @@ function connect(): void {
           const message = typeof info?.error === 'string' ? info.error : 'the server answered the handshake with something unexpected'
           post({ t: 'refused', message })
           s.destroy()
-          return
+          return true
         }
         lastTid = info.lastTid
         connected = true
@@ -274,21 +299,47 @@ function connect(): void {
       ;(batch ??= []).push(body)
       batchBytes += 4 + body.length
     }
-    if (batch !== null) {
-      const b = new Uint8Array(batchBytes)
-      const view = new DataView(b.buffer)
-      let off = 0
-      for (const body of batch) {
-        view.setUint32(off, body.length)
-        b.set(body, off + 4)
-        off += 4 + body.length
-      }
-      post({ t: 'frames', b }, wake)
+    if (batch === null) return true
+    const b = new Uint8Array(batchBytes)
+    const view = new DataView(b.buffer)
+    let off = 0
+    for (const body of batch) {
+      view.setUint32(off, body.length)
+      b.set(body, off + 4)
+      off += 4 + body.length
     }
+    post({ t: 'frames', b }, wake)
+    // A reply, and the main thread asks for the reading: hand it over with this batch. Only while
+    // it may write to the socket too (FD published: nothing of ours waits to be written).
+    const handOver = wake && !data.tls && s === socket && connected && Atomics.load(ctl, READER) === -1 && Atomics.load(ctl, FD) >= 0
+    return !(handOver && flush(true))
+  }
+  feed = onChunk
+  const s = data.tls
+    ? tls.connect({
+        host: data.host,
+        port: data.port,
+        ...(data.tls.ca ? { ca: data.tls.ca } : {}),
+        rejectUnauthorized: data.tls.rejectUnauthorized ?? true,
+        ...(data.tls.servername || !net.isIP(data.host) ? { servername: data.tls.servername ?? data.host } : {}),
+      })
+    : new SharedSocket(readingInto(onChunk)).connect({ host: data.host, port: data.port })
+  socket = s
+  s.setNoDelay(true)
+  s.on(data.tls ? 'secureConnect' : 'connect', () => {
+    const known = Atomics.load(sharedLastTid, 0)
+    if (known > 0n && (lastTid === null || known > lastTid)) lastTid = known
+    s.write(encodeFrame([MAGIC, PROTOCOL_VERSION, data.token, data.storage, lastTid, data.readOnly]))
   })
+  if (data.tls) s.on('data', (chunk: Buffer) => void onChunk(chunk))
   s.on('error', (e) => log('connection error: %s', e.message))
   s.on('close', () => {
-    if (socket === s) socket = null
+    if (socket === s) {
+      socket = null
+      feed = null
+    }
+    // The main thread no longer reads this connection (it has stopped: FD was withdrawn first).
+    if (Atomics.load(ctl, READER) > 0) Atomics.store(ctl, READER, 0)
     const wasConnected = connected
     connected = false
     for (const id of inflight) fail(id, 'the connection to the server was lost before the reply came')
@@ -353,13 +404,26 @@ port.on('message', (m: ToWorker) => {
     // Never the first bytes of another connection: the stream would be out of step.
     if (connected && m.epoch === epoch) send(0, m.b)
     Atomics.add(ctl, HANDLED, 1)
+  } else if (m.t === 'read') {
+    for (const id of m.answered ?? []) {
+      inflight.delete(id)
+      tidReplies.delete(id)
+    }
+    const s = socket
+    if (s === null || !connected || m.epoch !== epoch || s.destroyed) return
+    if (m.failed) {
+      s.destroy()
+      return
+    }
+    if (m.rest !== undefined && m.rest.length > 0 && feed !== null && !feed(Buffer.from(m.rest.buffer, m.rest.byteOffset, m.rest.length))) return
+    s.resume()
   } else if (m.t === 'close') {
     closing = true
     if (reconnectTimer) clearTimeout(reconnectTimer)
     if (queueTimer) clearTimeout(queueTimer)
     for (const q of queued) fail(q.id, 'the client storage is closed')
     queued = []
-    if (socket) socket.end()
+    if (socket) socket.end().resume()
     port.close()
   }
 })
