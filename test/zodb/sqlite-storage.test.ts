@@ -134,7 +134,52 @@ describe('SQLiteStorage', () => {
       const raw = new Database(file)
       raw.prepare("UPDATE wendelin_meta SET value = ? WHERE key = 'schema_version'").run(SQLITE_SCHEMA_VERSION + 1)
       raw.close()
-      expect(() => new SQLiteStorage(file)).to.throw(StorageFileError, /newer version of wendelin \(schema version 2; this version reads up to 1\)/)
+      const [newer, ours] = [SQLITE_SCHEMA_VERSION + 1, SQLITE_SCHEMA_VERSION]
+      expect(() => new SQLiteStorage(file)).to.throw(StorageFileError, new RegExp(`newer version of wendelin \\(schema version ${newer}; this version reads up to ${ours}\\)`))
+    })
+
+    it('reads a version 1 file read-only as it is, and migrates it to version 2 when opened for writing', () => {
+      const file = freshFile()
+      const s = new SQLiteStorage(file)
+      const [a, b] = [s.newOid(), s.newOid()]
+      const t1 = commitRecords(s, [[a, 0n, record({ v: 1 })], [b, 0n, record({ v: 1 })]])
+      const t2 = commitRecords(s, [[a, t1, record({ v: 2 })]])
+      const t3 = commitRecords(s, [[a, t2, record({ v: 3 })]])
+      s.close()
+      // Back to version 1's layout: the oid index with the tid, unique.
+      const raw = new Database(file)
+      raw.exec('DROP INDEX object_revisions_by_oid; CREATE UNIQUE INDEX object_revisions_by_oid ON object_revisions (oid, tid)')
+      raw.exec("UPDATE wendelin_meta SET value = 1 WHERE key = 'schema_version'")
+      raw.close()
+      const indexSql = () => {
+        const check = new Database(file, { readonly: true })
+        const sql = check.prepare("SELECT sql FROM sqlite_master WHERE name = 'object_revisions_by_oid'").pluck().get()
+        const version = check.prepare("SELECT value FROM wendelin_meta WHERE key = 'schema_version'").pluck().get()
+        check.close()
+        return [sql, version]
+      }
+      const reads = (r: SQLiteStorage) => {
+        expect(r.loadBefore(a, 0xffffffffffffffffn)).to.deep.include({ serial: t3, nextSerial: null })
+        expect(r.loadBefore(a, t3)).to.deep.equal({ data: record({ v: 2 }), serial: t2, nextSerial: t3 })
+        expect(r.loadBefore(a, t2)).to.deep.equal({ data: record({ v: 1 }), serial: t1, nextSerial: t2 })
+        expect(r.loadBefore(a, t1)).to.equal(null)
+        expect(r.loadSerial(a, t2)).to.deep.equal(record({ v: 2 }))
+        const many = r.loadBeforeMany([a, b], t3)
+        expect([many.get(a)!.serial, many.get(b)!.serial]).to.deep.equal([t2, t1])
+        expect(r.history(a, 5).map((h) => h.tid)).to.deep.equal([t3, t2, t1])
+      }
+      const ro = new SQLiteStorage(file, { readOnly: true })
+      reads(ro)
+      ro.close()
+      expect(indexSql()).to.deep.equal(['CREATE UNIQUE INDEX object_revisions_by_oid ON object_revisions (oid, tid)', 1])
+      const rw = new SQLiteStorage(file)
+      expect(indexSql()).to.deep.equal(['CREATE INDEX object_revisions_by_oid ON object_revisions (oid)', 2])
+      reads(rw)
+      expect(voteError(rw, [[a, t2, record({ v: 4 })]])).to.be.instanceOf(ConflictError)
+      const t4 = commitRecords(rw, [[a, t3, record({ v: 4 })]])
+      expect(rw.loadBefore(a, 0xffffffffffffffffn)).to.deep.equal({ data: record({ v: 4 }), serial: t4, nextSerial: null })
+      expect(rw.loadBefore(a, t4)).to.deep.equal({ data: record({ v: 3 }), serial: t3, nextSerial: t4 })
+      rw.close()
     })
 
     it('reports a corrupted file as an error, never as data', () => {
@@ -504,6 +549,47 @@ describe('SQLiteStorage commits of many objects (rows and serial checks go in ba
     for (const [i, oid] of oids.entries()) {
       const r = s.loadBefore(oid, 0xffffffffffffffffn)!
       expect([r.serial, r.data]).to.deep.equal([t2, record({ i, v: 3 })])
+    }
+    s.close()
+  })
+})
+
+describe('SQLiteStorage.loadBeforeMany', () => {
+  it('gives at every snapshot what loadBefore gives for each object (objects created, changed, deleted later)', () => {
+    const s = new SQLiteStorage(freshFile())
+    const oids = Array.from({ length: 150 }, () => s.newOid())
+    const serials = new Map<bigint, Tid>()
+    const tids: Tid[] = []
+    // Object i is created in transaction i % 3 and changed in every later one k where
+    // i % (k + 2) === 0; 20 more are created in transaction 4, and that creation is undone.
+    for (let k = 0; k < 4; k++) {
+      const records: Array<[bigint, Tid, Uint8Array]> = []
+      for (const [i, oid] of oids.entries()) {
+        const created = serials.has(oid)
+        if ((!created && i % 3 === k) || (created && i % (k + 2) === 0)) records.push([oid, serials.get(oid) ?? 0n, record({ i, k })])
+      }
+      const tid = commitRecords(s, records)
+      for (const [oid] of records) serials.set(oid, tid)
+      tids.push(tid)
+    }
+    const undone = Array.from({ length: 20 }, () => s.newOid())
+    tids.push(commitRecords(s, undone.map((oid, i) => [oid, 0n, record({ i, k: 4 })])))
+    oids.push(...undone)
+    const txn = meta()
+    s.tpc_begin(txn)
+    expect(s.undo(tids[4]!, txn)).to.have.length(20)
+    s.tpc_vote(txn)
+    tids.push(s.tpc_finish(txn))
+    const befores = [tids[0]!, ...tids.slice(1).flatMap((t) => [t, t + 1n]), 0xffffffffffffffffn]
+    for (const before of befores) {
+      const many = s.loadBeforeMany([...oids, 10_000n], before)
+      for (const oid of oids) {
+        const one = s.loadBefore(oid, before)
+        const got = many.get(oid)
+        if (one === null) expect(got, `oid ${oid} before ${before}`).to.equal(undefined)
+        else expect([got?.serial, got?.data], `oid ${oid} before ${before}`).to.deep.equal([one.serial, one.data])
+      }
+      expect(many.has(10_000n)).to.equal(false)
     }
     s.close()
   })
