@@ -63,9 +63,9 @@ export class PersistentMeta {
   size = 0
   /** The size the connection's object cache counted for the object while it is active there. */
   cachedSize = 0
-  /** Names the object's place in its cache's LRU order (see object-cache.ts); 0 while not there. */
+  /** The cache's clock when the object took its place in the cache's LRU order; 0 while not there. */
   lruTick = 0
-  /** Above lruTick when the object was used (loaded, stored, added) since it took that place. */
+  /** The cache's clock when the object was last used (loaded, stored, added). */
   usedTick = 0
   /** The cache's weak reference to the object, made the first time it became a ghost there. */
   weakRef: WeakRef<object> | null = null
