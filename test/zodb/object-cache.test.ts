@@ -200,6 +200,21 @@ describe('object cache', () => {
     for (const it of items) expect(s.conn.get(it._p_oid!)).to.equal(it)
   })
 
+  it('tells apart oids too big for a number to hold exactly', () => {
+    const db = newDB()
+    const s = session(db)
+    const a = new Item('a', 1)
+    const b = new Item('b', 2)
+    a._p_oid = 2n ** 62n + 4n
+    b._p_oid = 2n ** 62n + 5n // the same double as a's
+    s.conn.add(a)
+    s.conn.add(b)
+    expect(s.conn.get(2n ** 62n + 4n)).to.equal(a)
+    expect(s.conn.get(2n ** 62n + 5n)).to.equal(b)
+    expect(s.conn.cache.activeCount).to.equal(2)
+    s.tm.abort()
+  })
+
   ;(gc ? it : it.skip)('does not keep objects made ghosts outside eviction alive (needs --expose-gc)', async () => {
     const { s } = populate(200, { cacheSize: 1000 })
     const list = s.root.items as PersistentList<Item>

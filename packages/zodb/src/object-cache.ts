@@ -16,20 +16,32 @@ export interface CacheLimits {
   cacheSizeBytes: number
 }
 
+/** How the maps below key an oid. */
+type Key = number | bigint
+const MAX_NUMBER_KEY = BigInt(Number.MAX_SAFE_INTEGER)
+/**
+ * An oid as a map key: a number when it is exact as one (always, in practice). Maps of 100k
+ * objects are bigger than the CPU caches; a bigint key is an object of its own, read to compare
+ * at every look-up (one more cache miss), where a small number sits in the map's table itself.
+ */
+function keyOf(oid: Oid): Key {
+  return oid <= MAX_NUMBER_KEY ? Number(oid) : oid
+}
+
 export class ObjectCache {
   /**
    * Weak references to objects that became ghosts (or were made as ghosts). An active object is
    * held by #active, and gets its weak reference only when it becomes a ghost: most new objects
    * of a big commit never need one.
    */
-  readonly #refs = new Map<Oid, WeakRef<Persistent>>()
+  readonly #refs = new Map<Key, WeakRef<Persistent>>()
   /**
    * Ghosts made since the last `incrgc()` (or since this map last reached the cache size), held
    * strongly until then: most are loaded soon (a bucket's objects as an iteration reaches them)
    * and then never need a weak reference, whose making costs more than the load's bookkeeping.
    * The rest get theirs at the next `incrgc()`, as every transaction boundary calls it.
    */
-  readonly #young = new Map<Oid, Persistent>()
+  readonly #young = new Map<Key, Persistent>()
   /**
    * Active objects, in the order they took their place (each one's `lruTick`); each one's
    * counted size is its meta's `cachedSize`. A use only stamps the object (`usedTick`): moving
@@ -38,7 +50,7 @@ export class ObjectCache {
    * chance at the end instead of evicting it. Eviction order is thus least recently used, as
    * far as it matters.
    */
-  readonly #active = new Map<Oid, Persistent>()
+  readonly #active = new Map<Key, Persistent>()
   #bytes = 0
   #clock = 0
   /**
@@ -51,11 +63,12 @@ export class ObjectCache {
   constructor(public limits: CacheLimits) {}
 
   get(oid: Oid): Persistent | undefined {
-    const active = this.#active.get(oid)
+    const key = keyOf(oid)
+    const active = this.#active.get(key)
     if (active !== undefined) return active
-    const young = this.#young.get(oid)
+    const young = this.#young.get(key)
     if (young !== undefined) return young
-    return this.#refs.get(oid)?.deref()
+    return this.#refs.get(key)?.deref()
   }
 
   /**
@@ -69,7 +82,7 @@ export class ObjectCache {
       return
     }
     // A fresh oid is in none of the maps: no look-ups (a tenth of a new object's cache cost).
-    this.#active.set(meta.oid, obj)
+    this.#active.set(keyOf(meta.oid), obj)
     meta.lruTick = meta.usedTick = ++this.#clock
     this.#bytes += meta.size
     meta.cachedSize = meta.size
@@ -78,7 +91,7 @@ export class ObjectCache {
   /** Add a ghost the caller just made for an oid that `get` did not find: `add` without the look-up. */
   addGhost(obj: Persistent): void {
     if (this.#young.size >= Math.max(1000, this.limits.cacheSize)) this.#flushYoung()
-    this.#young.set(_meta(obj).oid!, obj)
+    this.#young.set(keyOf(_meta(obj).oid!), obj)
   }
 
   /** Add `obj` under its oid (it must not be cached under that oid already). */
@@ -91,14 +104,15 @@ export class ObjectCache {
       this.accessed(obj)
     } else if (existing === undefined) {
       if (this.#young.size >= Math.max(1000, this.limits.cacheSize)) this.#flushYoung()
-      this.#young.set(oid, obj)
+      this.#young.set(keyOf(oid), obj)
     }
   }
 
   delete(oid: Oid): void {
-    this.#refs.delete(oid)
-    this.#young.delete(oid)
-    this.#removeActive(oid)
+    const key = keyOf(oid)
+    this.#refs.delete(key)
+    this.#young.delete(key)
+    this.#removeActive(key)
   }
 
   /** `obj` was loaded, changed or added: it is the most recently used. */
@@ -106,7 +120,8 @@ export class ObjectCache {
     const meta = _meta(obj)
     const oid = meta.oid
     if (oid === null) return
-    if (this.#young.size > 0) this.#young.delete(oid)
+    const key = keyOf(oid)
+    if (this.#young.size > 0) this.#young.delete(key)
     const tick = ++this.#clock
     if (meta.lruTick !== 0) {
       // In the map already (the only object there under its oid): stamp it, count its size again.
@@ -117,7 +132,7 @@ export class ObjectCache {
       // holds one object per oid (`add` refuses another, `delete` takes it out of #active). No
       // look-up first: in a map of 100k entries each costs cache misses (a cold read did 4 per
       // loaded object, now 3).
-      this.#active.set(oid, obj)
+      this.#active.set(key, obj)
       meta.lruTick = meta.usedTick = tick
       this.#bytes += meta.size
     }
@@ -141,27 +156,28 @@ export class ObjectCache {
     const oid = meta.oid
     // A non-zero lruTick says the object itself is in #active (no look-up to find out).
     if (oid === null || meta.lruTick === 0) return
-    this.#active.delete(oid)
+    const key = keyOf(oid)
+    this.#active.delete(key)
     this.#bytes -= meta.cachedSize
     meta.lruTick = 0
-    this.#holdWeakly(oid, obj)
+    this.#holdWeakly(key, obj)
   }
 
-  #holdWeakly(oid: Oid, obj: Persistent): void {
+  #holdWeakly(key: Key, obj: Persistent): void {
     // An object's weak reference is made once and kept on it: one that had one before (loaded
     // again since) finds it there, a new ghost makes one without looking the oid up first.
     const meta = _meta(obj)
     let ref = meta.weakRef as WeakRef<Persistent> | null
-    if (ref !== null && this.#refs.get(oid) === ref) return
+    if (ref !== null && this.#refs.get(key) === ref) return
     ref ??= meta.weakRef = new WeakRef(obj)
     if (this.#refs.size >= this.#sweepAt) this.#sweep()
-    this.#refs.set(oid, ref)
+    this.#refs.set(key, ref)
   }
 
-  #removeActive(oid: Oid): void {
-    const prev = this.#active.get(oid)
+  #removeActive(key: Key): void {
+    const prev = this.#active.get(key)
     if (prev !== undefined) {
-      this.#active.delete(oid)
+      this.#active.delete(key)
       const meta = _meta(prev)
       this.#bytes -= meta.cachedSize
       meta.lruTick = 0
@@ -170,13 +186,13 @@ export class ObjectCache {
 
   /** Young ghosts still ghosts get their weak references; the others are active already. */
   #flushYoung(): void {
-    for (const [oid, obj] of this.#young) if (_meta(obj).state === GHOST) this.#holdWeakly(oid, obj)
+    for (const [key, obj] of this.#young) if (_meta(obj).state === GHOST) this.#holdWeakly(key, obj)
     this.#young.clear()
   }
 
   /** Forget the entries of collected objects. */
   #sweep(): void {
-    for (const [oid, ref] of this.#refs) if (ref.deref() === undefined) this.#refs.delete(oid)
+    for (const [key, ref] of this.#refs) if (ref.deref() === undefined) this.#refs.delete(key)
     this.#sweepAt = Math.max(1024, this.#refs.size * 2)
   }
 
@@ -184,10 +200,10 @@ export class ObjectCache {
   get size(): number {
     this.#sweep()
     let n = this.#active.size
-    for (const obj of this.#young.values()) if (this.#active.get(_meta(obj).oid!) !== obj) n++
-    for (const [oid, ref] of this.#refs) {
+    for (const [key, obj] of this.#young) if (this.#active.get(key) !== obj) n++
+    for (const [key, ref] of this.#refs) {
       const obj = ref.deref()
-      if (this.#active.get(oid) !== obj && this.#young.get(oid) !== obj) n++
+      if (this.#active.get(key) !== obj && this.#young.get(key) !== obj) n++
     }
     return n
   }
@@ -216,8 +232,9 @@ export class ObjectCache {
       const meta = _meta(obj)
       if (meta.usedTick > meta.lruTick) {
         // Used since it took its place: to the end, as a move at the time of use would have done.
-        active.delete(meta.oid!)
-        active.set(meta.oid!, obj)
+        const key = keyOf(meta.oid!)
+        active.delete(key)
+        active.set(key, obj)
         meta.lruTick = meta.usedTick = ++this.#clock
         continue
       }
@@ -237,10 +254,10 @@ export class ObjectCache {
   /** Every cached object that is still alive. */
   *objects(): IterableIterator<Persistent> {
     for (const obj of [...this.#active.values()]) yield obj
-    for (const [oid, obj] of [...this.#young]) if (this.#active.get(oid) !== obj) yield obj
-    for (const [oid, ref] of [...this.#refs]) {
+    for (const [key, obj] of [...this.#young]) if (this.#active.get(key) !== obj) yield obj
+    for (const [key, ref] of [...this.#refs]) {
       const obj = ref.deref()
-      if (obj !== undefined && this.#active.get(oid) !== obj && this.#young.get(oid) !== obj) yield obj
+      if (obj !== undefined && this.#active.get(key) !== obj && this.#young.get(key) !== obj) yield obj
     }
   }
 
