@@ -337,13 +337,15 @@ export class Connection<R extends object = Record<string, unknown>> implements P
       if (meta.jar !== this || meta.state !== GHOST) continue
       const other = meta.oid!
       if (other === oid) found = true
-      else if (!this.#tmp.has(other) && !this.#preloaded.has(other)) oids.push(other)
+      else if ((this.#tmp.size === 0 || !this.#tmp.has(other)) && !this.#preloaded.has(other)) oids.push(other)
     }
     if (!found) return false
     this.#upcoming = null
     if (oids.length < 2) return false
     if (this.#preloaded.size > PRELOADED_MAX) this.#preloaded.clear()
-    for (const [other, rev] of this.#storage.loadBeforeMany!(oids, this.#before)) this.#preloaded.set(other, rev)
+    // forEach: no [oid, record] pair per record, as a for-of over the map's entries makes.
+    const preloaded = this.#preloaded
+    this.#storage.loadBeforeMany!(oids, this.#before).forEach((rev, other) => preloaded.set(other, rev))
     return true
   }
 
@@ -559,7 +561,7 @@ export class Connection<R extends object = Record<string, unknown>> implements P
   }
 
   #load(oid: Oid): { data: Uint8Array; serial: Tid } {
-    const tmp = this.#tmp.get(oid)
+    const tmp = this.#tmp.size === 0 ? undefined : this.#tmp.get(oid)
     if (tmp !== undefined) return { data: tmp.data, serial: tmp.serial }
     if (this.#preloaded.size > 0) {
       const pre = this.#preloaded.get(oid)
