@@ -678,6 +678,32 @@ describe('SQLiteStorage serial checks from what an instance knows (no query for 
     b.close()
   })
 
+  it('an oid the instance handed out has no revision until it commits one: only a creation of it commits, once', () => {
+    const s = new SQLiteStorage(freshFile())
+    const [a, b, c] = [s.newOid(), s.newOid(), s.newOid()]
+    const t0 = commitRecords(s, [[c, 0n, record({ v: 0 })]])
+    expect(tryStore(s, a, t0, { v: 1 })).to.be.instanceOf(ConflictError) // based on a revision it never had
+    expect(tryStore(s, a, 0n, { v: 1 })).to.equal(undefined)
+    const t1 = s.lastTransaction()
+    const again = tryStore(s, a, 0n, { v: 2 }) // a second creation
+    expect(again).to.be.instanceOf(ConflictError)
+    expect((again as ConflictError).committedSerial).to.equal(t1)
+    expect(tryStore(s, a, t1, { v: 2 })).to.equal(undefined)
+    // An aborted creation leaves the oid new; so does a pack, which makes the instance forget.
+    const txn = meta()
+    s.tpc_begin(txn)
+    s.store(b, 0n, record({ v: 1 }), txn)
+    s.tpc_vote(txn)
+    s.tpc_abort(txn)
+    s.pack(new Date(Date.now() + 60_000), false)
+    const d = s.newOid()
+    expect(tryStore(s, b, 0n, { v: 1 })).to.equal(undefined)
+    expect(tryStore(s, d, 0n, { v: 1 })).to.equal(undefined)
+    expect(tryStore(s, b, 0n, { v: 2 })).to.be.instanceOf(ConflictError)
+    expect(tryStore(s, d, 0n, { v: 2 })).to.be.instanceOf(ConflictError)
+    s.close()
+  })
+
   it('a pack by another instance that removed an object makes a store of it conflict', () => {
     const file = freshFile()
     const a = new SQLiteStorage(file)

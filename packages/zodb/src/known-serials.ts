@@ -10,10 +10,16 @@
 // Oids are dense small integers, so the table is an array indexed by oid (0: unknown; no tid is
 // 0): recording a serial costs a store, where a Map of bigints cost a twentieth of a cold read.
 // Oids at or above `maxOid` are not recorded (their checks query).
+//
+// An oid the instance reserved for itself (newOid) is known to have no revision until the
+// instance commits one (NONE, below every tid): a new object's store needs no query either. This
+// mark in the same array replaced a Set of such oids (an add per new object, a delete per commit).
 
 import type { Oid, Tid } from './tid.js'
 
 const INITIAL_LENGTH = 1 << 12
+/** An oid with no revision (reserved by this instance, not committed yet); 0n is "unknown". */
+const NONE = -1n
 
 export class KnownSerials {
   #serials = new BigInt64Array(INITIAL_LENGTH)
@@ -27,13 +33,23 @@ export class KnownSerials {
     this.#maxOid = maxOid
   }
 
-  /** The current serial of `oid`, if known. */
+  /** The current serial of `oid` if known: 0n if it has no revision. */
   get(oid: Oid): Tid | undefined {
     const i = Number(oid) // inexact only far beyond the table
     const serials = this.#serials
     if (i >= serials.length) return undefined
     const serial = serials[i]!
-    return serial === 0n ? undefined : serial
+    return serial > 0n ? serial : serial === 0n ? undefined : 0n
+  }
+
+  /**
+   * This instance reserved `oid` in the file for itself: no revision of it exists, and none will
+   * but this instance's own commits (which are reported here).
+   */
+  reserved(oid: Oid): void {
+    const i = Number(oid)
+    if (i >= this.#serials.length && !this.#grow(i)) return
+    if (this.#serials[i] === 0n) this.#serials[i] = NONE
   }
 
   /** Transaction `tid` wrote these oids (a deletion too: its row is the newest revision). */
@@ -58,15 +74,19 @@ export class KnownSerials {
 
   #learn(oid: Oid, serial: Tid): void {
     const i = Number(oid) // inexact only far beyond the table
-    let serials = this.#serials
-    if (i >= serials.length) {
-      if (i >= this.#maxOid) return
-      let length = serials.length * 2
-      while (length <= i) length *= 2
-      const bigger = new BigInt64Array(Math.min(length, this.#maxOid))
-      bigger.set(serials)
-      this.#serials = serials = bigger
-    }
+    if (i >= this.#serials.length && !this.#grow(i)) return
+    const serials = this.#serials
     if (serial > serials[i]!) serials[i] = serial
+  }
+
+  /** Make room for index `i`; false if it is beyond maxOid. */
+  #grow(i: number): boolean {
+    if (i >= this.#maxOid) return false
+    let length = this.#serials.length * 2
+    while (length <= i) length *= 2
+    const bigger = new BigInt64Array(Math.min(length, this.#maxOid))
+    bigger.set(this.#serials)
+    this.#serials = bigger
+    return true
   }
 }

@@ -70,8 +70,6 @@ const BATCH_ROWS = 64
  * even, 32 KiB 570 vs 625, 2 MiB 515 vs 635.
  */
 const BATCH_RECORD_MAX = 16 * 1024
-/** How many handed-out, uncommitted oids SQLiteStorage remembers as certainly new. */
-const FRESH_OIDS_MAX = 1 << 20
 /** Objects whose current serial an instance may remember for the checks at vote: oids below this (8 bytes per oid up to the largest). */
 const KNOWN_SERIALS_MAX_OID = 1 << 22
 /** WAL pages (of 4 KiB by default) after which a commit checkpoints. */
@@ -233,13 +231,10 @@ export class SQLiteStorage implements Storage {
   #oidEnd: Oid = 0n
   #oidBlock = 64n
   /**
-   * Oids this instance handed out that no transaction of it has committed yet. They were
-   * reserved in the file for us alone, so no revision of them can exist: a new object's store
-   * needs no look-up of its current serial at vote. Bounded: past FRESH_OIDS_MAX (oids of
-   * aborted transactions pile up) it is emptied, and those oids are looked up as any other.
+   * Current serials of objects this instance loaded or saw committed, and the oids it handed out
+   * and has not committed yet: reserved in the file for us alone, they have no revision, so a
+   * new object's store needs no look-up at vote (see known-serials.ts).
    */
-  readonly #freshOids = new Set<Oid>()
-  /** Current serials of objects this instance loaded or saw committed (see known-serials.ts). */
   #known!: KnownSerials
   /** `pack_count` of the file when #known was started: a pack by anyone may remove current revisions. */
   #packCount = 0n
@@ -659,9 +654,8 @@ export class SQLiteStorage implements Storage {
         if (durable) this.#db.pragma('synchronous = FULL')
       }
     }
-    if (this.#freshOids.size >= FRESH_OIDS_MAX) this.#freshOids.clear()
     const oid = this.#oidNext++
-    this.#freshOids.add(oid)
+    this.#known.reserved(oid)
     return oid
   }
 
@@ -740,10 +734,8 @@ export class SQLiteStorage implements Storage {
           })
         }
       }
-      const currents = this.#currentSerials(commit.stores)
-      for (const [oid, pending] of commit.stores) {
-        const current = currents.get(oid)
-        if (current === undefined || current === pending.oldSerial) continue
+      for (const [oid, current] of this.#staleStores(commit.stores)) {
+        const pending = commit.stores.get(oid)!
         if (current === 0n || pending.data === null) {
           throw new ConflictError(
             current === 0n ? 'store of an object based on a revision that does not exist' : 'undo of an object that changed meanwhile',
@@ -775,7 +767,6 @@ export class SQLiteStorage implements Storage {
     this.#commit = null
     const oids = [...commit.stores.keys()]
     this.#known.committed(tid, oids)
-    if (this.#freshOids.size > 0) for (const oid of oids) this.#freshOids.delete(oid)
     if (log.enabled) log('committed %s: %d objects', idToHex(tid), oids.length)
     onTid?.(tid)
     for (const l of [...this.#listeners]) l.invalidate(tid, oids)
@@ -793,32 +784,32 @@ export class SQLiteStorage implements Storage {
   }
 
   /**
-   * The current serial (0n: none) of every stored object that needs its serial checked, a batch
-   * of oids per query. A new object whose oid this instance handed out needs none: its oid was
-   * reserved for us, no revision of it can exist.
+   * The stored objects whose current serial (0n: none) is not the one their change was based
+   * on, with it: from what the instance knows, else queried a batch of oids at a time.
    */
-  #currentSerials(stores: Map<Oid, PendingStore>): Map<Oid, Tid> {
-    const currents = new Map<Oid, Tid>()
-    const fresh = this.#freshOids
+  #staleStores(stores: Map<Oid, PendingStore>): [Oid, Tid][] {
+    const stale: [Oid, Tid][] = []
     const batch: Oid[] = []
     const flush = () => {
       if (batch.length === 0) return
-      for (const [oid, tid] of this.#currentSerialsOf(batch.length).all(batch) as [bigint, bigint | null][]) currents.set(oid, tid ?? 0n)
+      for (const [oid, tid] of this.#currentSerialsOf(batch.length).all(batch) as [bigint, bigint | null][]) {
+        const current = tid ?? 0n
+        if (current !== stores.get(oid)!.oldSerial) stale.push([oid, current])
+      }
       batch.length = 0
     }
     const known = this.#known
     for (const [oid, pending] of stores) {
-      if (pending.oldSerial === 0n && pending.data !== null && fresh.has(oid)) continue
       const serial = known.get(oid)
-      if (serial !== undefined) {
-        currents.set(oid, serial)
-        continue
+      if (serial === undefined) {
+        batch.push(oid)
+        if (batch.length === BATCH_ROWS) flush()
+      } else if (serial !== pending.oldSerial) {
+        stale.push([oid, serial])
       }
-      batch.push(oid)
-      if (batch.length === BATCH_ROWS) flush()
     }
     flush()
-    return currents
+    return stale
   }
 
   /**
