@@ -65,8 +65,8 @@ interface TmpRecord {
 }
 
 let connectionIds = 0
-/** Preloaded records a connection keeps at most (more are dropped: they were not used). */
-const PRELOADED_MAX = 4096
+/** Storage answers to preload hints a connection keeps (older ones are dropped: not used in time). */
+const PRELOADED_BATCHES = 4
 
 export class Connection<R extends object = Record<string, unknown>> implements PersistentJar, Disposable {
   readonly id = ++connectionIds
@@ -91,11 +91,14 @@ export class Connection<R extends object = Record<string, unknown>> implements P
   /** The savepoint store: records of objects changed before the last savepoint. */
   #tmp = new Map<Oid, TmpRecord>()
   /**
-   * Records fetched ahead by `preload` at this connection's snapshot, for loads of their objects;
-   * dropped whenever the snapshot moves. A load leaves its record here (it stays true for the
-   * snapshot; deleting each one made the map shrink and grow again for every B-tree leaf).
+   * Records fetched ahead by `preload` at this connection's snapshot, for loads of their objects:
+   * the storage's answers to the last PRELOADED_BATCHES hints (a B-tree leaf's ghosts each),
+   * newest first, kept as they came; dropped whenever the snapshot moves. A load leaves its
+   * record where it is (it stays true for the snapshot). Copying the answers into one map made
+   * that map grow, up to 4,096 records, again and again: ~110 bytes allocated per loaded object,
+   * and a look-up in the big map for each load instead of one or two in maps of a leaf's size.
    */
-  #preloaded = new Map<Oid, { data: Uint8Array; serial: Tid }>()
+  #preloaded: Map<Oid, { data: Uint8Array; serial: Tid }>[] = []
   /** The last `preload` hint: values whose first ghost to load fetches the others' records too. */
   #upcoming: readonly unknown[] | null = null
   #upcomingFrom = 0
@@ -269,7 +272,7 @@ export class Connection<R extends object = Record<string, unknown>> implements P
     }
     this.#opened = false
     this.#invalidated.clear()
-    this.#preloaded.clear()
+    this.#preloaded = []
     this.#upcoming = null
     this.cache.clear()
   }
@@ -337,16 +340,24 @@ export class Connection<R extends object = Record<string, unknown>> implements P
       if (meta.jar !== this || meta.state !== GHOST) continue
       const other = meta.oid!
       if (other === oid) found = true
-      else if ((this.#tmp.size === 0 || !this.#tmp.has(other)) && !this.#preloaded.has(other)) oids.push(other)
+      else if ((this.#tmp.size === 0 || !this.#tmp.has(other)) && this.#preloadedRecord(other) === undefined) oids.push(other)
     }
     if (!found) return false
     this.#upcoming = null
     if (oids.length < 2) return false
-    if (this.#preloaded.size > PRELOADED_MAX) this.#preloaded.clear()
-    // forEach: no [oid, record] pair per record, as a for-of over the map's entries makes.
-    const preloaded = this.#preloaded
-    this.#storage.loadBeforeMany!(oids, this.#before).forEach((rev, other) => preloaded.set(other, rev))
+    const batches = this.#preloaded
+    batches.unshift(this.#storage.loadBeforeMany!(oids, this.#before))
+    if (batches.length > PRELOADED_BATCHES) batches.pop()
     return true
+  }
+
+  #preloadedRecord(oid: Oid): { data: Uint8Array; serial: Tid } | undefined {
+    const batches = this.#preloaded
+    for (let i = 0; i < batches.length; i++) {
+      const pre = batches[i]!.get(oid)
+      if (pre !== undefined) return pre
+    }
+    return undefined
   }
 
   register(obj: Persistent): void {
@@ -563,12 +574,12 @@ export class Connection<R extends object = Record<string, unknown>> implements P
   #load(oid: Oid): { data: Uint8Array; serial: Tid } {
     const tmp = this.#tmp.size === 0 ? undefined : this.#tmp.get(oid)
     if (tmp !== undefined) return { data: tmp.data, serial: tmp.serial }
-    if (this.#preloaded.size > 0) {
-      const pre = this.#preloaded.get(oid)
+    if (this.#preloaded.length > 0) {
+      const pre = this.#preloadedRecord(oid)
       if (pre !== undefined) return pre
     }
     if (this.#upcoming !== null && this.#fetchUpcoming(oid)) {
-      const pre = this.#preloaded.get(oid)
+      const pre = this.#preloaded[0]!.get(oid)
       if (pre !== undefined) return pre
     }
     const rev = this.#storage.loadBefore(oid, this.#before)
@@ -679,7 +690,7 @@ export class Connection<R extends object = Record<string, unknown>> implements P
   /** A transaction boundary: apply queued invalidations and take a new snapshot. */
   #sync(): void {
     if (this.#historical || !this.#opened) return
-    if (this.#preloaded.size > 0) this.#preloaded.clear()
+    if (this.#preloaded.length > 0) this.#preloaded = []
     this.#upcoming = null
     this.#before = this.#storage.lastTransaction() + 1n
     if (this.#invalidated.size === 0) return
