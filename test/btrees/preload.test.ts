@@ -104,6 +104,26 @@ describe('B-tree iteration preloads the objects of each leaf', () => {
     db.close()
   })
 
+  it('two iterations going on side by side each get their leaves preloaded', () => {
+    const { db, client, calls } = setup(1000)
+    const b = client()
+    const tree = b.conn.root.tree as IOBTree<Val>
+    expect([...tree.keys()].length).to.equal(1000) // every leaf loaded: only the values are left
+    calls.many = calls.single = calls.manyOids = 0
+    const low = tree.values(0, 499)
+    const high = tree.values(500)
+    for (let i = 0; i < 500; i++) {
+      // Both step (into their next leaves, at the ends of leaves) before either value is read.
+      const x = low.next().value as Val
+      const y = high.next().value as Val
+      expect(x.n).to.equal(i)
+      expect(y.n).to.equal(500 + i)
+    }
+    expect(calls.single).to.equal(0) // no object loaded on its own
+    expect(calls.manyOids).to.equal(1000)
+    db.close()
+  })
+
   it('a preloaded record is read at the connection’s snapshot, and dropped when the snapshot moves', () => {
     const { db, client } = setup(100)
     const b = client()

@@ -67,6 +67,8 @@ interface TmpRecord {
 let connectionIds = 0
 /** Storage answers to preload hints a connection keeps (older ones are dropped: not used in time). */
 const PRELOADED_BATCHES = 4
+/** Preload hints a connection keeps until used (older ones are dropped). */
+const PRELOAD_HINTS = 4
 
 export class Connection<R extends object = Record<string, unknown>> implements PersistentJar, Disposable {
   readonly id = ++connectionIds
@@ -99,10 +101,18 @@ export class Connection<R extends object = Record<string, unknown>> implements P
    * and a look-up in the big map for each load instead of one or two in maps of a leaf's size.
    */
   #preloaded: Map<Oid, { data: Uint8Array; serial: Tid }>[] = []
-  /** The last `preload` hint: values whose first ghost to load fetches the others' records too. */
-  #upcoming: readonly unknown[] | null = null
-  #upcomingFrom = 0
-  #upcomingTo = -1
+  /**
+   * The last PRELOAD_HINTS `preload` hints not used yet (a ring; null: none or used): values
+   * whose first ghost to load fetches the others' records too. More than one, so that iterations
+   * going on side by side (two trees read in step) each keep theirs.
+   */
+  readonly #hintValues: Array<readonly unknown[] | null> = new Array<readonly unknown[] | null>(PRELOAD_HINTS).fill(null)
+  readonly #hintFrom: number[] = new Array<number>(PRELOAD_HINTS).fill(0)
+  readonly #hintTo: number[] = new Array<number>(PRELOAD_HINTS).fill(0)
+  /** The slot of the next hint. */
+  #hintNext = 0
+  /** Hints not used yet. */
+  #hints = 0
   /** The serial of the last object loaded (see #setLoadedState). */
   #lastSerial: Tid = 0n
   /** During a commit: objects stored, their record sizes, and whether they are new (were added). */
@@ -273,7 +283,7 @@ export class Connection<R extends object = Record<string, unknown>> implements P
     this.#opened = false
     this.#invalidated.clear()
     this.#preloaded = []
-    this.#upcoming = null
+    this.#dropHints()
     this.cache.clear()
   }
 
@@ -319,36 +329,51 @@ export class Connection<R extends object = Record<string, unknown>> implements P
 
   preload(values: readonly unknown[], from: number, to: number): void {
     if (to <= from || typeof this.#storage.loadBeforeMany !== 'function' || !this.#opened) return
-    this.#upcoming = values
-    this.#upcomingFrom = from
-    this.#upcomingTo = to
+    const k = this.#hintNext
+    if (this.#hintValues[k] === null) this.#hints++
+    this.#hintValues[k] = values
+    this.#hintFrom[k] = from
+    this.#hintTo[k] = to
+    this.#hintNext = (k + 1) % PRELOAD_HINTS
+  }
+
+  #dropHints(): void {
+    if (this.#hints === 0) return
+    this.#hintValues.fill(null)
+    this.#hints = 0
   }
 
   /**
-   * When `oid` is a ghost among the last `preload` hint's values: fetch its record and those of
-   * the hint's other ghosts with one storage call (into #preloaded), and drop the hint. False
-   * (the hint kept) when `oid` is not among them.
+   * When `oid` is a ghost among the values of a `preload` hint (the newest first): fetch its
+   * record and those of the hint's other ghosts with one storage call (into #preloaded), and
+   * drop the hint. False (the hints kept) when `oid` is in none of them.
    */
   #fetchUpcoming(oid: Oid): boolean {
-    const values = this.#upcoming!
-    const oids: Oid[] = [oid]
-    let found = false
-    for (let i = this.#upcomingFrom; i <= this.#upcomingTo; i++) {
-      const v = values[i]
-      if (!(v instanceof Persistent)) continue
-      const meta = _meta(v)
-      if (meta.jar !== this || meta.state !== GHOST) continue
-      const other = meta.oid!
-      if (other === oid) found = true
-      else if ((this.#tmp.size === 0 || !this.#tmp.has(other)) && this.#preloadedRecord(other) === undefined) oids.push(other)
+    for (let j = 1; j <= PRELOAD_HINTS; j++) {
+      const k = (this.#hintNext - j + PRELOAD_HINTS) % PRELOAD_HINTS
+      const values = this.#hintValues[k]
+      if (values === null || values === undefined) continue
+      const oids: Oid[] = [oid]
+      let found = false
+      for (let i = this.#hintFrom[k]!, to = this.#hintTo[k]!; i <= to; i++) {
+        const v = values[i]
+        if (!(v instanceof Persistent)) continue
+        const meta = _meta(v)
+        if (meta.jar !== this || meta.state !== GHOST) continue
+        const other = meta.oid!
+        if (other === oid) found = true
+        else if ((this.#tmp.size === 0 || !this.#tmp.has(other)) && this.#preloadedRecord(other) === undefined) oids.push(other)
+      }
+      if (!found) continue
+      this.#hintValues[k] = null
+      this.#hints--
+      if (oids.length < 2) return false
+      const batches = this.#preloaded
+      batches.unshift(this.#storage.loadBeforeMany!(oids, this.#before))
+      if (batches.length > PRELOADED_BATCHES) batches.pop()
+      return true
     }
-    if (!found) return false
-    this.#upcoming = null
-    if (oids.length < 2) return false
-    const batches = this.#preloaded
-    batches.unshift(this.#storage.loadBeforeMany!(oids, this.#before))
-    if (batches.length > PRELOADED_BATCHES) batches.pop()
-    return true
+    return false
   }
 
   #preloadedRecord(oid: Oid): { data: Uint8Array; serial: Tid } | undefined {
@@ -578,7 +603,7 @@ export class Connection<R extends object = Record<string, unknown>> implements P
       const pre = this.#preloadedRecord(oid)
       if (pre !== undefined) return pre
     }
-    if (this.#upcoming !== null && this.#fetchUpcoming(oid)) {
+    if (this.#hints > 0 && this.#fetchUpcoming(oid)) {
       const pre = this.#preloaded[0]!.get(oid)
       if (pre !== undefined) return pre
     }
@@ -691,7 +716,7 @@ export class Connection<R extends object = Record<string, unknown>> implements P
   #sync(): void {
     if (this.#historical || !this.#opened) return
     if (this.#preloaded.length > 0) this.#preloaded = []
-    this.#upcoming = null
+    this.#dropHints()
     this.#before = this.#storage.lastTransaction() + 1n
     if (this.#invalidated.size === 0) return
     const oids = this.#invalidated
