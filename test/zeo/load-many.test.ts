@@ -1,6 +1,7 @@
 // ClientStorage.loadBeforeMany (protocol message loadBeforeMany, version 2): several objects'
 // revisions before a tid in one round trip, cached with the right validity; a B-tree walk loads
-// each leaf's values together; version-1 clients are still served.
+// each leaf's values together; the server follows a chain of records when asked (`follow`);
+// version-1 clients are still served.
 import { expect } from 'chai'
 import { TransactionManager } from '@wendelin/transaction'
 import { DB, type Oid, type Tid } from '@wendelin/zodb'
@@ -110,6 +111,43 @@ describe('zeo loadBeforeMany', function () {
     }
   })
 
+  it('follows a chain of records when asked: the references of the next one, and of the one after, up to a count and a budget', async () => {
+    const name = await suite.server.addStorage()
+    const nodes: Item[] = []
+    let tid: Tid
+    {
+      const db = new DB(client(name))
+      const tm = new TransactionManager({ explicit: true })
+      const conn = db.open({ transactionManager: tm })
+      tm.begin()
+      // node i refers to node i + 1 only: the next record is the last reference (fromEnd 1)
+      let next: Item | number = 0
+      for (let i = 9; i >= 0; i--) nodes.unshift((next = new Item(`n${i}`, next)))
+      conn.root.chain = nodes[0]
+      tm.commit()
+      tid = db.storage.lastTransaction()
+      db.close()
+    }
+    const oids = nodes.map((n) => n._p_oid!)
+    const c = await RawClient.connect(suite.server.port, name)
+    await c.welcome()
+    const got = async (...args: unknown[]): Promise<Oid[]> => {
+      const [, status, value] = await c.call('loadBeforeMany', ...args)
+      expect(status).to.equal(0)
+      return (value as [Oid, Uint8Array, Tid, Tid | null][]).map((r) => r[0])
+    }
+    const at = tid + 1n
+    expect(await got([oids[0]], at)).to.deep.equal([oids[0]])
+    // [next, fromEnd, count, budget]: node 1 is asked for, node 2 (its reference) is where the chain goes on
+    expect(await got([oids[1]], at, [oids[2], 1, 3, 1 << 20])).to.deep.equal(oids.slice(1, 6))
+    expect(await got([oids[1]], at, [oids[1], 1, 2, 1 << 20])).to.deep.equal(oids.slice(1, 4))
+    expect(await got([oids[1]], at, [oids[2], 1, 0, 1 << 20])).to.deep.equal([oids[1]])
+    // The budget stops it once reached (here by the next record itself); the end of the chain too.
+    expect(await got([oids[1]], at, [oids[2], 1, 5, 1])).to.deep.equal(oids.slice(1, 3))
+    expect(await got([oids[8]], at, [oids[9], 1, 5, 1 << 20])).to.deep.equal(oids.slice(8))
+    c.close()
+  })
+
   it('serves a version-1 client (which never sends loadBeforeMany) and refuses unknown versions', async () => {
     const name = await suite.server.addStorage()
     const v1 = await RawClient.connect(suite.server.port, name, undefined, 1)
@@ -125,7 +163,8 @@ describe('zeo loadBeforeMany', function () {
   it('drops a client sending a malformed loadBeforeMany, and only it', async () => {
     const name = await suite.server.addStorage()
     const honest = client(name)
-    for (const args of [['x', 1n], [[1n], 'x'], [[1n, 'x'], 1n], [Array(10_001).fill(1n), 1n]]) {
+    const bad = [['x', 1n], [[1n], 'x'], [[1n, 'x'], 1n], [Array(10_001).fill(1n), 1n], [[1n], 1n, 'x'], [[1n], 1n, [1n, 0, 1, 10]], [[1n], 1n, [1n, 1, 1]], [[1n], 1n, ['x', 1, 1, 10]]]
+    for (const args of bad) {
       const c = await RawClient.connect(suite.server.port, name)
       await c.welcome()
       void c.call('loadBeforeMany', ...args)

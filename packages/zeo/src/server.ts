@@ -587,6 +587,53 @@ class ClientConn {
     return out
   }
 
+  /**
+   * loadBeforeMany's optional `[next, fromEnd, count, budget]`: the walk of a chain of records
+   * (B-tree leaves) goes on here instead of a round trip per record. `next` is the chain's next
+   * record (loaded if not among `out`); the records it refers to are added to `out`, then those
+   * of the record `fromEnd` places from the end of its references, `count` records in all, until
+   * `budget` bytes were added.
+   */
+  #follow(out: [Oid, Uint8Array, Tid, Tid | null][], tid: Tid, follow: unknown): void {
+    if (!Array.isArray(follow) || follow.length !== 4) throw new ProtocolError('malformed loadBeforeMany follow')
+    const [first, fromEnd, count, budget] = follow as unknown[]
+    const small = (n: unknown, max: number): n is number => typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= max
+    if (!isBigint(first) || !small(fromEnd, 10_000) || fromEnd < 1 || !small(count, 16) || !small(budget, 16 << 20)) {
+      throw new ProtocolError('malformed loadBeforeMany follow')
+    }
+    const have = new Map<Oid, Uint8Array>()
+    for (const r of out) have.set(r[0], r[1])
+    let bytes = 0
+    let next: Oid = first
+    for (let i = 0; i < count && bytes < budget; i++) {
+      let data = have.get(next)
+      if (data === undefined) {
+        const added = this.#loadBeforeMany([next], tid)[0] as [Oid, Uint8Array, Tid, Tid | null] | undefined
+        if (added === undefined) return
+        out.push(added)
+        have.set(next, (data = added[1]))
+        bytes += data.length
+      }
+      let refs: Oid[]
+      try {
+        refs = referencesIn(data)
+      } catch {
+        return // not a record this server can read
+      }
+      // In batches, so that big records (file blocks) stop it near the budget.
+      const wanted = refs.filter((o) => !have.has(o))
+      for (let k = 0; k < wanted.length && bytes < budget; k += 64) {
+        for (const r of this.#loadBeforeMany(wanted.slice(k, k + 64), tid) as [Oid, Uint8Array, Tid, Tid | null][]) {
+          out.push(r)
+          have.set(r[0], r[1])
+          bytes += r[1].length
+        }
+      }
+      if (bytes >= budget || refs.length < fromEnd) return
+      next = refs[refs.length - fromEnd]!
+    }
+  }
+
   #storage(): Storage {
     return this.served!.storage
   }
@@ -704,9 +751,11 @@ class ClientConn {
         })
       }
       case 'loadBeforeMany': {
-        const [oids, tid] = args
+        const [oids, tid, follow] = args
         if (!Array.isArray(oids) || oids.length > 10_000 || !isBigint(tid) || !oids.every(isBigint)) throw new ProtocolError('malformed loadBeforeMany')
-        return this.#loadBeforeMany(oids, tid)
+        const out = this.#loadBeforeMany(oids, tid)
+        if (follow !== undefined) this.#follow(out as [Oid, Uint8Array, Tid, Tid | null][], tid, follow)
+        return out
       }
       case 'loadSerial': {
         const [oid, serial] = args
