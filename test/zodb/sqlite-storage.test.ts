@@ -167,6 +167,7 @@ describe('SQLiteStorage', () => {
         const many = r.loadBeforeMany([a, b], t3)
         expect([many.get(a)!.serial, many.get(b)!.serial]).to.deep.equal([t2, t1])
         expect(r.history(a, 5).map((h) => h.tid)).to.deep.equal([t3, t2, t1])
+        expect(r.len()).to.equal(2)
       }
       const ro = new SQLiteStorage(file, { readOnly: true })
       reads(ro)
@@ -591,6 +592,7 @@ describe('SQLiteStorage.loadBeforeMany', () => {
       }
       expect(many.has(10_000n)).to.equal(false)
     }
+    expect(s.len()).to.equal(150) // the 20 undone creations are deletions
     s.close()
   })
 })

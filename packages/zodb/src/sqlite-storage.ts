@@ -395,9 +395,11 @@ export class SQLiteStorage implements Storage {
       transactionsFrom: db.prepare('SELECT tid, user, description, extension, packed FROM transactions WHERE tid >= ? AND tid <= ? ORDER BY tid LIMIT ?'),
       recordsOf: db.prepare('SELECT oid, data FROM object_revisions WHERE tid = ? ORDER BY oid'),
       // Objects whose newest visible revision is not a deletion.
+      // The newest visible revision by rowid: joined on (oid, tid), SQLite took the tid index and
+      // scanned a whole transaction's rows per object (6.7 s for 100,000 objects).
       count: db.prepare(
-        `SELECT count(*) AS n FROM (SELECT oid, max(tid) AS tid FROM object_revisions WHERE tid < ? GROUP BY oid) c
-         JOIN object_revisions r ON r.oid = c.oid AND r.tid = c.tid WHERE r.data IS NOT NULL`,
+        `SELECT count(*) AS n FROM (SELECT max(rowid) AS rid FROM object_revisions WHERE tid < ? GROUP BY oid) c
+         JOIN object_revisions r ON r.rowid = c.rid WHERE r.data IS NOT NULL`,
       ),
       undoLog: db.prepare('SELECT tid, user, description FROM transactions ORDER BY tid DESC LIMIT ?'),
       previousRevision: db.prepare('SELECT tid, data FROM object_revisions WHERE oid = ? AND tid < ? ORDER BY rowid DESC LIMIT 1'),
