@@ -71,6 +71,24 @@ describe('serialization', () => {
     expect(Number.isNaN(back.bad.getTime())).to.equal(true)
   })
 
+  it('gives plain objects of any number of keys back as plain objects, keys in order', () => {
+    for (let n = 0; n <= 12; n++) {
+      for (let round = 0; round < 10; round++) {
+        const v: Record<string, unknown> = {}
+        for (let i = 0; i < n; i++) v[`k${(i * 7 + round) % 13}_${i}`] = i % 2 === 0 ? i : { n: i }
+        const back = roundTrip(v) as Record<string, unknown>
+        expect(Object.getPrototypeOf(back)).to.equal(Object.prototype)
+        expect(Object.keys(back)).to.deep.equal(Object.keys(v))
+        expect(back).to.deep.equal(v)
+        expect(JSON.stringify(back)).to.equal(JSON.stringify(v))
+      }
+    }
+    const withProto = JSON.parse('{"a": 1, "b": 2, "c": 3, "d": 4, "__proto__": {"polluted": true}, "f": 6}') as Record<string, unknown>
+    const back = roundTrip(withProto) as Record<string, unknown>
+    expect(Object.getPrototypeOf(back)).to.equal(Object.prototype)
+    expect(Object.keys(back)).to.deep.equal(['a', 'b', 'c', 'd', '__proto__', 'f'])
+  })
+
   it('keeps a __proto__ key as data, never as a prototype', () => {
     const v = JSON.parse('{"__proto__": {"polluted": true}, "a": 1}') as Record<string, unknown>
     const back = roundTrip(v) as Record<string, unknown>
