@@ -344,6 +344,33 @@ describe('SQLiteStorage', () => {
       reader.close()
       db.close()
     })
+
+    it('at a time between revisions: every snapshot from the pack time on reads as before', () => {
+      const storage = new SQLiteStorage(freshFile())
+      const oids = [storage.newOid(), storage.newOid(), storage.newOid()]
+      const serials = new Map<bigint, Tid>(oids.map((o) => [o, 0n]))
+      const tids: Tid[] = []
+      // Objects change at different rates, so their revisions interleave in the table.
+      for (let t = 0; t < 30; t++) {
+        const changed = oids.filter((_, k) => t % (k + 1) === 0)
+        const tid = commitRecords(storage, changed.map((o) => [o, serials.get(o)!, record({ t })]))
+        for (const o of changed) serials.set(o, tid)
+        tids.push(tid)
+      }
+      const packTid = tids[17]!
+      const snapshots = tids.filter((t) => t >= packTid).map((t) => t + 1n)
+      const read = () => snapshots.map((at) => oids.map((o) => storage.loadBefore(o, at)!.serial))
+      const before = read()
+      storage.pack(packTid, false)
+      expect(read()).to.deep.equal(before)
+      // Per object: its revisions after packTid and the one it had at packTid.
+      for (const o of oids) {
+        const kept = storage.history(o, 100).map((h) => h.tid)
+        expect(kept.filter((t) => t <= packTid)).to.have.length(1)
+        expect(kept[kept.length - 1]).to.equal(storage.loadBefore(o, packTid + 1n)!.serial)
+      }
+      storage.close()
+    })
   })
 
   describe('several processes on one file', function () {
