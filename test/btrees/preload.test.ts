@@ -151,6 +151,25 @@ describe('B-tree iteration preloads the objects of each leaf', () => {
     db.close()
   })
 
+  it('a hint that loads keep missing is dropped after a few of them, not looked through by every later load', () => {
+    const { db, client } = setup(300)
+    const b = client()
+    const tree = b.conn.root.tree as IOBTree<Val>
+    // A hint over values that never load (as an iteration of loaded objects leaves), counting its reads.
+    let reads = 0
+    const values = new Proxy(new Array<number>(50).fill(0), {
+      get(target, key, receiver) {
+        if (typeof key === 'string' && /^\d+$/.test(key)) reads++
+        return Reflect.get(target, key, receiver) as unknown
+      },
+    })
+    b.conn.preload(values, 0, 49)
+    for (let i = 0; i < 300; i++) expect(tree.get(i)!.n).to.equal(i) // 300 loads (and the leaves') outside it
+    expect(reads).to.be.greaterThan(0)
+    expect(reads).to.be.at.most(4 * 50)
+    db.close()
+  })
+
   it('storages without loadBeforeMany and trees of plain values are iterated as before', async () => {
     const db = await DB.open(new MemoryStorage())
     const tm = new TransactionManager({ explicit: true })
