@@ -10,17 +10,7 @@ import { expect } from 'chai'
 import { MAX_TID, type Oid, type Tid } from '@wendelin/zodb'
 import { ClientDisconnected, ClientStorage, FrameReader, IO_INTERNALS, encodeFrame } from '@wendelin/zeo'
 
-import { TOKEN, here, serverForSuite, sleep } from './helpers.js'
-
-const txn = () => ({ user: '', description: '', extension: {} })
-
-function commit(c: ClientStorage, records: [Oid, Tid, Uint8Array][]): Tid {
-  const t = txn()
-  c.tpc_begin(t)
-  for (const [oid, serial, data] of records) c.store(oid, serial, data, t)
-  c.tpc_vote(t)
-  return c.tpc_finish(t)
-}
+import { TOKEN, commit, here, serverForSuite, sleep, txn } from './helpers.js'
 
 /** Whether the main thread of `c` reads its socket now (READER holds the connection's epoch). */
 function mainReads(c: ClientStorage): boolean {

@@ -8,6 +8,7 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 import { ClientStorage, FrameReader, PROTOCOL_VERSION, decodeBody, encodeFrame, type ClientStorageOptions } from '@wendelin/zeo'
+import type { Oid, Tid } from '@wendelin/zodb'
 
 export const here = path.dirname(fileURLToPath(import.meta.url))
 export const TOKEN = 'test-token-' + 'x'.repeat(20)
@@ -225,4 +226,16 @@ export async function within<T>(p: Promise<T>, ms: number): Promise<T | 'timeout
   } finally {
     clearTimeout(t!)
   }
+}
+
+/** Transaction metadata for a commit through the storage API. */
+export const txn = () => ({ user: '', description: '', extension: {} })
+
+/** Commits these records (oid, serial it replaces, data) through `c`: the new tid. */
+export function commit(c: ClientStorage, records: [Oid, Tid, Uint8Array][]): Tid {
+  const t = txn()
+  c.tpc_begin(t)
+  for (const [oid, serial, data] of records) c.store(oid, serial, data, t)
+  c.tpc_vote(t)
+  return c.tpc_finish(t)
 }

@@ -7,19 +7,9 @@ import path from 'node:path'
 
 import { expect } from 'chai'
 import type { Oid, Tid } from '@wendelin/zodb'
-import { ClientDisconnected, IO_INTERNALS, type ClientStorage } from '@wendelin/zeo'
+import { ClientDisconnected, IO_INTERNALS } from '@wendelin/zeo'
 
-import { ServerProcess, freshDir, serverForSuite, sleep } from './helpers.js'
-
-const txn = () => ({ user: '', description: '', extension: {} })
-
-function commit(c: ClientStorage, records: [Oid, Tid, Uint8Array][]): Tid {
-  const t = txn()
-  c.tpc_begin(t)
-  for (const [oid, serial, data] of records) c.store(oid, serial, data, t)
-  c.tpc_vote(t)
-  return c.tpc_finish(t)
-}
+import { ServerProcess, commit, freshDir, serverForSuite, sleep, txn } from './helpers.js'
 
 describe('zeo client I/O worker', function () {
   const suite = serverForSuite()

@@ -8,6 +8,14 @@ import { Item, newDB, session } from './helpers.js'
 
 const gc = (globalThis as { gc?: () => void }).gc
 
+/** Collections with turns of the event loop between them (WeakRefs are cleared only after a job ends). */
+async function collectGarbage(): Promise<void> {
+  for (let i = 0; i < 5; i++) {
+    gc!()
+    await new Promise((r) => setTimeout(r, 10))
+  }
+}
+
 describe('object cache', () => {
   function populate(n: number, options: { cacheSize?: number; cacheSizeBytes?: number } = {}) {
     const db = newDB(options)
@@ -223,10 +231,7 @@ describe('object cache', () => {
     for (const it of list) it._p_deactivate() // no eviction: each made a ghost on its own
     list._p_invalidate() // now nothing holds them
     const before = s.conn.cache.size
-    for (let i = 0; i < 5; i++) {
-      gc!()
-      await new Promise((r) => setTimeout(r, 10))
-    }
+    await collectGarbage()
     expect(s.conn.cache.size).to.be.below(before)
   })
 
@@ -237,10 +242,7 @@ describe('object cache', () => {
     s.tm.commit() // most become ghosts, referenced only by the list's state
     list._p_invalidate() // now nothing holds them
     const before = s.conn.cache.size
-    for (let i = 0; i < 5; i++) {
-      gc!()
-      await new Promise((r) => setTimeout(r, 10))
-    }
+    await collectGarbage()
     expect(s.conn.cache.size).to.be.below(before)
   })
 })
