@@ -151,6 +151,27 @@ describe('Persistent', () => {
       expect(p._v_cache).to.equal(undefined)
     })
 
+    it('keeps any number of attributes of a stored object in order, read and written as before', () => {
+      // A stored object's state goes into a dictionary sized for its attributes (5 to 8: their own).
+      for (let n = 0; n <= 10; n++) {
+        const p = new Item('p', n) as unknown as Record<string, unknown> & Item
+        for (let i = 0; i < n; i++) p[`a${i}`] = i % 2 === 0 ? i : { i }
+        const keys = Object.keys(p)
+        s.root[`sized${n}`] = p
+        s.tm.commit()
+        expect(p._p_status).to.equal('saved')
+        expect(Object.keys(p)).to.deep.equal(keys)
+        for (let i = 0; i < n; i++) expect(p[`a${i}`]).to.deep.equal(i % 2 === 0 ? i : { i })
+        if (n > 0) {
+          p[`a${n - 1}`] = 'changed'
+          expect(p._p_changed).to.equal(true)
+          s.tm.commit()
+          p._p_invalidate()
+          expect(p[`a${n - 1}`]).to.equal('changed')
+        }
+      }
+    })
+
     it('becomes a ghost on _p_invalidate and loads on the first attribute read', () => {
       item._p_invalidate()
       expect(item._p_state).to.equal(GHOST)

@@ -19,6 +19,7 @@
 // writes (to a changed object) at about 2x.
 
 import { ConnectionStateError } from './errors.js'
+import { plainObjectFor } from './sized-object.js'
 import { type Oid, type Tid, idToHex, tidToDate } from './tid.js'
 
 /** Object states, numbered as in Python's persistent package. */
@@ -185,21 +186,30 @@ function stateKeys(obj: object): string[] {
 export function _activateLayout(obj: Persistent): void {
   const s = slots(obj)
   if (s._p_dict !== null) return
-  const dict: StateDict = {}
   const names = Object.keys(obj)
   const n = names.length
-  const descs = new Array<PropertyDescriptor | undefined>(n)
+  // Sized for its attributes: a `{}` put the fifth of W-OBJ's Item in a property array of its own.
+  const dict: StateDict = plainObjectFor(n)
+  const descs = scratchDescriptors
   for (let i = 0; i < n; i++) descs[i] = Object.getOwnPropertyDescriptor(obj, names[i]!)
   for (let i = n - 1; i >= 0; i--) delete (obj as unknown as StateDict)[names[i]!]
   s._p_dict = dict
-  for (let i = 0; i < n; i++) {
-    const desc = descs[i]
-    if (desc === undefined) continue
-    const k = names[i]!
-    if ('value' in desc && isStateKey(k)) defineStateAttribute(obj, dict, k, desc.value)
-    else Object.defineProperty(obj, k, desc)
+  try {
+    for (let i = 0; i < n; i++) {
+      const desc = descs[i]
+      if (desc === undefined) continue
+      const k = names[i]!
+      if ('value' in desc && isStateKey(k)) defineStateAttribute(obj, dict, k, desc.value)
+      else Object.defineProperty(obj, k, desc)
+    }
+  } finally {
+    // Not held past the switch (their values would stay reachable from here).
+    for (let i = 0; i < n; i++) descs[i] = undefined
   }
 }
+
+/** The descriptors `_activateLayout` takes before it deletes (one array reused: no array per stored object). */
+const scratchDescriptors: Array<PropertyDescriptor | undefined> = []
 
 /** Drop every attribute (state and `_v_*`) and make the object a ghost. */
 function ghostify(obj: Persistent): void {

@@ -13,6 +13,7 @@ import { Packr, Unpackr, addExtension } from 'msgpackr'
 import { findClass, nameOfClass, type AnyClass } from './class-registry.js'
 import { CorruptRecordError, UnserializableError } from './errors.js'
 import { GHOST, Persistent, _meta, isStateKey } from './persistent.js'
+import { plainObjectFor } from './sized-object.js'
 import { bytesToId, checkId, idToBytes, idToHex, type Oid } from './tid.js'
 
 export const RECORD_FORMAT_VERSION = 1
@@ -947,26 +948,6 @@ function cachedAscii(data: Uint8Array, start: number, n: number): string {
 const NOT_FAST = { notFast: true }
 
 
-/**
- * Constructors of plain objects with room for 5 to 8 properties in the object itself, made
- * when first needed. A `{}` has room for 4: the decoded state of an object with 5 attributes
- * put the fifth in a property array of its own (W-OBJ's Item: 56 + 40 bytes where 64 do, kept
- * by every loaded object). V8 sizes a constructor's objects for 8 properties, then, after a
- * few, for as many as they got: each size has its own. Their prototype is Object.prototype, so
- * the objects are plain objects in every way that shows.
- */
-const sizedObjects: Array<(new () => Record<string, unknown>) | undefined> = []
-
-function plainObjectFor(n: number): Record<string, unknown> {
-  if (n <= 4 || n > 8) return {}
-  let C = sizedObjects[n]
-  if (C === undefined) {
-    const f = function () {} as unknown as new () => Record<string, unknown>
-    f.prototype = Object.prototype
-    sizedObjects[n] = C = f
-  }
-  return new C()
-}
 
 /**
  * Reads a record in one pass into the state, with the numbering and references of StateReader,
