@@ -622,6 +622,34 @@ describe('SQLiteStorage.loadBeforeMany', () => {
     expect(s.len()).to.equal(150) // the 20 undone creations are deletions
     s.close()
   })
+
+  it('gives records of any bytes and size exactly: empty, NUL and invalid UTF-8 bytes, over 64 KiB (read on their own)', () => {
+    const s = new SQLiteStorage(freshFile())
+    let seed = 1
+    const bytes = (n: number) => Uint8Array.from({ length: n }, () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) & 0xff)
+    const sizes = [0, 1, 2, 3, 100, 65_535, 65_536, 65_537, 200_000, 7]
+    const oids = sizes.map(() => s.newOid())
+    const first = sizes.map((n) => bytes(n))
+    first[2] = Uint8Array.of(0, 0) // NULs
+    first[3] = Uint8Array.of(0xc3, 0x28, 0xff) // not UTF-8
+    const t1 = commitRecords(s, oids.map((oid, i) => [oid, 0n, first[i]!]))
+    // Every other object changes: a snapshot before t2 reads those on their own, the others packed.
+    const second = sizes.map((n) => bytes(n + 1))
+    const changed = oids.flatMap((oid, i): Array<[bigint, Tid, Uint8Array]> => (i % 2 === 0 ? [[oid, t1, second[i]!]] : []))
+    const t2 = commitRecords(s, changed)
+    for (const [before, want] of [
+      [t2, first],
+      [t2 + 1n, first.map((d, i) => (i % 2 === 0 ? second[i]! : d))],
+    ] as const) {
+      const many = s.loadBeforeMany(oids, before)
+      oids.forEach((oid, i) => {
+        const got = many.get(oid)
+        expect(got?.serial, `size ${sizes[i]} before ${before}`).to.equal(before === t2 || i % 2 === 1 ? t1 : t2)
+        expect(Buffer.from(got!.data).equals(want[i]!), `size ${sizes[i]} before ${before}`).to.equal(true)
+      })
+    }
+    s.close()
+  })
 })
 
 describe('SQLiteStorage serial checks from what an instance knows (no query for objects it loaded or wrote)', () => {

@@ -61,6 +61,12 @@ const APPLICATION = 'wendelin-zodb'
 const INT64_MAX = 0x7fff_ffff_ffff_ffffn
 /** Rows written (and current serials looked up) per statement at vote. */
 const BATCH_ROWS = 64
+/** loadBeforeMany's packed answer (#packedNewest): header bytes, and its length marks. */
+const PACKED_HEADER = 14
+const PACKED_DELETED = 0xffffffff
+const PACKED_OMITTED = 0xfffffffe
+/** Records up to this size come in the packed answer; bigger ones are read on their own (rare, and a blob of 64 would be big). */
+const PACKED_MAX_INLINE = 65536
 /**
  * Records bigger than this are inserted one per statement. SQLite copies every bound blob
  * (better-sqlite3 binds with SQLITE_TRANSIENT); a batch of 64 records of 2 MiB needs 128 MiB of
@@ -505,7 +511,8 @@ export class SQLiteStorage implements Storage {
   /**
    * The revisions of `oids` current before `tid`, BATCH_ROWS oids per query (measured: 1.4 us
    * per object against 2.6 us for one loadBefore each). Objects that did not exist then are
-   * left out.
+   * left out. Each query answers with one blob (#packedNewest), read here without an object
+   * per row: the records are views into it and a transaction's records share one serial.
    */
   loadBeforeMany(oids: readonly Oid[], tid: Tid): Map<Oid, LoadedRevision> {
     this.#checkOpen()
@@ -514,23 +521,72 @@ export class SQLiteStorage implements Storage {
     const found = new Map<Oid, LoadedRevision>()
     if (oids.length === 0) return found
     return this.#guard('load', () => {
+      const stmt = this.#packedNewest()
+      let serial = 0n
+      let serialHigh = -1
+      let serialLow = -1
       for (let start = 0; start < oids.length; start += BATCH_ROWS) {
-        const n = Math.min(BATCH_ROWS, oids.length - start)
-        const args = new Array<unknown>(n)
-        for (let j = 0; j < n; j++) args[j] = oids[start + j]
-        const rows = this.#newestRevisions(n).all(args) as [bigint, bigint, Uint8Array | null][]
-        for (let i = 0; i < rows.length; i++) {
-          let row: [bigint, Uint8Array | null] | undefined = [rows[i]![1], rows[i]![2]]
-          const oid = rows[i]![0]
-          // Changed at or after `before` (an old snapshot): the revision before it, on its own.
-          if (row[0] >= before && (row = this.#stmt.newestRevision.get(oid, before) as typeof row) === undefined) continue
-          this.#known.loaded(oid, row[0], before)
-          const data = row[1]
-          if (data !== null) found.set(oid, { data: toBytes(data), serial: row[0], nextSerial: null })
+        const end = Math.min(start + BATCH_ROWS, oids.length)
+        let list = '['
+        for (let j = start; j < end; j++) list += j === start ? `${oids[j]!}` : `,${oids[j]!}`
+        const packed = stmt.get(`${list}]`) as Buffer | null
+        if (packed === null) continue
+        for (let at = 0; at < packed.length; ) {
+          const oid = oids[start + packed.readUInt16BE(at)]!
+          const high = packed.readUInt32BE(at + 2)
+          const low = packed.readUInt32BE(at + 6)
+          const length = packed.readUInt32BE(at + 10)
+          const inline = length < PACKED_OMITTED ? length : 0
+          at += PACKED_HEADER + inline
+          if (high !== serialHigh || low !== serialLow) {
+            serial = (BigInt(high) << 32n) | BigInt(low)
+            serialHigh = high
+            serialLow = low
+          }
+          let data: Uint8Array | null = null
+          let rev = serial
+          if (rev >= before || length === PACKED_OMITTED) {
+            // Changed at or after `before` (an old snapshot), or a big record: on its own.
+            const row = this.#stmt.newestRevision.get(oid, before) as [bigint, Uint8Array | null] | undefined
+            if (row === undefined) continue
+            rev = row[0]
+            data = row[1] === null ? null : toBytes(row[1])
+          } else if (length !== PACKED_DELETED) {
+            data = packed.subarray(at - inline, at)
+          }
+          this.#known.loaded(oid, rev, before)
+          if (data !== null) found.set(oid, { data, serial: rev, nextSerial: null })
         }
       }
       return found
     })
+  }
+
+  /**
+   * The newest revision of each oid of a JSON array (up to BATCH_ROWS), as one blob of
+   * records: a header (the oid's index in the array: 2 bytes, tid: 8, record length: 4, all
+   * big-endian; PACKED_DELETED for a deletion, PACKED_OMITTED for a record over
+   * PACKED_MAX_INLINE left out) then the record. One blob instead of a row each: better-sqlite3
+   * makes an array, bigints and a Buffer of its own per row, and binds 64 parameters (64 oids,
+   * W-OBJ records: 1,620-1,820 ns per record -> 880-1,090). The text operators keep a blob's
+   * bytes as they are (a UTF-8 database; the schema makes it so).
+   */
+  #packedNewest(): Database.Statement {
+    let stmt = this.#oidListStatements.get('packed')
+    if (stmt === undefined) {
+      stmt = this.#db
+        .prepare(
+          `SELECT CAST(group_concat(
+             unhex(printf('%04x%016x%08x', j.key, r.tid,
+               CASE WHEN r.data IS NULL THEN ${PACKED_DELETED} WHEN length(r.data) > ${PACKED_MAX_INLINE} THEN ${PACKED_OMITTED} ELSE length(r.data) END))
+             || CASE WHEN length(r.data) <= ${PACKED_MAX_INLINE} THEN r.data ELSE x'' END, x'') AS BLOB)
+           FROM json_each(?) j
+           JOIN object_revisions r ON r.rowid = (SELECT n.rowid FROM object_revisions n WHERE n.oid = j.value ORDER BY n.rowid DESC LIMIT 1)`,
+        )
+        .pluck()
+      this.#oidListStatements.set('packed', stmt)
+    }
+    return stmt
   }
 
   /**
