@@ -3,12 +3,13 @@
 // main thread sleeps or returns to its event loop; invalidations read either way are applied in
 // order; a frame read in part is finished by the worker; a connection that ends under the main
 // thread's reading fails the call and the client reconnects.
+import net from 'node:net'
 import path from 'node:path'
 import { Worker } from 'node:worker_threads'
 
 import { expect } from 'chai'
 import { MAX_TID, type Oid, type Tid } from '@wendelin/zodb'
-import { ClientDisconnected, ClientStorage, FrameReader, IO_INTERNALS, encodeFrame } from '@wendelin/zeo'
+import { ClientDisconnected, ClientStorage, DirectReader, FrameReader, IO_INTERNALS, encodeFrame, ioCtlWords } from '@wendelin/zeo'
 
 import { TOKEN, commit, here, serverForSuite, sleep, txn } from './helpers.js'
 
@@ -34,6 +35,54 @@ describe('zeo FrameReader.rest', () => {
       bodies.push(...second.push(first.rest()), ...second.push(wire.subarray(cut)))
       expect(first.buffered).to.equal(0)
       expect(bodies.map((b) => Buffer.from(b)), `cut at ${cut}`).to.deep.equal(frames.map((f) => Buffer.from(f.subarray(4))))
+    }
+  })
+})
+
+describe('zeo DirectReader', () => {
+  it('checks its descriptor again when the worker posts or goes, and every few polls, not only once per wait', async () => {
+    // A connected socket with nothing to read: each poll is one read that finds nothing.
+    const server = net.createServer()
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const sock = net.connect({ host: '127.0.0.1', port: (server.address() as net.AddressInfo).port })
+    await new Promise((resolve) => sock.once('connect', resolve))
+    try {
+      const fd = (sock as net.Socket & { _handle: { fd: number } })._handle.fd
+      const { CTL_WORDS, EPOCH, FD, POSTED, READER } = ioCtlWords
+      const ctl = new Int32Array(new SharedArrayBuffer(CTL_WORDS * 4))
+      Atomics.store(ctl, EPOCH, 1)
+      Atomics.store(ctl, FD, fd)
+      let checks = 0
+      let published = true
+      let gone = 0
+      const reader = new DirectReader(ctl, 1 << 20, {
+        drain: () => {},
+        isPublished: () => (checks++, published),
+        gone: () => void gone++,
+        frame: () => {},
+        handBack: () => {},
+      })
+      reader.want(true)
+      Atomics.store(ctl, READER, 1) // as the worker does when it hands the reading over
+      reader.poll()
+      reader.poll()
+      expect(checks, 'once at the start of the wait').to.equal(1)
+      Atomics.add(ctl, POSTED, 1) // the worker posted (it may have closed the socket since)
+      reader.poll()
+      expect(checks, 'again after the worker posted').to.equal(2)
+      for (let i = 0; i < 100; i++) reader.poll()
+      expect(checks, 'every few polls within one wait').to.be.at.least(4)
+      // The number now refers to another file: the next check sees it, within the same wait.
+      published = false
+      let polls = 0
+      while (gone === 0 && polls < 100) {
+        reader.poll()
+        polls++
+      }
+      expect(gone, 'noticed within 100 polls').to.equal(1)
+    } finally {
+      sock.destroy()
+      server.close()
     }
   })
 })
@@ -104,15 +153,18 @@ describe('zeo client reading its replies on the main thread', function () {
     let ctl: Int32Array
     let port: number
 
-    beforeEach(async () => {
+    /** Start the proxy in `mode` (see the fixture): every frame after the welcome in two writes 60 ms apart. */
+    async function startProxy(mode: 'halves' | 'length' | 'tail'): Promise<void> {
       const sab = new SharedArrayBuffer(4)
       ctl = new Int32Array(sab)
-      proxy = new Worker(path.join(here, 'fixtures', 'splitting-proxy.js'), { workerData: { upstream: suite.server.port, delay: 60, ctl: sab } })
+      proxy = new Worker(path.join(here, 'fixtures', 'splitting-proxy.js'), { workerData: { upstream: suite.server.port, delay: 60, ctl: sab, mode } })
       port = await new Promise<number>((resolve, reject) => {
         proxy!.once('error', reject)
         proxy!.once('message', (m: { port: number }) => resolve(m.port))
       })
-    })
+    }
+
+    beforeEach(() => startProxy('halves'))
 
     afterEach(async () => {
       for (const o of open.splice(0).reverse()) o.close()
@@ -136,6 +188,43 @@ describe('zeo client reading its replies on the main thread', function () {
       }
       // Every spin ran out in the middle of a frame: the reading went back each time.
       expect(a[IO_INTERNALS].stats.handbacks - handbacks).to.be.at.least(2)
+    })
+
+    /** The connection `c` is on (bumped at every reconnection). */
+    const epochOf = (c: ClientStorage): number => {
+      const { ctl, words } = c[IO_INTERNALS]
+      return Atomics.load(ctl, words.EPOCH)
+    }
+
+    it('hands the reading over only between frames, not after a read that ends a reply and starts the next frame', async () => {
+      await proxy!.terminate()
+      await startProxy('tail')
+      const { name, oids } = await objects(2)
+      const a = through(name)
+      spinAlways(a)
+      const epoch = epochOf(a)
+      // A reader that started inside the junk frame would read its fake replies [id, 0, nil] (a
+      // load answered "no such object"), a bad length, or drop the connection.
+      for (let i = 0; i < 12; i++) {
+        expect(a.loadBefore(oids[i % 2]!, MAX_TID)!.data, `load ${i}`).to.deep.equal(new Uint8Array([i % 2]))
+      }
+      expect(epochOf(a), 'never reconnected').to.equal(epoch)
+      expect(a.connected).to.equal(true)
+    })
+
+    it('hands a frame length read alone back to the worker with the reading', async () => {
+      await proxy!.terminate()
+      await startProxy('length')
+      const { name, oids } = await objects(2)
+      const a = through(name)
+      spinAlways(a, 20_000) // runs out between a frame's length and its body
+      const epoch = epochOf(a)
+      const handbacks = a[IO_INTERNALS].stats.handbacks
+      for (let i = 0; i < 6; i++) {
+        expect(a.loadBefore(oids[i % 2]!, MAX_TID)!.data, `load ${i}`).to.deep.equal(new Uint8Array([i % 2]))
+      }
+      expect(a[IO_INTERNALS].stats.handbacks - handbacks, 'the spins ran out after a length').to.be.at.least(2)
+      expect(epochOf(a), 'never reconnected').to.equal(epoch)
     })
 
     it('fails the call when the connection ends while the main thread reads, then reconnects', async () => {

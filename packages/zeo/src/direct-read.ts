@@ -24,7 +24,7 @@
 
 import { readSync } from 'node:fs'
 
-import { BUSY, EPOCH, FD, READER } from './ctl.js'
+import { BUSY, EPOCH, FD, GONE, POSTED, READER } from './ctl.js'
 import { FrameReader } from './framing.js'
 
 /** What the main thread hands back to the worker with the reading (a 'read' message). */
@@ -50,6 +50,8 @@ export interface DirectReadHooks {
 }
 
 const SCRATCH_BYTES = 64 * 1024
+/** Polls (a non-blocking read each, ~3 µs) between checks of the descriptor (fstat). */
+const CHECK_EVERY = 32
 
 export class DirectReader {
   readonly #ctl: Int32Array
@@ -60,8 +62,15 @@ export class DirectReader {
   #epoch = 0
   #scratch: Buffer | null = null
   #idleQueued = false
-  /** The descriptor was checked (fstat, ~2 µs with its Stats) in this wait. */
-  #checked = false
+  /**
+   * When the descriptor was last checked (fstat, ~2 µs with its Stats): the POSTED and GONE words
+   * then (a worker that posts or goes may have closed it), and the polls since (a worker killed
+   * without a word leaves no trace but the descriptor: checked again every CHECK_EVERY polls).
+   * -1: check at the next poll.
+   */
+  #checkedPosted = -1
+  #checkedGone = -1
+  #pollsSinceCheck = 0
   /** Socket reads that brought something, and handbacks (statistics). */
   reads = 0
   handbacks = 0
@@ -82,7 +91,7 @@ export class DirectReader {
   /** Ask for the reading (`on`), or give it up (the worker reads while this thread sleeps). */
   want(on: boolean): void {
     const ctl = this.#ctl
-    this.#checked = false // (a new wait)
+    this.#checkedPosted = -1 // (a new wait)
     if (on) {
       if (Atomics.compareExchange(ctl, READER, 0, -1) === 0) this.#queueIdle()
       return
@@ -118,14 +127,19 @@ export class DirectReader {
       const fd = Atomics.load(ctl, FD)
       const epoch = this.#owned
       if (fd < 0 || epoch === 0) return false
-      // Once per wait, as a direct write does before each call: a dead worker's closed number
-      // may have been taken by another file.
-      if (!this.#checked) {
-        if (!this.#hooks.isPublished(fd)) {
+      // As a direct write does before each call: a dead worker's closed number may have been
+      // taken by another file. Again whenever the worker posted or went, and every few polls.
+      const posted = Atomics.load(ctl, POSTED)
+      const gone = Atomics.load(ctl, GONE)
+      if (posted !== this.#checkedPosted || gone !== this.#checkedGone || ++this.#pollsSinceCheck >= CHECK_EVERY) {
+        if (gone !== 0 || !this.#hooks.isPublished(fd)) {
+          this.#checkedPosted = -1
           this.#hooks.gone()
           return false
         }
-        this.#checked = true
+        this.#checkedPosted = posted
+        this.#checkedGone = gone
+        this.#pollsSinceCheck = 0
       }
       if (epoch !== this.#epoch) {
         // A new connection: nothing of the old one's stream carries over.
@@ -170,7 +184,7 @@ export class DirectReader {
     if (keepAsking) this.#queueIdle()
     const m: ReadHandback = { epoch }
     if (failed) m.failed = true
-    else if (this.#epoch === epoch && this.#reader.buffered > 0) m.rest = this.#reader.rest()
+    else if (this.#epoch === epoch && this.#reader.pending) m.rest = this.#reader.rest()
     this.#reader = new FrameReader(this.#maxFrame)
     this.#hooks.handBack(m)
   }

@@ -49,6 +49,11 @@ export class FrameReader {
     return this.#buffered
   }
 
+  /** Whether part of a frame was received (its length, or some of its bytes): `rest()` is not empty. */
+  get pending(): boolean {
+    return this.#need >= 0 || this.#buffered > 0
+  }
+
   push(chunk: Buffer): Buffer[] {
     this.#chunks.push(chunk)
     this.#buffered += chunk.length

@@ -12,6 +12,8 @@ import { ClientStorage } from './client.js'
 export { ClientStorage, parseZeoSpec, type ClientStorageOptions } from './client.js'
 // A client's I/O worker and control words (exported for its tests; not an API to build on).
 export { IO_INTERNALS } from './client.js'
+export { DirectReader, type DirectReadHooks, type ReadHandback } from './direct-read.js'
+export * as ioCtlWords from './ctl.js'
 export { StorageServer, type StorageServerOptions, type ServedStorageOptions, type TlsServerOptions } from './server.js'
 // How a waiting client chooses between spinning and sleeping (exported for its tests).
 export { SpinPolicy } from './spin-wait.js'

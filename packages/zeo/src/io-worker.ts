@@ -310,8 +310,10 @@ function connect(): void {
     }
     post({ t: 'frames', b }, wake)
     // A reply, and the main thread asks for the reading: hand it over with this batch. Only while
-    // it may write to the socket too (FD published: nothing of ours waits to be written).
-    const handOver = wake && !data.tls && s === socket && connected && Atomics.load(ctl, READER) === -1 && Atomics.load(ctl, FD) >= 0
+    // it may write to the socket too (FD published: nothing of ours waits to be written), and
+    // between frames: bytes of the next frame read already would be lost to the main thread's
+    // reader, which starts at a frame's length (it asks again; the next reply may end a read).
+    const handOver = wake && !frames.pending && !data.tls && s === socket && connected && Atomics.load(ctl, READER) === -1 && Atomics.load(ctl, FD) >= 0
     return !(handOver && flush(true))
   }
   feed = onChunk
