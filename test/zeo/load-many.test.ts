@@ -4,12 +4,18 @@
 // version-1 clients are still served.
 import { expect } from 'chai'
 import { TransactionManager } from '@wendelin/transaction'
-import { DB, type Oid, type Tid } from '@wendelin/zodb'
+import { DB, Persistent, registerClass, type Oid, type Tid } from '@wendelin/zodb'
 import { IOBTree } from '@wendelin/btrees'
 import type { ClientStorage } from '@wendelin/zeo'
 
 import { Item } from '../zodb/helpers.js'
 import { RawClient, serverForSuite } from './helpers.js'
+
+/** A record of another class than the chain's Items, with references of its own. */
+class Holder extends Persistent {
+  items: unknown[] = []
+}
+registerClass('test.zeo.Holder', Holder)
 
 describe('zeo loadBeforeMany', function () {
   const suite = serverForSuite()
@@ -145,6 +151,66 @@ describe('zeo loadBeforeMany', function () {
     // The budget stops it once reached (here by the next record itself); the end of the chain too.
     expect(await got([oids[1]], at, [oids[2], 1, 5, 1])).to.deep.equal(oids.slice(1, 3))
     expect(await got([oids[8]], at, [oids[9], 1, 5, 1 << 20])).to.deep.equal(oids.slice(8))
+    c.close()
+  })
+
+  it("follows within the budget record by record (with each record's overhead), each object once, at most 10,000 records, and only along records of one class", async () => {
+    const name = await suite.server.addStorage()
+    let tid: Tid
+    const db = new DB(client(name))
+    const tm = new TransactionManager({ explicit: true })
+    const conn = db.open({ transactionManager: tm })
+    tm.begin()
+    const blocks = new Item('blocks', Array.from({ length: 8 }, (_, i) => new Item(`b${i}`, new Uint8Array(64 * 1024).fill(i))))
+    const small = new Item('small', Array.from({ length: 100 }, (_, i) => new Item(`s${i}`, i)))
+    const one = new Item('one', 1)
+    const other = new Item('other', 2)
+    const dups = new Item('dups', [...Array<Item>(1000).fill(one), other])
+    const wide = new Item('wide', Array.from({ length: 12_000 }, (_, i) => new Item('', i)))
+    // a chain of two Items, whose last reference is not a chain record (a value of another class)
+    const holder = new Holder()
+    holder.items = [new Item('x1', 1), new Item('x2', 2)]
+    const tail = new Item('tail', holder)
+    const head = new Item('head', tail)
+    Object.assign(conn.root, { blocks, small, dups, wide, head })
+    tm.commit()
+    tid = db.storage.lastTransaction()
+    db.close()
+
+    const c = await RawClient.connect(suite.server.port, name)
+    await c.welcome()
+    const follow = async (asked: Item[], first: Item, budget: number): Promise<[Oid, Uint8Array][]> => {
+      const [, status, value] = await c.call('loadBeforeMany', asked.map((o) => o._p_oid!), tid + 1n, [first._p_oid!, 1, 16, budget])
+      expect(status).to.equal(0)
+      return (value as [Oid, Uint8Array, Tid, Tid | null][]).map((r) => [r[0], r[1]])
+    }
+    /** The followed records (after the `asked` first ones) before the last count less than the budget, with 32 bytes each. */
+    const underBudget = (records: [Oid, Uint8Array][], asked: number, budget: number): void => {
+      const followed = records.slice(asked)
+      const before = followed.slice(0, -1).reduce((n, r) => n + r[1].length + 32, 0)
+      expect(before, `${followed.length} records followed`).to.be.below(budget)
+    }
+
+    // Big records: one over the budget, not a batch of them.
+    let got = await follow([blocks], blocks, 1)
+    expect(got).to.have.length(2)
+    got = await follow([blocks], blocks, 100 * 1024)
+    expect(got).to.have.length(3)
+    // Small ones: each counts its overhead.
+    for (const budget of [1, 200, 1000, 3000]) underBudget(await follow([small], small, budget), 1, budget)
+
+    // An object referred to 1,000 times comes once.
+    got = await follow([dups], dups, 16 << 20)
+    expect(got.map((r) => r[0])).to.deep.equal([dups, one, other].map((o) => o._p_oid!))
+
+    // 12,000 references: the reply stops at 10,000 records.
+    got = await follow([wide], wide, 16 << 20)
+    expect(got).to.have.length(10_000)
+
+    // The chain goes from head to tail (both Items); the holder is tail's reference, a value:
+    // it comes, but the server does not go on along it.
+    got = await follow([head], tail, 16 << 20)
+    expect(got.map((r) => r[0])).to.deep.equal([head, tail, holder].map((o) => o._p_oid!))
     c.close()
   })
 

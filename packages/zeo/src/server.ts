@@ -227,6 +227,33 @@ function digest(token: string | Uint8Array): Buffer {
 
 const ONE_WAY = new Set(['tpc_begin', 'store', 'checkCurrent', 'abort'])
 
+
+/** Most records one loadBeforeMany reply holds, the records `follow` adds included (as many as oids asked). */
+const MAX_MANY = 10_000
+/** What a record adds to a reply besides its data (its oid, serials and framing), for `follow`'s budget. */
+const FOLLOW_RECORD_OVERHEAD = 32
+
+/**
+ * The bytes of a record up to the end of its class name (`[version, className, state]` in
+ * MessagePack), to compare classes without decoding the record; null if it is not of that shape.
+ */
+function classPrefix(data: Uint8Array): Uint8Array | null {
+  if (data[0] !== 0x93 || data.length < 3 || data[1]! >= 0x80) return null
+  const h = data[2]!
+  let end: number
+  if (h >= 0xa0 && h <= 0xbf) end = 3 + (h - 0xa0)
+  else if (h === 0xd9 && data.length > 3) end = 4 + data[3]!
+  else if (h === 0xda && data.length > 4) end = 5 + ((data[3]! << 8) | data[4]!)
+  else return null
+  return end <= data.length ? data.subarray(0, end) : null
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+  return true
+}
+
 /** The server. Start it with `listen`, stop it with `close` (or `await using`). */
 export class StorageServer {
   readonly #storages = new Map<string, Served>()
@@ -604,32 +631,42 @@ class ClientConn {
     const have = new Map<Oid, Uint8Array>()
     for (const r of out) have.set(r[0], r[1])
     let bytes = 0
+    /** Add one record; false once the budget or the reply's cap of records is reached. */
+    const add = (r: [Oid, Uint8Array, Tid, Tid | null]): boolean => {
+      out.push(r)
+      have.set(r[0], r[1])
+      bytes += r[1].length + FOLLOW_RECORD_OVERHEAD
+      return bytes < budget && out.length < MAX_MANY
+    }
     let next: Oid = first
-    for (let i = 0; i < count && bytes < budget; i++) {
+    /** The class of the chain's records (the record `next` was reached from), once known. */
+    let chainClass: Uint8Array | null = null
+    for (let i = 0; i < count && bytes < budget && out.length < MAX_MANY; i++) {
       let data = have.get(next)
       if (data === undefined) {
         const added = this.#loadBeforeMany([next], tid)[0] as [Oid, Uint8Array, Tid, Tid | null] | undefined
         if (added === undefined) return
-        out.push(added)
-        have.set(next, (data = added[1]))
-        bytes += data.length
+        data = added[1]
+        if (!add(added)) return
       }
+      // A chain's records are of one class: past the last leaf its last reference is a value.
+      const cls = classPrefix(data)
+      if (cls === null || (chainClass !== null && !sameBytes(cls, chainClass))) return
+      chainClass = cls
       let refs: Oid[]
       try {
         refs = referencesIn(data)
       } catch {
         return // not a record this server can read
       }
-      // In batches, so that big records (file blocks) stop it near the budget.
-      const wanted = refs.filter((o) => !have.has(o))
-      for (let k = 0; k < wanted.length && bytes < budget; k += 64) {
-        for (const r of this.#loadBeforeMany(wanted.slice(k, k + 64), tid) as [Oid, Uint8Array, Tid, Tid | null][]) {
-          out.push(r)
-          have.set(r[0], r[1])
-          bytes += r[1].length
-        }
+      // Each object once (a record may refer to one many times), loaded in growing batches and
+      // added one by one, so that big records (file blocks) stop it at the budget.
+      const wanted = [...new Set(refs)].filter((o) => !have.has(o))
+      for (let k = 0, n = 4; k < wanted.length; k += n, n = Math.min(n * 2, 64)) {
+        const batch = wanted.slice(k, k + Math.min(n, MAX_MANY - out.length))
+        for (const r of this.#loadBeforeMany(batch, tid) as [Oid, Uint8Array, Tid, Tid | null][]) if (!add(r)) return
       }
-      if (bytes >= budget || refs.length < fromEnd) return
+      if (refs.length < fromEnd) return
       next = refs[refs.length - fromEnd]!
     }
   }
