@@ -151,6 +151,25 @@ describe('Persistent', () => {
       expect(p._v_cache).to.equal(undefined)
     })
 
+    it('keeps an enumerable setter-only accessor and an enumerable _v_ data property as they are when stored', () => {
+      const p = new Item('p', 1) as unknown as Record<string, unknown> & Item
+      let written: unknown
+      Object.defineProperty(p, 'sink', { set: (v: unknown) => (written = v), enumerable: true, configurable: true })
+      Object.defineProperty(p, '_v_seen', { value: 'v', writable: false, enumerable: true, configurable: true })
+      p.after = 'last'
+      s.root.p2 = p
+      s.tm.commit()
+      expect(Object.keys(p)).to.deep.equal(['name', 'value', 'sink', '_v_seen', 'after'])
+      expect(Object.getOwnPropertyDescriptor(p, 'sink')!.get).to.equal(undefined)
+      p.sink = 5
+      expect(written).to.equal(5)
+      expect(p._p_changed).to.equal(false)
+      expect(Object.getOwnPropertyDescriptor(p, '_v_seen')).to.deep.equal({ value: 'v', writable: false, enumerable: true, configurable: true })
+      expect(p._p_getState()).to.deep.equal({ name: 'p', value: 1, sink: undefined, after: 'last' })
+      p.after = 'changed'
+      expect(p._p_changed).to.equal(true)
+    })
+
     it('keeps any number of attributes of a stored object in order, read and written as before', () => {
       // A stored object's state goes into a dictionary sized for its attributes (5 to 8: their own).
       for (let n = 0; n <= 10; n++) {

@@ -190,6 +190,7 @@ export function _activateLayout(obj: Persistent): void {
   const n = names.length
   // Sized for its attributes: a `{}` put the fifth of W-OBJ's Item in a property array of its own.
   const dict: StateDict = plainObjectFor(n)
+  if (activatePlainLayout(obj, s, dict, names)) return
   const descs = scratchDescriptors
   for (let i = 0; i < n; i++) descs[i] = Object.getOwnPropertyDescriptor(obj, names[i]!)
   for (let i = n - 1; i >= 0; i--) delete (obj as unknown as StateDict)[names[i]!]
@@ -210,6 +211,47 @@ export function _activateLayout(obj: Persistent): void {
 
 /** The descriptors `_activateLayout` takes before it deletes (one array reused: no array per stored object). */
 const scratchDescriptors: Array<PropertyDescriptor | undefined> = []
+
+type LookupAccessor = (this: object, key: string) => unknown
+const lookupGetter = (Object.prototype as unknown as { __lookupGetter__: LookupAccessor }).__lookupGetter__
+const lookupSetter = (Object.prototype as unknown as { __lookupSetter__: LookupAccessor }).__lookupSetter__
+/** The values `activatePlainLayout` reads before it deletes. */
+const scratchValues: unknown[] = []
+
+/**
+ * `_activateLayout` of the usual object: every enumerable own property a state attribute held
+ * in a data property. Told apart without a descriptor object per property (`__lookupGetter__`
+ * and `__lookupSetter__` stop at an own property and allocate nothing): the descriptors were
+ * the biggest allocation of a W-OBJ populate (~500 of ~4,100 bytes per object, heap sampling).
+ * False, with nothing changed, for any other object.
+ */
+function activatePlainLayout(obj: Persistent, s: Slots, dict: StateDict, names: string[]): boolean {
+  const n = names.length
+  const values = scratchValues
+  let plain = true
+  for (let i = 0; i < n; i++) {
+    const k = names[i]!
+    if (!isStateKey(k) || k === '__proto__' || lookupGetter.call(obj, k) !== undefined || lookupSetter.call(obj, k) !== undefined) {
+      plain = false
+      break
+    }
+    values[i] = (obj as unknown as StateDict)[k]
+  }
+  try {
+    if (!plain) return false
+    for (let i = n - 1; i >= 0; i--) delete (obj as unknown as StateDict)[names[i]!]
+    s._p_dict = dict
+    for (let i = 0; i < n; i++) {
+      const k = names[i]!
+      dict[k] = values[i]
+      Object.defineProperty(obj, k, accessorDescriptor(k))
+    }
+    return true
+  } finally {
+    // Not held past the switch (their values would stay reachable from here).
+    for (let i = 0; i < n; i++) values[i] = undefined
+  }
+}
 
 /** Drop every attribute (state and `_v_*`) and make the object a ghost. */
 function ghostify(obj: Persistent): void {
