@@ -74,16 +74,6 @@ export class PersistentMeta {
 
 type StateDict = Record<string, unknown>
 
-/** Persistent objects with their slots, as this module sees them. */
-interface Slots {
-  _p_meta: PersistentMeta
-  _p_dict: StateDict | null
-}
-
-function slots(obj: Persistent): Slots {
-  return obj as unknown as Slots
-}
-
 /** Whether `key` names a state attribute (stored, change-tracked) rather than `_p_*` / `_v_*`. */
 export function isStateKey(key: string): boolean {
   return !(key.charCodeAt(0) === 95 /* _ */ && (key.startsWith('_p_') || key.startsWith('_v_')))
@@ -97,6 +87,9 @@ let hasSlots: (obj: object) => boolean
  * see many classes (the cache, the commit), 1.5% of a W-OBJ populate's CPU profile.
  */
 let metaOf: (obj: Persistent) => PersistentMeta
+/** The state dictionary of `obj` and its setting, the same way (the `_p_dict` accessors are for other modules). */
+let dictOf: (obj: Persistent) => StateDict | null
+let setDict: (obj: Persistent, dict: StateDict | null) => void
 
 // --- change tracking -------------------------------------------------------------------------
 
@@ -127,12 +120,12 @@ function accessorFor(key: string): AccessorPair {
     // names were seen (an object used as a big dictionary: PersistentMapping suits it better).
     pair = {
       get() {
-        const dict = slots(this)._p_dict
+        const dict = dictOf(this)
         return dict !== null && Object.prototype.hasOwnProperty.call(dict, key) ? dict[key] : undefined
       },
       set(value) {
         if (metaOf(this).state !== CHANGED) beforeWrite(this)
-        const dict = slots(this)._p_dict
+        const dict = dictOf(this)
         if (dict === null) return
         if (key === '__proto__') Object.defineProperty(dict, key, { value, writable: true, enumerable: true, configurable: true })
         else dict[key] = value
@@ -190,17 +183,16 @@ function stateKeys(obj: object): string[] {
  * attributes, and are left where they are.
  */
 export function _activateLayout(obj: Persistent): void {
-  const s = slots(obj)
-  if (s._p_dict !== null) return
+  if (dictOf(obj) !== null) return
   const names = Object.keys(obj)
   const n = names.length
   // Sized for its attributes: a `{}` put the fifth of W-OBJ's Item in a property array of its own.
   const dict: StateDict = plainObjectFor(n)
-  if (activatePlainLayout(obj, s, dict, names)) return
+  if (activatePlainLayout(obj, dict, names)) return
   const descs = scratchDescriptors
   for (let i = 0; i < n; i++) descs[i] = Object.getOwnPropertyDescriptor(obj, names[i]!)
   for (let i = n - 1; i >= 0; i--) delete (obj as unknown as StateDict)[names[i]!]
-  s._p_dict = dict
+  setDict(obj, dict)
   try {
     for (let i = 0; i < n; i++) {
       const desc = descs[i]
@@ -231,7 +223,7 @@ const scratchValues: unknown[] = []
  * the biggest allocation of a W-OBJ populate (~500 of ~4,100 bytes per object, heap sampling).
  * False, with nothing changed, for any other object.
  */
-function activatePlainLayout(obj: Persistent, s: Slots, dict: StateDict, names: string[]): boolean {
+function activatePlainLayout(obj: Persistent, dict: StateDict, names: string[]): boolean {
   const n = names.length
   const values = scratchValues
   let plain = true
@@ -246,7 +238,7 @@ function activatePlainLayout(obj: Persistent, s: Slots, dict: StateDict, names: 
   try {
     if (!plain) return false
     for (let i = n - 1; i >= 0; i--) delete (obj as unknown as StateDict)[names[i]!]
-    s._p_dict = dict
+    setDict(obj, dict)
     for (let i = 0; i < n; i++) {
       const k = names[i]!
       dict[k] = values[i]
@@ -261,12 +253,11 @@ function activatePlainLayout(obj: Persistent, s: Slots, dict: StateDict, names: 
 
 /** Drop every attribute (state and `_v_*`) and make the object a ghost. */
 function ghostify(obj: Persistent): void {
-  const s = slots(obj)
   // One call for string and symbol keys alike (getOwnPropertyNames and getOwnPropertySymbols
   // each cost about as much, even on an object with no symbols).
   const keys = Reflect.ownKeys(obj)
   for (let i = keys.length - 1; i >= 0; i--) delete (obj as unknown as Record<string | symbol, unknown>)[keys[i]!]
-  s._p_dict = null
+  setDict(obj, null)
   metaOf(obj).state = GHOST
   metaOf(obj).jar?.ghostified?.(obj)
 }
@@ -288,7 +279,6 @@ const prototypeHook = new Proxy(hookTarget, {
   set(target, key, value, receiver: object) {
     if (typeof key === 'string' && hasSlots(receiver)) {
       const obj = receiver as Persistent
-      const s = slots(obj)
       if (!isStateKey(key)) {
         // _v_* and custom _p_* attributes: kept on the object, never stored, never a change.
         Object.defineProperty(obj, key, { value, writable: true, enumerable: false, configurable: true })
@@ -305,9 +295,9 @@ const prototypeHook = new Proxy(hookTarget, {
           return true
         }
       }
-      if (s._p_dict === null) _activateLayout(obj) // an added object that was never stored
+      if (dictOf(obj) === null) _activateLayout(obj) // an added object that was never stored
       if (metaOf(obj).state !== CHANGED) beforeWrite(obj)
-      defineStateAttribute(obj, s._p_dict!, key, value)
+      defineStateAttribute(obj, dictOf(obj)!, key, value)
       return true
     }
     return Reflect.set(target, key, value, receiver)
@@ -334,6 +324,10 @@ export class Persistent {
   static {
     hasSlots = (obj) => #meta in obj
     metaOf = (obj) => obj.#meta
+    dictOf = (obj) => obj.#dict
+    setDict = (obj, dict) => {
+      obj.#dict = dict
+    }
   }
 
   /** @internal The bookkeeping record. */
@@ -561,12 +555,12 @@ export function _detach(obj: Persistent): void {
     meta.state = UPTODATE
     return
   }
-  if (slots(obj)._p_dict !== null) {
+  if (dictOf(obj) !== null) {
     // Back to plain data properties.
-    const dict = slots(obj)._p_dict!
+    const dict = dictOf(obj)!
     const keys = Object.keys(dict)
     for (let i = keys.length - 1; i >= 0; i--) delete (obj as unknown as StateDict)[keys[i]!]
-    slots(obj)._p_dict = null
+    setDict(obj, null)
     for (const k of keys) Object.defineProperty(obj, k, { value: dict[k], writable: true, enumerable: true, configurable: true })
   }
   meta.jar = null
@@ -580,7 +574,6 @@ export function _detach(obj: Persistent): void {
  * accessor layout. The object's `_p_setState` does the work, so classes can override it.
  */
 export function _loadState(obj: Persistent, state: unknown, serial: Tid, size: number): void {
-  const s = slots(obj)
   if (metaOf(obj).state !== GHOST) ghostify(obj)
   metaOf(obj).loading = true
   metaOf(obj).state = UPTODATE
@@ -590,14 +583,15 @@ export function _loadState(obj: Persistent, state: unknown, serial: Tid, size: n
         // A plain object fresh from the record (the loaders' case): it becomes the dictionary
         // itself, instead of being copied into a new one (an object and a store per attribute
         // less per load, and less for the next scavenge to copy).
-        s._p_dict = state as StateDict
+        setDict(obj, state as StateDict)
         adoptState(obj, state as StateDict)
       } else {
-        s._p_dict = {}
-        setStateDirectly(obj, s._p_dict, state as StateDict)
+        const dict: StateDict = {}
+        setDict(obj, dict)
+        setStateDirectly(obj, dict, state as StateDict)
       }
     } else {
-      s._p_dict = {}
+      setDict(obj, {})
       obj._p_setState(state)
     }
   } catch (error) {
