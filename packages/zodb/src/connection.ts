@@ -602,7 +602,7 @@ export class Connection<R extends object = Record<string, unknown>> implements P
 
   #addNew(obj: Persistent): Oid {
     this.#join()
-    const given = obj._p_oid
+    const given = _meta(obj).oid
     const oid = given ?? this.#storage.newOid()
     _attach(obj, this, oid)
     this.#added.set(oid, obj)
@@ -677,7 +677,9 @@ export class Connection<R extends object = Record<string, unknown>> implements P
   #writer(): ReferenceWriter {
     return {
       persistentRef: (obj: Persistent, path: () => string) => {
-        const jar = obj._p_jar
+        // The record, not the _p_jar/_p_oid getters: this site sees every persistent class.
+        const meta = _meta(obj)
+        const jar = meta.jar
         let oid: Oid
         if (jar === null) {
           oid = this.#addNew(obj)
@@ -687,7 +689,7 @@ export class Connection<R extends object = Record<string, unknown>> implements P
               (jar instanceof Connection && jar.db !== this.db ? ' of another database' : ''),
           )
         } else {
-          oid = obj._p_oid!
+          oid = meta.oid!
         }
         return { oid, className: this.#classNameOf(obj, path) }
       },
