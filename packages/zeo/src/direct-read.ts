@@ -9,13 +9,15 @@
 // and the main thread cannot sleep on a socket (no poll from JS), so reading is handed over:
 //
 // - The main thread asks for it (READER 0 → -1) when it is about to spin. The worker, after its
-//   next batch with a reply, stops its socket reading (an `onread` socket whose callback returns
-//   false), posts the batch, and sets READER to the connection's EPOCH: from then on the main
-//   thread reads, after draining the port (everything the worker read comes first).
+//   next batch with a reply that ends between frames (its reader holds no byte of the next one:
+//   this thread's reader starts at a frame's length), stops its socket reading (an `onread`
+//   socket whose callback returns false), posts the batch, and sets READER to the connection's
+//   EPOCH: from then on the main thread reads, after draining the port (everything the worker
+//   read comes first).
 // - Before the main thread sleeps (a spin that ran out, a wait that does not spin) or returns to
 //   its event loop (a microtask queued when it asked), it hands reading back: READER → 0 or -1,
-//   then a 'read' message carrying the bytes of a frame it read only part of, for the worker to
-//   go on from, before its socket reads again. A read error or a bad frame hands it back with
+//   then a 'read' message carrying the bytes of a frame it read only part of (a length alone
+//   included), for the worker to go on from, before its socket reads again. A read error or a bad frame hands it back with
 //   `failed` (the worker drops the connection); the end of the stream just hands it back (the
 //   worker then reads the end itself, and reconnects as usual).
 // - The worker never closes the socket while the main thread reads it (BUSY, as for its direct
