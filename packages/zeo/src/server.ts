@@ -631,12 +631,22 @@ class ClientConn {
     const have = new Map<Oid, Uint8Array>()
     for (const r of out) have.set(r[0], r[1])
     let bytes = 0
+    // The records' mean size so far (those asked for included) sizes the batches loaded.
+    let seenBytes = 0
+    for (const r of out) seenBytes += r[1].length
     /** Add one record; false once the budget or the reply's cap of records is reached. */
     const add = (r: [Oid, Uint8Array, Tid, Tid | null]): boolean => {
       out.push(r)
       have.set(r[0], r[1])
+      seenBytes += r[1].length
       bytes += r[1].length + FOLLOW_RECORD_OVERHEAD
       return bytes < budget && out.length < MAX_MANY
+    }
+    /** How many records to load at once: as many as the budget left holds at the mean size (1 to 64; 4 while nothing is known). */
+    const batchSize = (): number => {
+      if (out.length === 0) return 4
+      const mean = seenBytes / out.length + FOLLOW_RECORD_OVERHEAD
+      return Math.max(1, Math.min(64, Math.ceil((budget - bytes) / mean)))
     }
     let next: Oid = first
     /** The class of the chain's records (the record `next` was reached from), once known. */
@@ -659,11 +669,14 @@ class ClientConn {
       } catch {
         return // not a record this server can read
       }
-      // Each object once (a record may refer to one many times), loaded in growing batches and
-      // added one by one, so that big records (file blocks) stop it at the budget.
+      // Each object once (a record may refer to one many times), loaded in batches the budget
+      // left should hold and added one by one, so that big records (file blocks) stop it at the
+      // budget.
       const wanted = [...new Set(refs)].filter((o) => !have.has(o))
-      for (let k = 0, n = 4; k < wanted.length; k += n, n = Math.min(n * 2, 64)) {
-        const batch = wanted.slice(k, k + Math.min(n, MAX_MANY - out.length))
+      for (let k = 0; k < wanted.length; ) {
+        const n = Math.min(batchSize(), MAX_MANY - out.length)
+        const batch = wanted.slice(k, k + n)
+        k += n
         for (const r of this.#loadBeforeMany(batch, tid) as [Oid, Uint8Array, Tid, Tid | null][]) if (!add(r)) return
       }
       if (refs.length < fromEnd) return
