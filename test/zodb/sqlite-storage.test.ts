@@ -128,6 +128,22 @@ describe('SQLiteStorage', () => {
       expect(() => new SQLiteStorage(file)).to.throw(StorageFileError, /not a wendelin database.*invoices/)
     })
 
+    it('refuses a database in another text encoding than UTF-8 (its records could not be read as they are)', () => {
+      const file = freshFile()
+      const source = freshFile()
+      new SQLiteStorage(source).close()
+      const src = new Database(source, { readonly: true })
+      const rows = src.prepare('SELECT key, value FROM wendelin_meta').all() as { key: string; value: unknown }[]
+      src.close()
+      const raw = new Database(file)
+      raw.pragma("encoding = 'UTF-16le'")
+      raw.exec('CREATE TABLE wendelin_meta (key TEXT PRIMARY KEY, value ANY) STRICT')
+      for (const r of rows) raw.prepare('INSERT INTO wendelin_meta (key, value) VALUES (?, ?)').run(r.key, r.value)
+      raw.close()
+      expect(() => new SQLiteStorage(file)).to.throw(StorageFileError, /text encoding UTF-16le: a wendelin database is UTF-8/)
+      expect(() => new SQLiteStorage(file, { readOnly: true })).to.throw(StorageFileError, /UTF-16le/)
+    })
+
     it('refuses a file written by a newer version, saying so', () => {
       const file = freshFile()
       new SQLiteStorage(file).close()

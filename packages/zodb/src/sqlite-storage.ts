@@ -335,6 +335,10 @@ export class SQLiteStorage implements Storage {
     if (meta.get('application') !== APPLICATION) {
       throw new StorageFileError(this.file, `is not a wendelin database (application ${JSON.stringify(meta.get('application'))})`)
     }
+    // loadBeforeMany joins records with SQLite's text operators, which keep a blob's bytes as they
+    // are only in a UTF-8 database (every file this code creates is one).
+    const encoding = db.pragma('encoding', { simple: true }) as string
+    if (encoding !== 'UTF-8') throw new StorageFileError(this.file, `has text encoding ${encoding}: a wendelin database is UTF-8`)
     const version = Number(meta.get('schema_version'))
     if (!Number.isInteger(version) || version < 1) throw new StorageFileError(this.file, `has an invalid schema version ${String(meta.get('schema_version'))}`)
     if (version > SQLITE_SCHEMA_VERSION) {
