@@ -170,6 +170,19 @@ describe('Persistent', () => {
       expect(p._p_changed).to.equal(true)
     })
 
+    it('keeps an enumerable accessor with neither getter nor setter as it is when stored', () => {
+      const p = new Item('p', 1) as unknown as Record<string, unknown> & Item
+      Object.defineProperty(p, 'hollow', { get: undefined, set: undefined, enumerable: true, configurable: true })
+      s.root.p3 = p
+      s.tm.commit()
+      expect(Object.getOwnPropertyDescriptor(p, 'hollow')).to.deep.equal({ get: undefined, set: undefined, enumerable: true, configurable: true })
+      expect(() => {
+        p.hollow = 5
+      }).to.throw(TypeError)
+      expect(p._p_changed).to.equal(false)
+      expect(p.name).to.equal('p')
+    })
+
     it('keeps any number of attributes of a stored object in order, read and written as before', () => {
       // A stored object's state goes into a dictionary sized for its attributes (5 to 8: their own).
       for (let n = 0; n <= 10; n++) {

@@ -233,7 +233,13 @@ function activatePlainLayout(obj: Persistent, dict: StateDict, names: string[]):
       plain = false
       break
     }
-    values[i] = (obj as unknown as StateDict)[k]
+    const value = (obj as unknown as StateDict)[k]
+    // An accessor with neither getter nor setter also reads undefined: only then is a descriptor asked for.
+    if (value === undefined && !('value' in Object.getOwnPropertyDescriptor(obj, k)!)) {
+      plain = false
+      break
+    }
+    values[i] = value
   }
   try {
     if (!plain) return false
