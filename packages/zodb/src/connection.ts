@@ -29,6 +29,7 @@ import {
   GHOST,
   Persistent,
   type PersistentJar,
+  type PersistentMeta,
   _attach,
   _detach,
   _loadState,
@@ -76,6 +77,13 @@ const PRELOAD_HINTS = 4
  * Iterations going on side by side miss each other's hints about once per leaf.
  */
 const HINT_MISSES = 4
+
+/** What a commit or savepoint does with a queued object (see Connection's #howToStore). */
+const SKIP = 0
+const NEW = 1
+const CHANGED_ONE = 2
+const LOST = 3
+type StoreKind = typeof SKIP | typeof NEW | typeof CHANGED_ONE | typeof LOST
 
 export class Connection<R extends object = Record<string, unknown>> implements PersistentJar, Disposable {
   readonly id = ++connectionIds
@@ -457,29 +465,19 @@ export class Connection<R extends object = Record<string, unknown>> implements P
     }
     this.#addedDuringCommit = enqueue
     try {
-      const added = this.#added
-      const tmps = this.#tmp
       for (let i = 0; i < queue.length; i++) {
         const obj = queue[i]!
-        // What #needsStoring decides, with one look-up of the oid in #added (each is a hash of a
-        // bigint) instead of two.
         const meta = _meta(obj)
-        if (meta.jar !== this) continue
-        const oid = meta.oid!
-        if (meta.state === GHOST) {
-          // A new object made a ghost (`_p_invalidate`) with no savepoint record to load from
-          // has lost its state: storing the records that refer to it would leave them dangling.
-          if (added.has(oid) && !tmps.has(oid))
-            throw new UnserializableError(describe(obj), 'it was added in this transaction and made a ghost (_p_invalidate) before it was ever saved: its state is gone')
-          continue
+        const how = this.#howToStore(meta)
+        if (how === SKIP) continue
+        if (how === LOST) {
+          // Storing the records that refer to it would leave them dangling.
+          throw new UnserializableError(describe(obj), 'it was added in this transaction and made a ghost (_p_invalidate) before it was ever saved: its state is gone')
         }
-        const isNew = added.has(oid)
-        if (!isNew && meta.state !== CHANGED) continue
+        const oid = meta.oid!
         const data = encodeRecord(obj, this.#classNameOf(obj), writer)
-        const tmp = tmps.size > 0 ? tmps.get(oid) : undefined
-        const oldSerial = isNew ? 0n : tmp !== undefined ? tmp.serial : meta.serial
-        this.#storage.store(oid, oldSerial, data, txn)
-        this.#stored.push({ obj, size: data.length, added: isNew })
+        this.#storage.store(oid, this.#replacedSerial(oid, how, meta), data, txn)
+        this.#stored.push({ obj, size: data.length, added: how === NEW })
       }
     } finally {
       this.#addedDuringCommit = null
@@ -533,12 +531,12 @@ export class Connection<R extends object = Record<string, unknown>> implements P
     try {
       for (let i = 0; i < queue.length; i++) {
         const obj = queue[i]!
-        if (!this.#needsStoring(obj)) continue
-        const oid = obj._p_oid!
+        const meta = _meta(obj)
+        const how = this.#howToStore(meta)
+        if (how !== NEW && how !== CHANGED_ONE) continue // a lost new object fails the commit, not the savepoint
+        const oid = meta.oid!
         const data = encodeRecord(obj, this.#classNameOf(obj), writer)
-        const previous = this.#tmp.get(oid)
-        const serial = this.#added.has(oid) ? 0n : previous !== undefined ? previous.serial : obj._p_serial
-        this.#tmp.set(oid, { data, serial })
+        this.#tmp.set(oid, { data, serial: this.#replacedSerial(oid, how, meta) })
         // Up to date with the savepoint store: later changes register again.
         _stored(obj, obj._p_serial, data.length)
         this.cache.accessed(obj)
@@ -577,11 +575,24 @@ export class Connection<R extends object = Record<string, unknown>> implements P
    * New objects are stored; a registered object only if it is still changed (setting
    * `_p_changed = false` after a change is a legal way to take it back, as in ZODB).
    */
-  #needsStoring(obj: Persistent): boolean {
-    if (obj._p_jar !== this) return false
-    const state = _meta(obj).state
-    if (state === GHOST) return false
-    return this.#added.has(obj._p_oid!) || state === CHANGED
+  /**
+   * What a commit or a savepoint does with a queued object: SKIP it (another connection's, an
+   * unchanged object, a ghost), store it as NEW or as CHANGED_ONE, or LOST: added in this
+   * transaction and made a ghost (`_p_invalidate`) with no savepoint record to load from, its
+   * state is gone. One look-up of the oid in #added (a hash of a bigint).
+   */
+  #howToStore(meta: PersistentMeta): StoreKind {
+    if (meta.jar !== this) return SKIP
+    const isNew = this.#added.has(meta.oid!)
+    if (meta.state === GHOST) return isNew && !this.#tmp.has(meta.oid!) ? LOST : SKIP
+    return isNew ? NEW : meta.state === CHANGED ? CHANGED_ONE : SKIP
+  }
+
+  /** The serial a store of `oid` replaces: none for a new object, else the savepoint's or the loaded one. */
+  #replacedSerial(oid: Oid, how: StoreKind, meta: PersistentMeta): Tid {
+    if (how === NEW) return 0n
+    const tmp = this.#tmp.size > 0 ? this.#tmp.get(oid) : undefined
+    return tmp !== undefined ? tmp.serial : meta.serial
   }
 
   #checkOpen(what: string): void {
