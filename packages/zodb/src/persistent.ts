@@ -264,8 +264,9 @@ function ghostify(obj: Persistent): void {
   const keys = Reflect.ownKeys(obj)
   for (let i = keys.length - 1; i >= 0; i--) delete (obj as unknown as Record<string | symbol, unknown>)[keys[i]!]
   setDict(obj, null)
-  metaOf(obj).state = GHOST
-  metaOf(obj).jar?.ghostified?.(obj)
+  const meta = metaOf(obj)
+  meta.state = GHOST
+  meta.jar?.ghostified?.(obj)
 }
 
 // --- the prototype-chain hook for ghosts and new attributes ---------------------------------
@@ -580,9 +581,10 @@ export function _detach(obj: Persistent): void {
  * accessor layout. The object's `_p_setState` does the work, so classes can override it.
  */
 export function _loadState(obj: Persistent, state: unknown, serial: Tid, size: number): void {
-  if (metaOf(obj).state !== GHOST) ghostify(obj)
-  metaOf(obj).loading = true
-  metaOf(obj).state = UPTODATE
+  const meta = metaOf(obj)
+  if (meta.state !== GHOST) ghostify(obj)
+  meta.loading = true
+  meta.state = UPTODATE
   try {
     if (obj._p_setState === defaultSetState && state !== null && typeof state === 'object') {
       if (Object.getPrototypeOf(state) === Object.prototype) {
@@ -601,14 +603,14 @@ export function _loadState(obj: Persistent, state: unknown, serial: Tid, size: n
       obj._p_setState(state)
     }
   } catch (error) {
-    metaOf(obj).loading = false
+    meta.loading = false
     ghostify(obj)
     throw error
   } finally {
-    metaOf(obj).loading = false
+    meta.loading = false
   }
-  metaOf(obj).serial = serial
-  metaOf(obj).size = size
+  meta.serial = serial
+  meta.size = size
 }
 
 const defaultSetState = Persistent.prototype._p_setState

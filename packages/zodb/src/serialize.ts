@@ -225,11 +225,16 @@ export const OWN_RECORD: unique symbol = Symbol('wendelin.zodb.ownRecord')
 // prototype hook (a Proxy trap per record). Subclasses define their own.
 Object.defineProperty(Persistent.prototype, OWN_RECORD, { value: undefined, writable: true, configurable: true })
 
-const noReferences: ReferenceWriter = {
-  persistentRef() {
-    throw new Error('bytesRecord: the state holds no references')
-  },
+/** A ReferenceWriter for states that hold no persistent objects: one that does is a bug (`message`). */
+function refusingReferences(message: string): ReferenceWriter {
+  return {
+    persistentRef() {
+      throw new Error(message)
+    },
+  }
 }
+
+const noReferences = refusingReferences('bytesRecord: the state holds no references')
 /** bytesRecord's record start for each class and key: everything before the bytes' bin header. */
 const bytesRecordHeads = new Map<string, Uint8Array>()
 
@@ -341,12 +346,6 @@ const BIG_WRITE_HEADROOM = 4096
 const SEEN_LIST_MAX = 8
 
 /**
- * Writes a record's bytes in one walk over the state: the checks, numbering and references of
- * StateWriter and the bytes msgpackr writes for its output (the README's "Record format,
- * version 1"), without the intermediate Maps, arrays and tag objects. A test compares it with
- * `_encodeStateRecordWithMsgpackr` byte for byte.
- */
-/**
  * The encoder of the last record, handed to the next one: a record made an encoder and its list
  * of numbered objects each (about 250 of the ~4,300 bytes a W-OBJ populate allocates per object,
  * heap sampling). A nested encoding, which finds it taken, makes its own.
@@ -362,12 +361,14 @@ function recordEncoder(refs: ReferenceWriter): RecordEncoder {
 }
 
 /** What a spare encoder refers to: not the last commit's writer (and its connection). */
-const NO_REFERENCES: ReferenceWriter = {
-  persistentRef() {
-    throw new Error('RecordEncoder: used while spare')
-  },
-}
+const NO_REFERENCES = refusingReferences('RecordEncoder: used while spare')
 
+/**
+ * Writes a record's bytes in one walk over the state: the checks, numbering and references of
+ * StateWriter and the bytes msgpackr writes for its output (the README's "Record format,
+ * version 1"), without the intermediate Maps, arrays and tag objects. A test compares it with
+ * `_encodeStateRecordWithMsgpackr` byte for byte.
+ */
 class RecordEncoder {
   /** The buffer taken at the start (the shared one, or a new one when it was taken). */
   #initial!: OutputBuffer
@@ -990,8 +991,6 @@ function cachedAscii(data: Uint8Array, start: number, n: number): string {
 
 /** Thrown inside RecordDecoder when a record is not in the form it reads: the two-step path takes over. */
 const NOT_FAST = { notFast: true }
-
-
 
 /**
  * Reads a record in one pass into the state, with the numbering and references of StateReader,
