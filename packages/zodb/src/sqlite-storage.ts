@@ -596,9 +596,8 @@ export class SQLiteStorage implements Storage {
    * the schema makes it so).
    */
   #packedNewest(): Database.Statement {
-    let stmt = this.#oidListStatements.get('packed')
-    if (stmt === undefined) {
-      stmt = this.#db
+    return this.#statement('packed', () =>
+      this.#db
         .prepare(
           `SELECT CAST(group_concat(j.key || ' ' || r.tid || ' ' ||
              CASE WHEN r.data IS NULL THEN ${PACKED_DELETED} WHEN length(r.data) > ${PACKED_MAX_INLINE} THEN ${PACKED_OMITTED} ELSE length(r.data) END
@@ -606,10 +605,8 @@ export class SQLiteStorage implements Storage {
            FROM json_each(?) j
            JOIN object_revisions r ON r.rowid = (SELECT n.rowid FROM object_revisions n WHERE n.oid = j.value ORDER BY n.rowid DESC LIMIT 1)`,
         )
-        .pluck()
-      this.#oidListStatements.set('packed', stmt)
-    }
-    return stmt
+        .pluck(),
+    )
   }
 
   /**
@@ -645,48 +642,29 @@ export class SQLiteStorage implements Storage {
 
   /** Whether an object has any revision before a tid (without reading its record). */
   #existsStatement(): Database.Statement {
-    let stmt = this.#oidListStatements.get('exists')
-    if (stmt === undefined) {
-      stmt = this.#db.prepare('SELECT 1 FROM object_revisions WHERE oid = ? AND tid < ? LIMIT 1').raw()
-      this.#oidListStatements.set('exists', stmt)
-    }
-    return stmt
+    return this.#statement('exists', () => this.#db.prepare('SELECT 1 FROM object_revisions WHERE oid = ? AND tid < ? LIMIT 1').raw())
   }
 
   /** SELECT tid and `n` substrings of the newest revision before a tid. */
   #rangesStatement(n: number): Database.Statement {
-    const key = `ranges:${n}`
-    let stmt = this.#oidListStatements.get(key)
-    if (stmt === undefined) {
+    return this.#statement(`ranges:${n}`, () => {
       const parts = Array.from({ length: n }, () => 'substr(data, ?, ?)').join(', ')
-      stmt = this.#db.prepare(`SELECT tid, ${parts} FROM object_revisions WHERE oid = ? AND tid < ? ORDER BY rowid DESC LIMIT 1`).raw()
-      this.#oidListStatements.set(key, stmt)
-    }
-    return stmt
+      return this.#db.prepare(`SELECT tid, ${parts} FROM object_revisions WHERE oid = ? AND tid < ? ORDER BY rowid DESC LIMIT 1`).raw()
+    })
   }
 
-  /** Statements over a list of 1 to BATCH_ROWS oids, by kind and list length, prepared when first needed. */
-  readonly #oidListStatements = new Map<string, Database.Statement>()
+  /** Statements prepared when first needed (some kinds come in one per list length), by key. */
+  readonly #lazyStatements = new Map<string, Database.Statement>()
+
+  #statement(key: string, prepare: () => Database.Statement): Database.Statement {
+    let stmt = this.#lazyStatements.get(key)
+    if (stmt === undefined) this.#lazyStatements.set(key, (stmt = prepare()))
+    return stmt
+  }
 
   /** The raw statement `sql(values)` of `n` oids, `values` being their `(VALUES (?), ...)` list. */
   #oidListStatement(kind: string, n: number, sql: (values: string) => string): Database.Statement {
-    const key = `${kind}:${n}`
-    let stmt = this.#oidListStatements.get(key)
-    if (stmt === undefined) {
-      stmt = this.#db.prepare(sql(`(VALUES ${Array(n).fill('(?)').join(', ')})`)).raw()
-      this.#oidListStatements.set(key, stmt)
-    }
-    return stmt
-  }
-
-  /** The newest revision of `n` oids: one seek in the index and one in the table each. */
-  #newestRevisions(n: number): Database.Statement {
-    return this.#oidListStatement(
-      'newest',
-      n,
-      (values) => `SELECT v.column1, r.tid, r.data FROM ${values} v
-           JOIN object_revisions r ON r.rowid = (SELECT n.rowid FROM object_revisions n WHERE n.oid = v.column1 ORDER BY n.rowid DESC LIMIT 1)`,
-    )
+    return this.#statement(`${kind}:${n}`, () => this.#db.prepare(sql(`(VALUES ${Array(n).fill('(?)').join(', ')})`)).raw())
   }
 
   /** The current serial (null: none) of `n` oids. */
@@ -919,13 +897,7 @@ export class SQLiteStorage implements Storage {
 
   /** INSERT of `rows` revisions (a commit's last, partial batch), prepared when first needed. */
   #insertRevisionsOf(rows: number): Database.Statement {
-    const key = `insert:${rows}`
-    let stmt = this.#oidListStatements.get(key)
-    if (stmt === undefined) {
-      stmt = this.#db.prepare(`${INSERT_REVISIONS} ${Array(rows).fill('(?, ?, ?)').join(', ')}`)
-      this.#oidListStatements.set(key, stmt)
-    }
-    return stmt
+    return this.#statement(`insert:${rows}`, () => this.#db.prepare(`${INSERT_REVISIONS} ${Array(rows).fill('(?, ?, ?)').join(', ')}`))
   }
 
   #currentSerial(oid: Oid): Tid {
