@@ -227,7 +227,6 @@ function digest(token: string | Uint8Array): Buffer {
 
 const ONE_WAY = new Set(['tpc_begin', 'store', 'checkCurrent', 'abort'])
 
-
 /** Most records one loadBeforeMany reply holds, the records `follow` adds included (as many as oids asked). */
 const MAX_MANY = 10_000
 /** What a record adds to a reply besides its data (its oid, serials and framing), for `follow`'s budget. */
@@ -246,12 +245,6 @@ function classPrefix(data: Uint8Array): Uint8Array | null {
   else if (h === 0xda && data.length > 4) end = 5 + ((data[3]! << 8) | data[4]!)
   else return null
   return end <= data.length ? data.subarray(0, end) : null
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
-  return true
 }
 
 /** The server. Start it with `listen`, stop it with `close` (or `await using`). */
@@ -661,7 +654,7 @@ class ClientConn {
       }
       // A chain's records are of one class: past the last leaf its last reference is a value.
       const cls = classPrefix(data)
-      if (cls === null || (chainClass !== null && !sameBytes(cls, chainClass))) return
+      if (cls === null || (chainClass !== null && Buffer.compare(cls, chainClass) !== 0)) return
       chainClass = cls
       let refs: Oid[]
       try {
@@ -802,7 +795,7 @@ class ClientConn {
       }
       case 'loadBeforeMany': {
         const [oids, tid, follow] = args
-        if (!Array.isArray(oids) || oids.length > 10_000 || !isBigint(tid) || !oids.every(isBigint)) throw new ProtocolError('malformed loadBeforeMany')
+        if (!Array.isArray(oids) || oids.length > MAX_MANY || !isBigint(tid) || !oids.every(isBigint)) throw new ProtocolError('malformed loadBeforeMany')
         const out = this.#loadBeforeMany(oids, tid)
         if (follow !== undefined) this.#follow(out as [Oid, Uint8Array, Tid, Tid | null][], tid, follow)
         return out
