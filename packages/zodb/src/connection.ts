@@ -446,24 +446,17 @@ export class Connection<R extends object = Record<string, unknown>> implements P
 
   commit(txn: Transaction): void {
     const writer = this.#writer()
-    const queue: Persistent[] = []
-    const queued = new Set<Persistent>()
-    const enqueue = (obj: Persistent) => {
-      if (!queued.has(obj)) {
-        queued.add(obj)
-        queue.push(obj)
-      }
-    }
-    for (const obj of this.#added.values()) enqueue(obj)
-    for (const obj of this.#registered) enqueue(obj)
+    const { queue, registered } = this.#storeQueue()
+    // Whether `obj` (cached under `oid`) is in the queue: new (in #added) or registered.
+    const queued = (oid: Oid, obj: Persistent | undefined) => obj !== undefined && (this.#added.get(oid) === obj || registered.has(obj))
     // Records of the savepoint store whose object did not change again since.
     for (const [oid, rec] of this.#tmp) {
       const obj = this.cache.get(oid) ?? this.#added.get(oid)
-      if (obj !== undefined && queued.has(obj) && _meta(obj).state !== GHOST) continue
+      if (queued(oid, obj) && _meta(obj!).state !== GHOST) continue
       this.#storage.store(oid, rec.serial, rec.data, txn)
       if (obj !== undefined) this.#stored.push({ obj, size: rec.data.length, added: this.#added.has(oid) })
     }
-    this.#addedDuringCommit = enqueue
+    this.#addedDuringCommit = queue
     try {
       for (let i = 0; i < queue.length; i++) {
         const obj = queue[i]!
@@ -483,7 +476,7 @@ export class Connection<R extends object = Record<string, unknown>> implements P
       this.#addedDuringCommit = null
     }
     for (const [oid, serial] of this.#readCurrent) {
-      if (!queued.has(this.cache.get(oid)!) && !this.#tmp.has(oid)) {
+      if (!queued(oid, this.cache.get(oid)) && !this.#tmp.has(oid)) {
         this.#storage.checkCurrentSerialInTransaction(oid, serial, txn)
       }
     }
@@ -520,14 +513,8 @@ export class Connection<R extends object = Record<string, unknown>> implements P
   savepoint(): DataManagerSavepoint {
     this.#checkOpen('savepoint')
     const writer = this.#writer()
-    const queue = [...this.#added.values(), ...this.#registered]
-    const queued = new Set(queue)
-    this.#addedDuringCommit = (obj) => {
-      if (!queued.has(obj)) {
-        queued.add(obj)
-        queue.push(obj)
-      }
-    }
+    const { queue } = this.#storeQueue()
+    this.#addedDuringCommit = queue
     try {
       for (let i = 0; i < queue.length; i++) {
         const obj = queue[i]!
@@ -568,8 +555,28 @@ export class Connection<R extends object = Record<string, unknown>> implements P
 
   // --- internals -------------------------------------------------------------------------------
 
-  /** Set while storing: an unsaved object reached from a stored one is added here. */
-  #addedDuringCommit: ((obj: Persistent) => void) | null = null
+  /** Set while storing: the queue an unsaved object reached from a stored one joins when it is added. */
+  #addedDuringCommit: Persistent[] | null = null
+
+  /**
+   * What a commit or savepoint looks at: every new object, then the registered ones that are not
+   * new, each once (an object registers again after `_p_changed = false` and a change). New
+   * objects are each once in #added, and one added while storing is new: only the registered
+   * ones need a set (a set of every queued object cost a hash of each new object per commit).
+   */
+  #storeQueue(): { queue: Persistent[]; registered: Set<Persistent> } {
+    const queue: Persistent[] = []
+    for (const obj of this.#added.values()) queue.push(obj)
+    const registered = new Set<Persistent>()
+    for (const obj of this.#registered) {
+      if (registered.has(obj)) continue
+      const oid = _meta(obj).oid
+      if (oid !== null && this.#added.get(oid) === obj) continue
+      registered.add(obj)
+      queue.push(obj)
+    }
+    return { queue, registered }
+  }
 
   /**
    * New objects are stored; a registered object only if it is still changed (setting
@@ -619,7 +626,7 @@ export class Connection<R extends object = Record<string, unknown>> implements P
     this.#added.set(oid, obj)
     if (given === null) this.cache.addNew(obj)
     else this.cache.add(obj)
-    this.#addedDuringCommit?.(obj)
+    this.#addedDuringCommit?.push(obj)
     return oid
   }
 
@@ -686,6 +693,8 @@ export class Connection<R extends object = Record<string, unknown>> implements P
   }
 
   #writer(): ReferenceWriter {
+    // One answer, refilled for each reference (the encoder reads it at once).
+    const ref: { oid: Oid; className: string } = { oid: 0n, className: '' }
     return {
       persistentRef: (obj: Persistent, path: () => string) => {
         // The record, not the _p_jar/_p_oid getters: this site sees every persistent class.
@@ -702,7 +711,9 @@ export class Connection<R extends object = Record<string, unknown>> implements P
         } else {
           oid = meta.oid!
         }
-        return { oid, className: this.#classNameOf(obj, path) }
+        ref.className = this.#classNameOf(obj, path)
+        ref.oid = oid
+        return ref
       },
     }
   }

@@ -77,7 +77,11 @@ const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: false, moreTypes
 
 /** What the writer needs to know about persistent objects referenced from a state. */
 export interface ReferenceWriter {
-  /** The oid and class name to store for a reference to `obj` (a new object gets an oid here). */
+  /**
+   * The oid and class name to store for a reference to `obj` (a new object gets an oid here).
+   * `path` names the reference for error messages, while this call lasts. The answer is read at
+   * once: a writer may hand out the same object each time, refilled.
+   */
   persistentRef(obj: Persistent, path: () => string): { oid: Oid; className: string }
 }
 
@@ -196,17 +200,20 @@ export function encodeRecord(obj: Persistent, className: string, refs: Reference
     const record = own.call(obj, className)
     if (record !== null) return record
   }
-  // The label names the object in error messages only: made when one needs it (idToHex per record cost 1-2% of an update).
-  const label = () => `${className}(${obj._p_oid === null ? 'new object' : `oid 0x${idToHex(obj._p_oid)}`})`
   if (obj._p_getState === defaultGetState) {
     // The default state is the object's own state attributes: written from the object itself,
     // without the copy _p_getState makes (a plain object filled key by key, then walked again).
     if (_meta(obj).state === GHOST) obj._p_activate()
-    return recordEncoder(refs).record(className, obj, new PathStep(null, label), true)
+    return recordEncoder(refs).recordOf(obj, className, obj, true)
   }
   // The state first: an encoder taken before a _p_getState that throws would never come back.
   const state = obj._p_getState()
-  return recordEncoder(refs).record(className, state, new PathStep(null, label))
+  return recordEncoder(refs).recordOf(obj, className, state)
+}
+
+/** How error messages name the object a record is written for. */
+function objectLabel(obj: Persistent, className: string): string {
+  return `${className}(${obj._p_oid === null ? 'new object' : `oid 0x${idToHex(obj._p_oid)}`})`
 }
 
 const defaultGetState = Persistent.prototype._p_getState
@@ -380,6 +387,17 @@ class RecordEncoder {
   readonly #seenList: object[] = []
   #seenMap: Map<object, number> | null = null
   refs: ReferenceWriter
+  /**
+   * The object `recordOf` writes, and its class name: the root path's label names it, made only
+   * when an error message needs it (idToHex per record cost 1-2% of an update). One root path
+   * and label per encoder, reused from record to record, instead of a closure and a path each.
+   */
+  #labelled: Persistent | null = null
+  #labelledClass = ''
+  readonly #objectPath = new PathStep(null, () => objectLabel(this.#labelled!, this.#labelledClass))
+  /** The path of the reference being written, and the label the writer gets for it (one per encoder, not per reference). */
+  #refPath: PathStep | null = null
+  readonly #refLabel = () => String(this.#refPath)
 
   constructor(refs: ReferenceWriter) {
     this.refs = refs
@@ -429,6 +447,13 @@ class RecordEncoder {
     return undefined
   }
 
+  /** The record of persistent object `obj` whose state is `state` (`obj` itself with `ownStateOf`). */
+  recordOf(obj: Persistent, className: string, state: unknown, ownStateOf = false): Uint8Array {
+    this.#labelled = obj
+    this.#labelledClass = className
+    return this.record(className, state, this.#objectPath, ownStateOf)
+  }
+
   /** The record of `state`, or with `ownStateOf`, of the state attributes of the persistent object `state`. */
   record(className: string, state: unknown, path: PathStep, ownStateOf = false): Uint8Array {
     try {
@@ -454,6 +479,8 @@ class RecordEncoder {
         this.#seenList.length = 0
         this.#seenMap = null
         this.refs = NO_REFERENCES
+        this.#labelled = null
+        this.#refPath = null
         spareEncoder = this
       }
     }
@@ -551,8 +578,10 @@ class RecordEncoder {
     // Persistent first: `instanceof` of anything else walks a persistent object's prototype chain
     // through the prototype hook, a Proxy (about 55 ns against 9 when found before it).
     if (value instanceof Persistent) {
-      const { oid, className } = this.refs.persistentRef(value, () => path.toString())
-      this.#reference(oid, className)
+      this.#refPath = path
+      const ref = this.refs.persistentRef(value, this.#refLabel)
+      this.#refPath = null
+      this.#reference(ref.oid, ref.className)
       return
     }
     if (value instanceof PersistentReference) {
