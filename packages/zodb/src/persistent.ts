@@ -623,12 +623,58 @@ const defaultSetState = Persistent.prototype._p_setState
  */
 /** setStateDirectly with `dict` as the state: only the accessors (and other assignments) are made. */
 function adoptState(obj: Persistent, dict: StateDict): void {
+  const proto = Object.getPrototypeOf(obj) as object
+  const layout = layoutOf.get(proto)
+  if (layout !== undefined && adoptLayout(obj, dict, layout)) return
+  const names: string[] = []
+  let allAccessors = true
   // for-in over a plain object walks its enum cache (Object.keys made an array per load).
   for (const k in dict) {
-    if (!Object.prototype.hasOwnProperty.call(dict, k)) continue
-    if (isStateKey(k) && reachesHook(obj, k)) Object.defineProperty(obj, k, accessorDescriptor(k))
-    else (obj as unknown as StateDict)[k] = k === '__proto__' ? (Object.getOwnPropertyDescriptor(dict, k)!.value as unknown) : dict[k]
+    if (!Object.prototype.hasOwnProperty.call(dict, k)) {
+      allAccessors = false
+      continue
+    }
+    if (isStateKey(k) && reachesHook(obj, k)) {
+      Object.defineProperty(obj, k, accessorDescriptor(k))
+      names.push(k)
+    } else {
+      allAccessors = false
+      ;(obj as unknown as StateDict)[k] = k === '__proto__' ? (Object.getOwnPropertyDescriptor(dict, k)!.value as unknown) : dict[k]
+    }
   }
+  if (allAccessors && names.length > 0) layoutOf.set(proto, { names, descriptors: names.map(accessorDescriptor) })
+}
+
+/**
+ * The attribute names of a class's objects, in record order, all of them accessors, with their
+ * descriptors in one object: the layout the last load of an object of the class gave (most
+ * objects of a class have the same attributes).
+ */
+interface Layout {
+  names: string[]
+  descriptors: PropertyDescriptor[]
+}
+/**
+ * Per prototype, its last layout. An object whose record has exactly these names (and none of
+ * them its own property) gets their accessors without the per-name look-ups of
+ * `accessorDescriptor` and `reachesHook` (a Map, a WeakMap and a Set each).
+ * It relies on `reachesHook`'s answers, with the same limit (see `hookKeysOf`).
+ */
+const layoutOf = new WeakMap<object, Layout>()
+
+/** `adoptState` through `layout`; false, with nothing done, when the record's names differ from it. */
+function adoptLayout(obj: Persistent, dict: StateDict, layout: Layout): boolean {
+  const names = layout.names
+  let i = 0
+  for (const k in dict) {
+    if (names[i] !== k || !Object.prototype.hasOwnProperty.call(dict, k) || Object.prototype.hasOwnProperty.call(obj, k)) return false
+    i++
+  }
+  if (i !== names.length) return false
+  const descriptors = layout.descriptors
+  // One defineProperty per name: a defineProperties of them all costs about twice as much.
+  for (let j = 0; j < i; j++) Object.defineProperty(obj, names[j]!, descriptors[j]!)
+  return true
 }
 
 function setStateDirectly(obj: Persistent, dict: StateDict, state: StateDict): void {

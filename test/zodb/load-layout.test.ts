@@ -1,0 +1,95 @@
+// Loading objects of one class whose records have different attribute names: each gets exactly
+// its own attributes, in record order, as accessors that read and track writes (the load reuses
+// the last layout of a class only when the names match it).
+import { expect } from 'chai'
+import { Persistent, registerClass } from '@wendelin/zodb'
+
+import { newDB, session } from './helpers.js'
+
+class Loose extends Persistent {}
+registerClass('test.load-layout.Loose', Loose)
+
+/** A class whose prototype has an accessor named like one of the attributes. */
+class Shadowed extends Persistent {
+  stored = 0
+  get label(): string {
+    return `label ${this.stored}`
+  }
+  set label(value: string) {
+    this.stored = value.length
+  }
+}
+registerClass('test.load-layout.Shadowed', Shadowed)
+
+type Attrs = Record<string, unknown>
+
+describe('loading objects of one class with different attributes', () => {
+  const shapes: Attrs[] = [
+    { a: 1, b: 'one' },
+    { a: 2, b: 'two' },
+    { a: 3, b: 'three', c: [3] },
+    { b: 'four', a: 4 },
+    { a: 5 },
+    {},
+    { a: 6, b: 'six' },
+    { a: 7, c: null },
+  ]
+
+  function store(): { db: ReturnType<typeof newDB>; count: number } {
+    const db = newDB()
+    const s = session(db)
+    s.root.list = shapes.map((attrs) => Object.assign(new Loose(), attrs))
+    s.tm.commit()
+    return { db, count: shapes.length }
+  }
+
+  it('gives each object exactly its recorded attributes, in order', () => {
+    const { db } = store()
+    const s = session(db)
+    const objs = s.root.list as Loose[]
+    objs.forEach((o, i) => {
+      o._p_activate()
+      expect(Object.keys(o), `object ${i}`).to.deep.equal(Object.keys(shapes[i]!))
+      expect(o._p_getState(), `object ${i}`).to.deep.equal(shapes[i])
+      for (const k of ['a', 'b', 'c']) expect(Object.prototype.hasOwnProperty.call(o, k), `object ${i} ${k}`).to.equal(k in shapes[i]!)
+    })
+  })
+
+  it('tracks writes to attributes of objects loaded with a reused layout', () => {
+    const { db } = store()
+    const s = session(db)
+    const objs = s.root.list as Array<Loose & Attrs>
+    for (const o of objs) o._p_activate()
+    objs[1]!.a = 20
+    objs[6]!.b = 'SIX'
+    expect(objs[1]!._p_changed).to.equal(true)
+    expect(objs[0]!._p_changed).to.equal(false)
+    s.tm.commit()
+    const again = session(db).root.list as Array<Loose & Attrs>
+    expect(again.map((o) => [o.a, o.b])).to.deep.equal(shapes.map((x, i) => (i === 1 ? [20, x.b] : i === 6 ? [x.a, 'SIX'] : [x.a, x.b])))
+  })
+
+  it('gives an object loaded again after it was made a ghost the same attributes', () => {
+    const { db } = store()
+    const s = session(db)
+    const objs = s.root.list as Array<Loose & Attrs>
+    for (let round = 0; round < 3; round++) {
+      objs.forEach((o, i) => {
+        o._p_activate()
+        expect(o._p_getState(), `round ${round} object ${i}`).to.deep.equal(shapes[i])
+        o._p_deactivate()
+      })
+    }
+  })
+
+  it('still hands an attribute named like an accessor of the class to that accessor', () => {
+    const db = newDB()
+    const s = session(db)
+    const objs = [1, 2, 3].map((n) => Object.assign(new Shadowed(), { stored: n }))
+    s.root.list = objs
+    s.tm.commit()
+    const loaded = session(db).root.list as Shadowed[]
+    expect(loaded.map((o) => o.label)).to.deep.equal(['label 1', 'label 2', 'label 3'])
+    expect(loaded.map((o) => Object.keys(o))).to.deep.equal([['stored'], ['stored'], ['stored']])
+  })
+})
