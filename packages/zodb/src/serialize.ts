@@ -384,7 +384,13 @@ class RecordEncoder {
   #view!: DataView
   #pos = 0
   #shared = false
-  readonly #seenList: object[] = []
+  /**
+   * The first SEEN_LIST_MAX numbered objects: #seenList[0, #seenCount). Emptied by count, not by
+   * `length = 0`, which gave back the list's storage: every record allocated it again (~150
+   * bytes per record, heap sampling of a W-OBJ populate).
+   */
+  readonly #seenList: Array<object | null> = new Array<object | null>(SEEN_LIST_MAX).fill(null)
+  #seenCount = 0
   #seenMap: Map<object, number> | null = null
   refs: ReferenceWriter
   /**
@@ -395,9 +401,14 @@ class RecordEncoder {
   #labelled: Persistent | null = null
   #labelledClass = ''
   readonly #objectPath = new PathStep(null, () => objectLabel(this.#labelled!, this.#labelledClass))
-  /** The path of the reference being written, and the label the writer gets for it (one per encoder, not per reference). */
+  /**
+   * The reference being written: the path of its parent and its key there (null: the path names
+   * it), and the label the writer gets for it (one per encoder, not per reference; the reference's
+   * own path step is made only if a message needs it).
+   */
   #refPath: PathStep | null = null
-  readonly #refLabel = () => String(this.#refPath)
+  #refKey: string | number | null = null
+  readonly #refLabel = () => String(this.#refKey === null ? this.#refPath : new PathStep(this.#refPath, this.#refKey))
 
   constructor(refs: ReferenceWriter) {
     this.refs = refs
@@ -434,10 +445,11 @@ class RecordEncoder {
       return n
     }
     const list = this.#seenList
-    const count = list.length
+    const count = this.#seenCount
     for (let i = 0; i < count; i++) if (list[i] === value) return i
     if (count < SEEN_LIST_MAX) {
-      list.push(value)
+      list[count] = value
+      this.#seenCount = count + 1
     } else {
       const m = new Map<object, number>()
       for (let i = 0; i < count; i++) m.set(list[i]!, i)
@@ -476,7 +488,8 @@ class RecordEncoder {
       if (this.#shared) {
         sharedOutput = this.#out
         // The next record's encoder: nothing of this record's is held on to.
-        this.#seenList.length = 0
+        this.#seenList.fill(null, 0, this.#seenCount)
+        this.#seenCount = 0
         this.#seenMap = null
         this.refs = NO_REFERENCES
         this.#labelled = null
@@ -530,6 +543,7 @@ class RecordEncoder {
         return
       default:
         if (value === null) this.#byte(0xc0)
+        else if (value instanceof Persistent) this.#persistent(value, path, key)
         else this.#value(value, new PathStep(path, key))
     }
   }
@@ -561,6 +575,15 @@ class RecordEncoder {
     }
   }
 
+  /** A reference to `obj`, at `key` of `path` (or at `path` itself when `key` is null). */
+  #persistent(obj: Persistent, path: PathStep, key: string | number | null): void {
+    this.#refPath = path
+    this.#refKey = key
+    const ref = this.refs.persistentRef(obj, this.#refLabel)
+    this.#refPath = null
+    this.#reference(ref.oid, ref.className)
+  }
+
   #reference(oid: Oid, className: string): void {
     this.#tag(Tag.PERSISTENT_REF)
     this.#room(11)
@@ -578,10 +601,7 @@ class RecordEncoder {
     // Persistent first: `instanceof` of anything else walks a persistent object's prototype chain
     // through the prototype hook, a Proxy (about 55 ns against 9 when found before it).
     if (value instanceof Persistent) {
-      this.#refPath = path
-      const ref = this.refs.persistentRef(value, this.#refLabel)
-      this.#refPath = null
-      this.#reference(ref.oid, ref.className)
+      this.#persistent(value, path, null)
       return
     }
     if (value instanceof PersistentReference) {

@@ -865,7 +865,8 @@ export class SQLiteStorage implements Storage {
       batch.length = 0
     }
     const known = this.#known
-    for (const [oid, pending] of stores) {
+    // forEach: a for-of over the entries made an array per entry (and a result object) here.
+    stores.forEach((pending, oid) => {
       const serial = known.get(oid)
       if (serial === undefined) {
         batch.push(oid)
@@ -873,7 +874,7 @@ export class SQLiteStorage implements Storage {
       } else if (serial !== pending.oldSerial) {
         stale.push([oid, serial])
       }
-    }
+    })
     flush()
     return stale
   }
@@ -885,10 +886,10 @@ export class SQLiteStorage implements Storage {
   #insertRevisions(tid: Tid, stores: Map<Oid, PendingStore>): void {
     const args: unknown[] = new Array<unknown>(BATCH_ROWS * 3)
     let n = 0
-    for (const [oid, pending] of stores) {
+    stores.forEach((pending, oid) => {
       if (pending.data !== null && pending.data.length > BATCH_RECORD_MAX) {
         this.#stmt.insertRevision.run(oid, tid, pending.data)
-        continue
+        return
       }
       args[n++] = oid
       args[n++] = tid
@@ -897,7 +898,7 @@ export class SQLiteStorage implements Storage {
         this.#stmt.insertRevisions.run(args)
         n = 0
       }
-    }
+    })
     if (n === 3) this.#stmt.insertRevision.run(args[0], args[1], args[2])
     else if (n > 0) this.#insertRevisionsOf(n / 3).run(args.slice(0, n))
   }
