@@ -2,7 +2,7 @@
 // boundaries, changed and sticky objects kept, ghosts held weakly, identity per oid
 // (the behaviours of persistent's test_picklecache).
 import { expect } from 'chai'
-import { CHANGED, GHOST, PersistentList } from '@wendelin/zodb'
+import { CHANGED, GHOST, ObjectCache, PersistentList } from '@wendelin/zodb'
 
 import { Item, newDB, session } from './helpers.js'
 
@@ -220,6 +220,49 @@ describe('object cache', () => {
     expect(s.conn.get(2n ** 62n + 4n)).to.equal(a)
     expect(s.conn.get(2n ** 62n + 5n)).to.equal(b)
     expect(s.conn.cache.activeCount).to.equal(2)
+    s.tm.abort()
+  })
+
+  it('finds every object whatever order their oids come in, past the largest oid it has seen and below it', () => {
+    const db = newDB()
+    const s = session(db)
+    const cache = new ObjectCache({ cacheSize: 100, cacheSizeBytes: 0 })
+    const objs = new Map<bigint, Item>()
+    const put = (oid: bigint, how: 'ghost' | 'new' | 'add') => {
+      const obj = new Item(`o${oid}`, 0)
+      obj._p_oid = oid
+      if (how === 'new') {
+        obj._p_jar = s.conn
+        cache.addNew(obj)
+      } else {
+        if (how === 'ghost') {
+          obj._p_jar = s.conn
+          obj._p_invalidate()
+          cache.addGhost(obj)
+        } else cache.add(obj)
+      }
+      objs.set(oid, obj)
+    }
+    expect(cache.get(1n)).to.equal(undefined)
+    put(10n, 'ghost')
+    expect(cache.get(11n)).to.equal(undefined)
+    put(5n, 'new') // below the largest
+    put(20n, 'add')
+    put(15n, 'ghost')
+    put(40n, 'new')
+    put(30n, 'ghost')
+    put(25n, 'new')
+    const check = () => {
+      for (const [oid, obj] of objs) expect(cache.get(oid), `oid ${oid}`).to.equal(obj)
+      for (const oid of [1n, 11n, 16n, 26n, 31n, 41n, 1000n, 2n ** 62n]) expect(cache.get(oid), `oid ${oid}`).to.equal(undefined)
+    }
+    check()
+    cache.delete(30n)
+    expect(cache.get(30n)).to.equal(undefined)
+    put(30n, 'ghost')
+    put(2n ** 62n + 1n, 'add') // a bigint key
+    put(50n, 'ghost')
+    check()
     s.tm.abort()
   })
 

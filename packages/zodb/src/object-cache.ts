@@ -39,7 +39,9 @@ export class ObjectCache {
    * Ghosts made since the last `incrgc()` (or since this map last reached the cache size), held
    * strongly until then: most are loaded soon (a bucket's objects as an iteration reaches them)
    * and then never need a weak reference, whose making costs more than the load's bookkeeping.
-   * The rest get theirs at the next `incrgc()`, as every transaction boundary calls it.
+   * The rest get theirs at the next `incrgc()`, as every transaction boundary calls it. A loaded
+   * one leaves at its load: the map stays as small as the ghosts not loaded yet (kept until the
+   * boundary, loaded ones made it a map of 100k entries in a cold read, slower to add to).
    */
   readonly #young = new Map<Key, Persistent>()
   /**
@@ -59,11 +61,19 @@ export class ObjectCache {
    * FinalizationRegistry did this per object, at a cost measured at about a tenth of a cold read.
    */
   #sweepAt = 1024
+  /**
+   * Not below any number key the maps have held: `get` of a larger one answers without looking.
+   * Oids are handed out in increasing order, so most ghosts a cold read makes (a bucket's values,
+   * new to the cache) come in above it; each was three misses in maps of up to 100k entries, each
+   * a cache miss or more. Infinity once a bigint key was held (oids past 2^53: never in practice).
+   */
+  #maxKey = -1
 
   constructor(public limits: CacheLimits) {}
 
   get(oid: Oid): Persistent | undefined {
     const key = keyOf(oid)
+    if (typeof key === 'number' && key > this.#maxKey) return undefined
     const active = this.#active.get(key)
     if (active !== undefined) return active
     const young = this.#young.get(key)
@@ -82,7 +92,9 @@ export class ObjectCache {
       return
     }
     // A fresh oid is in none of the maps: no look-ups (a tenth of a new object's cache cost).
-    this.#active.set(keyOf(meta.oid), obj)
+    const key = keyOf(meta.oid)
+    this.#noteKey(key)
+    this.#active.set(key, obj)
     meta.lruTick = meta.usedTick = ++this.#clock
     this.#bytes += meta.size
     meta.cachedSize = meta.size
@@ -91,7 +103,14 @@ export class ObjectCache {
   /** Add a ghost the caller just made for an oid that `get` did not find: `add` without the look-up. */
   addGhost(obj: Persistent): void {
     if (this.#young.size >= Math.max(1000, this.limits.cacheSize)) this.#flushYoung()
-    this.#young.set(keyOf(_meta(obj).oid!), obj)
+    const key = keyOf(_meta(obj).oid!)
+    this.#noteKey(key)
+    this.#young.set(key, obj)
+  }
+
+  #noteKey(key: Key): void {
+    if (typeof key !== 'number') this.#maxKey = Infinity
+    else if (key > this.#maxKey) this.#maxKey = key
   }
 
   /** Add `obj` under its oid (it must not be cached under that oid already). */
@@ -104,7 +123,9 @@ export class ObjectCache {
       this.accessed(obj)
     } else if (existing === undefined) {
       if (this.#young.size >= Math.max(1000, this.limits.cacheSize)) this.#flushYoung()
-      this.#young.set(keyOf(oid), obj)
+      const key = keyOf(oid)
+      this.#noteKey(key)
+      this.#young.set(key, obj)
     }
   }
 
@@ -130,8 +151,8 @@ export class ObjectCache {
     } else {
       // Not in #active (a zero lruTick says so), nor any other object under its oid: the cache
       // holds one object per oid (`add` refuses another, `delete` takes it out of #active). No
-      // look-up first: in a map of 100k entries each costs cache misses (a cold read did 4 per
-      // loaded object, now 3).
+      // look-up first: in a map of 100k entries each costs cache misses.
+      this.#noteKey(key)
       this.#active.set(key, obj)
       meta.lruTick = meta.usedTick = tick
       this.#bytes += meta.size
@@ -171,6 +192,7 @@ export class ObjectCache {
     if (ref !== null && this.#refs.get(key) === ref) return
     ref ??= meta.weakRef = new WeakRef(obj)
     if (this.#refs.size >= this.#sweepAt) this.#sweep()
+    this.#noteKey(key)
     this.#refs.set(key, ref)
   }
 
