@@ -24,6 +24,9 @@
 //                   to ZBlk1 by one commit each before measuring)
 //     baseline: 1,000 better-sqlite3 transactions each rewriting one 4 KiB blob
 // Size: WARR_MiB (default 1024). Writes its rows into bench/RESULTS.md (unless WARR_NO_RESULTS).
+// WARR_ONLY (comma-separated of write, cold, warm, random, small) runs only those figures (and
+// the write each needs first) without changing what any of them measures; a filtered run prints
+// its rows but never writes RESULTS.md.
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -52,6 +55,11 @@ const BLK = 2 * MiB
 const SIZE = Number(process.env.WARR_MiB ?? 1024) * MiB
 const RANDOM_SIZE = Number(process.env.WARR_RANDOM_MiB ?? 4096) * MiB
 const RUNS = Number(process.env.WARR_RUNS ?? 3)
+const FIGURES = ['write', 'cold', 'warm', 'random', 'small']
+const ONLY = process.env.WARR_ONLY ? new Set(process.env.WARR_ONLY.split(',').map((f) => f.trim())) : null
+for (const f of ONLY ?? []) if (!FIGURES.includes(f)) throw new Error(`WARR_ONLY: unknown figure ${f} (known: ${FIGURES.join(', ')})`)
+/** Whether figure `f` is measured in this run. */
+const runs = (f) => ONLY === null || ONLY.has(f)
 const RAM_LIMIT = 512 * MiB
 const VIEW = 64 * MiB
 const TXN_BYTES = RAM_LIMIT / 2
@@ -283,41 +291,50 @@ async function main() {
   const small = { ZBlk0: [], ZBlk1: [] }
   const growth = { ZBlk0: [], ZBlk1: [] }
   const rawSmall = []
-  for (let run = 0; run < RUNS; run++) {
+  const needArray = runs('write') || runs('cold') || runs('warm') || runs('small')
+  const needRaw = runs('write') || runs('cold') || runs('random') // the raw blobs: baselines
+  for (let run = 0; (needArray || needRaw) && run < RUNS; run++) {
     const z = freshFile('z')
     const r = freshFile('raw')
     try {
-      write.push(writeArray(z.file, SIZE))
-      rawW.push(rawWrite(r.file, SIZE))
-      cold.push(runInChild(self, 'read', z.file).coldMBs)
-      rawR.push(runInChild(self, 'raw-read', r.file).coldMBs)
-      const w = runInChild(self, 'warm', z.file)
-      warm.push(...w.warm)
-      warmBase.push(...w.base)
-      rawRnd.push(runInChild(self, 'raw-random', r.file).us)
-      fs.rmSync(r.dir, { recursive: true, force: true })
-      for (const format of ['ZBlk0', 'ZBlk1']) {
-        const u = smallUpdates(z.file, format)
-        small[format].push(u.perSec)
-        growth[format].push(u.growth)
+      if (needArray) write.push(writeArray(z.file, SIZE))
+      if (needRaw) rawW.push(rawWrite(r.file, SIZE))
+      if (runs('cold')) {
+        cold.push(runInChild(self, 'read', z.file).coldMBs)
+        rawR.push(runInChild(self, 'raw-read', r.file).coldMBs)
       }
-      const rs = freshFile('rawsmall')
-      rawSmall.push(chunkCommits(rs.file, { bytes: SIZE }))
-      fs.rmSync(rs.dir, { recursive: true, force: true })
+      if (runs('warm')) {
+        const w = runInChild(self, 'warm', z.file)
+        warm.push(...w.warm)
+        warmBase.push(...w.base)
+      }
+      if (runs('random')) rawRnd.push(runInChild(self, 'raw-random', r.file).us)
+      fs.rmSync(r.dir, { recursive: true, force: true })
+      if (runs('small')) {
+        for (const format of ['ZBlk0', 'ZBlk1']) {
+          const u = smallUpdates(z.file, format)
+          small[format].push(u.perSec)
+          growth[format].push(u.growth)
+        }
+        const rs = freshFile('rawsmall')
+        rawSmall.push(chunkCommits(rs.file, { bytes: SIZE }))
+        fs.rmSync(rs.dir, { recursive: true, force: true })
+      }
     } finally {
       fs.rmSync(z.dir, { recursive: true, force: true })
       fs.rmSync(r.dir, { recursive: true, force: true })
     }
+    const at = (list, digits = 0) => (list.length ? list.at(-1).toFixed(digits) : '-')
     console.log(
-      `run ${run}: write ${write.at(-1).toFixed(0)} MB/s (raw ${rawW.at(-1).toFixed(0)}), cold read ${cold.at(-1).toFixed(0)} MB/s (raw ${rawR.at(-1).toFixed(0)}), ` +
-        `warm ${warm.at(-1).toFixed(2)} GB/s (plain ${warmBase.at(-1).toFixed(2)}), small updates ZBlk0 ${small.ZBlk0.at(-1).toFixed(0)}/s +${growth.ZBlk0.at(-1).toFixed(0)} B, ` +
-        `ZBlk1 ${small.ZBlk1.at(-1).toFixed(0)}/s +${growth.ZBlk1.at(-1).toFixed(0)} B (raw ${rawSmall.at(-1).toFixed(0)}/s)`,
+      `run ${run}: write ${at(write)} MB/s (raw ${at(rawW)}), cold read ${at(cold)} MB/s (raw ${at(rawR)}), ` +
+        `warm ${at(warm, 2)} GB/s (plain ${at(warmBase, 2)}), small updates ZBlk0 ${at(small.ZBlk0)}/s +${at(growth.ZBlk0)} B, ` +
+        `ZBlk1 ${at(small.ZBlk1)}/s +${at(growth.ZBlk1)} B (raw ${at(rawSmall)}/s)`,
     )
   }
   // random reads: one array of RANDOM_SIZE per block format, read cold by RUNS fresh processes
   const rnd = { ZBlk0: [], ZBlk1: [] }
   const rndBase = []
-  for (const format of ['ZBlk0', 'ZBlk1']) {
+  for (const format of runs('random') ? ['ZBlk0', 'ZBlk1'] : []) {
     const z = freshFile('random')
     try {
       const wr = writeArray(z.file, RANDOM_SIZE, format)
@@ -332,20 +349,24 @@ async function main() {
       fs.rmSync(z.dir, { recursive: true, force: true })
     }
   }
-  const rows = [
-    { workload: 'W-ARR/sqlite', figure: `write a[i] = i*0.5 through 64 MiB views + commit, ${label}, RAM limit 512 MiB`, value: summarize(write), unit: 'MB/s', baseline: 'better-sqlite3 2 MiB blob inserts', baselineValue: summarize(rawW) },
-    { workload: 'W-ARR/sqlite', figure: `cold read: sum in 64 MiB chunks, fresh process, ${label}, RAM limit 512 MiB`, value: summarize(cold), unit: 'MB/s', baseline: 'better-sqlite3 2 MiB blob selects + sum, fresh process', baselineValue: summarize(rawR) },
-    { workload: 'W-ARR/sqlite', figure: `warm read: second sum in 64 MiB chunks (fresh process), RAM limit ${(SIZE + 256 * MiB) / MiB} MiB, ${label}`, value: summarize(warm), unit: 'GB/s', baseline: 'plain Float64Array sum, same loop and windows', baselineValue: summarize(warmBase) },
-    { workload: 'W-ARR/sqlite', figure: `random A.get(i), 10,000 cold reads in a ${RANDOM_SIZE / MiB} MiB array, fresh process, RAM limit 512 MiB`, value: summarize(rnd.ZBlk0), unit: 'µs/read', baseline: 'plain Float64Array random read', baselineValue: summarize(rndBase) },
-    { workload: 'W-ARR/sqlite', figure: `random A.get(i), 10,000 cold reads in a ${RANDOM_SIZE / MiB} MiB array of ZBlk0 blocks, fresh process`, value: summarize(rnd.ZBlk0), unit: 'µs/read', baseline: 'better-sqlite3 select of a random 2 MiB blob, fresh process', baselineValue: summarize(rawRnd) },
-    { workload: 'W-ARR/sqlite', figure: `random A.get(i), 10,000 cold reads in a ${RANDOM_SIZE / MiB} MiB array of ZBlk1 blocks, fresh process, RAM limit 512 MiB`, value: summarize(rnd.ZBlk1), unit: 'µs/read', baseline: 'plain Float64Array random read', baselineValue: summarize(rndBase) },
-    { workload: 'W-ARR/sqlite', figure: `1,000 commits of one element at random, ${label}, ZBlk0`, value: summarize(small.ZBlk0), unit: 'commits/s', baseline: 'better-sqlite3 4 KiB blob update per transaction', baselineValue: summarize(rawSmall) },
-    { workload: 'W-ARR/sqlite', figure: `1,000 commits of one element at random, ${label}, ZBlk1`, value: summarize(small.ZBlk1), unit: 'commits/s', baseline: 'better-sqlite3 4 KiB blob update per transaction', baselineValue: summarize(rawSmall) },
-    { workload: 'W-ARR/sqlite', figure: 'database growth per small commit, ZBlk0', value: summarize(growth.ZBlk0), unit: 'bytes', baseline: 'block size', baselineValue: summarize([BLK]) },
-    { workload: 'W-ARR/sqlite', figure: 'database growth per small commit, ZBlk1', value: summarize(growth.ZBlk1), unit: 'bytes', baseline: 'chunk size', baselineValue: summarize([4096]) },
+  // A figure left out by WARR_ONLY has no values: its row is dropped below.
+  const summarized = (list) => (list.length ? summarize(list) : null)
+  const allRows = [
+    { only: 'write', workload: 'W-ARR/sqlite', figure: `write a[i] = i*0.5 through 64 MiB views + commit, ${label}, RAM limit 512 MiB`, value: summarized(write), unit: 'MB/s', baseline: 'better-sqlite3 2 MiB blob inserts', baselineValue: summarized(rawW) },
+    { only: 'cold', workload: 'W-ARR/sqlite', figure: `cold read: sum in 64 MiB chunks, fresh process, ${label}, RAM limit 512 MiB`, value: summarized(cold), unit: 'MB/s', baseline: 'better-sqlite3 2 MiB blob selects + sum, fresh process', baselineValue: summarized(rawR) },
+    { only: 'warm', workload: 'W-ARR/sqlite', figure: `warm read: second sum in 64 MiB chunks (fresh process), RAM limit ${(SIZE + 256 * MiB) / MiB} MiB, ${label}`, value: summarized(warm), unit: 'GB/s', baseline: 'plain Float64Array sum, same loop and windows', baselineValue: summarized(warmBase) },
+    { only: 'random', workload: 'W-ARR/sqlite', figure: `random A.get(i), 10,000 cold reads in a ${RANDOM_SIZE / MiB} MiB array, fresh process, RAM limit 512 MiB`, value: summarized(rnd.ZBlk0), unit: 'µs/read', baseline: 'plain Float64Array random read', baselineValue: summarized(rndBase) },
+    { only: 'random', workload: 'W-ARR/sqlite', figure: `random A.get(i), 10,000 cold reads in a ${RANDOM_SIZE / MiB} MiB array of ZBlk0 blocks, fresh process`, value: summarized(rnd.ZBlk0), unit: 'µs/read', baseline: 'better-sqlite3 select of a random 2 MiB blob, fresh process', baselineValue: summarized(rawRnd) },
+    { only: 'random', workload: 'W-ARR/sqlite', figure: `random A.get(i), 10,000 cold reads in a ${RANDOM_SIZE / MiB} MiB array of ZBlk1 blocks, fresh process, RAM limit 512 MiB`, value: summarized(rnd.ZBlk1), unit: 'µs/read', baseline: 'plain Float64Array random read', baselineValue: summarized(rndBase) },
+    { only: 'small', workload: 'W-ARR/sqlite', figure: `1,000 commits of one element at random, ${label}, ZBlk0`, value: summarized(small.ZBlk0), unit: 'commits/s', baseline: 'better-sqlite3 4 KiB blob update per transaction', baselineValue: summarized(rawSmall) },
+    { only: 'small', workload: 'W-ARR/sqlite', figure: `1,000 commits of one element at random, ${label}, ZBlk1`, value: summarized(small.ZBlk1), unit: 'commits/s', baseline: 'better-sqlite3 4 KiB blob update per transaction', baselineValue: summarized(rawSmall) },
+    { only: 'small', workload: 'W-ARR/sqlite', figure: 'database growth per small commit, ZBlk0', value: summarized(growth.ZBlk0), unit: 'bytes', baseline: 'block size', baselineValue: summarized([BLK]) },
+    { only: 'small', workload: 'W-ARR/sqlite', figure: 'database growth per small commit, ZBlk1', value: summarized(growth.ZBlk1), unit: 'bytes', baseline: 'chunk size', baselineValue: summarized([4096]) },
   ]
+  // (`only`: the figure that fills the row, see WARR_ONLY)
+  const rows = allRows.filter((r) => runs(r.only)).map(({ only: _, ...row }) => row)
   printRows(rows)
-  if (!process.env.WARR_NO_RESULTS) updateResults(rows)
+  if (!process.env.WARR_NO_RESULTS && ONLY === null) updateResults(rows)
 }
 
 await main()
