@@ -281,6 +281,7 @@ export class SQLiteStorage implements Storage {
       if (!this.#readOnly) this.#wal = WalKeeper.open(this.file, this.durability === 'full' ? 'FULL' : 'NORMAL', () => this.#db.pragma('wal_checkpoint(PASSIVE)'))
       if (this.#wal !== null) this.#db.pragma('wal_autocheckpoint = 0')
     } catch (error) {
+      this.#wal?.close()
       this.#db.close()
       throw this.#fileError(error, 'cannot open')
     }

@@ -9,6 +9,7 @@ import { type CheckpointWorkerData, Slot } from './wal-checkpointer.js'
 
 const { file, synchronous, state: shared } = workerData as CheckpointWorkerData
 const state = new Int32Array(shared)
+Atomics.store(state, Slot.Started, 1)
 
 function serve(db: Database.Database): void {
   let served = Atomics.load(state, Slot.Served)
@@ -16,14 +17,11 @@ function serve(db: Database.Database): void {
     Atomics.wait(state, Slot.Requested, served)
     if (Atomics.load(state, Slot.Stop) === 1) return
     const asked = Atomics.load(state, Slot.Requested)
-    let full = 0
     try {
-      const [r] = db.pragma('wal_checkpoint(PASSIVE)') as Array<{ busy: number; log: number; checkpointed: number }>
-      if (r !== undefined && r.busy === 0 && r.log === r.checkpointed) full = 1
+      db.pragma('wal_checkpoint(PASSIVE)')
     } catch {
       // SQLITE_BUSY (another connection checkpointing) and the like: the next request tries again
     }
-    Atomics.store(state, Slot.Full, full)
     served = asked
     Atomics.store(state, Slot.Served, served)
     Atomics.notify(state, Slot.Served)

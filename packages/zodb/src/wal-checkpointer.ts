@@ -12,7 +12,7 @@
 // The thread and the storage talk through a few words of shared memory (see Slot), so that
 // the storage, whose API is synchronous, can wait for a checkpoint (Atomics.wait) without
 // its event loop.
-import { closeSync, openSync, readSync } from 'node:fs'
+import { closeSync, existsSync, openSync, readSync } from 'node:fs'
 import { endianness } from 'node:os'
 import { Worker } from 'node:worker_threads'
 
@@ -26,8 +26,8 @@ export const Slot = {
   Requested: 0,
   /** The last request served (the worker sets it to what Requested was when it began). */
   Served: 1,
-  /** 1 when the last checkpoint copied the whole WAL (so the next write transaction restarts it). */
-  Full: 2,
+  /** 1 once the worker's module runs (a worker that never gets there is given up on; see STARTUP_MS). */
+  Started: 2,
   /** 1: the worker is to close its connection and end. */
   Stop: 3,
   /** 1 once the worker closed its connection; 2 if it could not open the file or failed. */
@@ -43,19 +43,39 @@ export interface CheckpointWorkerData {
 
 /** How long close() waits for the worker to close its connection (a checkpoint under way). */
 const CLOSE_WAIT_MS = 120_000
+/**
+ * How long a writer waits for a worker that has not started (its module failed to load, say:
+ * the 'error' event that tells so needs the event loop, which a synchronous commit does not
+ * give back). The worker is then given up on and checkpoints run on the storage's thread.
+ */
+const STARTUP_MS = 10_000
+/**
+ * How long a writer waits for a checkpoint under way before it writes anyway. Waiting only
+ * keeps the WAL short (the next transaction restarts it): a writer beside a running checkpoint
+ * is correct, so no commit ever hangs on a checkpoint that does not end.
+ */
+const WAIT_LIMIT_MS = 60_000
+
+const WORKER_SCRIPT = new URL('./wal-checkpoint-worker.js', import.meta.url)
 
 export class WalCheckpointer {
   readonly #state: Int32Array
   readonly #worker: Worker
+  readonly #startupMs: number
+  readonly #since = Date.now()
   #closed = false
   /** Checkpoints run, and how many of them a commit waited for (see SQLiteStorage). */
   readonly stats = { checkpoints: 0, waits: 0 }
 
-  constructor(file: string, synchronous: 'FULL' | 'NORMAL') {
+  /** `script` and `startupMs`: the worker's module and its startup allowance (tests give others). */
+  constructor(file: string, synchronous: 'FULL' | 'NORMAL', script = WORKER_SCRIPT, startupMs = STARTUP_MS) {
+    // A missing module (a bundle without it) fails here, at once, rather than after STARTUP_MS.
+    if (script.protocol === 'file:' && !existsSync(script)) throw new Error(`the checkpoint worker ${script.pathname} is missing`)
     const shared = new SharedArrayBuffer(SLOTS * 4)
     this.#state = new Int32Array(shared)
+    this.#startupMs = startupMs
     const workerData: CheckpointWorkerData = { file, synchronous, state: shared }
-    this.#worker = new Worker(new URL('./wal-checkpoint-worker.js', import.meta.url), { workerData })
+    this.#worker = new Worker(script, { workerData })
     this.#worker.on('error', (e) => {
       Atomics.store(this.#state, Slot.Ended, 2)
       log('checkpointer of %s failed: %O', file, e)
@@ -64,9 +84,19 @@ export class WalCheckpointer {
     log('checkpointer started for %s', file)
   }
 
-  /** False once the worker ended or failed: the storage then checkpoints on its own thread. */
+  /** False once the worker ended, failed or never started: the storage then checkpoints on its own thread. */
   get usable(): boolean {
-    return !this.#closed && Atomics.load(this.#state, Slot.Ended) === 0
+    return !this.#closed && this.#alive()
+  }
+
+  #alive(): boolean {
+    if (Atomics.load(this.#state, Slot.Ended) !== 0) return false
+    if (Atomics.load(this.#state, Slot.Started) === 0 && Date.now() - this.#since > this.#startupMs) {
+      log('checkpointer did not start within %d ms: checkpoints run on the storage thread', this.#startupMs)
+      Atomics.store(this.#state, Slot.Ended, 2)
+      return false
+    }
+    return true
   }
 
   /** Whether a checkpoint was asked for and is not finished. */
@@ -82,17 +112,19 @@ export class WalCheckpointer {
     Atomics.notify(this.#state, Slot.Requested)
   }
 
-  /**
-   * Waits for the checkpoint under way, if any. Returns whether the last checkpoint copied the
-   * whole WAL (false: readers of older snapshots kept frames in it, or the worker failed).
-   */
-  wait(): boolean {
-    if (this.busy) this.stats.waits++
+  /** Waits for the checkpoint under way, if any, for at most WAIT_LIMIT_MS. */
+  wait(): void {
+    if (!this.busy) return
+    this.stats.waits++
+    const deadline = Date.now() + WAIT_LIMIT_MS
     while (this.busy && this.usable) {
-      const served = Atomics.load(this.#state, Slot.Served)
-      Atomics.wait(this.#state, Slot.Served, served, 1000)
+      const left = deadline - Date.now()
+      if (left <= 0) {
+        log('a checkpoint ran over %d ms: writing beside it', WAIT_LIMIT_MS)
+        return
+      }
+      Atomics.wait(this.#state, Slot.Served, Atomics.load(this.#state, Slot.Served), Math.min(left, 1000))
     }
-    return Atomics.load(this.#state, Slot.Full) === 1
   }
 
   /** Lets a checkpoint under way finish, closes the worker's connection and ends the worker. */
@@ -103,7 +135,7 @@ export class WalCheckpointer {
     Atomics.add(this.#state, Slot.Requested, 1)
     Atomics.notify(this.#state, Slot.Requested)
     const deadline = Date.now() + CLOSE_WAIT_MS
-    while (Atomics.load(this.#state, Slot.Ended) === 0 && Date.now() < deadline) Atomics.wait(this.#state, Slot.Ended, 0, 100)
+    while (this.#alive() && Date.now() < deadline) Atomics.wait(this.#state, Slot.Ended, 0, 100)
     if (Atomics.load(this.#state, Slot.Ended) === 0) log('checkpointer did not end within %d ms', CLOSE_WAIT_MS)
     void this.#worker.terminate()
   }
@@ -221,9 +253,15 @@ export class WalKeeper {
     const worker = written >= BIG_COMMIT_FRAMES ? this.#worker() : null
     if (worker !== null) {
       worker.request()
-    } else {
-      this.#checkpointer?.wait() // one copy at a time
+      return
+    }
+    this.#checkpointer?.wait() // one copy at a time
+    try {
       this.#checkpointHere()
+    } catch (e) {
+      // The commit is durable in the WAL already: a failed copy (disk full, I/O error) must not
+      // report it failed. The next commit tries again, as SQLite's own checkpoints do.
+      log('checkpoint of %s failed: %O', this.#file, e)
     }
   }
 
