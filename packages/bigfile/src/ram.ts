@@ -21,13 +21,16 @@ export interface RAMOptions {
 
 export class RAM {
   readonly pageSize: number
+  /** Bytes above which non-dirty pages are evicted. */
+  readonly limit: number
   private nativeRam: NativeRam | null
 
   constructor(options: RAMOptions = {}) {
     this.pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE
+    this.limit = options.limit ?? DEFAULT_RAM_LIMIT
     this.nativeRam = addon.ramCreate(
       this.pageSize,
-      options.limit ?? DEFAULT_RAM_LIMIT,
+      this.limit,
       options.hardCap ?? 0,
       options.highWater ?? 0,
     )

@@ -36,6 +36,7 @@ import { log } from './log.js'
 import { addon, type PageState } from './native.js'
 import type { RAM } from './ram.js'
 import { type BlockDeps, type LoadReport, type ZBigFile, decodeReport, lookupBlock, openHandleCount } from './zbigfile.js'
+import { spareZBlk0Records } from './spare-records.js'
 import { ZBigFileBlocks } from './zbigfile-loader.js'
 import { CHUNK_SIZE, ZBlk0, ZBlk1, sameBytes, trimmedLength } from './zblk.js'
 
@@ -85,6 +86,11 @@ let liveHandles = 0
 let unclosed: Remains[] = []
 const keepAlive = new WeakMap<object, ZBigFileH>()
 
+/** One handle less; with none left, the spare block records are let go too. */
+function handleGone(): void {
+  if (--liveHandles === 0) spareZBlk0Records.clear()
+}
+
 function closeRemains(r: Remains): boolean {
   try {
     r.fileh.close()
@@ -93,7 +99,7 @@ function closeRemains(r: Remains): boolean {
   }
   r.storage.removeListener(r.listener)
   openHandleCount.set(r.zfile, (openHandleCount.get(r.zfile) ?? 1) - 1)
-  liveHandles--
+  handleGone()
   log('zbigfile handle %d closed by the garbage collector', r.fileh.id)
   return true
 }
@@ -365,7 +371,7 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
       this.#storage.removeListener(this.#listener)
     }
     collected.unregister(this)
-    liveHandles--
+    handleGone()
     openHandleCount.set(this.zfile, (openHandleCount.get(this.zfile) ?? 1) - 1)
     this.#deps.clear()
     this.#pending = []
@@ -504,10 +510,15 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
       }
       if (stored.has(pg) && state === 'loaded') {
         const { zblk, deps: now } = lookupBlock(this.zfile, pg)
-        // ZBlk0: its bytes are in the page, the connection's cache need not keep 2 MiB more.
+        // ZBlk0: its bytes are in the page, the connection's cache need not keep 2 MiB more;
+        // its record is written into again by a later commit where the storage copied it
+        // (spare-records.ts), kept up to the RAM limit (a commit's dirty pages fit in it).
         // ZBlk1 keeps its chunks (the cache's size bounds them): the next storeblk compares
         // the block with them, and reloading 512 chunks per commit costs 10x the commit.
-        if (zblk instanceof ZBlk0) zblk.release()
+        if (zblk instanceof ZBlk0) {
+          if (this.#storage.copiesRecords === true) zblk.releaseRecord(this.zfile.blksize, this.fileh.ram.limit)
+          else zblk.release()
+        }
         deps.set(pg, { ...now, snapshot: newSnapshot })
         continue
       }

@@ -16,6 +16,8 @@
 import { IOBTree } from '@wendelin/btrees'
 import { GHOST, OWN_RECORD, Persistent, bytesRecord, decodeRaw, registerClass, type Oid, type Storage, type Tid } from '@wendelin/zodb'
 
+import { spareZBlk0Records } from './spare-records.js'
+
 export const CHUNK_SIZE = 4096
 
 export type ZBlkFormat = 'ZBlk0' | 'ZBlk1'
@@ -111,7 +113,9 @@ function ghostBytes(obj: Persistent, storage: Storage, before: Tid, className: s
 export class ZBlk0 extends ZBlk {
   /**
    * The block's bytes without trailing zeros. Replaced, never changed in place: after storeFrom
-   * it views the record handed to the storage, which may keep it.
+   * it views the record handed to the storage, which may keep it. Valid while this object is
+   * not a ghost: once a commit's handle made it one again (releaseRecord), those bytes may be
+   * written over by a later commit.
    */
   data: Uint8Array = new Uint8Array(0)
 
@@ -152,10 +156,32 @@ export class ZBlk0 extends ZBlk {
   storeFrom(src: Uint8Array): void {
     const n = trimmedLength(src)
     if (this._p_oid !== null && sameBytes(this.data, src.subarray(0, n))) return // unchanged: no new revision
-    const { record, bytes } = bytesRecord(ZBLK0_CLASS, 'data', n)
+    const { record, bytes } = spareZBlk0Records.take(n) ?? bytesRecord(ZBLK0_CLASS, 'data', n)
     bytes.set(src.subarray(0, n))
     ownRecords.set(bytes, record)
     this.data = bytes
+  }
+
+  /**
+   * release(); and when that made this object a ghost, the record storeFrom wrote for it goes
+   * to the spare records (at most `capBytes` of them) for a later storeFrom to write into
+   * again — a full block's only (`blksize` bytes of data): a trimmed length rarely comes again.
+   * Only for a record whose commit finished on a storage that keeps no reference to it
+   * (Storage.copiesRecords): the bytes `data` viewed change then (no one else views them).
+   */
+  releaseRecord(blksize: number, capBytes: number): void {
+    if (this._p_state !== 0 /* UPTODATE: not a ghost, not changed since the commit */) {
+      this.release()
+      return
+    }
+    const bytes = this.data
+    this.release()
+    const isGhost = (this._p_state as number) === GHOST // release() changed it: no narrowing
+    if (!isGhost || bytes.length !== blksize) return
+    const record = ownRecords.get(bytes)
+    if (record === undefined) return // loaded from the storage, or given already
+    ownRecords.delete(bytes)
+    spareZBlk0Records.give({ record, bytes }, capBytes)
   }
 
   /**

@@ -226,6 +226,8 @@ export class SQLiteStorage implements Storage {
   readonly file: string
   readonly spec: string
   readonly shareable = true
+  /** SQLite copies every bound record in vote; tpc_finish and tpc_abort drop the commit's stores. */
+  readonly copiesRecords = true
   readonly durability: Durability
   readonly #db: Database.Database
   readonly #readOnly: boolean

@@ -84,6 +84,14 @@ export interface Storage {
   readonly spec: string
   /** Whether another thread can open `spec` and see the same data. */
   readonly shareable: boolean
+  /**
+   * True when the storage keeps no reference to the `data` of a store() once tpc_finish or
+   * tpc_abort of its transaction has returned (it copied the bytes): the caller may then write
+   * over that memory (ZBigFile reuses its block records). Absent or false: the storage may keep
+   * the bytes (MemoryStorage holds them as its data, the network client hands them to its I/O
+   * worker), and they must never change.
+   */
+  readonly copiesRecords?: boolean
 
   getName(): string
   /** Approximate size of the data in bytes. */
