@@ -117,6 +117,22 @@ export interface SQLiteStorageOptions {
    * back) and cost small commits (each rewrites whole pages); see the package README.
    */
   pageSize?: number
+  /**
+   * How many bytes of the database file reads go through a memory mapping (SQLite's mmap_size)
+   * instead of a pread per page; 0 reads with pread only. Default: as much as SQLite allows
+   * (2 GiB with better-sqlite3's build). Reading a 2 MiB record was ~15% faster mapped, a
+   * random W-ARR A.get() in a 4 GiB array 13%. The file never shrinks under a mapping (this
+   * storage does not VACUUM).
+   */
+  mmapSize?: number
+}
+
+/** The mmap_size asked for by default; SQLite lowers it to its compile-time maximum. */
+const DEFAULT_MMAP_SIZE = 2 ** 40
+
+function checkMmapSize(size: number): number {
+  if (!Number.isSafeInteger(size) || size < 0) throw new RangeError(`sqlite storage: mmapSize must be a whole number of bytes >= 0, not ${size}`)
+  return size
 }
 
 function checkPageSize(size: number): number {
@@ -216,6 +232,7 @@ function parseSpec(spec: string): { file: string; options: SQLiteStorageOptions 
       else if (k === 'readonly' || k === 'readOnly') options.readOnly = v !== '0' && v !== 'false'
       else if (k === 'busyTimeout' && /^\d+$/.test(v)) options.busyTimeout = Number(v)
       else if (k === 'pageSize' && /^\d+$/.test(v)) options.pageSize = checkPageSize(Number(v))
+      else if (k === 'mmapSize' && /^\d+$/.test(v)) options.mmapSize = checkMmapSize(Number(v))
       else throw new TypeError(`sqlite storage spec: unknown option ${k}=${v} in ${JSON.stringify(spec)}`)
     }
   }
@@ -229,6 +246,8 @@ export class SQLiteStorage implements Storage {
   /** SQLite copies every bound record in vote; tpc_finish and tpc_abort drop the commit's stores. */
   readonly copiesRecords = true
   readonly durability: Durability
+  /** Bytes of the file read through a memory mapping (SQLite's mmap_size in effect; 0: none). */
+  readonly mmapSize: number
   readonly #db: Database.Database
   readonly #readOnly: boolean
   readonly #listeners = new Set<InvalidationListener>()
@@ -266,9 +285,11 @@ export class SQLiteStorage implements Storage {
     this.#readOnly = options.readOnly ?? false
     this.durability = options.durability ?? 'full'
     const pageSize = options.pageSize === undefined ? undefined : checkPageSize(options.pageSize)
+    const mmapSize = options.mmapSize === undefined ? DEFAULT_MMAP_SIZE : checkMmapSize(options.mmapSize)
     const params = new URLSearchParams()
     if (this.durability !== 'full') params.set('durability', this.durability)
     if (this.#readOnly) params.set('readonly', '1')
+    if (options.mmapSize !== undefined) params.set('mmapSize', String(mmapSize))
     this.spec = `sqlite:${this.file}${params.size > 0 ? `?${params}` : ''}`
     if (!this.#readOnly) mkdirSync(path.dirname(this.file), { recursive: true })
     try {
@@ -279,6 +300,8 @@ export class SQLiteStorage implements Storage {
     try {
       this.#db.defaultSafeIntegers(true)
       this.#initialize(pageSize)
+      // After the page size is fixed; SQLite answers the size in effect (its maximum at most).
+      this.mmapSize = Number(this.#db.pragma(`mmap_size = ${mmapSize}`, { simple: true }))
       this.#stmt = this.prepareStatements()
       if (!this.#readOnly) this.#wal = WalKeeper.open(this.file, this.durability === 'full' ? 'FULL' : 'NORMAL', () => this.#db.pragma('wal_checkpoint(PASSIVE)'))
       if (this.#wal !== null) this.#db.pragma('wal_autocheckpoint = 0')
