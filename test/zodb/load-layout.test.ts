@@ -23,6 +23,12 @@ registerClass('test.load-layout.Shadowed', Shadowed)
 
 type Attrs = Record<string, unknown>
 
+/** A class of its own for the garbage test (its layout and keeper are made there). */
+class Kept extends Persistent {}
+registerClass('test.load-layout.Kept', Kept)
+
+const gc = (globalThis as { gc?: () => void }).gc
+
 describe('loading objects of one class with different attributes', () => {
   const shapes: Attrs[] = [
     { a: 1, b: 'one' },
@@ -91,5 +97,30 @@ describe('loading objects of one class with different attributes', () => {
     const loaded = session(db).root.list as Shadowed[]
     expect(loaded.map((o) => o.label)).to.deep.equal(['label 1', 'label 2', 'label 3'])
     expect(loaded.map((o) => Object.keys(o))).to.deep.equal([['stored'], ['stored'], ['stored']])
+  })
+
+  // The layout keeps an object of the class alive to keep its hidden class: that object must hold
+  // nothing of the loaded ones, their connection or their database.
+  ;(gc ? it : it.skip)('keeps no loaded object, connection or database alive (needs --expose-gc)', async () => {
+    const refs = (() => {
+      const db = newDB()
+      const w = session(db)
+      w.root.list = [1, 2, 3].map((n) => Object.assign(new Kept(), { n, payload: { big: 'x'.repeat(1000) } }))
+      w.tm.commit()
+      const s = session(db)
+      const objs = s.root.list as Array<Kept & Attrs>
+      for (const o of objs) expect(o.n).to.be.a('number') // loaded: the first makes the layout, the others reuse it
+      const out = { objs: objs.map((o) => new WeakRef(o)), conn: new WeakRef(s.conn), db: new WeakRef(db) }
+      s.tm.abort()
+      db.close()
+      return out
+    })()
+    for (let i = 0; i < 5; i++) {
+      gc!()
+      await new Promise((r) => setTimeout(r, 10))
+    }
+    expect(refs.objs.map((r) => r.deref())).to.deep.equal([undefined, undefined, undefined])
+    expect(refs.conn.deref()).to.equal(undefined)
+    expect(refs.db.deref()).to.equal(undefined)
   })
 })
