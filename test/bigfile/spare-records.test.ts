@@ -149,6 +149,22 @@ describe('spare ZBlk0 records', () => {
       for (let blk = 0; blk < BLOCKS; blk++) expect(storedValue(e, blk, tids[round]!)).to.equal(blockValue(round, blk))
   })
 
+  it('are let go once transactions stop writing (two boundaries storing nothing), kept while commits go on', () => {
+    const e = openEnv(sqlite())
+    const h = openHandle(e)
+    writeRound(e, h, 0)
+    writeRound(e, h, 1)
+    expect(spareZBlk0Records.bytes).to.be.at.least(BLOCKS * PS)
+    // Transactions that only read: the handle's boundaries store nothing.
+    for (let t = 0; t < 2; t++) {
+      const m = h.mmap(0, BLOCKS)
+      expect(m.bytes()[0]).to.equal(blockValue(1, 0))
+      m.unmap()
+      e.tm.commit()
+    }
+    expect(spareZBlk0Records.bytes).to.equal(0)
+  })
+
   it('are let go when the last handle closes', () => {
     const e = openEnv(sqlite())
     const h = openHandle(e)

@@ -16,6 +16,8 @@ export interface SpareRecord {
 export class SpareRecords {
   #byLength = new Map<number, SpareRecord[]>()
   #bytes = 0
+  /** A record was taken or given since the last idle(). */
+  #active = false
 
   /** Bytes of records kept. */
   get bytes(): number {
@@ -26,7 +28,10 @@ export class SpareRecords {
   take(n: number): SpareRecord | undefined {
     const list = this.#byLength.get(n)
     const spare = list?.pop()
-    if (spare !== undefined) this.#bytes -= spare.record.byteLength
+    if (spare !== undefined) {
+      this.#bytes -= spare.record.byteLength
+      this.#active = true
+    }
     return spare
   }
 
@@ -37,7 +42,18 @@ export class SpareRecords {
     if (list === undefined) this.#byLength.set(spare.bytes.length, (list = []))
     list.push(spare)
     this.#bytes += spare.record.byteLength
+    this.#active = true
     return true
+  }
+
+  /**
+   * At a transaction boundary that stored nothing: lets every kept record go when none was
+   * taken or given since the previous such boundary. A process that stopped writing in bulk
+   * keeps no records beyond its next two transactions; one that goes on keeps them.
+   */
+  idle(): void {
+    if (!this.#active) this.clear()
+    this.#active = false
   }
 
   /** Lets every kept record go (to the garbage collector). */

@@ -500,6 +500,7 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
     // 3. pages in memory
     const stored = new Set(this.#stored ?? [])
     this.#stored = null
+    if (stored.size === 0) spareZBlk0Records.idle() // no bulk writing: the spare records go
     const deps = new Map<number, Deps>()
     const invalidate: number[] = []
     const restart: number[] = []
