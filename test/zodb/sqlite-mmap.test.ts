@@ -1,4 +1,4 @@
-// SQLiteStorage reads the database file through a memory mapping (mmap_size) unless told not to.
+// SQLiteStorage reads the database file through a memory mapping (mmap_size) when asked to (mmapSize).
 import { expect } from 'chai'
 import { SQLiteStorage } from '@wendelin/zodb'
 
@@ -13,21 +13,23 @@ function bytes(n: number, seed: number): Uint8Array {
 }
 
 describe('SQLiteStorage memory-mapped reads', () => {
-  it('maps the file by default, not with mmapSize 0 (option or spec), and a spec carries the choice', () => {
+  it('maps the file only when asked (option or spec), and a spec carries the choice', () => {
     const file = freshSQLiteFile('wendelin-sqlite-mmap-')
-    const s = new SQLiteStorage(file)
-    const off = new SQLiteStorage(file, { mmapSize: 0 })
-    const fromSpec = SQLiteStorage.open(`sqlite:${file}?mmapSize=0`)
+    const off = new SQLiteStorage(file)
+    const on = new SQLiteStorage(file, { mmapSize: 2 ** 40 })
+    const fromSpec = SQLiteStorage.open(`sqlite:${file}?mmapSize=${1 << 30}`)
     try {
-      expect(s.mmapSize).to.be.greaterThan(1 << 30)
       expect(off.mmapSize).to.equal(0)
-      expect(fromSpec.mmapSize).to.equal(0)
-      expect(s.spec).to.not.include('mmapSize')
-      expect(SQLiteStorage.open(off.spec).mmapSize).to.equal(0)
+      expect(off.spec).to.not.include('mmapSize')
+      expect(on.mmapSize).to.be.greaterThan(1 << 30) // SQLite's maximum, not what was asked
+      expect(fromSpec.mmapSize).to.equal(1 << 30)
+      const reopened = SQLiteStorage.open(on.spec)
+      expect(reopened.mmapSize).to.equal(on.mmapSize)
+      reopened.close()
       expect(() => new SQLiteStorage(file, { mmapSize: -1 })).to.throw(RangeError)
     } finally {
-      s.close()
       off.close()
+      on.close()
       fromSpec.close()
     }
   })
@@ -35,7 +37,7 @@ describe('SQLiteStorage memory-mapped reads', () => {
   it('a mapped reader sees records committed later by another instance, the file grown past its size at open', () => {
     const file = freshSQLiteFile('wendelin-sqlite-mmap-')
     const writer = new SQLiteStorage(file)
-    const reader = new SQLiteStorage(file, { readOnly: true })
+    const reader = new SQLiteStorage(file, { readOnly: true, mmapSize: 2 ** 40 })
     try {
       const small = writer.newOid()
       const t1 = commitRecords(writer, [[small, 0n, bytes(100, 1)]])

@@ -119,16 +119,15 @@ export interface SQLiteStorageOptions {
   pageSize?: number
   /**
    * How many bytes of the database file reads go through a memory mapping (SQLite's mmap_size)
-   * instead of a pread per page; 0 reads with pread only. Default: as much as SQLite allows
-   * (2 GiB with better-sqlite3's build). Reading a 2 MiB record was ~15% faster mapped, a
-   * random W-ARR A.get() in a 4 GiB array 13%. The file never shrinks under a mapping (this
-   * storage does not VACUUM).
+   * instead of a pread per page; SQLite caps it at its compile-time maximum (2 GiB with
+   * better-sqlite3's build). Default 0: no mapping. Mapped, reading a 2 MiB record was ~15%
+   * faster and a random W-ARR A.get() in a 4 GiB array 13% (2026-11-21); but an I/O error or a
+   * file cut short under a mapping (by another program: this storage never shrinks it) is a
+   * SIGBUS that kills the process — every thread, a server with all its clients — where
+   * unmapped it is a StorageFileError. Opt in where that trade is acceptable.
    */
   mmapSize?: number
 }
-
-/** The mmap_size asked for by default; SQLite lowers it to its compile-time maximum. */
-const DEFAULT_MMAP_SIZE = 2 ** 40
 
 function checkMmapSize(size: number): number {
   if (!Number.isSafeInteger(size) || size < 0) throw new RangeError(`sqlite storage: mmapSize must be a whole number of bytes >= 0, not ${size}`)
@@ -285,11 +284,11 @@ export class SQLiteStorage implements Storage {
     this.#readOnly = options.readOnly ?? false
     this.durability = options.durability ?? 'full'
     const pageSize = options.pageSize === undefined ? undefined : checkPageSize(options.pageSize)
-    const mmapSize = options.mmapSize === undefined ? DEFAULT_MMAP_SIZE : checkMmapSize(options.mmapSize)
+    const mmapSize = checkMmapSize(options.mmapSize ?? 0)
     const params = new URLSearchParams()
     if (this.durability !== 'full') params.set('durability', this.durability)
     if (this.#readOnly) params.set('readonly', '1')
-    if (options.mmapSize !== undefined) params.set('mmapSize', String(mmapSize))
+    if (mmapSize > 0) params.set('mmapSize', String(mmapSize))
     this.spec = `sqlite:${this.file}${params.size > 0 ? `?${params}` : ''}`
     if (!this.#readOnly) mkdirSync(path.dirname(this.file), { recursive: true })
     try {
