@@ -48,3 +48,10 @@ export function voteError(storage: SQLiteStorage, records: Iterable<[bigint, Tid
   storage.tpc_abort(txn)
   return error
 }
+
+/** `n` bytes of a pattern (byte i is i * step + seed, mod 256): records whose every part differs. */
+export function patternBytes(n: number, seed: number, step = 7): Uint8Array {
+  const b = new Uint8Array(n)
+  for (let i = 0; i < n; i++) b[i] = (i * step + seed) & 0xff
+  return b
+}

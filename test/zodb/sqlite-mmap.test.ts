@@ -2,15 +2,11 @@
 import { expect } from 'chai'
 import { SQLiteStorage } from '@wendelin/zodb'
 
-import { commitRecords, freshSQLiteFile, removeSQLiteFiles } from './sqlite-helpers.js'
+import { commitRecords, freshSQLiteFile, patternBytes, removeSQLiteFiles } from './sqlite-helpers.js'
 
 after(removeSQLiteFiles)
 
-function bytes(n: number, seed: number): Uint8Array {
-  const b = new Uint8Array(n)
-  for (let i = 0; i < n; i++) b[i] = (i * 7 + seed) & 0xff
-  return b
-}
+const bytes = (n: number, seed: number): Uint8Array => patternBytes(n, seed, 7)
 
 describe('SQLiteStorage memory-mapped reads', () => {
   it('maps the file only when asked (option or spec), and a spec carries the choice', () => {

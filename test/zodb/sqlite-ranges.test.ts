@@ -2,15 +2,11 @@
 import { expect } from 'chai'
 import { POSKeyError, SQLiteStorage } from '@wendelin/zodb'
 
-import { commitRecords, freshSQLiteFile, removeSQLiteFiles } from './sqlite-helpers.js'
+import { commitRecords, freshSQLiteFile, patternBytes, removeSQLiteFiles } from './sqlite-helpers.js'
 
 after(removeSQLiteFiles)
 
-function bytes(n: number, seed: number): Uint8Array {
-  const b = new Uint8Array(n)
-  for (let i = 0; i < n; i++) b[i] = (i * 31 + seed) & 0xff
-  return b
-}
+const bytes = (n: number, seed: number): Uint8Array => patternBytes(n, seed, 31)
 
 describe('SQLiteStorage.loadBeforeRanges', () => {
   it('gives the ranges of the revision current before a tid, clipped at the record\'s end', () => {
