@@ -17,6 +17,9 @@
 //   formats             the same small commits with 'auto', and the bulk write of the
 //                       ZBIG_SMALL_MiB file in one transaction in each format (the measure
 //                       behind 'auto': ZBlk1 for small changes, ZBlk0 for bulk writes)
+// ZBIG_ONLY=cold runs only the three write/cold-read/warm-read runs (each measured exactly as in a
+// full run; the write makes the files the reads need), skips the small commits, prints its rows
+// and never writes RESULTS.md.
 // Size: ZBIG_MiB (default 1024). Rates are in MB/s of 10^6 bytes (as W-ARR's). Writes its rows
 // into bench/RESULTS.md.
 import fs from 'node:fs'
@@ -47,6 +50,8 @@ const SIZE = Number(process.env.ZBIG_MiB ?? 1024) * MiB
 const SMALL = Number(process.env.ZBIG_SMALL_MiB ?? 32) * MiB
 const RAM_LIMIT = SIZE / 4
 const CHUNK = RAM_LIMIT / 2 // bytes per write transaction
+const ONLY = process.env.ZBIG_ONLY
+if (ONLY !== undefined && ONLY !== 'cold') throw new Error(`ZBIG_ONLY: 'cold' is the only filter (got '${ONLY}')`)
 const scratch = fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir()
 const self = fileURLToPath(import.meta.url)
 
@@ -217,7 +222,7 @@ async function main() {
   const growth = { ZBlk0: [], ZBlk1: [], auto: [] }
   const bulk = { ZBlk0: [], ZBlk1: [], auto: [] }
   const rawSmall = []
-  for (let run = 0; run < 3; run++) {
+  for (let run = 0; run < (ONLY ? 0 : 3); run++) {
     for (const format of ['ZBlk0', 'ZBlk1', 'auto']) {
       const z = freshFile('small')
       const r = smallCommits(z.file, format)
@@ -231,10 +236,13 @@ async function main() {
     fs.rmSync(z.dir, { recursive: true, force: true })
     console.log(`run ${run}: small commits ZBlk0 ${small.ZBlk0.at(-1).toFixed(0)}/s +${growth.ZBlk0.at(-1).toFixed(0)} B, ZBlk1 ${small.ZBlk1.at(-1).toFixed(0)}/s +${growth.ZBlk1.at(-1).toFixed(0)} B, auto ${small.auto.at(-1).toFixed(0)}/s +${growth.auto.at(-1).toFixed(0)} B; bulk ${bulk.ZBlk0.at(-1).toFixed(0)}/${bulk.ZBlk1.at(-1).toFixed(0)}/${bulk.auto.at(-1).toFixed(0)} MB/s; raw ${rawSmall.at(-1).toFixed(0)}/s`)
   }
-  const rows = [
+  const coldRows = [
     { workload: 'ZBigFile/sqlite', figure: `write+commit, ${label}`, value: summarize(write), unit: 'MB/s', baseline: 'better-sqlite3 2 MiB blob inserts', baselineValue: summarize(rawW) },
     { workload: 'ZBigFile/sqlite', figure: `cold sequential read in a fresh process, ${label}`, value: summarize(cold), unit: 'MB/s', baseline: 'better-sqlite3 2 MiB blob selects, fresh process', baselineValue: summarize(rawR) },
     { workload: 'ZBigFile/sqlite', figure: `warm read, ${CHUNK / MiB} MiB loaded window (sum f64)`, value: summarize(warm), unit: 'GB/s', baseline: 'plain Float64Array', baselineValue: summarize(warmBase) },
+  ]
+  const rows = ONLY ? coldRows : [
+    ...coldRows,
     { workload: 'ZBigFile/sqlite', figure: `1,000 commits of 8 bytes at random, ${SMALL / MiB} MiB file, ZBlk0`, value: summarize(small.ZBlk0), unit: 'commits/s', baseline: 'better-sqlite3 4 KiB blob update per transaction', baselineValue: summarize(rawSmall) },
     { workload: 'ZBigFile/sqlite', figure: `1,000 commits of 8 bytes at random, ${SMALL / MiB} MiB file, ZBlk1`, value: summarize(small.ZBlk1), unit: 'commits/s', baseline: 'better-sqlite3 4 KiB blob update per transaction', baselineValue: summarize(rawSmall) },
     { workload: 'ZBigFile/sqlite', figure: `1,000 commits of 8 bytes at random, ${SMALL / MiB} MiB file, auto`, value: summarize(small.auto), unit: 'commits/s', baseline: 'better-sqlite3 4 KiB blob update per transaction', baselineValue: summarize(rawSmall) },
@@ -244,7 +252,7 @@ async function main() {
     { workload: 'ZBigFile/sqlite', figure: 'database growth per small commit, ZBlk1', value: summarize(growth.ZBlk1), unit: 'bytes', baseline: 'chunk size', baselineValue: summarize([4096, 4096, 4096]) },
   ]
   printRows(rows)
-  if (!process.env.ZBIG_NO_RESULTS) updateResults(rows)
+  if (!process.env.ZBIG_NO_RESULTS && !ONLY) updateResults(rows)
   for (const d of dirs) fs.rmSync(d, { recursive: true, force: true })
 }
 
