@@ -164,6 +164,9 @@ const SHM_MX_FRAME = 16
 const SHM_SALT = 32
 const SHM_N_BACKFILL = 96
 const SHM_HEADER_BYTES = 100
+/** A 32-bit word of the WAL-index, which SQLite writes in the machine's byte order. */
+const shmWord: (header: Buffer, at: number) => number =
+  endianness() === 'LE' ? (header, at) => header.readUInt32LE(at) : (header, at) => header.readUInt32BE(at)
 
 /**
  * Keeps the WAL of one writable SQLiteStorage short without checkpointing on the committing
@@ -225,9 +228,8 @@ export class WalKeeper {
       log('cannot read the WAL-index of %s: %O', this.#file, e)
     }
     if (n < SHM_HEADER_BYTES) return { frames: 0, backfilled: 0, salt: 0 }
-    const word = endianness() === 'LE' ? (at: number) => h.readUInt32LE(at) : (at: number) => h.readUInt32BE(at)
-    const frames = word(SHM_MX_FRAME)
-    return { frames, backfilled: Math.min(word(SHM_N_BACKFILL), frames), salt: word(SHM_SALT) }
+    const frames = shmWord(h, SHM_MX_FRAME)
+    return { frames, backfilled: Math.min(shmWord(h, SHM_N_BACKFILL), frames), salt: shmWord(h, SHM_SALT) }
   }
 
   #worker(): WalCheckpointer | null {
