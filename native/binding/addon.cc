@@ -514,9 +514,12 @@ void onLoaderWake(uv_async_t* wake) {
   Napi::HandleScope scope(env);
   while (LoadRequest* request = LoaderPool::instance().take(wake)) {
     std::uint32_t job = loader->nextJob++;
-    auto ab = Napi::ArrayBuffer::New(env, request->dest, request->len);
-    loader->jobs.emplace(job, LoadJob{request, Napi::Persistent(ab)});
+    bool registered = false;
     try {
+      // Inside the try: with the worker being torn down, even creating the buffer throws.
+      auto ab = Napi::ArrayBuffer::New(env, request->dest, request->len);
+      loader->jobs.emplace(job, LoadJob{request, Napi::Persistent(ab)});
+      registered = true;
       loader->handler.MakeCallback(
           env.Global(),
           {Napi::Number::New(env, static_cast<double>(request->filehId)),
@@ -525,17 +528,17 @@ void onLoaderWake(uv_async_t* wake) {
            request->async && request->asyncId >= 0 ? Napi::Number::New(env, request->asyncId) : env.Null()});
     } catch (const Napi::Error& e) {
       // The handler is expected to report errors through completeLoad; a synchronous throw is
-      // treated as a failed load.
-      auto it = loader->jobs.find(job);
-      if (it != loader->jobs.end()) {
-        LoadRequest* r = it->second.request;
+      // treated as a failed load (as is a job that could not even be handed to it).
+      if (registered) {
+        auto it = loader->jobs.find(job);
+        if (it == loader->jobs.end()) continue;  // completed already, by completeLoad
         it->second.buffer.Value().Detach();
         loader->jobs.erase(it);
-        std::snprintf(r->error, sizeof r->error, "loader handler threw: %s", e.Message().c_str());
-        r->ok = false;
-        LoaderPool::instance().finished(wake, r);
-        r->done.set();
       }
+      std::snprintf(request->error, sizeof request->error, "loader handler threw: %s", e.Message().c_str());
+      request->ok = false;
+      LoaderPool::instance().finished(wake, request);
+      request->done.set();
     }
   }
 }
