@@ -347,6 +347,44 @@ describe('ZBigFile', () => {
     expect(ZBlk0.recordBytes(new Uint8Array([1, 2, 3]))).to.equal(null)
   })
 
+  it('a loader reads a big ZBlk0 block straight into the page where the storage can (loadBeforeInto), else through a copy', () => {
+    const big = 4 * PS // data of 64 KiB or more: the record holds it in a bin 32
+    const e = env()
+    const zf = new ZBigFile(big, { format: 'ZBlk0' })
+    ;(e.conn.root as Record<string, unknown>).zfile = zf
+    e.tm.commit()
+    const bigRam = new RAM({ pageSize: big, limit: 4 * big })
+    rams.push(bigRam)
+    const h = zf.open({ ram: bigRam })
+    handles.push(h)
+    const m = h.mmap(0, 1)
+    const b = m.bytes()
+    for (let i = 0; i < big - 100; i++) b[i] = (i * 7) & 0xff || 1 // trailing 100 zero bytes: trimmed
+    const expected = b.slice()
+    e.tm.commit()
+    m.unmap()
+    const e2 = env(e.file)
+    const zblk = ((e2.conn.root as Record<string, unknown>).zfile as ZBigFile).blktab.get(0)!
+    const storage = e2.db.storage
+    let into = 0
+    const loadBeforeInto = storage.loadBeforeInto!.bind(storage)
+    storage.loadBeforeInto = (oid, tid, parts) => {
+      into++
+      return loadBeforeInto(oid, tid, parts)
+    }
+    const dest = new Uint8Array(big).fill(0xee)
+    expect(zblk.loadFrom(storage, e2.conn.before, dest)).to.equal(true)
+    expect(into).to.equal(1)
+    expect(zblk._p_status).to.equal('ghost')
+    expect(Buffer.compare(dest, expected)).to.equal(0)
+    // a storage that cannot: the same bytes, from the whole record
+    storage.loadBeforeInto = undefined
+    const dest2 = new Uint8Array(big).fill(0xee)
+    expect(zblk.loadFrom(storage, e2.conn.before, dest2)).to.equal(true)
+    expect(into).to.equal(1)
+    expect(Buffer.compare(dest2, expected)).to.equal(0)
+  })
+
   it('stores a ZBlk0 block as the record the encoder writes for its state, written once from the page', () => {
     const e = env()
     const zf = new ZBigFile(PS, { format: 'ZBlk0' })

@@ -1,35 +1,142 @@
-// SQLiteStorage.loadBeforeRanges: parts of a record as loadBefore would find it, at any snapshot.
+// SQLiteStorage.loadBeforeRanges and loadBeforeInto: parts of a record as loadBefore would find
+// it, at any snapshot — with the blob extension (incremental blob I/O) and without it.
+import { createRequire } from 'node:module'
+
+import Database from 'better-sqlite3'
 import { expect } from 'chai'
 import { POSKeyError, SQLiteStorage } from '@wendelin/zodb'
 
-import { commitRecords, freshSQLiteFile, patternBytes, removeSQLiteFiles } from './sqlite-helpers.js'
+import { commitRecords, freshSQLiteFile, meta, patternBytes, removeSQLiteFiles } from './sqlite-helpers.js'
 
 after(removeSQLiteFiles)
 
 const bytes = (n: number, seed: number): Uint8Array => patternBytes(n, seed, 31)
 
-describe('SQLiteStorage.loadBeforeRanges', () => {
-  it('gives the ranges of the revision current before a tid, clipped at the record\'s end', () => {
-    const s = new SQLiteStorage(freshSQLiteFile('wendelin-sqlite-ranges-'))
+/** A storage with a 3 MiB record then a 100-byte one for the same object. */
+function twoRevisions(blobExtension: boolean, file = freshSQLiteFile('wendelin-sqlite-ranges-')) {
+  const s = new SQLiteStorage(file, { blobExtension })
+  const oid = s.newOid()
+  const r1 = bytes(3 * 1024 * 1024, 1)
+  const r2 = bytes(100, 2)
+  const t1 = commitRecords(s, [[oid, 0n, r1]])
+  const t2 = commitRecords(s, [[oid, t1, r2]])
+  return { s, file, oid, r1, r2, t1, t2 }
+}
+
+for (const blobExtension of [true, false]) {
+  describe(`SQLiteStorage parts of records (${blobExtension ? 'incremental blob I/O' : 'without the blob extension'})`, () => {
+    it('tells whether it reads with the extension', () => {
+      const s = new SQLiteStorage(freshSQLiteFile('wendelin-sqlite-ranges-'), { blobExtension })
+      try {
+        // The build ships the extension: a build without it must fail here, not run slowly.
+        expect(s.blobExtension).to.equal(blobExtension)
+      } finally {
+        s.close()
+      }
+    })
+
+    it('loadBeforeRanges gives the ranges of the revision current before a tid, clipped at the record\'s end', () => {
+      const { s, oid, r1, r2, t1, t2 } = twoRevisions(blobExtension)
+      try {
+        const at = (tid: bigint, ranges: Array<[number, number]>) => s.loadBeforeRanges(oid, tid, ranges)!.map((p) => [...p])
+        // before t2: the big record, a range far into it and one across its end
+        expect(at(t2, [[0, 4], [2_000_000, 3], [r1.length - 2, 10]])).to.deep.equal([[...r1.subarray(0, 4)], [...r1.subarray(2_000_000, 2_000_003)], [...r1.subarray(r1.length - 2)]])
+        // the newest: the small one; a range past its end is empty
+        expect(at(t2 + 1n, [[98, 5], [500, 8]])).to.deep.equal([[...r2.subarray(98)], []])
+        // nothing before the first revision: null, as loadBefore
+        expect(s.loadBefore(oid, t1)).to.equal(null)
+        expect(s.loadBeforeRanges(oid, t1, [[0, 1]])).to.equal(null)
+        expect(() => s.loadBeforeRanges(oid + 1000n, t2, [[0, 1]])).to.throw(POSKeyError)
+        expect(() => s.loadBeforeRanges(oid, t2, [])).to.throw(RangeError)
+        expect(() => s.loadBeforeRanges(oid, t2, [[-1, 1]])).to.throw(RangeError)
+      } finally {
+        s.close()
+      }
+    })
+
+    it('loadBeforeInto copies the parts into the caller\'s arrays and leaves the rest of each as it was', () => {
+      const { s, oid, r1, r2, t1, t2 } = twoRevisions(blobExtension)
+      try {
+        const head = new Uint8Array(8)
+        const middle = new Uint8Array(1_000_000)
+        const tail = new Uint8Array(10).fill(0xee)
+        const rec = s.loadBeforeInto(oid, t2, [
+          [0, head],
+          [1_500_000, middle],
+          [r1.length - 4, tail],
+        ])
+        expect(rec).to.deep.equal({ serial: t1, length: r1.length })
+        expect([...head]).to.deep.equal([...r1.subarray(0, 8)])
+        expect(Buffer.from(middle).equals(r1.subarray(1_500_000, 2_500_000))).to.equal(true)
+        expect([...tail]).to.deep.equal([...r1.subarray(r1.length - 4), 0xee, 0xee, 0xee, 0xee, 0xee, 0xee])
+        // the newest revision; a part past its end is untouched
+        const past = new Uint8Array(4).fill(7)
+        const all = new Uint8Array(200)
+        expect(s.loadBeforeInto(oid, t2 + 1n, [[0, all], [100, past]])).to.deep.equal({ serial: t2, length: 100 })
+        expect([...all.subarray(0, 100)]).to.deep.equal([...r2])
+        expect([...past]).to.deep.equal([7, 7, 7, 7])
+        expect(s.loadBeforeInto(oid, t1, [[0, all]])).to.equal(null)
+        expect(() => s.loadBeforeInto(oid + 1000n, t2, [[0, all]])).to.throw(POSKeyError)
+        expect(() => s.loadBeforeInto(oid, t2, [])).to.throw(RangeError)
+        expect(() => s.loadBeforeInto(oid, t2, [[-1, all]])).to.throw(RangeError)
+      } finally {
+        s.close()
+      }
+    })
+
+    it('reads pages in the WAL and pages copied back into the file alike, and a deletion as null', () => {
+      const { s, file, oid, r1, t2 } = twoRevisions(blobExtension)
+      s.close() // the last close checkpoints: every page is in the file now
+      const reopened = new SQLiteStorage(file, { blobExtension })
+      try {
+        const dest = new Uint8Array(r1.length)
+        expect(reopened.loadBeforeInto(oid, t2, [[0, dest]])!.length).to.equal(r1.length)
+        expect(Buffer.from(dest).equals(r1)).to.equal(true)
+        expect([...reopened.loadBeforeRanges(oid, t2, [[3_000_000, 5]])![0]!]).to.deep.equal([...r1.subarray(3_000_000, 3_000_005)])
+        // undoing an object's creation leaves a deletion record (no data) as its newest
+        const other = reopened.newOid()
+        const created = commitRecords(reopened, [[other, 0n, bytes(70_000, 3)]])
+        const txn = meta()
+        reopened.tpc_begin(txn)
+        reopened.undo(created, txn)
+        reopened.tpc_vote(txn)
+        const t3 = reopened.tpc_finish(txn)
+        expect(reopened.loadBefore(other, t3 + 1n)).to.equal(null)
+        expect(reopened.loadBeforeRanges(other, t3 + 1n, [[0, 4]])).to.equal(null)
+        expect(reopened.loadBeforeInto(other, t3 + 1n, [[0, dest]])).to.equal(null)
+        expect(reopened.loadBeforeRanges(other, t3, [[69_998, 4]])!.map((p) => p.length)).to.deep.equal([2])
+      } finally {
+        reopened.close()
+      }
+    })
+  })
+}
+
+describe('the blob extension on its own', () => {
+  it('refuses to read into destinations that were not set, and bad arguments, with clear errors', () => {
+    const { s, file } = twoRevisions(true)
+    s.close()
+    const addonPath = process.env.WENDELIN_SQLITE_BLOB_ADDON || new URL('../../../build/Release/sqlite_blob.node', import.meta.url).pathname
+    const addon = createRequire(import.meta.url)(addonPath) as { setDestinations(d: Uint8Array[]): void; clearDestinations(): void }
+    const db = new Database(file, { readonly: true })
     try {
-      const oid = s.newOid()
-      const r1 = bytes(3 * 1024 * 1024, 1)
-      const r2 = bytes(100, 2)
-      const t1 = commitRecords(s, [[oid, 0n, r1]])
-      const t2 = commitRecords(s, [[oid, t1, r2]])
-      const at = (tid: bigint, ranges: Array<[number, number]>) => s.loadBeforeRanges(oid, tid, ranges)!.map((p) => [...p])
-      // before t2: the big record, a range far into it and one across its end
-      expect(at(t2, [[0, 4], [2_000_000, 3], [r1.length - 2, 10]])).to.deep.equal([[...r1.subarray(0, 4)], [...r1.subarray(2_000_000, 2_000_003)], [...r1.subarray(r1.length - 2)]])
-      // the newest: the small one; a range past its end is empty
-      expect(at(t2 + 1n, [[98, 5], [500, 8]])).to.deep.equal([[...r2.subarray(98)], []])
-      // nothing before the first revision: null, as loadBefore
-      expect(s.loadBefore(oid, t1)).to.equal(null)
-      expect(s.loadBeforeRanges(oid, t1, [[0, 1]])).to.equal(null)
-      expect(() => s.loadBeforeRanges(oid + 1000n, t2, [[0, 1]])).to.throw(POSKeyError)
-      expect(() => s.loadBeforeRanges(oid, t2, [])).to.throw(RangeError)
-      expect(() => s.loadBeforeRanges(oid, t2, [[-1, 1]])).to.throw(RangeError)
+      db.loadExtension(addonPath)
+      const read = db.prepare("SELECT wendelin_blob_read('object_revisions', 'data', rowid, ?, ?) FROM object_revisions WHERE length(data) > 1000 LIMIT 1").pluck()
+      expect(() => read.get(0, 0)).to.throw(/no such destination/)
+      const dest = new Uint8Array(16)
+      addon.setDestinations([dest])
+      try {
+        expect(read.get(0, 0)).to.equal(16)
+        expect(() => read.get(0, 1)).to.throw(/no such destination/)
+        expect(() => read.get(-1, 0)).to.throw(/offset must be an integer >= 0/)
+      } finally {
+        addon.clearDestinations()
+      }
+      expect(() => read.get(0, 0)).to.throw(/no such destination/)
+      expect(() => addon.setDestinations([new Uint16Array(2) as unknown as Uint8Array])).to.throw(TypeError, /Uint8Array/)
+      expect(() => db.prepare("SELECT wendelin_blob_range('no_such_table', 'data', 1, 0, 4)").get()).to.throw(/no such table/)
     } finally {
-      s.close()
+      db.close()
     }
   })
 })

@@ -50,6 +50,7 @@ import type {
   TransactionMetaData,
   TransactionRecord,
 } from './storage.js'
+import { type BlobIO, blobIO } from './sqlite-blob-io.js'
 import { registerStorageScheme } from './storage-spec.js'
 import { type Oid, type Tid, MAX_TID, checkId, idToHex, newTid, tidFromDate, tidToDate } from './tid.js'
 import { CHECKPOINT_FRAMES, WalKeeper } from './wal-checkpointer.js'
@@ -127,6 +128,12 @@ export interface SQLiteStorageOptions {
    * unmapped it is a StorageFileError. Opt in where that trade is acceptable.
    */
   mmapSize?: number
+  /**
+   * Read parts of records with SQLite's incremental blob I/O (the blob extension, built with
+   * the package: see loadBeforeRanges and loadBeforeInto). Default true where it is built;
+   * false reads them as before it (substr, or a whole load and a copy), for comparison.
+   */
+  blobExtension?: boolean
 }
 
 function checkMmapSize(size: number): number {
@@ -269,6 +276,13 @@ export class SQLiteStorage implements Storage {
   readonly #stmt: ReturnType<SQLiteStorage['prepareStatements']>
   /** Checkpoints of a writable instance, off the committing thread (null: SQLite's autocheckpoint). */
   #wal: WalKeeper | null = null
+  /** The blob extension, loaded into this connection (null: not built, not loadable, or not wanted). */
+  #blobIO: BlobIO | null = null
+
+  /** Whether parts of records are read with SQLite's incremental blob I/O (options.blobExtension). */
+  get blobExtension(): boolean {
+    return this.#blobIO !== null
+  }
 
   /** Open `sqlite:/path/file.sqlite[?durability=normal&readonly=1]` or a plain path. */
   static open(specOrFile: string, options: SQLiteStorageOptions = {}): SQLiteStorage {
@@ -298,6 +312,7 @@ export class SQLiteStorage implements Storage {
     }
     try {
       this.#db.defaultSafeIntegers(true)
+      this.#blobIO = options.blobExtension === false ? null : loadBlobExtension(this.#db)
       this.#initialize(pageSize)
       // After the page size is fixed; SQLite answers the size in effect (its maximum at most).
       this.mmapSize = Number(this.#db.pragma(`mmap_size = ${mmapSize}`, { simple: true }))
@@ -639,34 +654,68 @@ export class SQLiteStorage implements Storage {
   }
 
   /**
-   * `substr` of the newest revision before `tid`. SQLite still reads the whole record into its
-   * own memory (the column is loaded before substr cuts it), but only the ranges come back:
-   * random 2 MiB records, fresh process, one sitting: header and 8 bytes 600-940 us, the whole
-   * record 1,700-2,900 (its copy into a Buffer included), length() alone 5.
+   * Ranges of the newest revision before `tid`. With the blob extension (sqlite-blob-io.ts)
+   * only the pages of each range are read (and the links of the pages before it); without it,
+   * `substr`, for which SQLite reads the whole record into its own memory first. Random
+   * ranges of 2 MiB records (4 KiB pages, page cache warm), header and 8 bytes: 260-280 us
+   * with substr, 33-46 us with the extension (2026-11-21).
    */
   loadBeforeRanges(oid: Oid, tid: Tid, ranges: ReadonlyArray<readonly [offset: number, length: number]>): Uint8Array[] | null {
     this.#checkOpen()
     if (ranges.length === 0 || ranges.length > 8) throw new RangeError(`loadBeforeRanges: 1 to 8 ranges, not ${ranges.length}`)
     const args: unknown[] = []
     for (const [offset, length] of ranges) {
-      if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) {
-        throw new RangeError(`loadBeforeRanges: bad range [${offset}, ${length}]`)
-      }
-      args.push(offset + 1, length) // substr counts from 1
+      checkRange('loadBeforeRanges', offset, length)
+      args.push(this.#blobIO === null ? offset + 1 : offset, length) // substr counts from 1
     }
+    const row = this.#rowBefore('load', oid, tid, args, this.#rangesStatement(ranges.length))
+    if (row === null) return null
+    const parts: Uint8Array[] = []
+    for (let i = 2; i < row.length; i++) parts.push(row[i] === null ? new Uint8Array(0) : toBytes(row[i]))
+    return parts
+  }
+
+  /**
+   * Copies parts of the newest revision before `tid` into the caller's arrays: for each
+   * `[offset, dest]`, bytes [offset, offset + dest.length) of the record (fewer where it ends
+   * first; the rest of `dest` is left as it was). Returns the record's serial and length; null,
+   * or POSKeyError, as loadBefore. With the blob extension the pages of a part are read
+   * straight into `dest` (2 MiB records: ~360 us against ~900 for a select and a copy);
+   * without it, loadBefore and a copy. `dest` is garbage if this throws.
+   */
+  loadBeforeInto(oid: Oid, tid: Tid, parts: ReadonlyArray<readonly [offset: number, dest: Uint8Array]>): { serial: Tid; length: number } | null {
+    this.#checkOpen()
+    if (parts.length === 0 || parts.length > 8) throw new RangeError(`loadBeforeInto: 1 to 8 parts, not ${parts.length}`)
+    for (const [offset, dest] of parts) checkRange('loadBeforeInto', offset, dest.length)
+    const blobIO = this.#blobIO
+    if (blobIO === null) {
+      const rev = this.loadBefore(oid, tid)
+      if (rev === null) return null
+      for (const [offset, dest] of parts) if (offset < rev.data.length) dest.set(rev.data.subarray(offset, offset + dest.length))
+      return { serial: rev.serial, length: rev.data.length }
+    }
+    const args = parts.map(([offset]) => offset)
+    const row = blobIO.into(
+      parts.map(([, dest]) => dest),
+      () => this.#rowBefore('load', oid, tid, args, this.#readIntoStatement(parts.length)),
+    )
+    return row === null ? null : { serial: row[0] as Tid, length: Number(row[1]) }
+  }
+
+  /**
+   * The row (tid, length(data), ...) `stmt` gives for the newest revision of `oid` before `tid`
+   * with `args` bound before oid and tid; null for a deletion or where the object has revisions,
+   * none before `tid` (as loadBefore); POSKeyError where it has none.
+   */
+  #rowBefore(what: string, oid: Oid, tid: Tid, args: unknown[], stmt: Database.Statement): unknown[] | null {
     const visible = this.#visibleBefore()
-    args.push(oid, tid < visible ? tid : visible)
-    const row = this.#guard('load', () => this.#rangesStatement(ranges.length).get(args) as unknown[] | undefined)
+    const row = this.#guard(what, () => stmt.get([...args, oid, tid < visible ? tid : visible]) as unknown[] | undefined)
     if (row === undefined) {
-      // As loadBefore: null if the object has a revision, only none before `tid`.
-      const exists = this.#guard('load', () => this.#existsStatement().get(oid, visible) !== undefined)
+      const exists = this.#guard(what, () => this.#existsStatement().get(oid, visible) !== undefined)
       if (!exists) throw new POSKeyError(oid)
       return null
     }
-    if (row[1] === null) return null // a deletion
-    const parts: Uint8Array[] = []
-    for (let i = 1; i < row.length; i++) parts.push(row[i] === null ? new Uint8Array(0) : toBytes(row[i]))
-    return parts
+    return row[1] === null ? null : row // length(data) is null for a deletion
   }
 
   /** Whether an object has any revision before a tid (without reading its record). */
@@ -674,12 +723,25 @@ export class SQLiteStorage implements Storage {
     return this.#statement('exists', () => this.#db.prepare('SELECT 1 FROM object_revisions WHERE oid = ? AND tid < ? LIMIT 1').raw())
   }
 
-  /** SELECT tid and `n` substrings of the newest revision before a tid. */
+  /**
+   * SELECT tid, length(data) (which reads no more than the record's header) and `n` ranges of
+   * the newest revision before a tid. The CASE keeps a deletion's NULL from the extension.
+   */
   #rangesStatement(n: number): Database.Statement {
-    return this.#statement(`ranges:${n}`, () => {
-      const parts = Array.from({ length: n }, () => 'substr(data, ?, ?)').join(', ')
-      return this.#db.prepare(`SELECT tid, ${parts} FROM object_revisions WHERE oid = ? AND tid < ? ORDER BY rowid DESC LIMIT 1`).raw()
-    })
+    const range = this.#blobIO === null ? 'substr(data, ?, ?)' : "CASE WHEN length(data) IS NULL THEN NULL ELSE wendelin_blob_range('object_revisions', 'data', rowid, ?, ?) END"
+    return this.#newestBeforeStatement(`ranges:${n}`, Array(n).fill(range))
+  }
+
+  /** SELECT tid, length(data) and `n` copies into destination slots 0..n-1 (see loadBeforeInto). */
+  #readIntoStatement(n: number): Database.Statement {
+    const reads = Array.from({ length: n }, (_, i) => `CASE WHEN length(data) IS NULL THEN NULL ELSE wendelin_blob_read('object_revisions', 'data', rowid, ?, ${i}) END`)
+    return this.#newestBeforeStatement(`into:${n}`, reads)
+  }
+
+  #newestBeforeStatement(key: string, columns: string[]): Database.Statement {
+    return this.#statement(key, () =>
+      this.#db.prepare(`SELECT tid, length(data), ${columns.join(', ')} FROM object_revisions WHERE oid = ? AND tid < ? ORDER BY rowid DESC LIMIT 1`).raw(),
+    )
   }
 
   /** Statements prepared when first needed (some kinds come in one per list length), by key. */
@@ -1176,6 +1238,24 @@ export class SQLiteStorage implements Storage {
       return new StorageFileError(this.file, `${what}: ${(error as Error).message}`, { cause: error })
     }
     return error
+  }
+}
+
+/** Loads the blob extension into a connection; null (logged) where it cannot. */
+function loadBlobExtension(db: Database.Database): BlobIO | null {
+  if (blobIO === null) return null
+  try {
+    db.loadExtension(blobIO.path)
+    return blobIO
+  } catch (error) {
+    log('cannot load %s into SQLite (ranges of records are read with substr): %s', blobIO.path, (error as Error).message)
+    return null
+  }
+}
+
+function checkRange(what: string, offset: number, length: number): void {
+  if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) {
+    throw new RangeError(`${what}: bad range [${offset}, ${length}]`)
   }
 }
 

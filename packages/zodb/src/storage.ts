@@ -181,6 +181,16 @@ export interface Storage {
    */
   loadBeforeRanges?(oid: Oid, tid: Tid, ranges: ReadonlyArray<readonly [offset: number, length: number]>): Uint8Array[] | null
 
+  /**
+   * Optional: copies parts of the record of `oid` current before `tid`, as `loadBefore` would
+   * find it, into the caller's arrays: for each `[offset, dest]`, bytes [offset, offset +
+   * dest.length) (fewer where the record ends first; the rest of `dest` untouched). Returns the
+   * record's serial and length; null where loadBefore gives null; POSKeyError as loadBefore.
+   * `dest` holds garbage if it throws. Never required for correctness (a loader worker fills a
+   * page with a 2 MiB block's bytes without an intermediate copy).
+   */
+  loadBeforeInto?(oid: Oid, tid: Tid, parts: ReadonlyArray<readonly [offset: number, dest: Uint8Array]>): { serial: Tid; length: number } | null
+
   /** Listen for committed transactions (each storage delivers in tid order). */
   addListener(listener: InvalidationListener): void
   removeListener(listener: InvalidationListener): void

@@ -1,0 +1,55 @@
+// Part-of-a-record reads for SQLiteStorage: SQLite's incremental blob I/O, which better-sqlite3
+// does not expose, through build/Release/sqlite_blob.node (native/sqlite/blob_io.c). That file
+// is both a Node-API module (it is handed the memory to read into) and a SQLite extension
+// (SQL functions wendelin_blob_range and wendelin_blob_read), loaded into each connection.
+//
+// Without it the storage still works: a range is then a substr() of the whole record, which
+// SQLite reads in full (every overflow page) before cutting it.
+import { existsSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+import createDebug from 'debug'
+
+const log = createDebug('wendelin:zodb:sqlite')
+
+interface BlobAddon {
+  setDestinations(dests: readonly Uint8Array[]): void
+  clearDestinations(): void
+}
+
+/** The extension: its file (for Database.loadExtension) and the calls that set destinations. */
+export interface BlobIO {
+  /** The file; SQLite finds its entry point from the name (sqlite3_sqliteblob_init). */
+  readonly path: string
+  /**
+   * Runs `read` with `dests` as destination slots 0, 1, ... of wendelin_blob_read on this
+   * thread; they are forgotten when it returns or throws.
+   */
+  into<T>(dests: readonly Uint8Array[], read: () => T): T
+}
+
+function load(): BlobIO | null {
+  const here = path.dirname(fileURLToPath(import.meta.url))
+  const file = process.env.WENDELIN_SQLITE_BLOB_ADDON || path.resolve(here, '../../../build/Release/sqlite_blob.node')
+  if (!existsSync(file)) {
+    log('no %s: ranges of records are read with substr (the whole record)', file)
+    return null
+  }
+  const addon = createRequire(import.meta.url)(file) as BlobAddon
+  return {
+    path: file,
+    into(dests, read) {
+      addon.setDestinations(dests)
+      try {
+        return read()
+      } finally {
+        addon.clearDestinations()
+      }
+    },
+  }
+}
+
+/** The extension, or null where it was not built. */
+export const blobIO: BlobIO | null = load()
