@@ -4,7 +4,7 @@ import { createRequire } from 'node:module'
 
 import Database from 'better-sqlite3'
 import { expect } from 'chai'
-import { POSKeyError, SQLiteStorage } from '@wendelin/zodb'
+import { type AutoVacuum, POSKeyError, SQLiteStorage } from '@wendelin/zodb'
 
 import { commitRecords, freshSQLiteFile, meta, patternBytes, removeSQLiteFiles } from './sqlite-helpers.js'
 
@@ -13,8 +13,8 @@ after(removeSQLiteFiles)
 const bytes = (n: number, seed: number): Uint8Array => patternBytes(n, seed, 31)
 
 /** A storage with a 3 MiB record then a 100-byte one for the same object. */
-function twoRevisions(blobExtension: boolean, file = freshSQLiteFile('wendelin-sqlite-ranges-')) {
-  const s = new SQLiteStorage(file, { blobExtension })
+function twoRevisions(blobExtension: boolean, autoVacuum: AutoVacuum = 'none', file = freshSQLiteFile('wendelin-sqlite-ranges-')) {
+  const s = new SQLiteStorage(file, { blobExtension, autoVacuum })
   const oid = s.newOid()
   const r1 = bytes(3 * 1024 * 1024, 1)
   const r2 = bytes(100, 2)
@@ -84,11 +84,14 @@ for (const blobExtension of [true, false]) {
       }
     })
 
-    it('reads pages in the WAL and pages copied back into the file alike, and a deletion as null', () => {
-      const { s, file, oid, r1, t2 } = twoRevisions(blobExtension)
+    for (const autoVacuum of ['none', 'incremental'] as const)
+    it(`reads pages in the WAL and pages copied back into the file alike, and a deletion as null (auto_vacuum ${autoVacuum})`, () => {
+      const { s, file, oid, r1, t2 } = twoRevisions(blobExtension, autoVacuum)
+      expect(s.autoVacuum).to.equal(autoVacuum)
       s.close() // the last close checkpoints: every page is in the file now
       const reopened = new SQLiteStorage(file, { blobExtension })
       try {
+        expect(reopened.autoVacuum).to.equal(autoVacuum) // the file's, chosen at its creation
         const dest = new Uint8Array(r1.length)
         expect(reopened.loadBeforeInto(oid, t2, [[0, dest]])!.length).to.equal(r1.length)
         expect(Buffer.from(dest).equals(r1)).to.equal(true)

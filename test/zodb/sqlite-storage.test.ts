@@ -109,6 +109,22 @@ describe('SQLiteStorage', () => {
       expect(() => SQLiteStorage.open(`sqlite:${freshFile()}?pageSize=131072`)).to.throw(RangeError, /not 131072/)
     })
 
+    it('creates a file with the auto_vacuum mode asked for, keeps an existing file\'s, and refuses a bad one', async () => {
+      const file = freshFile()
+      const s = (await openStorage(`sqlite:${file}?autoVacuum=incremental`)) as SQLiteStorage
+      expect(s.autoVacuum).to.equal('incremental')
+      const oid = s.newOid()
+      const tid = commitRecords(s, [[oid, 0n, new Uint8Array(300_000).fill(7)]])
+      s.close()
+      const again = new SQLiteStorage(file, { autoVacuum: 'none' }) // an existing file keeps its mode
+      expect(again.autoVacuum).to.equal('incremental')
+      expect(again.loadBefore(oid, tid + 1n)!.data.length).to.equal(300_000)
+      again.close()
+      expect(new SQLiteStorage(freshFile()).autoVacuum).to.equal('none')
+      expect(() => new SQLiteStorage(freshFile(), { autoVacuum: 'full' as 'none' })).to.throw(RangeError, /autoVacuum must be 'none' or 'incremental'/)
+      expect(() => SQLiteStorage.open(`sqlite:${freshFile()}?autoVacuum=yes`)).to.throw(RangeError, /not "yes"/)
+    })
+
     it('refuses a read-only open of a file that does not exist', () => {
       expect(() => new SQLiteStorage(path.join(scratch, 'no-such-dir-xyz', 'db.sqlite'), { readOnly: true })).to.throw(StorageFileError, /cannot open/)
     })
