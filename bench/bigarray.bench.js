@@ -13,9 +13,12 @@
 //               same size in that process
 //   random          10,000 A.get(i) at random places of a WARR_RANDOM_MiB array (default 4096),
 //                   cold, in a fresh process with a 512 MiB RAM limit: µs per read (each value
-//                   checked); once with ZBlk0 blocks (a read of a page not in memory reads a
-//                   range of its 2 MiB record, a few times per page, then loads the page), once
-//                   with ZBlk1 blocks (a read of a page not in memory reads one 4 KiB chunk)
+//                   checked); with ZBlk0 blocks (a read of a page not in memory reads a range of
+//                   its 2 MiB record, up to 32 times per page, then loads the page) in a
+//                   database created with the defaults and in one created with SQLite's
+//                   pointer map (autoVacuum: 'incremental': the range read skips the pages
+//                   before it without reading them), and with ZBlk1 blocks (a read of a page
+//                   not in memory reads one 4 KiB chunk)
 //     baseline: the same reads from a plain Float64Array (warm memory); for ZBlk0 also what
 //               SQLite alone takes: a fresh process selecting the 2 MiB blob of random blocks
 //   small updates   1,000 transactions each setting one element at a random place of the
@@ -66,16 +69,16 @@ const TXN_BYTES = RAM_LIMIT / 2
 const scratch = fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir()
 const self = fileURLToPath(import.meta.url)
 
-function openZ(file) {
-  const db = new DB(new SQLiteStorage(file), { cacheSize: 50000 })
+function openZ(file, storageOptions = {}) {
+  const db = new DB(new SQLiteStorage(file, storageOptions), { cacheSize: 50000 })
   const tm = new TransactionManager()
   const conn = db.open({ transactionManager: tm })
   return { db, tm, conn }
 }
 
 /** Creates root.a, bytes long, filled with i * 0.5 through 64 MiB views: MB/s. */
-function writeArray(file, bytes, format = 'ZBlk0') {
-  const { db, tm, conn } = openZ(file)
+function writeArray(file, bytes, format = 'ZBlk0', storageOptions = {}) {
+  const { db, tm, conn } = openZ(file, storageOptions)
   conn.root.a = new ZBigArray([bytes / 8], 'float64', { blksize: BLK, format })
   tm.commit()
   const ram = new RAM({ pageSize: BLK, limit: RAM_LIMIT })
@@ -331,19 +334,25 @@ async function main() {
         `ZBlk1 ${at(small.ZBlk1)}/s +${at(growth.ZBlk1)} B (raw ${at(rawSmall)}/s)`,
     )
   }
-  // random reads: one array of RANDOM_SIZE per block format, read cold by RUNS fresh processes
-  const rnd = { ZBlk0: [], ZBlk1: [] }
+  // random reads: one array of RANDOM_SIZE per block format (and ZBlk0 once more in a database
+  // created with SQLite's pointer map), read cold by RUNS fresh processes
+  const rnd = { ZBlk0: [], ZBlk0ptrmap: [], ZBlk1: [] }
   const rndBase = []
-  for (const format of runs('random') ? ['ZBlk0', 'ZBlk1'] : []) {
+  const randomArrays = [
+    { key: 'ZBlk0', format: 'ZBlk0', options: {} },
+    { key: 'ZBlk0ptrmap', format: 'ZBlk0', options: { autoVacuum: 'incremental' } },
+    { key: 'ZBlk1', format: 'ZBlk1', options: {} },
+  ]
+  for (const { key, format, options } of runs('random') ? randomArrays : []) {
     const z = freshFile('random')
     try {
-      const wr = writeArray(z.file, RANDOM_SIZE, format)
-      console.log(`random: wrote the ${RANDOM_SIZE / MiB} MiB array (${format}) at ${wr.toFixed(0)} MB/s`)
+      const wr = writeArray(z.file, RANDOM_SIZE, format, options)
+      console.log(`random: wrote the ${RANDOM_SIZE / MiB} MiB array (${key}) at ${wr.toFixed(0)} MB/s`)
       for (let run = 0; run < RUNS; run++) {
         const r = runInChild(self, 'random', z.file)
-        rnd[format].push(r.us)
+        rnd[key].push(r.us)
         rndBase.push(r.baseUs)
-        console.log(`random run ${run} (${format}): ${r.us.toFixed(1)} µs per read (plain array ${r.baseUs.toFixed(3)} µs)`)
+        console.log(`random run ${run} (${key}): ${r.us.toFixed(1)} µs per read (plain array ${r.baseUs.toFixed(3)} µs)`)
       }
     } finally {
       fs.rmSync(z.dir, { recursive: true, force: true })
@@ -357,6 +366,7 @@ async function main() {
     { only: 'warm', workload: 'W-ARR/sqlite', figure: `warm read: second sum in 64 MiB chunks (fresh process), RAM limit ${(SIZE + 256 * MiB) / MiB} MiB, ${label}`, value: summarized(warm), unit: 'GB/s', baseline: 'plain Float64Array sum, same loop and windows', baselineValue: summarized(warmBase) },
     { only: 'random', workload: 'W-ARR/sqlite', figure: `random A.get(i), 10,000 cold reads in a ${RANDOM_SIZE / MiB} MiB array, fresh process, RAM limit 512 MiB`, value: summarized(rnd.ZBlk0), unit: 'µs/read', baseline: 'plain Float64Array random read', baselineValue: summarized(rndBase) },
     { only: 'random', workload: 'W-ARR/sqlite', figure: `random A.get(i), 10,000 cold reads in a ${RANDOM_SIZE / MiB} MiB array of ZBlk0 blocks, fresh process`, value: summarized(rnd.ZBlk0), unit: 'µs/read', baseline: 'better-sqlite3 select of a random 2 MiB blob, fresh process', baselineValue: summarized(rawRnd) },
+    { only: 'random', workload: 'W-ARR/sqlite', figure: `random A.get(i), 10,000 cold reads in a ${RANDOM_SIZE / MiB} MiB array of ZBlk0 blocks, database created with autoVacuum: 'incremental' (pointer map), fresh process`, value: summarized(rnd.ZBlk0ptrmap), unit: 'µs/read', baseline: 'better-sqlite3 select of a random 2 MiB blob, fresh process', baselineValue: summarized(rawRnd) },
     { only: 'random', workload: 'W-ARR/sqlite', figure: `random A.get(i), 10,000 cold reads in a ${RANDOM_SIZE / MiB} MiB array of ZBlk1 blocks, fresh process, RAM limit 512 MiB`, value: summarized(rnd.ZBlk1), unit: 'µs/read', baseline: 'plain Float64Array random read', baselineValue: summarized(rndBase) },
     { only: 'small', workload: 'W-ARR/sqlite', figure: `1,000 commits of one element at random, ${label}, ZBlk0`, value: summarized(small.ZBlk0), unit: 'commits/s', baseline: 'better-sqlite3 4 KiB blob update per transaction', baselineValue: summarized(rawSmall) },
     { only: 'small', workload: 'W-ARR/sqlite', figure: `1,000 commits of one element at random, ${label}, ZBlk1`, value: summarized(small.ZBlk1), unit: 'commits/s', baseline: 'better-sqlite3 4 KiB blob update per transaction', baselineValue: summarized(rawSmall) },

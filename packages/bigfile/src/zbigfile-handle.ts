@@ -114,9 +114,11 @@ const collected = new FinalizationRegistry<Remains>((r) => {
 
 /**
  * How many times peek reads a range of one page's ZBlk0 record before it declines (and the
- * page is loaded): 3 range reads cost about one load of the block.
+ * page is loaded). With SQLite's incremental blob I/O a range read costs 4-130 us (the pages
+ * before the range are walked for their links), a load of the 2 MiB block ~1-2 ms: about 30
+ * range reads cost one load. (Reading ranges with substr, 260-400 us each, 3 was the number.)
  */
-const ZBLK0_RANGE_READS = 3
+const ZBLK0_RANGE_READS = 32
 /** Pages whose range reads are counted (the counts start again beyond). */
 const RANGE_READ_COUNTS_MAX = 1 << 16
 
@@ -333,9 +335,9 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
 
   /**
    * peek of a ZBlk0 block: its bytes in the connection when it is loaded there, else a range
-   * read of its record at the snapshot (the record's header and the range: ~0.4 ms where
-   * loading the 2 MiB block costs ~1.2 ms cold) — ZBLK0_RANGE_READS per page, then it declines
-   * once (the page is better loaded: scattered reads of a few pages load them).
+   * read of its record at the snapshot (the record's header and the range) — ZBLK0_RANGE_READS
+   * per page, then it declines once (the page is better loaded: reads that keep coming back to a
+   * page load it).
    */
   #peekZBlk0(pg: number, zblk: ZBlk0, at: number, dest: Uint8Array): boolean {
     if (zblk._p_changed === true || zblk._p_oid === null) return false
