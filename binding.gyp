@@ -27,10 +27,14 @@
       "target_name": "sqlite_blob",
       "sources": ["native/sqlite/blob_io.c"],
       "include_dirs": [
-        "<!(node -p \"require('path').join(require('path').dirname(require.resolve('better-sqlite3/package.json')), 'deps', 'sqlite3')\")"
+        "<!(node -p \"require('path').join(require('path').dirname(require.resolve('better-sqlite3/package.json', { paths: ['packages/zodb'] })), 'deps', 'sqlite3')\")"
       ],
       "defines": ["NAPI_VERSION=8"],
-      "cflags_c": ["-std=c11", "-O2", "-Wall", "-Wextra"]
+      "cflags": ["-fvisibility=hidden"],
+      "cflags_c": ["-std=c11", "-O2", "-Wall", "-Wextra"],
+      "conditions": [
+        ["OS!='linux'", { "sources": [] }]
+      ]
     }
   ]
 }

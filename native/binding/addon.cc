@@ -508,6 +508,27 @@ struct Loader {
 };
 thread_local Loader* tlsLoader = nullptr;
 
+// The handler is expected to report errors through completeLoad; a synchronous throw is
+// treated as a failed load (as is a job that could not even be handed to it). Nothing may
+// escape from here: this runs in a uv callback, where a C++ exception ends the process.
+void failJob(Loader* loader, uv_async_t* wake, LoadRequest* request, std::uint32_t job, bool registered,
+             const char* why) noexcept {
+  if (registered) {
+    auto it = loader->jobs.find(job);
+    if (it == loader->jobs.end()) return;  // completed already, by completeLoad
+    try {
+      it->second.buffer.Value().Detach();  // the frame view must not outlive the load
+    } catch (...) {
+      // the environment is being torn down: no JS will touch the view again
+    }
+    loader->jobs.erase(it);
+  }
+  std::snprintf(request->error, sizeof request->error, "loader handler threw: %s", why);
+  request->ok = false;
+  LoaderPool::instance().finished(wake, request);
+  request->done.set();
+}
+
 void onLoaderWake(uv_async_t* wake) {
   Loader* loader = static_cast<Loader*>(wake->data);
   Napi::Env env(loader->env);
@@ -527,18 +548,9 @@ void onLoaderWake(uv_async_t* wake) {
            Napi::Number::New(env, job),
            request->async && request->asyncId >= 0 ? Napi::Number::New(env, request->asyncId) : env.Null()});
     } catch (const Napi::Error& e) {
-      // The handler is expected to report errors through completeLoad; a synchronous throw is
-      // treated as a failed load (as is a job that could not even be handed to it).
-      if (registered) {
-        auto it = loader->jobs.find(job);
-        if (it == loader->jobs.end()) continue;  // completed already, by completeLoad
-        it->second.buffer.Value().Detach();
-        loader->jobs.erase(it);
-      }
-      std::snprintf(request->error, sizeof request->error, "loader handler threw: %s", e.Message().c_str());
-      request->ok = false;
-      LoaderPool::instance().finished(wake, request);
-      request->done.set();
+      failJob(loader, wake, request, job, registered, e.Message().c_str());
+    } catch (const std::exception& e) {  // std::bad_alloc from the job table, say
+      failJob(loader, wake, request, job, registered, e.what());
     }
   }
 }

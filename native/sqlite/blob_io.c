@@ -84,7 +84,8 @@ static sqlite3_blob* openBlob(sqlite3_context* ctx, sqlite3_value** argv) {
 }
 
 // Reads [offset, offset + length) of `blob`, clipped to its end, into `dest`; closes it.
-// Returns the bytes read, or -1 with the error set.
+// Returns the bytes read, or -1 with the error set. Any offset and length >= 0 will do (a
+// value is under 2 GiB: what lies past its end is simply not there, as for substr).
 static sqlite3_int64 readClipped(sqlite3_context* ctx, sqlite3_blob* blob, sqlite3_int64 offset, sqlite3_int64 length, void* dest) {
   sqlite3_int64 size = sqlite3_blob_bytes(blob);
   sqlite3_int64 n = offset >= size ? 0 : (length < size - offset ? length : size - offset);
@@ -100,7 +101,7 @@ static sqlite3_int64 readClipped(sqlite3_context* ctx, sqlite3_blob* blob, sqlit
 static void blobRange(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
   (void)argc;
   sqlite3_int64 offset = naturalArg(argv, 3), length = naturalArg(argv, 4);
-  if (offset < 0 || length < 0 || length > INT32_MAX) {
+  if (offset < 0 || length < 0) {
     sqlite3_result_error(ctx, "wendelin_blob_range: offset and length must be integers >= 0", -1);
     return;
   }
@@ -124,7 +125,7 @@ static void blobRange(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
 static void blobRead(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
   (void)argc;
   sqlite3_int64 offset = naturalArg(argv, 3), slot = naturalArg(argv, 4);
-  if (offset < 0 || offset > INT32_MAX) {
+  if (offset < 0) {
     sqlite3_result_error(ctx, "wendelin_blob_read: offset must be an integer >= 0", -1);
     return;
   }
