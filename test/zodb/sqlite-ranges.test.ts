@@ -75,6 +75,10 @@ for (const blobExtension of [true, false]) {
         expect(s.loadBeforeInto(oid, t2 + 1n, [[0, all], [100, past]])).to.deep.equal({ serial: t2, length: 100 })
         expect([...all.subarray(0, 100)]).to.deep.equal([...r2])
         expect([...past]).to.deep.equal([7, 7, 7, 7])
+        // offsets and lengths past any record are simply past its end
+        expect(s.loadBeforeRanges(oid, t2 + 1n, [[0, Number.MAX_SAFE_INTEGER], [2 ** 31, 4]])!.map((p) => p.length)).to.deep.equal([100, 0])
+        expect(s.loadBeforeInto(oid, t2 + 1n, [[2 ** 31, past]])).to.deep.equal({ serial: t2, length: 100 })
+        expect([...past]).to.deep.equal([7, 7, 7, 7])
         expect(s.loadBeforeInto(oid, t1, [[0, all]])).to.equal(null)
         expect(() => s.loadBeforeInto(oid + 1000n, t2, [[0, all]])).to.throw(POSKeyError)
         expect(() => s.loadBeforeInto(oid, t2, [])).to.throw(RangeError)
@@ -140,6 +144,46 @@ describe('the blob extension on its own', () => {
       expect(() => db.prepare("SELECT wendelin_blob_range('no_such_table', 'data', 1, 0, 4)").get()).to.throw(/no such table/)
     } finally {
       db.close()
+    }
+  })
+})
+
+describe('SQLiteStorage parts of records, whatever the query planner knows', () => {
+  it('copies from the newest revision before the tid only, after ANALYZE too (an old snapshot of an object with many revisions)', () => {
+    const file = freshSQLiteFile('wendelin-sqlite-ranges-')
+    const s = new SQLiteStorage(file)
+    try {
+      const oid = s.newOid()
+      const t1 = commitRecords(s, [[oid, 0n, new Uint8Array([0x41, 0x41, 0x41, 0x41])]])
+      const t2 = commitRecords(s, [[oid, t1, new Uint8Array([0x42])]])
+      // many later revisions of the object: by the statistics, the tid index looks better
+      for (let i = 0, last = t2; i < 300; i++) last = commitRecords(s, [[oid, last, new Uint8Array(20)]])
+      const raw = new Database(file)
+      raw.exec('ANALYZE')
+      raw.close()
+      const reopened = new SQLiteStorage(file)
+      try {
+        const dest = new Uint8Array(4).fill(0xee)
+        expect(reopened.loadBeforeInto(oid, t2 + 1n, [[0, dest]])).to.deep.equal({ serial: t2, length: 1 })
+        expect([...dest]).to.deep.equal([0x42, 0xee, 0xee, 0xee]) // nothing of the older, longer revision
+        expect([...reopened.loadBeforeRanges(oid, t2, [[0, 8]])![0]!]).to.deep.equal([0x41, 0x41, 0x41, 0x41])
+      } finally {
+        reopened.close()
+      }
+    } finally {
+      s.close()
+    }
+  })
+
+  it('a spec carries blobExtension=0, so another thread\'s instance reads the same way', () => {
+    const s = new SQLiteStorage(freshSQLiteFile('wendelin-sqlite-ranges-'), { blobExtension: false })
+    try {
+      expect(s.spec).to.match(/[?&]blobExtension=0/)
+      const again = SQLiteStorage.open(s.spec)
+      expect(again.blobExtension).to.equal(false)
+      again.close()
+    } finally {
+      s.close()
     }
   })
 })

@@ -3,8 +3,8 @@
 // is both a Node-API module (it is handed the memory to read into) and a SQLite extension
 // (SQL functions wendelin_blob_range and wendelin_blob_read), loaded into each connection.
 //
-// Without it the storage still works: a range is then a substr() of the whole record, which
-// SQLite reads in full (every overflow page) before cutting it.
+// Without it the storage still works (with a process warning): a range is then a substr() of
+// the whole record, which SQLite reads in full (every overflow page) before cutting it.
 import { existsSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import path from 'node:path'
@@ -32,12 +32,15 @@ export interface BlobIO {
 
 function load(): BlobIO | null {
   const here = path.dirname(fileURLToPath(import.meta.url))
-  const file = process.env.WENDELIN_SQLITE_BLOB_ADDON || path.resolve(here, '../../../build/Release/sqlite_blob.node')
-  if (!existsSync(file)) {
-    log('no %s: ranges of records are read with substr (the whole record)', file)
+  const file = path.resolve(process.env.WENDELIN_SQLITE_BLOB_ADDON || path.resolve(here, '../../../build/Release/sqlite_blob.node'))
+  let addon: BlobAddon
+  try {
+    if (!existsSync(file)) throw new Error('no such file')
+    addon = createRequire(import.meta.url)(file) as BlobAddon
+  } catch (error) {
+    unavailable(`cannot load ${file} (${(error as Error).message})`)
     return null
   }
-  const addon = createRequire(import.meta.url)(file) as BlobAddon
   return {
     path: file,
     into(dests, read) {
@@ -49,6 +52,21 @@ function load(): BlobIO | null {
       }
     },
   }
+}
+
+let warned = false
+
+/**
+ * The extension cannot be used: said once per thread as a process warning (the storage works,
+ * but a part of a big record costs a read of all of it), and in the log.
+ */
+export function unavailable(why: string): void {
+  log('blob extension unavailable: %s', why)
+  if (warned) return
+  warned = true
+  process.emitWarning(`${why}: SQLiteStorage reads parts of big records by reading all of them (slower); run npm install to build it`, {
+    code: 'WENDELIN_SQLITE_BLOB',
+  })
 }
 
 /** The extension, or null where it was not built. */

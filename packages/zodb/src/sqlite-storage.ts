@@ -50,7 +50,7 @@ import type {
   TransactionMetaData,
   TransactionRecord,
 } from './storage.js'
-import { type BlobIO, blobIO } from './sqlite-blob-io.js'
+import { type BlobIO, blobIO, unavailable } from './sqlite-blob-io.js'
 import { registerStorageScheme } from './storage-spec.js'
 import { type Oid, type Tid, MAX_TID, checkId, idToHex, newTid, tidFromDate, tidToDate } from './tid.js'
 import { CHECKPOINT_FRAMES, WalKeeper } from './wal-checkpointer.js'
@@ -141,7 +141,8 @@ export interface SQLiteStorageOptions {
   /**
    * Read parts of records with SQLite's incremental blob I/O (the blob extension, built with
    * the package: see loadBeforeRanges and loadBeforeInto). Default true where it is built;
-   * false reads them as before it (substr, or a whole load and a copy), for comparison.
+   * false reads them as before it (substr, or a whole load and a copy), for comparison; the
+   * spec carries it (blobExtension=0), so loader workers read the same way.
    */
   blobExtension?: boolean
 }
@@ -257,6 +258,7 @@ function parseSpec(spec: string): { file: string; options: SQLiteStorageOptions 
       else if (k === 'pageSize' && /^\d+$/.test(v)) options.pageSize = checkPageSize(Number(v))
       else if (k === 'mmapSize' && /^\d+$/.test(v)) options.mmapSize = checkMmapSize(Number(v))
       else if (k === 'autoVacuum') options.autoVacuum = checkAutoVacuum(v)
+      else if (k === 'blobExtension' && (v === '0' || v === '1')) options.blobExtension = v === '1'
       else throw new TypeError(`sqlite storage spec: unknown option ${k}=${v} in ${JSON.stringify(spec)}`)
     }
   }
@@ -329,6 +331,7 @@ export class SQLiteStorage implements Storage {
     if (this.durability !== 'full') params.set('durability', this.durability)
     if (this.#readOnly) params.set('readonly', '1')
     if (mmapSize > 0) params.set('mmapSize', String(mmapSize))
+    if (options.blobExtension === false) params.set('blobExtension', '0') // loader workers' instances too
     this.spec = `sqlite:${this.file}${params.size > 0 ? `?${params}` : ''}`
     if (!this.#readOnly) mkdirSync(path.dirname(this.file), { recursive: true })
     try {
@@ -447,12 +450,12 @@ export class SQLiteStorage implements Storage {
     return {
       lastTid: db.prepare('SELECT coalesce(max(tid), 0) AS tid FROM transactions'),
       // One statement per load: the revision before `before` and the serial after it (below `visible`).
-      newestRevision: db.prepare('SELECT tid, data FROM object_revisions WHERE oid = ? AND tid < ? ORDER BY rowid DESC LIMIT 1').raw(),
+      newestRevision: db.prepare('SELECT tid, data FROM object_revisions WHERE oid = ? AND +tid < ? ORDER BY rowid DESC LIMIT 1').raw(),
       loadBefore: db
         .prepare(
           `SELECT r.tid, r.data,
-             (SELECT n.tid FROM object_revisions n WHERE n.oid = ? AND n.rowid > r.rowid AND n.tid < ? ORDER BY n.rowid LIMIT 1)
-           FROM object_revisions r WHERE r.oid = ? AND r.tid < ? ORDER BY r.rowid DESC LIMIT 1`,
+             (SELECT n.tid FROM object_revisions n WHERE n.oid = ? AND n.rowid > r.rowid AND +n.tid < ? ORDER BY n.rowid LIMIT 1)
+           FROM object_revisions r WHERE r.oid = ? AND +r.tid < ? ORDER BY r.rowid DESC LIMIT 1`,
         )
         .raw(),
       dataVersion: db.prepare('PRAGMA data_version').pluck(),
@@ -486,7 +489,7 @@ export class SQLiteStorage implements Storage {
          JOIN object_revisions r ON r.rowid = c.rid WHERE r.data IS NOT NULL`,
       ),
       undoLog: db.prepare('SELECT tid, user, description FROM transactions ORDER BY tid DESC LIMIT ?'),
-      previousRevision: db.prepare('SELECT tid, data FROM object_revisions WHERE oid = ? AND tid < ? ORDER BY rowid DESC LIMIT 1'),
+      previousRevision: db.prepare('SELECT tid, data FROM object_revisions WHERE oid = ? AND +tid < ? ORDER BY rowid DESC LIMIT 1'),
       transactionExists: db.prepare('SELECT 1 FROM transactions WHERE tid = ?'),
     }
   }
@@ -766,9 +769,14 @@ export class SQLiteStorage implements Storage {
     return this.#newestBeforeStatement(`into:${n}`, reads)
   }
 
+  /**
+   * `columns` of the newest revision of an oid before a tid. `+tid` keeps the planner on the oid
+   * index whatever statistics say (ANALYZE, STAT4): by the tid index it would evaluate the
+   * columns for every older revision before sorting — and wendelin_blob_read writes.
+   */
   #newestBeforeStatement(key: string, columns: string[]): Database.Statement {
     return this.#statement(key, () =>
-      this.#db.prepare(`SELECT tid, length(data), ${columns.join(', ')} FROM object_revisions WHERE oid = ? AND tid < ? ORDER BY rowid DESC LIMIT 1`).raw(),
+      this.#db.prepare(`SELECT tid, length(data), ${columns.join(', ')} FROM object_revisions WHERE oid = ? AND +tid < ? ORDER BY rowid DESC LIMIT 1`).raw(),
     )
   }
 
@@ -1276,7 +1284,7 @@ function loadBlobExtension(db: Database.Database): BlobIO | null {
     db.loadExtension(blobIO.path)
     return blobIO
   } catch (error) {
-    log('cannot load %s into SQLite (ranges of records are read with substr): %s', blobIO.path, (error as Error).message)
+    unavailable(`SQLite cannot load the extension ${blobIO.path} (${(error as Error).message})`)
     return null
   }
 }
