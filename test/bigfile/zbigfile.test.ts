@@ -459,16 +459,17 @@ describe('ZBigFile', () => {
     expect(at(2 * PS + 4090, 2)).to.deep.equal([5, 5])
   })
 
-  it('peek reads a range of a ZBlk0 block\'s record a few times per page, then declines (the page is better loaded)', () => {
-    // blocks of 2 pages: a block with over 64 KiB of data keeps its bytes in a bin 32
-    const BS = 2 * PS
-    const openBS = (zf: ZBigFile) => {
-      const r = new RAM({ pageSize: BS, limit: 8 * BS })
-      rams.push(r)
-      const h = zf.open({ ram: r })
-      handles.push(h)
-      return h
-    }
+  // blocks of 2 pages: a block with over 64 KiB of data keeps its bytes in a bin 32
+  const BS = 2 * PS
+  const openBS = (zf: ZBigFile, rangeReadBudgetMs = Infinity) => {
+    const r = new RAM({ pageSize: BS, limit: 8 * BS })
+    rams.push(r)
+    const h = zf.open({ ram: r, rangeReadBudgetMs })
+    handles.push(h)
+    return h
+  }
+
+  it('peek reads a range of a ZBlk0 block\'s record up to 32 times per page, then declines (the page is better loaded)', () => {
     const e = env()
     const zf = new ZBigFile(BS, { format: 'ZBlk0' })
     ;(e.conn.root as Record<string, unknown>).zfile = zf
@@ -520,6 +521,34 @@ describe('ZBigFile', () => {
     expect(at(2 * BS + 8, 2)).to.deep.equal([4, 4]) // not yet seen here
     e2.tm.begin()
     expect(at(2 * BS + 8, 2)).to.deep.equal([6, 6])
+  })
+
+  it('peek stops reading ranges of a page once they took the handle\'s time budget (rangeReadBudgetMs), and refuses a bad one', () => {
+    const e = env()
+    const zf = new ZBigFile(BS, { format: 'ZBlk0' })
+    ;(e.conn.root as Record<string, unknown>).zfile = zf
+    e.tm.commit()
+    const h = openBS(zf)
+    const m = h.mmap(0, 2)
+    m.bytes().fill(7)
+    e.tm.commit()
+    m.unmap()
+    const e2 = env(e.file)
+    const zf2 = (e2.conn.root as Record<string, unknown>).zfile as ZBigFile
+    expect(() => zf2.open({ ram: ram(), rangeReadBudgetMs: -1 })).to.throw(RangeError, /rangeReadBudgetMs/)
+    const h2 = openBS(zf2, 5)
+    const storage = e2.db.storage
+    const loadBeforeRanges = storage.loadBeforeRanges!.bind(storage)
+    storage.loadBeforeRanges = (oid, tid, r) => {
+      const until = performance.now() + 2 // a slow storage: 2 ms a range read
+      while (performance.now() < until);
+      return loadBeforeRanges(oid, tid, r)
+    }
+    const d = new Uint8Array(1)
+    expect([h2.peek(8, d), h2.peek(8, d), h2.peek(8, d)]).to.deep.equal([true, true, true]) // 6 ms spent
+    expect(h2.peek(8, d)).to.equal(false) // over 5: declined, the page is to be loaded
+    expect(h2.peek(BS + 8, d)).to.equal(true) // another page has its own budget
+    expect(d[0]).to.equal(7)
   })
 
   it('ZBlk1 rewrites only changed chunks and stores no zero chunks', () => {

@@ -43,6 +43,11 @@ import { CHUNK_SIZE, ZBlk0, ZBlk1, sameBytes, trimmedLength } from './zblk.js'
 export interface ZBigFileHOptions {
   /** RAM to hold pages in (its page size must be the file's blksize); default: the shared one. */
   ram?: RAM
+  /**
+   * Milliseconds of range reads peek may spend on one page of a ZBlk0 block before it declines
+   * and the page is loaded instead (at most 32 reads either way); default 4.
+   */
+  rangeReadBudgetMs?: number
 }
 
 /** Counters of what the handle's transaction boundaries did. */
@@ -113,12 +118,17 @@ const collected = new FinalizationRegistry<Remains>((r) => {
 })
 
 /**
- * How many times peek reads a range of one page's ZBlk0 record before it declines (and the
- * page is loaded). With SQLite's incremental blob I/O a range read costs 4-130 us (the pages
- * before the range are walked for their links), a load of the 2 MiB block ~1-2 ms: about 30
- * range reads cost one load. (Reading ranges with substr, 260-400 us each, 3 was the number.)
+ * How much peek spends on range reads of one page's ZBlk0 record before it declines (and the
+ * page is loaded): at most ZBLK0_RANGE_READS reads, and by default at most
+ * ZBLK0_RANGE_READ_MS of their time. With SQLite's incremental blob I/O a range read costs
+ * 4-440 us in a default file (where in the record it lies: the pages before it are visited for
+ * their links), ~40 us in one with the pointer map; a load of the 2 MiB block 0.6-2 ms. So
+ * scattered reads stay range reads, and reads that keep coming back to a page load it after
+ * about three loads' worth of range reads at most. (With substr, 260-400 us a range, the
+ * count alone was 3.)
  */
 const ZBLK0_RANGE_READS = 32
+const ZBLK0_RANGE_READ_MS = 4
 /** Pages whose range reads are counted (the counts start again beyond). */
 const RANGE_READ_COUNTS_MAX = 1 << 16
 
@@ -141,8 +151,9 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
   #closed = false
   /** Whether the handle follows its connection's transactions (until the connection closes). */
   #following = true
-  /** Range reads peek made per page of ZBlk0 blocks (see #peekZBlk0). */
-  #rangeReads = new Map<number, number>()
+  /** Range reads peek made per page of ZBlk0 blocks, and their time in ms (see #peekZBlk0). */
+  #rangeReads = new Map<number, { reads: number; ms: number }>()
+  readonly #rangeReadBudgetMs: number
   /** Pages written by poke() in the current transaction: their block and the chunks written. */
   #poked = new Map<number, { zblk: ZBlk1; chunks: Set<number> }>()
 
@@ -156,6 +167,9 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
     this.zfile = zfile
     this.conn = conn
     this.#storage = conn.db.storage
+    const budget = options.rangeReadBudgetMs ?? ZBLK0_RANGE_READ_MS
+    if (!(budget >= 0)) throw new RangeError(`ZBigFile.open: rangeReadBudgetMs must be a number of ms >= 0, not ${budget}`)
+    this.#rangeReadBudgetMs = budget
     this.#tm = conn.transactionManager
     this.#uncommitted = zfile._p_serial === 0n
     const blocks = new ZBigFileBlocks({ storage: storageSpec, oid: idToHex(zfile._p_oid!), blksize: zfile.blksize }, zfile)
@@ -335,9 +349,9 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
 
   /**
    * peek of a ZBlk0 block: its bytes in the connection when it is loaded there, else a range
-   * read of its record at the snapshot (the record's header and the range) — ZBLK0_RANGE_READS
-   * per page, then it declines once (the page is better loaded: reads that keep coming back to a
-   * page load it).
+   * read of its record at the snapshot (the record's header and the range) — up to the reads
+   * and time per page ZBLK0_RANGE_READS and the budget allow, then it declines once (the page
+   * is better loaded: reads that keep coming back to a page load it).
    */
   #peekZBlk0(pg: number, zblk: ZBlk0, at: number, dest: Uint8Array): boolean {
     if (zblk._p_changed === true || zblk._p_oid === null) return false
@@ -348,17 +362,24 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
       dest.fill(0, got)
       return true
     }
-    const reads = this.#rangeReads.get(pg) ?? 0
-    if (reads >= ZBLK0_RANGE_READS) {
+    const spent = this.#rangeReads.get(pg)
+    if (spent !== undefined && (spent.reads >= ZBLK0_RANGE_READS || spent.ms >= this.#rangeReadBudgetMs)) {
       // Declined once: the caller loads the page. Counted again from 0 once it is out of memory
       // (evicted): with RAM far smaller than the file, a page loaded once is rarely read again
       // before it is evicted, and every later read would cost a load.
       this.#rangeReads.delete(pg)
       return false
     }
+    const start = performance.now()
     if (!ZBlk0.readRange(this.#storage, zblk._p_oid, this.#snapshot + 1n, at, dest)) return false
-    if (this.#rangeReads.size >= RANGE_READ_COUNTS_MAX) this.#rangeReads.clear()
-    this.#rangeReads.set(pg, reads + 1)
+    const ms = performance.now() - start
+    if (spent !== undefined) {
+      spent.reads++
+      spent.ms += ms
+    } else {
+      if (this.#rangeReads.size >= RANGE_READ_COUNTS_MAX) this.#rangeReads.clear()
+      this.#rangeReads.set(pg, { reads: 1, ms })
+    }
     return true
   }
 
