@@ -49,6 +49,10 @@ struct Page {
   int refcnt = 0;                    // how many VMAs map this page now
   Vma* ptesIn = nullptr;             // the VMA holding the page tables moved from the alias
 
+  // Written here and committed since (dirtyWriteout MARKSTORED): its frame is recycled before
+  // new memory is taken (see Virtmem::allocPage). Cleared when it is dirtied again.
+  bool writtenBack = false;
+
   bool inLru = false;
   std::list<Page*>::iterator lruPos;     // position in Ram::lru when inLru
   bool inDirty = false;

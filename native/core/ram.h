@@ -32,7 +32,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <list>
+#include <unordered_set>
 #include <vector>
 
 namespace wendelin {
@@ -90,6 +92,12 @@ class Ram {
 
   // Least recently used first. Holds LOADED and DIRTY pages (never LOADING ones).
   std::list<Page*> lru;
+  // Virtmem's written-back recycling (Virtmem::allocPage): whether it is still on for this
+  // RAM, and the pages it recycled lately (file handle id and page, hashed; at most as many
+  // as the limit has frames, oldest first), to notice one being asked for again.
+  bool recycleWrittenBack = true;
+  std::unordered_set<std::uint64_t> recycledKeys;
+  std::deque<std::uint64_t> recycledOrder;
   // File handles open on this RAM (it cannot be destroyed while any is).
   std::size_t openFilehs = 0;
 

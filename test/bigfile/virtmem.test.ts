@@ -43,6 +43,45 @@ describe(`virtmem: file access through mappings (test_virtmem), ${PS / 1024} KiB
     fh.close()
   })
 
+  it('below the limit, takes the frames of pages written back (committed) before new memory, until one of them is asked for again', () => {
+    const { ram, fh } = patternFileH(4)
+    const m = fh.mmap(0, 8)
+    const b = m.bytes()
+    const s0 = virtmemStats()
+    b[0] = 1
+    b[PS] = 2
+    fh.dirtyWriteout() // pages 0 and 1 stored and clean: written back
+    const inUse = () => ram.stats().bytesInUse / PS
+    expect(inUse()).to.equal(2)
+    // new pages below the limit take the written-back pages' frames, least recently used first
+    expect(b[2 * PS]).to.equal(102)
+    expect([fh.pageState(0), fh.pageState(1), inUse()]).to.deep.equal(['empty', 'loaded', 2])
+    expect(b[3 * PS]).to.equal(103)
+    expect([fh.pageState(1), inUse(), ram.stats().bytesPeak / PS]).to.deep.equal(['empty', 2, 2])
+    expect(virtmemStats().recycledWrittenBack - s0.recycledWrittenBack).to.equal(2)
+    // a page loaded (not written) is cached as ever: it is not taken for the next one
+    b[4 * PS] = 4
+    fh.dirtyWriteout()
+    // ... and a written-back page faulted on again (a new mapping) is in use: not taken either
+    const m2 = fh.mmap(4, 1)
+    expect(m2.bytes()[0]).to.equal(4)
+    expect(b[5 * PS]).to.equal(105)
+    expect([fh.pageState(2), fh.pageState(3), fh.pageState(4), inUse()]).to.deep.equal(['loaded', 'loaded', 'loaded', 4])
+    m2.unmap()
+    fh.invalidatePage(5)
+    fh.invalidatePage(4)
+    b[6 * PS] = 6
+    fh.dirtyWriteout()
+    // a recycled page asked for again: the writer does come back to what it wrote, so the RAM
+    // grows as any cache would from now on
+    expect(b[0]).to.equal(100) // the pattern file's storeblk keeps nothing: its block reads again
+    expect(b[7 * PS]).to.equal(107)
+    expect([fh.pageState(0), fh.pageState(6), fh.pageState(7), inUse()]).to.deep.equal(['loaded', 'loaded', 'loaded', 4])
+    expect(virtmemStats().recycledWrittenBack - s0.recycledWrittenBack).to.equal(2)
+    m.unmap()
+    fh.close()
+  })
+
   it('loads on read, dirties on write, keeps LRU order and reclaims the least recently used clean page', () => {
     const { ram, fh } = patternFileH(3)
     const m = fh.mmap(0, 8)

@@ -45,6 +45,8 @@ export interface VirtmemStats {
   readaheads: number
   /** Accesses that hit a page while another thread moved its page tables, and were retried (kernels before 5.13 only). */
   holeRetries: number
+  /** Frames of pages written and committed here, taken for new pages before new memory (below the limit). */
+  recycledWrittenBack: number
 }
 
 /** What stressReadersStop reports. */
