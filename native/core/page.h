@@ -49,9 +49,11 @@ struct Page {
   int refcnt = 0;                    // how many VMAs map this page now
   Vma* ptesIn = nullptr;             // the VMA holding the page tables moved from the alias
 
-  // Written here and committed since (dirtyWriteout MARKSTORED): its frame is recycled before
-  // new memory is taken (see Virtmem::allocPage). Cleared when it is dirtied again.
+  // Written here and committed, and not faulted on since (dirtyWriteout MARKSTORED unmaps it
+  // so that any later access faults): in Ram::writtenBack, whose frames are taken before new
+  // memory is (see Virtmem::recycleWrittenBack). Any fault on the page takes it off the list.
   bool writtenBack = false;
+  std::list<Page*>::iterator writtenBackPos;  // position in Ram::writtenBack when writtenBack
 
   bool inLru = false;
   std::list<Page*>::iterator lruPos;     // position in Ram::lru when inLru

@@ -27,7 +27,8 @@
 // to temporary and ordinary mappings.
 //
 // Ram knows nothing of pages, files or the limit policy: the virtmem layer (virtmem.h) decides
-// when to reclaim; Ram only counts. All methods are called with the virtmem lock held.
+// when to reclaim; Ram only counts, and holds the lists and state virtmem keeps per RAM (lru,
+// writtenBack). All methods are called with the virtmem lock held.
 #pragma once
 
 #include <cstddef>
@@ -92,12 +93,17 @@ class Ram {
 
   // Least recently used first. Holds LOADED and DIRTY pages (never LOADING ones).
   std::list<Page*> lru;
-  // Virtmem's written-back recycling (Virtmem::allocPage): whether it is still on for this
-  // RAM, and the pages it recycled lately (file handle id and page, hashed; at most as many
-  // as the limit has frames, oldest first), to notice one being asked for again.
+  // Virtmem's written-back recycling (Virtmem::recycleWrittenBack): the LOADED pages written
+  // here and committed and not faulted on since, oldest first; whether it is still on for this
+  // RAM; and the pages it recycled lately (file handle id and page, hashed; at most
+  // kRecycledKeys, oldest first), to notice one being asked for again.
+  std::list<Page*> writtenBack;
   bool recycleWrittenBack = true;
   std::unordered_set<std::uint64_t> recycledKeys;
   std::deque<std::uint64_t> recycledOrder;
+  static constexpr std::size_t kRecycledKeys = 4096;
+  // Whether a frame freed now would stay backed (warm) rather than be punched (high water).
+  bool freedFrameStaysWarm() const { return inUse_ - 1 + warm_.size() < highWaterFrames_; }
   // File handles open on this RAM (it cannot be destroyed while any is).
   std::size_t openFilehs = 0;
 

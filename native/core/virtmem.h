@@ -193,6 +193,8 @@ class Virtmem {
   Vma* findVma(std::uintptr_t addr);
   Page* allocPage(FileH* fileh, std::uint64_t pgoffset, Page* keep = nullptr);
   bool recycleWrittenBack(Ram* ram, Page* keep);
+  static void markWrittenBack(Page* page);
+  static void clearWrittenBack(Page* page);
   void mapPageInto(Vma* vma, Page* page, int prot);
   void mapBaseInto(Vma* vma, std::size_t first, std::size_t count);
   void unmapPageFrom(Vma* vma, Page* page);

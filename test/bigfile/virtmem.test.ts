@@ -82,6 +82,53 @@ describe(`virtmem: file access through mappings (test_virtmem), ${PS / 1024} KiB
     fh.close()
   })
 
+  it('never takes a written-back page that is in use: read again through the same view, prefaulted, or loaded by fh.load', async () => {
+    const { ram, fh } = patternFileH(16)
+    const m = fh.mmap(0, 16)
+    const b = m.bytes()
+    for (let pg = 0; pg < 4; pg++) b[pg * PS] = 1
+    fh.dirtyWriteout()
+    expect(m.mappedPages().slice(0, 4)).to.deep.equal([false, false, false, false]) // unmapped, still loaded
+    expect(fh.pageState(0)).to.equal('loaded')
+    const s0 = virtmemStats()
+    // read back through the same view: each access faults (no load) and keeps its page
+    for (let pg = 0; pg < 4; pg++) expect(b[pg * PS]).to.equal(1)
+    for (let pg = 4; pg < 8; pg++) expect(b[pg * PS]).to.equal(100 + pg)
+    expect(virtmemStats().loads - s0.loads).to.equal(4) // pages 4-7 only
+    expect(virtmemStats().recycledWrittenBack - s0.recycledWrittenBack).to.equal(0)
+    // prefault keeps the range it maps, written-back pages of it included
+    for (let pg = 8; pg < 10; pg++) b[pg * PS] = 2
+    fh.dirtyWriteout()
+    m.prefault(8 * PS, 4 * PS)
+    expect(m.mappedPages().slice(8, 12)).to.deep.equal([true, true, true, true])
+    // fh.load keeps the written-back pages of its range
+    for (let pg = 12; pg < 14; pg++) b[pg * PS] = 3
+    fh.dirtyWriteout()
+    await fh.load({ pgoffset: 12, pglen: 4 })
+    expect([12, 13, 14, 15].map((pg) => fh.pageState(pg))).to.deep.equal(['loaded', 'loaded', 'loaded', 'loaded'])
+    expect(virtmemStats().recycledWrittenBack - s0.recycledWrittenBack).to.equal(0)
+    expect(ram.stats().bytesInUse / PS).to.equal(16)
+    m.unmap()
+    fh.close()
+  })
+
+  it('takes no written-back page where its freed frame would be handed back to the OS (high water below the limit)', () => {
+    const ram = new RAM({ pageSize: PS, limit: 8 * PS, highWater: 2 * PS })
+    const fh = new FileH(new PatternBigFile({ blksize: PS }), { ram })
+    const m = fh.mmap(0, 8)
+    const b = m.bytes()
+    const s0 = virtmemStats()
+    for (let pg = 0; pg < 4; pg++) b[pg * PS] = 1
+    fh.dirtyWriteout()
+    for (let pg = 4; pg < 8; pg++) expect(b[pg * PS]).to.equal(100 + pg)
+    expect(virtmemStats().recycledWrittenBack - s0.recycledWrittenBack).to.equal(0)
+    expect(ram.stats().framesPunched).to.equal(0)
+    expect([0, 1, 2, 3].map((pg) => fh.pageState(pg))).to.deep.equal(['loaded', 'loaded', 'loaded', 'loaded'])
+    m.unmap()
+    fh.close()
+    ram.close()
+  })
+
   it('loads on read, dirties on write, keeps LRU order and reclaims the least recently used clean page', () => {
     const { ram, fh } = patternFileH(3)
     const m = fh.mmap(0, 8)

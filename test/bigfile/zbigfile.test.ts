@@ -545,8 +545,11 @@ describe('ZBigFile', () => {
       return loadBeforeRanges(oid, tid, r)
     }
     const d = new Uint8Array(1)
-    expect([h2.peek(8, d), h2.peek(8, d), h2.peek(8, d)]).to.deep.equal([true, true, true]) // 6 ms spent
-    expect(h2.peek(8, d)).to.equal(false) // over 5: declined, the page is to be loaded
+    // each read takes 2 ms or more: at most 3 fit in 5 ms (a loaded machine may make them
+    // slower, and fewer fit), then one is declined and the page is to be loaded
+    let reads = 0
+    while (reads < 10 && h2.peek(8, d)) reads++
+    expect(reads).to.be.within(1, 3)
     expect(h2.peek(BS + 8, d)).to.equal(true) // another page has its own budget
     expect(d[0]).to.equal(7)
   })
