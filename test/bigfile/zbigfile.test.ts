@@ -6,7 +6,7 @@ import path from 'node:path'
 
 import { RAM, ZBigFile, ZBigFileH, ZBlk0, ZBlk1, openZBigFileHandles } from '@wendelin/bigfile'
 import { TransactionManager } from '@wendelin/transaction'
-import { ConflictError, DB, MemoryStorage, SQLiteStorage, StorageNotShareableError, encodeStateRecord, type Connection } from '@wendelin/zodb'
+import { ConflictError, DB, MemoryStorage, SQLiteStorage, StorageNotShareableError, encodeStateRecord, type Connection, type Storage } from '@wendelin/zodb'
 
 import { PS, tmpDir } from './helpers.js'
 
@@ -40,6 +40,18 @@ function ram(pages = 64): RAM {
   const r = new RAM({ pageSize: PS, limit: pages * PS })
   rams.push(r)
   return r
+}
+
+/** Counts the calls of a storage's optional part-read method (running `before` at each). */
+function countCalls(storage: Storage, name: 'loadBeforeInto' | 'loadBeforeRanges', before: () => void = () => {}): { calls: number } {
+  const counter = { calls: 0 }
+  const method = storage[name]!.bind(storage) as (...args: unknown[]) => unknown
+  ;(storage as unknown as Record<string, unknown>)[name] = (...args: unknown[]) => {
+    counter.calls++
+    before()
+    return method(...args)
+  }
+  return counter
 }
 
 function fill(bytes: Uint8Array, pg: number, value: number): void {
@@ -81,8 +93,8 @@ describe('ZBigFile', () => {
     for (const r of rams.splice(0)) r.close()
   })
 
-  function newFile(e: Env, format: 'ZBlk0' | 'ZBlk1' | 'auto' = 'auto'): ZBigFile {
-    const zf = new ZBigFile(PS, { format })
+  function newFile(e: Env, format: 'ZBlk0' | 'ZBlk1' | 'auto' = 'auto', blksize = PS): ZBigFile {
+    const zf = new ZBigFile(blksize, { format })
     ;(e.conn.root as Record<string, unknown>).zfile = zf
     e.tm.commit()
     return zf
@@ -350,9 +362,7 @@ describe('ZBigFile', () => {
   it('a loader reads a big ZBlk0 block straight into the page where the storage can (loadBeforeInto), else through a copy', () => {
     const big = 4 * PS // data of 64 KiB or more: the record holds it in a bin 32
     const e = env()
-    const zf = new ZBigFile(big, { format: 'ZBlk0' })
-    ;(e.conn.root as Record<string, unknown>).zfile = zf
-    e.tm.commit()
+    const zf = newFile(e, 'ZBlk0', big)
     const bigRam = new RAM({ pageSize: big, limit: 4 * big })
     rams.push(bigRam)
     const h = zf.open({ ram: bigRam })
@@ -366,30 +376,23 @@ describe('ZBigFile', () => {
     const e2 = env(e.file)
     const zblk = ((e2.conn.root as Record<string, unknown>).zfile as ZBigFile).blktab.get(0)!
     const storage = e2.db.storage
-    let into = 0
-    const loadBeforeInto = storage.loadBeforeInto!.bind(storage)
-    storage.loadBeforeInto = (oid, tid, parts) => {
-      into++
-      return loadBeforeInto(oid, tid, parts)
-    }
+    const into = countCalls(storage, 'loadBeforeInto')
     const dest = new Uint8Array(big).fill(0xee)
     expect(zblk.loadFrom(storage, e2.conn.before, dest)).to.equal(true)
-    expect(into).to.equal(1)
+    expect(into.calls).to.equal(1)
     expect(zblk._p_status).to.equal('ghost')
     expect(Buffer.compare(dest, expected)).to.equal(0)
     // a storage that cannot: the same bytes, from the whole record
     storage.loadBeforeInto = undefined
     const dest2 = new Uint8Array(big).fill(0xee)
     expect(zblk.loadFrom(storage, e2.conn.before, dest2)).to.equal(true)
-    expect(into).to.equal(1)
+    expect(into.calls).to.equal(1)
     expect(Buffer.compare(dest2, expected)).to.equal(0)
   })
 
   it('stores a ZBlk0 block as the record the encoder writes for its state, written once from the page', () => {
     const e = env()
-    const zf = new ZBigFile(PS, { format: 'ZBlk0' })
-    ;(e.conn.root as Record<string, unknown>).zfile = zf
-    e.tm.commit()
+    const zf = newFile(e, 'ZBlk0')
     const h = open(zf)
     const m = h.mmap(0, 2)
     const b = m.bytes()
@@ -471,9 +474,7 @@ describe('ZBigFile', () => {
 
   it('peek reads a range of a ZBlk0 block\'s record up to 32 times per page, then declines (the page is better loaded)', () => {
     const e = env()
-    const zf = new ZBigFile(BS, { format: 'ZBlk0' })
-    ;(e.conn.root as Record<string, unknown>).zfile = zf
-    e.tm.commit()
+    const zf = newFile(e, 'ZBlk0', BS)
     const h = openBS(zf)
     const m = h.mmap(0, 3)
     const b = m.bytes()
@@ -490,16 +491,11 @@ describe('ZBigFile', () => {
       return h2.peek(off, d) ? [...d] : null
     }
     const storage = e2.db.storage
-    let ranges = 0
-    const loadBeforeRanges = storage.loadBeforeRanges!.bind(storage)
-    storage.loadBeforeRanges = (oid, tid, r) => {
-      ranges++
-      return loadBeforeRanges(oid, tid, r)
-    }
+    const ranges = countCalls(storage, 'loadBeforeRanges')
     expect(at(100, 4)).to.deep.equal([100, 101, 102, 103].map((i) => (i % 251) + 1))
     expect(at(BS - 12, 8)).to.deep.equal([((BS - 12) % 251) + 1, ((BS - 11) % 251) + 1, 0, 0, 0, 0, 0, 0]) // across the trimmed end
     expect(at(2 * BS + 8, 2)).to.deep.equal([4, 4])
-    expect(ranges).to.equal(3)
+    expect(ranges.calls).to.equal(3)
     expect(at(BS + 50, 2)).to.equal(null) // the small record
     expect(at(BS - 4, 4)).to.deep.equal([0, 0, 0, 0]) // the third range read of page 0
     for (let k = 4; k <= 32; k++) expect(at(8, 1)).to.deep.equal([9]) // up to ZBLK0_RANGE_READS (32) of them
@@ -509,10 +505,10 @@ describe('ZBigFile', () => {
     // a ZBlk0 loaded in the connection is read there
     const zblk = zf2.blktab.get(0) as ZBlk0
     void zblk.data
-    const before = ranges
+    const before = ranges.calls
     expect(at(8, 2)).to.deep.equal([9, 10])
     expect(at(BS - 4, 4)).to.deep.equal([0, 0, 0, 0])
-    expect(ranges).to.equal(before)
+    expect(ranges.calls).to.equal(before)
     // another transaction rewrites page 2: the range is read at the handle's snapshot
     const m3 = h.mmap(2, 1)
     m3.bytes().fill(6)
@@ -525,9 +521,7 @@ describe('ZBigFile', () => {
 
   it('peek stops reading ranges of a page once they took the handle\'s time budget (rangeReadBudgetMs), and refuses a bad one', () => {
     const e = env()
-    const zf = new ZBigFile(BS, { format: 'ZBlk0' })
-    ;(e.conn.root as Record<string, unknown>).zfile = zf
-    e.tm.commit()
+    const zf = newFile(e, 'ZBlk0', BS)
     const h = openBS(zf)
     const m = h.mmap(0, 2)
     m.bytes().fill(7)
@@ -537,13 +531,10 @@ describe('ZBigFile', () => {
     const zf2 = (e2.conn.root as Record<string, unknown>).zfile as ZBigFile
     expect(() => zf2.open({ ram: ram(), rangeReadBudgetMs: -1 })).to.throw(RangeError, /rangeReadBudgetMs/)
     const h2 = openBS(zf2, 5)
-    const storage = e2.db.storage
-    const loadBeforeRanges = storage.loadBeforeRanges!.bind(storage)
-    storage.loadBeforeRanges = (oid, tid, r) => {
+    countCalls(e2.db.storage, 'loadBeforeRanges', () => {
       const until = performance.now() + 2 // a slow storage: 2 ms a range read
       while (performance.now() < until);
-      return loadBeforeRanges(oid, tid, r)
-    }
+    })
     const d = new Uint8Array(1)
     // each read takes 2 ms or more: at most 3 fit in 5 ms (a loaded machine may make them
     // slower, and fewer fit), then one is declined and the page is to be loaded
