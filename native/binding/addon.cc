@@ -640,7 +640,7 @@ Napi::Value VirtmemStatsJs(const Napi::CallbackInfo& info) {
   o.Set("stretches", static_cast<double>(s.stretches));
   o.Set("readaheads", static_cast<double>(s.readaheads));
   o.Set("holeRetries", static_cast<double>(s.holeRetries));
-  o.Set("recycledWrittenBack", static_cast<double>(s.recycledWrittenBack));
+  o.Set("recycledLeftBehind", static_cast<double>(s.recycledLeftBehind));
   return o;
 }
 

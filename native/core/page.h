@@ -49,11 +49,12 @@ struct Page {
   int refcnt = 0;                    // how many VMAs map this page now
   Vma* ptesIn = nullptr;             // the VMA holding the page tables moved from the alias
 
-  // Written here and committed, and not faulted on since (dirtyWriteout MARKSTORED unmaps it
-  // so that any later access faults): in Ram::writtenBack, whose frames are taken before new
-  // memory is (see Virtmem::recycleWrittenBack). Any fault on the page takes it off the list.
-  bool writtenBack = false;
-  std::list<Page*>::iterator writtenBackPos;  // position in Ram::writtenBack when writtenBack
+  // Left behind, and not faulted on since: written here and committed (dirtyWriteout
+  // MARKSTORED), or passed by a sequential read through a mapping larger than the RAM. Such a
+  // page is unmapped everywhere, so that any later access faults and takes it off
+  // Ram::leftBehind, whose frames are taken before new memory is (Virtmem::recycleLeftBehind).
+  bool leftBehind = false;
+  std::list<Page*>::iterator leftBehindPos;  // position in Ram::leftBehind when leftBehind
 
   bool inLru = false;
   std::list<Page*>::iterator lruPos;     // position in Ram::lru when inLru

@@ -28,7 +28,7 @@
 //
 // Ram knows nothing of pages, files or the limit policy: the virtmem layer (virtmem.h) decides
 // when to reclaim; Ram only counts, and holds the lists and state virtmem keeps per RAM (lru,
-// writtenBack). All methods are called with the virtmem lock held.
+// leftBehind). All methods are called with the virtmem lock held.
 #pragma once
 
 #include <cstddef>
@@ -93,12 +93,12 @@ class Ram {
 
   // Least recently used first. Holds LOADED and DIRTY pages (never LOADING ones).
   std::list<Page*> lru;
-  // Virtmem's written-back recycling (Virtmem::recycleWrittenBack): the LOADED pages written
-  // here and committed and not faulted on since, oldest first; whether it is still on for this
-  // RAM; and the pages it recycled lately (file handle id and page, hashed; at most
-  // kRecycledKeys, oldest first), to notice one being asked for again.
-  std::list<Page*> writtenBack;
-  bool recycleWrittenBack = true;
+  // Virtmem's recycling of pages left behind (Virtmem::recycleLeftBehind): those LOADED pages,
+  // oldest first; whether it is still on for this RAM; and the pages it recycled lately (file
+  // handle id and page, hashed; at most kRecycledKeys, oldest first), to notice one being
+  // asked for again.
+  std::list<Page*> leftBehind;
+  bool leftBehindRecycling = true;
   std::unordered_set<std::uint64_t> recycledKeys;
   std::deque<std::uint64_t> recycledOrder;
   static constexpr std::size_t kRecycledKeys = 4096;

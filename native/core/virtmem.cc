@@ -316,7 +316,7 @@ void Virtmem::dropPage(Page* page) {
   unmapPageEverywhere(page);
   if (page->inLru) fileh->ram->lru.erase(page->lruPos);
   if (page->inDirty) fileh->dirty.erase(page->dirtyPos);
-  clearWrittenBack(page);
+  clearLeftBehind(page);
   fileh->pagemap.delIf(page->pgoffset, page);
   fileh->ram->freeFrame(page->frame);
   delete page;
@@ -353,26 +353,28 @@ std::uint64_t recycledKey(const FileH* fileh, std::uint64_t pgoffset) {
 }
 }  // namespace
 
-// Written-back recycling. Below the limit a new page would take a frame of new memory, whose
-// first touch costs more than reading a page back from the database on these machines
-// (1.5-9 µs per 4 KiB page: 0.8-4.6 ms for a 2 MiB frame, against 0.4-1.5 ms to load one),
-// while a page a commit wrote out is rarely read again by its writer (a stream of writes
-// through an array larger than the RAM). So, with no freed frame at hand, the page written
-// here and committed longest ago and not touched since gives its frame up instead: MARKSTORED
-// unmaps written pages (they stay loaded: an access faults, cheaply, and takes the page off
-// the list), so "not touched since" is exact. Never `keep` (the page a fault is mapping),
-// never while a range is being kept mapped (prefault, fileh.load), never where the freed frame
-// would be punched (high water) instead of reused. Once a page recycled so is asked for again
-// — the writer does come back to what it wrote — the RAM stops doing it and grows as any cache
-// would. W-ARR write of 1 GiB with 512 MiB of RAM (fresh processes, alternating): median 476
-// -> 526 MB/s, fill 650-930 -> 570-605 ms.
-bool Virtmem::recycleWrittenBack(Ram* ram, Page* keep) {
-  if (!ram->recycleWrittenBack || ram->writtenBack.empty() || tlsKeepMapped) return false;
+// Recycling of pages left behind. Below the limit a new page would take a frame of new memory,
+// whose first touch costs more than reading a page back from the database on these machines
+// (1.5-10 µs per 4 KiB page: 0.8-5 ms for a 2 MiB frame, against 0.4-1.5 ms to load one). Two
+// kinds of pages are seldom used again: those a commit wrote out (a writer streaming through
+// an array larger than the RAM does not read back what it committed) and those a sequential
+// read through a mapping larger than the RAM has passed (a cache of them helps no second pass:
+// LRU evicts each before the pass comes back to it). So, with no freed frame at hand, the page
+// left behind longest ago and not touched since gives its frame up instead. Left-behind pages
+// are unmapped (still loaded: their page tables go back to the read alias), so any later access
+// faults, cheaply, and takes the page off the list: "not touched since" is exact. Never `keep`
+// (the page a fault is mapping), never while a range is being kept mapped (prefault,
+// fileh.load), never where the freed frame would be punched (high water) instead of reused.
+// Once a page recycled so is asked for again — its user does come back to it — the RAM stops
+// doing it for good and caches as any cache would. W-ARR write of 1 GiB with 512 MiB of RAM
+// (fresh processes, alternating): 247-476 -> 449-534 MB/s.
+bool Virtmem::recycleLeftBehind(Ram* ram, Page* keep) {
+  if (!ram->leftBehindRecycling || ram->leftBehind.empty() || tlsKeepMapped) return false;
   if (ram->framesWarm() != 0 || !ram->freedFrameStaysWarm()) return false;
-  Page* victim = ram->writtenBack.front();
+  Page* victim = ram->leftBehind.front();
   if (victim == keep) {
-    if (ram->writtenBack.size() < 2) return false;
-    victim = *std::next(ram->writtenBack.begin());
+    if (ram->leftBehind.size() < 2) return false;
+    victim = *std::next(ram->leftBehind.begin());
   }
   const std::uint64_t key = recycledKey(victim->fileh, victim->pgoffset);
   if (ram->recycledKeys.insert(key).second) {
@@ -383,35 +385,46 @@ bool Virtmem::recycleWrittenBack(Ram* ram, Page* keep) {
     }
   }
   dropPage(victim);
-  stats_.recycledWrittenBack++;
+  stats_.recycledLeftBehind++;
   return true;
 }
 
-void Virtmem::markWrittenBack(Page* page) {
+// Puts a LOADED page at the end of the left-behind list, unmapped everywhere.
+void Virtmem::markLeftBehind(Page* page) {
   Ram* ram = page->fileh->ram;
-  if (page->writtenBack) ram->writtenBack.erase(page->writtenBackPos);
-  page->writtenBackPos = ram->writtenBack.insert(ram->writtenBack.end(), page);
-  page->writtenBack = true;
+  unmapPageEverywhere(page);
+  if (page->leftBehind) ram->leftBehind.erase(page->leftBehindPos);
+  page->leftBehindPos = ram->leftBehind.insert(ram->leftBehind.end(), page);
+  page->leftBehind = true;
 }
 
-void Virtmem::clearWrittenBack(Page* page) {
-  if (!page->writtenBack) return;
-  page->fileh->ram->writtenBack.erase(page->writtenBackPos);
-  page->writtenBack = false;
+// A sequential fault at `pg` in a mapping larger than the RAM: the page before it is passed.
+void Virtmem::passBehind(Vma* vma, std::uint64_t pg) {
+  FileH* fileh = vma->fileh;
+  if (tlsKeepMapped || pg == 0 || !vma->covers(pg - 1) || vma->npages() <= fileh->ram->limitFrames()) return;
+  if (!fileh->ram->leftBehindRecycling) return;
+  Page* prev = fileh->pagemap.get(pg - 1);
+  if (prev && prev->state == PageState::Loaded && !prev->leftBehind) markLeftBehind(prev);
+}
+
+void Virtmem::clearLeftBehind(Page* page) {
+  if (!page->leftBehind) return;
+  page->fileh->ram->leftBehind.erase(page->leftBehindPos);
+  page->leftBehind = false;
 }
 
 // Takes a frame for a new LOADING page. At the limit, evicts the least recently used
 // non-dirty page; with only dirty (or loading) pages left the limit stretches, up to the
-// hard cap. Below it, a written-back page's frame may be taken first (recycleWrittenBack;
+// hard cap. Below it, a left-behind page's frame may be taken first (recycleLeftBehind;
 // never `keep`). Called with the lock held.
 Page* Virtmem::allocPage(FileH* fileh, std::uint64_t pgoffset, Page* keep) {
   Ram* ram = fileh->ram;
-  if (ram->recycleWrittenBack && !ram->recycledKeys.empty() && ram->recycledKeys.count(recycledKey(fileh, pgoffset))) {
-    ram->recycleWrittenBack = false;  // a recycled page asked for again: cache as usual from now on
+  if (ram->leftBehindRecycling && !ram->recycledKeys.empty() && ram->recycledKeys.count(recycledKey(fileh, pgoffset))) {
+    ram->leftBehindRecycling = false;  // a recycled page asked for again: cache as usual from now on
     ram->recycledKeys.clear();
     ram->recycledOrder.clear();
   }
-  if (ram->framesInUse() < ram->limitFrames()) recycleWrittenBack(ram, keep);
+  if (ram->framesInUse() < ram->limitFrames()) recycleLeftBehind(ram, keep);
   while (ram->framesInUse() >= ram->limitFrames()) {
     Page* victim = nullptr;
     for (Page* page : ram->lru)
@@ -574,7 +587,7 @@ bool Virtmem::onFault(std::uintptr_t addr, bool write) {
 
     // (4) data ready: dirty it on write, map it into this VMA, mark it recently used. A page
     // faulted on again is in use: no longer one to recycle first.
-    clearWrittenBack(page);
+    clearLeftBehind(page);
     if (write && page->state == PageState::Loaded) {
       if (fileh->writeoutInProgress) {
         char msg[512];
@@ -598,8 +611,12 @@ bool Virtmem::onFault(std::uintptr_t addr, bool write) {
           mapPageInto(other, page, prot);
     }
     touchLru(page);  // before readahead, which evicts from the LRU's cold end
-    // Sequential faults: keep the next pages loading while this one is used.
-    if (fileh->lastFaultPg != kNoPage && pg == fileh->lastFaultPg + 1) readahead(vma, pg);
+    // Sequential faults: keep the next pages loading while this one is used, and leave the
+    // one before behind if the mapping is larger than the RAM.
+    if (fileh->lastFaultPg != kNoPage && pg == fileh->lastFaultPg + 1) {
+      passBehind(vma, pg);
+      readahead(vma, pg);
+    }
     fileh->lastFaultPg = pg;
     errno = savedErrno;
     return true;
@@ -656,7 +673,7 @@ Virtmem::BeginLoad Virtmem::beginLoad(FileH* fileh, std::uint64_t pgoffset, Pend
   checkOpen(fileh);
   Page* page = fileh->pagemap.get(pgoffset);
   if (page) {
-    clearWrittenBack(page);  // asked for: in use
+    clearLeftBehind(page);  // asked for: in use
     return page->state == PageState::Loading ? BeginLoad::Busy : BeginLoad::Present;
   }
   page = allocPage(fileh, pgoffset);
@@ -759,11 +776,10 @@ void Virtmem::dirtyWriteout(FileH* fileh, int flags, const StoreFn& store) {
         protectPageEverywhere(page, PROT_READ);
         continue;
       }
-      // Unmapped (still loaded: its page tables go back to the read alias), so that the next
-      // access to it faults — read or write — and tells that it is in use: until then its frame
-      // is one to take before new memory (recycleWrittenBack).
-      unmapPageEverywhere(page);
-      markWrittenBack(page);
+      // Left behind: unmapped (still loaded), so that the next access to it faults and tells
+      // that it is in use; until then its frame is one to take before new memory.
+      if (fileh->ram->leftBehindRecycling) markLeftBehind(page);
+      else protectPageEverywhere(page, PROT_READ);
     }
   }
   fileh->writeoutInProgress = false;

@@ -92,7 +92,7 @@ struct VirtmemStats {
   std::uint64_t stretches = 0;       // allocations above the limit with only dirty pages left
   std::uint64_t readaheads = 0;      // loads started ahead of sequential faults
   std::uint64_t holeRetries = 0;     // accesses that hit a page mid-move and were retried
-  std::uint64_t recycledWrittenBack = 0;  // frames of written-back pages taken before new memory
+  std::uint64_t recycledLeftBehind = 0;  // frames of left-behind pages taken before new memory
 };
 
 struct RamStats {
@@ -192,9 +192,10 @@ class Virtmem {
 
   Vma* findVma(std::uintptr_t addr);
   Page* allocPage(FileH* fileh, std::uint64_t pgoffset, Page* keep = nullptr);
-  bool recycleWrittenBack(Ram* ram, Page* keep);
-  static void markWrittenBack(Page* page);
-  static void clearWrittenBack(Page* page);
+  bool recycleLeftBehind(Ram* ram, Page* keep);
+  void markLeftBehind(Page* page);
+  void passBehind(Vma* vma, std::uint64_t pg);
+  static void clearLeftBehind(Page* page);
   void mapPageInto(Vma* vma, Page* page, int prot);
   void mapBaseInto(Vma* vma, std::size_t first, std::size_t count);
   void unmapPageFrom(Vma* vma, Page* page);

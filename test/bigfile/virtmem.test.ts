@@ -45,41 +45,70 @@ describe(`virtmem: file access through mappings (test_virtmem), ${PS / 1024} KiB
 
   it('below the limit, takes the frames of pages written back (committed) before new memory, until one of them is asked for again', () => {
     const { ram, fh } = patternFileH(4)
-    const m = fh.mmap(0, 8)
-    const b = m.bytes()
+    // two mappings no larger than the RAM (a larger one would also leave behind the pages a
+    // sequential read passes: the next test)
+    const views = [fh.mmap(0, 4), fh.mmap(4, 4)]
+    const bytes = views.map((v) => v.bytes())
+    const page = (pg: number) => bytes[pg >> 2]!.subarray((pg & 3) * PS, ((pg & 3) + 1) * PS)
     const s0 = virtmemStats()
-    b[0] = 1
-    b[PS] = 2
+    page(0)[0] = 1
+    page(1)[0] = 2
     fh.dirtyWriteout() // pages 0 and 1 stored and clean: written back
     const inUse = () => ram.stats().bytesInUse / PS
     expect(inUse()).to.equal(2)
     // new pages below the limit take the written-back pages' frames, least recently used first
-    expect(b[2 * PS]).to.equal(102)
+    expect(page(2)[0]).to.equal(102)
     expect([fh.pageState(0), fh.pageState(1), inUse()]).to.deep.equal(['empty', 'loaded', 2])
-    expect(b[3 * PS]).to.equal(103)
+    expect(page(3)[0]).to.equal(103)
     expect([fh.pageState(1), inUse(), ram.stats().bytesPeak / PS]).to.deep.equal(['empty', 2, 2])
-    expect(virtmemStats().recycledWrittenBack - s0.recycledWrittenBack).to.equal(2)
+    expect(virtmemStats().recycledLeftBehind - s0.recycledLeftBehind).to.equal(2)
     // a page loaded (not written) is cached as ever: it is not taken for the next one
-    b[4 * PS] = 4
+    page(4)[0] = 4
     fh.dirtyWriteout()
-    // ... and a written-back page faulted on again (a new mapping) is in use: not taken either
+    // ... and a written-back page faulted on again (another mapping) is in use: not taken either
     const m2 = fh.mmap(4, 1)
     expect(m2.bytes()[0]).to.equal(4)
-    expect(b[5 * PS]).to.equal(105)
+    expect(page(5)[0]).to.equal(105)
     expect([fh.pageState(2), fh.pageState(3), fh.pageState(4), inUse()]).to.deep.equal(['loaded', 'loaded', 'loaded', 4])
     m2.unmap()
     fh.invalidatePage(5)
     fh.invalidatePage(4)
-    b[6 * PS] = 6
+    page(6)[0] = 6
     fh.dirtyWriteout()
     // a recycled page asked for again: the writer does come back to what it wrote, so the RAM
     // grows as any cache would from now on
-    expect(b[0]).to.equal(100) // the pattern file's storeblk keeps nothing: its block reads again
-    expect(b[7 * PS]).to.equal(107)
+    expect(page(0)[0]).to.equal(100) // the pattern file's storeblk keeps nothing: its block reads again
+    expect(page(7)[0]).to.equal(107)
     expect([fh.pageState(0), fh.pageState(6), fh.pageState(7), inUse()]).to.deep.equal(['loaded', 'loaded', 'loaded', 4])
-    expect(virtmemStats().recycledWrittenBack - s0.recycledWrittenBack).to.equal(2)
+    expect(virtmemStats().recycledLeftBehind - s0.recycledLeftBehind).to.equal(2)
+    for (const v of views) v.unmap()
+    fh.close()
+  })
+
+  it('a sequential read through a mapping larger than the RAM reuses the frames of the pages it passed, until one is asked for again', () => {
+    const { ram, fh } = patternFileH(4)
+    const s0 = virtmemStats()
+    // 16 pages mapped with 4 of RAM, read in order: each page passed is left behind and its
+    // frame taken for a later one: two frames in all
+    const m = fh.mmap(0, 16)
+    const b = m.bytes()
+    for (let pg = 0; pg < 16; pg++) expect(b[pg * PS + 7]).to.equal(100 + pg)
+    expect(ram.stats().bytesPeak / PS).to.equal(2)
+    expect(virtmemStats().recycledLeftBehind - s0.recycledLeftBehind).to.equal(14)
+    // back to the start: a recycled page asked for again, and the RAM caches as usual from now on
+    for (let pg = 0; pg < 16; pg++) expect(b[pg * PS]).to.equal(100 + pg)
+    expect(virtmemStats().recycledLeftBehind - s0.recycledLeftBehind).to.equal(14)
+    expect(ram.stats().bytesInUse / PS).to.equal(4)
     m.unmap()
     fh.close()
+    // a mapping no larger than the RAM: an ordinary cache from the start
+    const other = patternFileH(4)
+    const small = other.fh.mmap(0, 4)
+    for (let pg = 0; pg < 4; pg++) expect(small.bytes()[pg * PS]).to.equal(100 + pg)
+    expect(other.ram.stats().bytesInUse / PS).to.equal(4)
+    expect(virtmemStats().recycledLeftBehind - s0.recycledLeftBehind).to.equal(14)
+    small.unmap()
+    other.fh.close()
   })
 
   it('never takes a written-back page that is in use: read again through the same view, prefaulted, or loaded by fh.load', async () => {
@@ -95,7 +124,7 @@ describe(`virtmem: file access through mappings (test_virtmem), ${PS / 1024} KiB
     for (let pg = 0; pg < 4; pg++) expect(b[pg * PS]).to.equal(1)
     for (let pg = 4; pg < 8; pg++) expect(b[pg * PS]).to.equal(100 + pg)
     expect(virtmemStats().loads - s0.loads).to.equal(4) // pages 4-7 only
-    expect(virtmemStats().recycledWrittenBack - s0.recycledWrittenBack).to.equal(0)
+    expect(virtmemStats().recycledLeftBehind - s0.recycledLeftBehind).to.equal(0)
     // prefault keeps the range it maps, written-back pages of it included
     for (let pg = 8; pg < 10; pg++) b[pg * PS] = 2
     fh.dirtyWriteout()
@@ -106,7 +135,7 @@ describe(`virtmem: file access through mappings (test_virtmem), ${PS / 1024} KiB
     fh.dirtyWriteout()
     await fh.load({ pgoffset: 12, pglen: 4 })
     expect([12, 13, 14, 15].map((pg) => fh.pageState(pg))).to.deep.equal(['loaded', 'loaded', 'loaded', 'loaded'])
-    expect(virtmemStats().recycledWrittenBack - s0.recycledWrittenBack).to.equal(0)
+    expect(virtmemStats().recycledLeftBehind - s0.recycledLeftBehind).to.equal(0)
     expect(ram.stats().bytesInUse / PS).to.equal(16)
     m.unmap()
     fh.close()
@@ -121,7 +150,7 @@ describe(`virtmem: file access through mappings (test_virtmem), ${PS / 1024} KiB
     for (let pg = 0; pg < 4; pg++) b[pg * PS] = 1
     fh.dirtyWriteout()
     for (let pg = 4; pg < 8; pg++) expect(b[pg * PS]).to.equal(100 + pg)
-    expect(virtmemStats().recycledWrittenBack - s0.recycledWrittenBack).to.equal(0)
+    expect(virtmemStats().recycledLeftBehind - s0.recycledLeftBehind).to.equal(0)
     expect(ram.stats().framesPunched).to.equal(0)
     expect([0, 1, 2, 3].map((pg) => fh.pageState(pg))).to.deep.equal(['loaded', 'loaded', 'loaded', 'loaded'])
     m.unmap()

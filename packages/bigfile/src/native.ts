@@ -46,7 +46,7 @@ export interface VirtmemStats {
   /** Accesses that hit a page while another thread moved its page tables, and were retried (kernels before 5.13 only). */
   holeRetries: number
   /** Frames of pages written and committed here, taken for new pages before new memory (below the limit). */
-  recycledWrittenBack: number
+  recycledLeftBehind: number
 }
 
 /** What stressReadersStop reports. */
