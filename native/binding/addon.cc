@@ -205,6 +205,15 @@ Napi::Value FilehClose(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// filehAdviseSequential(fh, pgoffset, pglen): pages read in order, once (pglen 0: no longer).
+Napi::Value FilehAdviseSequential(const Napi::CallbackInfo& info) {
+  FileHandle* h = fhOf(info[0]);
+  std::uint64_t pgoffset = toIndex(info[1], "pgoffset");
+  std::uint64_t pglen = toIndex(info[2], "pglen");
+  guarded(info.Env(), [&] { vm().adviseSequential(h->fileh, pgoffset, pglen); });
+  return info.Env().Undefined();
+}
+
 // filehSetSnapshot(fh, tid: bigint): the snapshot loads of this handle read at from now on.
 Napi::Value FilehSetSnapshot(const Napi::CallbackInfo& info) {
   FileHandle* h = fhOf(info[0]);
@@ -664,6 +673,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   fn("filehOpen", FilehOpen);
   fn("filehId", FilehId);
   fn("filehSpec", FilehSpec);
+  fn("filehAdviseSequential", FilehAdviseSequential);
   fn("filehClose", FilehClose);
   fn("filehMmap", FilehMmap);
   fn("filehWriteout", FilehWriteout);

@@ -398,13 +398,24 @@ void Virtmem::markLeftBehind(Page* page) {
   page->leftBehind = true;
 }
 
-// A sequential fault at `pg` in a mapping larger than the RAM: the page before it is passed.
+// A sequential fault at `pg` in a mapping larger than the RAM, or within a range advised as
+// read once in order and wider than the RAM: the page before it is passed.
 void Virtmem::passBehind(Vma* vma, std::uint64_t pg) {
   FileH* fileh = vma->fileh;
-  if (tlsKeepMapped || pg == 0 || !vma->covers(pg - 1) || vma->npages() <= fileh->ram->limitFrames()) return;
-  if (!fileh->ram->leftBehindRecycling) return;
+  const std::size_t frames = fileh->ram->limitFrames();
+  if (tlsKeepMapped || pg == 0 || !fileh->ram->leftBehindRecycling) return;
+  const bool wideMapping = vma->npages() > frames && vma->covers(pg - 1);
+  const bool wideAdvice = fileh->seqEnd - fileh->seqStart > frames && pg - 1 >= fileh->seqStart && pg < fileh->seqEnd;
+  if (!wideMapping && !wideAdvice) return;
   Page* prev = fileh->pagemap.get(pg - 1);
   if (prev && prev->state == PageState::Loaded && !prev->leftBehind) markLeftBehind(prev);
+}
+
+void Virtmem::adviseSequential(FileH* fileh, std::uint64_t pgoffset, std::uint64_t pglen) {
+  Guard g(*this);
+  checkOpen(fileh);
+  fileh->seqStart = pgoffset;
+  fileh->seqEnd = pglen == 0 ? pgoffset : pgoffset + pglen;
 }
 
 void Virtmem::clearLeftBehind(Page* page) {

@@ -6,7 +6,7 @@ import ndarray from 'ndarray'
 import type { NdArray } from 'ndarray'
 import ops from 'ndarray-ops'
 
-import { FileBigFile, FileH, MAX_MAPPING_BYTES, PatternBigFile } from '@wendelin/bigfile'
+import { FileBigFile, FileH, MAX_MAPPING_BYTES, PatternBigFile, virtmemStats } from '@wendelin/bigfile'
 import { BigArray, UnsupportedDTypeError, recordDType, releaseView, type Index, type SliceSpec } from '@wendelin/bigarray'
 
 import { PS, cleanup, fileH, ram } from './helpers.js'
@@ -320,6 +320,30 @@ describe('BigArray', () => {
       expect(A.slice([n - 2, n]).shape).to.deep.equal([2])
     } finally {
       for (const m of fh.liveMappings()) m.unmap()
+      fh.close()
+    }
+  })
+
+  it('chunks tell the file they read its pages in order, once: an array wider than the RAM is walked in a few frames, a narrower one cached', () => {
+    for (const [ramPages, cached] of [[4, false], [32, true]] as const) {
+      const fh = new FileH(new PatternBigFile({ blksize: PS }), { ram: ram(ramPages) })
+      const A = new BigArray([16 * PS], 'uint8', fh)
+      const s0 = virtmemStats()
+      let pages = 0
+      for (const c of A.chunks({ bytes: PS })) {
+        expect(c.array.get(7)).to.equal(100 + pages) // PatternBigFile: block k reads as 100 + k
+        pages++
+      }
+      expect(pages).to.equal(16)
+      const recycled = virtmemStats().recycledLeftBehind - s0.recycledLeftBehind
+      if (cached) {
+        expect([recycled, fh.ram.stats().bytesInUse / PS]).to.deep.equal([0, 16])
+      } else {
+        // each window is one page, no wider than the RAM: the advice alone leaves pages behind
+        expect(recycled).to.be.at.least(13)
+        expect(fh.ram.stats().bytesPeak / PS).to.be.at.most(3)
+      }
+      A.releaseMappings()
       fh.close()
     }
   })

@@ -41,6 +41,11 @@ export interface BigArrayFileH {
    * when the file can do that cheaply; false when it did not, changing nothing (ZBigFileH.poke).
    */
   poke?(offset: number, src: Uint8Array): boolean
+  /**
+   * Optional: pages `range` will be read in order, once (FileH.adviseSequential): chunks()
+   * says so for the pages it walks.
+   */
+  adviseSequential?(range: { pgoffset: number; pglen: number }): Disposable
 }
 
 /** A slice of one axis, as Python's start:stop:step (negative values count from the end). */
@@ -682,6 +687,9 @@ export class BigArray<D extends DType = DType> implements BigArrayLike<D> {
     let rows = options.rows ?? Math.floor((options.bytes ?? 64 * 1024 * 1024) / Math.max(1, rowBytes))
     // a window plus the partial pages at both ends must fit in one mapping
     rows = Math.max(1, Math.min(rows, Math.floor((MAX_MAPPING_BYTES - 2 * this.#fileh.blksize) / Math.max(1, rowBytes))))
+    // The walk reads the array's pages in order, once: the file may leave them behind as it
+    // goes (their frames taken for the pages ahead) when they are more than its RAM holds.
+    using _sequential = this.#fileh.adviseSequential?.({ pgoffset: 0, pglen: Math.ceil(this.#nbytes / this.#fileh.blksize) })
     for (let start = 0; start < n; start += rows) {
       const stop = Math.min(n, start + rows)
       const index: Index[] = this.#shape.map(() => null)

@@ -129,6 +129,25 @@ export class FileH {
     addon.filehInvalidate(this.native, pgoffset)
   }
 
+  /**
+   * Tells that pages `range` will be read in order, once (as madvise's MADV_SEQUENTIAL): when
+   * the range is wider than the RAM, each page a sequential read has passed is left behind,
+   * its frame taken for the pages ahead before new memory is (as a mapping larger than the RAM
+   * does by itself). One range per handle; disposing of the result (or another call) ends it.
+   */
+  adviseSequential(range: PageRange): Disposable {
+    this.checkOpen()
+    addon.filehAdviseSequential(this.native, range.pgoffset, range.pglen)
+    const advice = ++this.advice
+    return {
+      [Symbol.dispose]: () => {
+        if (!this.closed && this.advice === advice) addon.filehAdviseSequential(this.native, range.pgoffset, 0)
+      },
+    }
+  }
+  /** The latest adviseSequential call (its disposal ends the advice only if none came since). */
+  private advice = 0
+
   isDirty(pgoffset: number): boolean {
     return this.pageState(pgoffset) === 'dirty'
   }

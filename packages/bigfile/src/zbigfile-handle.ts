@@ -31,7 +31,7 @@ import { pathTo } from '@wendelin/btrees'
 import type { DataManager, Synchronizer, Transaction, TransactionManagerLike } from '@wendelin/transaction'
 import { Connection, GHOST, idToHex, specForAnotherThread, type InvalidationListener, type Oid, type Storage, type Tid } from '@wendelin/zodb'
 
-import { FileH, WRITEOUT_MARKSTORED, WRITEOUT_STORE, type Mapping } from './fileh.js'
+import { FileH, WRITEOUT_MARKSTORED, WRITEOUT_STORE, type Mapping, type PageRange } from './fileh.js'
 import { log } from './log.js'
 import { addon, type PageState } from './native.js'
 import type { RAM } from './ram.js'
@@ -288,6 +288,11 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
 
   pageState(pgoffset: number): PageState {
     return this.fileh.pageState(pgoffset)
+  }
+
+  /** The handle's pages `range` will be read in order, once: see FileH.adviseSequential. */
+  adviseSequential(range: PageRange): Disposable {
+    return this.fileh.adviseSequential(range)
   }
 
   /**
