@@ -427,6 +427,8 @@ Napi::Value FilehLoadAsync(const Napi::CallbackInfo& info) {
   std::uint64_t pg = toIndex(info[1], "pgoffset");
   double asyncId = info[2].As<Napi::Number>().DoubleValue();
   Virtmem::PendingLoad pending;
+  // fileh.load() keeps its range: no page of it is taken for another (left-behind recycling).
+  Virtmem::KeepMappedScope keepMapped;
   auto r = guarded(env, [&] { return vm().beginLoad(h->fileh, pg, &pending); });
   if (r == Virtmem::BeginLoad::Present) return Napi::String::New(env, "present");
   if (r == Virtmem::BeginLoad::Busy) return Napi::String::New(env, "busy");

@@ -35,7 +35,8 @@
 #include <cstdint>
 #include <deque>
 #include <list>
-#include <unordered_set>
+#include <map>
+#include <utility>
 #include <vector>
 
 namespace wendelin {
@@ -94,14 +95,15 @@ class Ram {
   // Least recently used first. Holds LOADED and DIRTY pages (never LOADING ones).
   std::list<Page*> lru;
   // Virtmem's recycling of pages left behind (Virtmem::recycleLeftBehind): those LOADED pages,
-  // oldest first; whether it is still on for this RAM; and the pages it recycled lately (file
-  // handle id and page, hashed; at most kRecycledKeys, oldest first), to notice one being
-  // asked for again.
+  // oldest first; whether it is still on for this RAM; and the pages it recycled, as runs of
+  // pages per file handle ({fileh id, first page} -> last page; at most kRecycledRuns, the
+  // oldest forgotten first), to notice one being asked for again. A sequential pass recycles
+  // one run however long it is.
   std::list<Page*> leftBehind;
   bool leftBehindRecycling = true;
-  std::unordered_set<std::uint64_t> recycledKeys;
-  std::deque<std::uint64_t> recycledOrder;
-  static constexpr std::size_t kRecycledKeys = 4096;
+  std::map<std::pair<std::uint64_t, std::uint64_t>, std::uint64_t> recycledRuns;
+  std::deque<std::pair<std::uint64_t, std::uint64_t>> recycledRunOrder;
+  static constexpr std::size_t kRecycledRuns = 4096;
   // Whether a frame freed now would stay backed (warm) rather than be punched (high water).
   bool freedFrameStaysWarm() const { return inUse_ - 1 + warm_.size() < highWaterFrames_; }
   // File handles open on this RAM (it cannot be destroyed while any is).

@@ -348,8 +348,30 @@ std::size_t Virtmem::reclaim(Ram* ram, std::size_t batch) {
 }
 
 namespace {
-std::uint64_t recycledKey(const FileH* fileh, std::uint64_t pgoffset) {
-  return (fileh->id * 0x9E3779B97F4A7C15ull) ^ pgoffset;
+// Whether page `pg` of file handle `id` is in one of the RAM's recycled runs.
+bool wasRecycled(const Ram* ram, std::uint64_t id, std::uint64_t pg) {
+  auto it = ram->recycledRuns.upper_bound({id, pg});
+  if (it == ram->recycledRuns.begin()) return false;
+  --it;
+  return it->first.first == id && it->second >= pg;
+}
+
+// Adds page `pg` of file handle `id` to the RAM's recycled runs (extending the run it follows).
+void noteRecycled(Ram* ram, std::uint64_t id, std::uint64_t pg) {
+  if (wasRecycled(ram, id, pg)) return;
+  if (pg > 0) {
+    auto it = ram->recycledRuns.upper_bound({id, pg - 1});
+    if (it != ram->recycledRuns.begin() && (--it)->first.first == id && it->second == pg - 1) {
+      it->second = pg;
+      return;
+    }
+  }
+  ram->recycledRuns[{id, pg}] = pg;
+  ram->recycledRunOrder.push_back({id, pg});
+  if (ram->recycledRunOrder.size() > Ram::kRecycledRuns) {
+    ram->recycledRuns.erase(ram->recycledRunOrder.front());
+    ram->recycledRunOrder.pop_front();
+  }
 }
 }  // namespace
 
@@ -376,14 +398,7 @@ bool Virtmem::recycleLeftBehind(Ram* ram, Page* keep) {
     if (ram->leftBehind.size() < 2) return false;
     victim = *std::next(ram->leftBehind.begin());
   }
-  const std::uint64_t key = recycledKey(victim->fileh, victim->pgoffset);
-  if (ram->recycledKeys.insert(key).second) {
-    ram->recycledOrder.push_back(key);
-    if (ram->recycledOrder.size() > Ram::kRecycledKeys) {
-      ram->recycledKeys.erase(ram->recycledOrder.front());
-      ram->recycledOrder.pop_front();
-    }
-  }
+  noteRecycled(ram, victim->fileh->id, victim->pgoffset);
   dropPage(victim);
   stats_.recycledLeftBehind++;
   return true;
@@ -399,16 +414,18 @@ void Virtmem::markLeftBehind(Page* page) {
 }
 
 // A sequential fault at `pg` in a mapping larger than the RAM, or within a range advised as
-// read once in order and wider than the RAM: the page before it is passed.
+// read once in order and wider than the RAM: the page two before it is passed. (Not the one
+// just before: a read or a copy that crosses the page boundary still touches it.)
 void Virtmem::passBehind(Vma* vma, std::uint64_t pg) {
   FileH* fileh = vma->fileh;
   const std::size_t frames = fileh->ram->limitFrames();
-  if (tlsKeepMapped || pg == 0 || !fileh->ram->leftBehindRecycling) return;
-  const bool wideMapping = vma->npages() > frames && vma->covers(pg - 1);
-  const bool wideAdvice = fileh->seqEnd - fileh->seqStart > frames && pg - 1 >= fileh->seqStart && pg < fileh->seqEnd;
+  if (tlsKeepMapped || pg < 2 || !fileh->ram->leftBehindRecycling) return;
+  const std::uint64_t passed = pg - 2;
+  const bool wideMapping = vma->npages() > frames && vma->covers(passed);
+  const bool wideAdvice = fileh->seqEnd - fileh->seqStart > frames && passed >= fileh->seqStart && pg < fileh->seqEnd;
   if (!wideMapping && !wideAdvice) return;
-  Page* prev = fileh->pagemap.get(pg - 1);
-  if (prev && prev->state == PageState::Loaded && !prev->leftBehind) markLeftBehind(prev);
+  Page* page = fileh->pagemap.get(passed);
+  if (page && page->state == PageState::Loaded && !page->leftBehind) markLeftBehind(page);
 }
 
 void Virtmem::adviseSequential(FileH* fileh, std::uint64_t pgoffset, std::uint64_t pglen) {
@@ -430,11 +447,12 @@ void Virtmem::clearLeftBehind(Page* page) {
 // never `keep`). Called with the lock held.
 Page* Virtmem::allocPage(FileH* fileh, std::uint64_t pgoffset, Page* keep) {
   Ram* ram = fileh->ram;
-  if (ram->leftBehindRecycling && !ram->recycledKeys.empty() && ram->recycledKeys.count(recycledKey(fileh, pgoffset))) {
+  if (ram->leftBehindRecycling && !ram->recycledRuns.empty() && wasRecycled(ram, fileh->id, pgoffset)) {
     ram->leftBehindRecycling = false;  // a recycled page asked for again: cache as usual from now on
-    ram->recycledKeys.clear();
-    ram->recycledOrder.clear();
+    ram->recycledRuns.clear();
+    ram->recycledRunOrder.clear();
   }
+
   if (ram->framesInUse() < ram->limitFrames()) recycleLeftBehind(ram, keep);
   while (ram->framesInUse() >= ram->limitFrames()) {
     Page* victim = nullptr;
@@ -787,9 +805,10 @@ void Virtmem::dirtyWriteout(FileH* fileh, int flags, const StoreFn& store) {
         protectPageEverywhere(page, PROT_READ);
         continue;
       }
-      // Left behind: unmapped (still loaded), so that the next access to it faults and tells
-      // that it is in use; until then its frame is one to take before new memory.
-      if (fileh->ram->leftBehindRecycling) markLeftBehind(page);
+      // Read-only again where it is mapped: a view that showed it still does (system calls
+      // on it keep working). Mapped nowhere, it is left behind: its frame is one to take
+      // before new memory until an access to it (a fault) tells that it is in use.
+      if (page->refcnt == 0 && fileh->ram->leftBehindRecycling) markLeftBehind(page);
       else protectPageEverywhere(page, PROT_READ);
     }
   }
