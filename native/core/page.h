@@ -50,8 +50,9 @@ struct Page {
   Vma* ptesIn = nullptr;             // the VMA holding the page tables moved from the alias
 
   // Left behind, and not faulted on since: written here and committed (dirtyWriteout
-  // MARKSTORED), or passed by a sequential read through a mapping larger than the RAM. Such a
-  // page is unmapped everywhere, so that any later access faults and takes it off
+  // MARKSTORED) while no mapping showed it, or passed by a sequential read through a mapping
+  // (or an advised range) wider than the RAM. Such a page is mapped nowhere, so that any later
+  // access faults and takes it off
   // Ram::leftBehind, whose frames are taken before new memory is (Virtmem::recycleLeftBehind).
   bool leftBehind = false;
   std::list<Page*>::iterator leftBehindPos;  // position in Ram::leftBehind when leftBehind

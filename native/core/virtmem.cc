@@ -378,18 +378,21 @@ void noteRecycled(Ram* ram, std::uint64_t id, std::uint64_t pg) {
 // Recycling of pages left behind. Below the limit a new page would take a frame of new memory,
 // whose first touch costs more than reading a page back from the database on these machines
 // (1.5-10 µs per 4 KiB page: 0.8-5 ms for a 2 MiB frame, against 0.4-1.5 ms to load one). Two
-// kinds of pages are seldom used again: those a commit wrote out (a writer streaming through
-// an array larger than the RAM does not read back what it committed) and those a sequential
-// read through a mapping larger than the RAM has passed (a cache of them helps no second pass:
-// LRU evicts each before the pass comes back to it). So, with no freed frame at hand, the page
-// left behind longest ago and not touched since gives its frame up instead. Left-behind pages
-// are unmapped (still loaded: their page tables go back to the read alias), so any later access
+// kinds of pages are seldom used again: those a commit wrote out and no mapping shows (a writer
+// streaming through an array larger than the RAM does not read back what it committed) and
+// those two pages behind a sequential read through a mapping larger than the RAM, or through a
+// range advised as read once and wider than the RAM (a cache of them helps no second pass: LRU
+// evicts each before the pass comes back to it). So, with no freed frame at hand, the page left
+// behind longest ago and not touched since gives its frame up instead. Left-behind pages are
+// mapped nowhere (still loaded: their page tables are in the read alias), so any later access
 // faults, cheaply, and takes the page off the list: "not touched since" is exact. Never `keep`
 // (the page a fault is mapping), never while a range is being kept mapped (prefault,
 // fileh.load), never where the freed frame would be punched (high water) instead of reused.
 // Once a page recycled so is asked for again — its user does come back to it — the RAM stops
-// doing it for good and caches as any cache would. W-ARR write of 1 GiB with 512 MiB of RAM
-// (fresh processes, alternating): 247-476 -> 449-534 MB/s.
+// doing it for good and caches as any cache would. Fresh processes, alternating with the build
+// before: W-ARR write of 1 GiB with 512 MiB of RAM 196-476 -> 449-534 MB/s; cold reads of 1 GiB
+// (ZBigFile through one mapping, 256 MiB; W-ARR through 64 MiB chunks, 512 MiB) 2.3-2.6 ->
+// 3.2-3.4 GB/s and 1.0-1.3 -> 1.6-1.8 GB/s.
 bool Virtmem::recycleLeftBehind(Ram* ram, Page* keep) {
   if (!ram->leftBehindRecycling || ram->leftBehind.empty() || tlsKeepMapped) return false;
   if (ram->framesWarm() != 0 || !ram->freedFrameStaysWarm()) return false;
