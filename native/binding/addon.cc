@@ -205,12 +205,12 @@ Napi::Value FilehClose(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// filehAdviseSequential(fh, pgoffset, pglen): pages read in order, once (pglen 0: no longer).
-Napi::Value FilehAdviseSequential(const Napi::CallbackInfo& info) {
+// filehLeaveBehind(fh, pgoffset, pglen): the caller is done with these pages.
+Napi::Value FilehLeaveBehind(const Napi::CallbackInfo& info) {
   FileHandle* h = fhOf(info[0]);
   std::uint64_t pgoffset = toIndex(info[1], "pgoffset");
   std::uint64_t pglen = toIndex(info[2], "pglen");
-  guarded(info.Env(), [&] { vm().adviseSequential(h->fileh, pgoffset, pglen); });
+  guarded(info.Env(), [&] { vm().leaveBehind(h->fileh, pgoffset, pglen); });
   return info.Env().Undefined();
 }
 
@@ -675,7 +675,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   fn("filehOpen", FilehOpen);
   fn("filehId", FilehId);
   fn("filehSpec", FilehSpec);
-  fn("filehAdviseSequential", FilehAdviseSequential);
+  fn("filehLeaveBehind", FilehLeaveBehind);
   fn("filehClose", FilehClose);
   fn("filehMmap", FilehMmap);
   fn("filehWriteout", FilehWriteout);

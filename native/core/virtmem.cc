@@ -380,9 +380,10 @@ void noteRecycled(Ram* ram, std::uint64_t id, std::uint64_t pg) {
 // (1.5-10 µs per 4 KiB page: 0.8-5 ms for a 2 MiB frame, against 0.4-1.5 ms to load one). Two
 // kinds of pages are seldom used again: those a commit wrote out and no mapping shows (a writer
 // streaming through an array larger than the RAM does not read back what it committed) and
-// those two pages behind a sequential read through a mapping larger than the RAM, or through a
-// range advised as read once and wider than the RAM (a cache of them helps no second pass: LRU
-// evicts each before the pass comes back to it). So, with no freed frame at hand, the page left
+// those two pages behind a sequential read through a mapping larger than the RAM, or that a
+// caller walking a range wider than the RAM says it is done with (leaveBehind: BigArray's
+// chunks() for each window it released); a cache of them helps no second pass (LRU evicts
+// each before the pass comes back to it). So, with no freed frame at hand, the page left
 // behind longest ago and not touched since gives its frame up instead. Left-behind pages are
 // mapped nowhere (still loaded: their page tables are in the read alias), so any later access
 // faults, cheaply, and takes the page off the list: "not touched since" is exact. Never `keep`
@@ -416,26 +417,26 @@ void Virtmem::markLeftBehind(Page* page) {
   page->leftBehind = true;
 }
 
-// A sequential fault at `pg` in a mapping larger than the RAM, or within a range advised as
-// read once in order and wider than the RAM: the page two before it is passed. (Not the one
-// just before: a read or a copy that crosses the page boundary still touches it.)
+// A sequential fault at `pg` in a mapping larger than the RAM: the page two before it is
+// passed. (Not the one just before: a read or a copy that crosses the page boundary still
+// touches it.)
 void Virtmem::passBehind(Vma* vma, std::uint64_t pg) {
   FileH* fileh = vma->fileh;
-  const std::size_t frames = fileh->ram->limitFrames();
   if (tlsKeepMapped || pg < 2 || !fileh->ram->leftBehindRecycling) return;
   const std::uint64_t passed = pg - 2;
-  const bool wideMapping = vma->npages() > frames && vma->covers(passed);
-  const bool wideAdvice = fileh->seqEnd - fileh->seqStart > frames && passed >= fileh->seqStart && pg < fileh->seqEnd;
-  if (!wideMapping && !wideAdvice) return;
+  if (vma->npages() <= fileh->ram->limitFrames() || !vma->covers(passed)) return;
   Page* page = fileh->pagemap.get(passed);
   if (page && page->state == PageState::Loaded && !page->leftBehind) markLeftBehind(page);
 }
 
-void Virtmem::adviseSequential(FileH* fileh, std::uint64_t pgoffset, std::uint64_t pglen) {
+void Virtmem::leaveBehind(FileH* fileh, std::uint64_t pgoffset, std::uint64_t pglen) {
   Guard g(*this);
   checkOpen(fileh);
-  fileh->seqStart = pgoffset;
-  fileh->seqEnd = pglen == 0 ? pgoffset : pgoffset + pglen;
+  if (!fileh->ram->leftBehindRecycling) return;
+  for (std::uint64_t pg = pgoffset; pg < pgoffset + pglen; pg++) {
+    Page* page = fileh->pagemap.get(pg);
+    if (page && page->state == PageState::Loaded && page->refcnt == 0 && !page->leftBehind) markLeftBehind(page);
+  }
 }
 
 void Virtmem::clearLeftBehind(Page* page) {

@@ -65,10 +65,6 @@ struct FileH {
   bool closed = false;
   int baseFd = -1;                  // overlay mode: the file mapped read-only under the VMAs
   std::uint64_t lastFaultPg = kNoPage;  // page the last fault mapped (readahead)
-  // Pages [seqStart, seqEnd) are being read in order, once (adviseSequential): a pass wider
-  // than the RAM leaves the pages it passed behind, as in a mapping larger than the RAM.
-  std::uint64_t seqStart = 0;
-  std::uint64_t seqEnd = 0;
   std::size_t loading = 0;          // pages LOADING or LOADING_INVALIDATED (frames held by loads)
 };
 
@@ -148,8 +144,9 @@ class Virtmem {
   void dirtyWriteout(FileH* fileh, int flags, const StoreFn& store);
   void dirtyDiscard(FileH* fileh);
   void invalidatePage(FileH* fileh, std::uint64_t pgoffset);
-  // Pages [pgoffset, pgoffset + pglen) will be read in order, once (pglen 0: no longer).
-  void adviseSequential(FileH* fileh, std::uint64_t pgoffset, std::uint64_t pglen);
+  // The caller is done with pages [pgoffset, pgoffset + pglen): those loaded and mapped nowhere
+  // are left behind (their frames taken before new memory; see recycleLeftBehind).
+  void leaveBehind(FileH* fileh, std::uint64_t pgoffset, std::uint64_t pglen);
   bool pageIsDirty(FileH* fileh, std::uint64_t pgoffset);
   PageState pageState(FileH* fileh, std::uint64_t pgoffset);
   std::vector<std::uint64_t> dirtyPages(FileH* fileh);   // ascending

@@ -42,10 +42,12 @@ export interface BigArrayFileH {
    */
   poke?(offset: number, src: Uint8Array): boolean
   /**
-   * Optional: pages `range` will be read in order, once (FileH.adviseSequential): chunks()
-   * says so for the pages it walks.
+   * Optional: the caller is done with pages `range` (FileH.leaveBehind), and how many pages
+   * the file's RAM holds: chunks() leaves each window it released behind when the whole walk
+   * is wider than that.
    */
-  adviseSequential?(range: { pgoffset: number; pglen: number }): Disposable
+  leaveBehind?(range: { pgoffset: number; pglen: number }): void
+  readonly ramPages?: number
 }
 
 /** A slice of one axis, as Python's start:stop:step (negative values count from the end). */
@@ -687,9 +689,10 @@ export class BigArray<D extends DType = DType> implements BigArrayLike<D> {
     let rows = options.rows ?? Math.floor((options.bytes ?? 64 * 1024 * 1024) / Math.max(1, rowBytes))
     // a window plus the partial pages at both ends must fit in one mapping
     rows = Math.max(1, Math.min(rows, Math.floor((MAX_MAPPING_BYTES - 2 * this.#fileh.blksize) / Math.max(1, rowBytes))))
-    // The walk reads the array's pages in order, once: the file may leave them behind as it
-    // goes (their frames taken for the pages ahead) when they are more than its RAM holds.
-    using _sequential = this.#fileh.adviseSequential?.({ pgoffset: 0, pglen: Math.ceil(this.#nbytes / this.#fileh.blksize) })
+    // A walk over more pages than the file's RAM holds: each window released is left behind
+    // (its pages' frames go to the windows ahead before new memory; see FileH.leaveBehind).
+    const bs = this.#fileh.blksize
+    const wide = this.#fileh.leaveBehind !== undefined && this.#fileh.ramPages !== undefined && Math.ceil(this.#nbytes / bs) > this.#fileh.ramPages
     for (let start = 0; start < n; start += rows) {
       const stop = Math.min(n, start + rows)
       const index: Index[] = this.#shape.map(() => null)
@@ -699,6 +702,7 @@ export class BigArray<D extends DType = DType> implements BigArrayLike<D> {
         yield { start, stop, array: v.array }
       } finally {
         v.release()
+        if (wide && v.mapping !== null) this.#fileh.leaveBehind!({ pgoffset: v.mapping.pgoffset, pglen: v.mapping.pglen })
       }
     }
   }

@@ -130,23 +130,20 @@ export class FileH {
   }
 
   /**
-   * Tells that pages `range` will be read in order, once (as madvise's MADV_SEQUENTIAL): when
-   * the range is wider than the RAM, each page a sequential read has passed is left behind,
-   * its frame taken for the pages ahead before new memory is (as a mapping larger than the RAM
-   * does by itself). One range per handle; disposing of the result (or another call) ends it.
+   * Tells that the caller is done with pages `range` (a walk wider than the RAM has passed
+   * them): those loaded and mapped nowhere are left behind, their frames taken for new pages
+   * before new memory is (see the README, RAM). Nothing else changes: a later access loads
+   * them again if they were taken, and the first such access ends recycling for this RAM.
    */
-  adviseSequential(range: PageRange): Disposable {
+  leaveBehind(range: PageRange): void {
     this.checkOpen()
-    addon.filehAdviseSequential(this.native, range.pgoffset, range.pglen)
-    const advice = ++this.advice
-    return {
-      [Symbol.dispose]: () => {
-        if (!this.closed && this.advice === advice) addon.filehAdviseSequential(this.native, range.pgoffset, 0)
-      },
-    }
+    addon.filehLeaveBehind(this.native, range.pgoffset, range.pglen)
   }
-  /** The latest adviseSequential call (its disposal ends the advice only if none came since). */
-  private advice = 0
+
+  /** Pages the RAM holds at its limit (a walk over more is wider than the RAM). */
+  get ramPages(): number {
+    return Math.floor(this.ram.limit / this.ram.pageSize)
+  }
 
   isDirty(pgoffset: number): boolean {
     return this.pageState(pgoffset) === 'dirty'

@@ -82,7 +82,7 @@ export interface VirtmemAddon {
   filehOpen(ram: NativeRam, kind: NativeFileKind, description: string, spec: string | null, basePath?: string): NativeFileH
   filehId(fh: NativeFileH): number
   filehSpec(id: number): string | undefined
-  filehAdviseSequential(fh: NativeFileH, pgoffset: number, pglen: number): void
+  filehLeaveBehind(fh: NativeFileH, pgoffset: number, pglen: number): void
   filehClose(fh: NativeFileH): void
   filehMmap(fh: NativeFileH, pgoffset: number, pglen: number): [ArrayBuffer, NativeMapping]
   filehWriteout(fh: NativeFileH, flags: number, store: ((blk: number, src: Uint8Array) => void) | null): void

@@ -290,9 +290,14 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
     return this.fileh.pageState(pgoffset)
   }
 
-  /** The handle's pages `range` will be read in order, once: see FileH.adviseSequential. */
-  adviseSequential(range: PageRange): Disposable {
-    return this.fileh.adviseSequential(range)
+  /** The caller is done with pages `range`: see FileH.leaveBehind. */
+  leaveBehind(range: PageRange): void {
+    this.fileh.leaveBehind(range)
+  }
+
+  /** Pages the handle's RAM holds at its limit. */
+  get ramPages(): number {
+    return this.fileh.ramPages
   }
 
   /**
