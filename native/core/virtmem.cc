@@ -386,22 +386,18 @@ void noteRecycled(Ram* ram, std::uint64_t id, std::uint64_t pg) {
 // each before the pass comes back to it). So, with no freed frame at hand, the page left
 // behind longest ago and not touched since gives its frame up instead. Left-behind pages are
 // mapped nowhere (still loaded: their page tables are in the read alias), so any later access
-// faults, cheaply, and takes the page off the list: "not touched since" is exact. Never `keep`
-// (the page a fault is mapping), never while a range is being kept mapped (prefault,
-// fileh.load), never where the freed frame would be punched (high water) instead of reused.
+// faults, cheaply, and takes the page off the list: "not touched since" is exact (so never the
+// page a fault is mapping: the fault took it off before its readahead allocates), never while a
+// range is being kept mapped (prefault, fileh.load), never where the freed frame would be punched (high water) instead of reused.
 // Once a page recycled so is asked for again — its user does come back to it — the RAM stops
 // doing it for good and caches as any cache would. Fresh processes, alternating with the build
 // before: W-ARR write of 1 GiB with 512 MiB of RAM 196-476 -> 449-534 MB/s; cold reads of 1 GiB
 // (ZBigFile through one mapping, 256 MiB; W-ARR through 64 MiB chunks, 512 MiB) 2.3-2.6 ->
 // 3.2-3.4 GB/s and 1.0-1.3 -> 1.6-1.8 GB/s.
-bool Virtmem::recycleLeftBehind(Ram* ram, Page* keep) {
+bool Virtmem::recycleLeftBehind(Ram* ram) {
   if (!ram->leftBehindRecycling || ram->leftBehind.empty() || tlsKeepMapped) return false;
   if (ram->framesWarm() != 0 || !ram->freedFrameStaysWarm()) return false;
   Page* victim = ram->leftBehind.front();
-  if (victim == keep) {
-    if (ram->leftBehind.size() < 2) return false;
-    victim = *std::next(ram->leftBehind.begin());
-  }
   noteRecycled(ram, victim->fileh->id, victim->pgoffset);
   dropPage(victim);
   stats_.recycledLeftBehind++;
@@ -447,9 +443,9 @@ void Virtmem::clearLeftBehind(Page* page) {
 
 // Takes a frame for a new LOADING page. At the limit, evicts the least recently used
 // non-dirty page; with only dirty (or loading) pages left the limit stretches, up to the
-// hard cap. Below it, a left-behind page's frame may be taken first (recycleLeftBehind;
-// never `keep`). Called with the lock held.
-Page* Virtmem::allocPage(FileH* fileh, std::uint64_t pgoffset, Page* keep) {
+// hard cap. Below it, a left-behind page's frame may be taken first (recycleLeftBehind).
+// Called with the lock held.
+Page* Virtmem::allocPage(FileH* fileh, std::uint64_t pgoffset) {
   Ram* ram = fileh->ram;
   if (ram->leftBehindRecycling && !ram->recycledRuns.empty() && wasRecycled(ram, fileh->id, pgoffset)) {
     ram->leftBehindRecycling = false;  // a recycled page asked for again: cache as usual from now on
@@ -457,7 +453,7 @@ Page* Virtmem::allocPage(FileH* fileh, std::uint64_t pgoffset, Page* keep) {
     ram->recycledRunOrder.clear();
   }
 
-  if (ram->framesInUse() < ram->limitFrames()) recycleLeftBehind(ram, keep);
+  if (ram->framesInUse() < ram->limitFrames()) recycleLeftBehind(ram);
   while (ram->framesInUse() >= ram->limitFrames()) {
     Page* victim = nullptr;
     for (Page* page : ram->lru)
@@ -683,7 +679,7 @@ void Virtmem::readahead(Vma* vma, std::uint64_t pg) {
   for (std::uint64_t next = pg + 1; next <= pg + window && vma->covers(next); next++) {
     if (fileh->pagemap.get(next)) continue;
     if (ram->limitFrames() < 4 || !canAllocWithoutStretch(ram, current)) return;
-    Page* page = allocPage(fileh, next, current);
+    Page* page = allocPage(fileh, next);
     void* dest = ram->aliasOf(page->frame);
     if (!dest) {  // beyond the alias (a stretched limit): no readahead
       dropPage(page);
@@ -805,14 +801,10 @@ void Virtmem::dirtyWriteout(FileH* fileh, int flags, const StoreFn& store) {
           continue;
         }
       }
-      if (fileh->baseFd >= 0) {
-        protectPageEverywhere(page, PROT_READ);
-        continue;
-      }
       // Read-only again where it is mapped: a view that showed it still does (system calls
       // on it keep working). Mapped nowhere, it is left behind: its frame is one to take
       // before new memory until an access to it (a fault) tells that it is in use.
-      if (page->refcnt == 0 && fileh->ram->leftBehindRecycling) markLeftBehind(page);
+      if (fileh->baseFd < 0 && page->refcnt == 0 && fileh->ram->leftBehindRecycling) markLeftBehind(page);
       else protectPageEverywhere(page, PROT_READ);
     }
   }

@@ -194,8 +194,8 @@ class Virtmem {
   class Guard;
 
   Vma* findVma(std::uintptr_t addr);
-  Page* allocPage(FileH* fileh, std::uint64_t pgoffset, Page* keep = nullptr);
-  bool recycleLeftBehind(Ram* ram, Page* keep);
+  Page* allocPage(FileH* fileh, std::uint64_t pgoffset);
+  bool recycleLeftBehind(Ram* ram);
   void markLeftBehind(Page* page);
   void passBehind(Vma* vma, std::uint64_t pg);
   static void clearLeftBehind(Page* page);

@@ -83,12 +83,17 @@ static sqlite3_blob* openBlob(sqlite3_context* ctx, sqlite3_value** argv) {
   return blob;
 }
 
-// Reads [offset, offset + length) of `blob`, clipped to its end, into `dest`; closes it.
-// Returns the bytes read, or -1 with the error set. Any offset and length >= 0 will do (a
-// value is under 2 GiB: what lies past its end is simply not there, as for substr).
-static sqlite3_int64 readClipped(sqlite3_context* ctx, sqlite3_blob* blob, sqlite3_int64 offset, sqlite3_int64 length, void* dest) {
+// How many bytes of [offset, offset + length) lie within `blob`. Any offset and length >= 0
+// will do (a value is under 2 GiB: what lies past its end is simply not there, as for substr).
+static sqlite3_int64 clippedLength(sqlite3_blob* blob, sqlite3_int64 offset, sqlite3_int64 length) {
   sqlite3_int64 size = sqlite3_blob_bytes(blob);
-  sqlite3_int64 n = offset >= size ? 0 : (length < size - offset ? length : size - offset);
+  return offset >= size ? 0 : (length < size - offset ? length : size - offset);
+}
+
+// Reads [offset, offset + length) of `blob`, clipped to its end, into `dest`; closes it.
+// Returns the bytes read, or -1 with the error set.
+static sqlite3_int64 readClipped(sqlite3_context* ctx, sqlite3_blob* blob, sqlite3_int64 offset, sqlite3_int64 length, void* dest) {
+  sqlite3_int64 n = clippedLength(blob, offset, length);
   int rc = n > 0 ? sqlite3_blob_read(blob, dest, (int)n, (int)offset) : SQLITE_OK;
   sqlite3_blob_close(blob);
   if (rc != SQLITE_OK) {
@@ -107,8 +112,7 @@ static void blobRange(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
   }
   sqlite3_blob* blob = openBlob(ctx, argv);
   if (blob == NULL) return;
-  sqlite3_int64 size = sqlite3_blob_bytes(blob);
-  sqlite3_int64 n = offset >= size ? 0 : (length < size - offset ? length : size - offset);
+  sqlite3_int64 n = clippedLength(blob, offset, length);
   void* buf = sqlite3_malloc64(n > 0 ? (sqlite3_uint64)n : 1);
   if (buf == NULL) {
     sqlite3_blob_close(blob);

@@ -193,7 +193,7 @@ export class ZBlk0 extends ZBlk {
    */
   static readRange(storage: Storage, oid: Oid, before: Tid, at: number, dest: Uint8Array): boolean {
     if (storage.loadBeforeRanges === undefined) return false
-    const prefix = (zblk0Prefix ??= bin32Prefix())
+    const prefix = zblk0Prefix()
     const parts = storage.loadBeforeRanges(oid, before, [
       [0, prefix.length],
       [prefix.length + at, dest.length],
@@ -219,11 +219,14 @@ export class ZBlk0 extends ZBlk {
 }
 
 /** A ZBlk0 record's bytes before its data when that is a bin 32 (its 4 length bytes last). */
-let zblk0Prefix: Uint8Array | null = null
-function bin32Prefix(): Uint8Array {
-  const n = 0x10000
-  const { record } = bytesRecord(ZBLK0_CLASS, 'data', n)
-  return record.slice(0, record.length - n)
+let zblk0PrefixBytes: Uint8Array | null = null
+function zblk0Prefix(): Uint8Array {
+  if (zblk0PrefixBytes === null) {
+    const n = 0x10000
+    const { record } = bytesRecord(ZBLK0_CLASS, 'data', n)
+    zblk0PrefixBytes = record.slice(0, record.length - n)
+  }
+  return zblk0PrefixBytes
 }
 
 /**
@@ -232,7 +235,7 @@ function bin32Prefix(): Uint8Array {
  * marker and its length (the trimmed block's); null for anything else.
  */
 function dataLength(head: Uint8Array): number | null {
-  const prefix = (zblk0Prefix ??= bin32Prefix())
+  const prefix = zblk0Prefix()
   const fixed = prefix.length - 4
   if (head.length !== prefix.length || Buffer.compare(head.subarray(0, fixed), prefix.subarray(0, fixed)) !== 0) return null
   return new DataView(head.buffer, head.byteOffset).getUint32(fixed)
@@ -249,7 +252,7 @@ let headScratch: Uint8Array | null = null
  */
 function readInto(storage: Storage, oid: Oid, before: Tid, dest: Uint8Array): boolean {
   if (storage.loadBeforeInto === undefined) return false
-  const prefix = (zblk0Prefix ??= bin32Prefix())
+  const prefix = zblk0Prefix()
   const head = (headScratch ??= new Uint8Array(prefix.length))
   const rec = storage.loadBeforeInto(oid, before, [
     [0, head],
