@@ -110,17 +110,21 @@ describe('SQLiteStorage', () => {
     })
 
     it('creates a file with the auto_vacuum mode asked for, keeps an existing file\'s, and refuses a bad one', async () => {
-      const file = freshFile()
-      const s = (await openStorage(`sqlite:${file}?autoVacuum=incremental`)) as SQLiteStorage
-      expect(s.autoVacuum).to.equal('incremental')
-      const oid = s.newOid()
-      const tid = commitRecords(s, [[oid, 0n, new Uint8Array(300_000).fill(7)]])
-      s.close()
-      const again = new SQLiteStorage(file, { autoVacuum: 'none' }) // an existing file keeps its mode
-      expect(again.autoVacuum).to.equal('incremental')
-      expect(again.loadBefore(oid, tid + 1n)!.data.length).to.equal(300_000)
-      again.close()
-      expect(new SQLiteStorage(freshFile()).autoVacuum).to.equal('none')
+      for (const [mode, other] of [['incremental', 'none'], ['none', undefined]] as const) {
+        const file = freshFile()
+        const s = (await openStorage(`sqlite:${file}?autoVacuum=${mode}`)) as SQLiteStorage
+        expect(s.autoVacuum).to.equal(mode)
+        const oid = s.newOid()
+        const tid = commitRecords(s, [[oid, 0n, new Uint8Array(300_000).fill(7)]])
+        s.close()
+        const again = new SQLiteStorage(file, { autoVacuum: other }) // an existing file keeps its mode
+        expect(again.autoVacuum).to.equal(mode)
+        expect(again.loadBefore(oid, tid + 1n)!.data.length).to.equal(300_000)
+        again.close()
+      }
+      const byDefault = new SQLiteStorage(freshFile())
+      expect(byDefault.autoVacuum).to.equal('incremental')
+      byDefault.close()
       expect(() => new SQLiteStorage(freshFile(), { autoVacuum: 'full' as 'none' })).to.throw(RangeError, /autoVacuum must be 'none' or 'incremental'/)
       expect(() => SQLiteStorage.open(`sqlite:${freshFile()}?autoVacuum=yes`)).to.throw(RangeError, /not "yes"/)
     })

@@ -121,8 +121,9 @@ const collected = new FinalizationRegistry<Remains>((r) => {
  * How much peek spends on range reads of one page's ZBlk0 record before it declines (and the
  * page is loaded): at most ZBLK0_RANGE_READS reads, and by default at most
  * ZBLK0_RANGE_READ_MS of their time. With SQLite's incremental blob I/O a range read costs
- * 4-440 us in a default file (where in the record it lies: the pages before it are visited for
- * their links), ~40 us in one with the pointer map; a load of the 2 MiB block 0.6-2 ms. So
+ * ~40 us in a file with the pointer map (SQLiteStorage's default), 4-440 us in one without
+ * (where in the record it lies: the pages before it are visited for their links); a load of
+ * the 2 MiB block 0.6-2 ms. So
  * scattered reads stay range reads, and reads that keep coming back to a page load it after
  * about three loads' worth of range reads at most. (With substr, 260-400 us a range, the
  * count alone was 3.)
