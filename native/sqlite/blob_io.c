@@ -3,25 +3,32 @@
 //   - a SQLite loadable extension (entry point sqlite3_sqliteblob_init, the name SQLite derives
 //     from the file's) adding two SQL functions that read part of a blob value without reading
 //     the rest of it, and
-//   - a Node-API module through which JS hands those functions the memory to read into.
+//   - a Node-API module through which JS hands those functions the memory to read into or
+//     write from.
 // SQLite dlopen()s the same file Node loaded, so both see the same thread-local state.
 //
 // Why: a value spanning overflow pages is read whole (every page, copied twice, then into a
 // JS Buffer) as soon as a statement names its column, even for substr(). sqlite3_blob_read
 // reads only the pages of the range (the pages before it are visited for their next-page
-// link only) and, for pages in the database file, straight into the destination.
+// link only) and, for pages in the database file, straight into the destination. The other
+// way, a bound blob is copied three times before it reaches the page cache (the bind, the
+// row's record, the cells); a row inserted with zeroblob(n) and filled with sqlite3_blob_write
+// costs a memset of its pages and one copy.
 //
 // SQL (both DIRECTONLY: not usable from views, triggers or schema):
 //   wendelin_blob_range(table, column, rowid, offset, length) -> blob
 //       bytes [offset, offset + length) of the value, fewer where it ends first.
 //   wendelin_blob_read(table, column, rowid, offset, slot) -> integer
-//       copies bytes [offset, ...) of the value into destination `slot` (as many as fit, fewer
-//       where the value ends first) and returns how many; an error when no destination is set.
+//       copies bytes [offset, ...) of the value into buffer `slot` (as many as fit, fewer
+//       where the value ends first) and returns how many; an error when no buffer is set.
+//   wendelin_blob_write(table, column, rowid, offset, slot) -> integer
+//       copies buffer `slot` into the value at `offset` and returns its length; an error when
+//       it does not fit (a blob's size is fixed when its row is written: insert zeroblob(n)).
 // JS (Node-API):
-//   setDestinations(Uint8Array[]) — the destinations of this thread's next statement;
-//   clearDestinations() — forget them (before the arrays may be collected).
-// Destinations live in thread-local storage: each thread runs its own connection, and a
-// statement runs on the thread that set them, synchronously, between the two calls.
+//   setBuffers(Uint8Array[]) — the buffers (slots 0, 1, ...) of this thread's next statement;
+//   clearBuffers() — forget them (before the arrays may be collected or moved).
+// Buffers live in thread-local storage: each thread runs its own connection, and a statement
+// runs on the thread that set them, synchronously, between the two calls.
 
 #include <stdint.h>
 #include <string.h>
@@ -31,15 +38,15 @@
 
 SQLITE_EXTENSION_INIT1
 
-#define MAX_DESTINATIONS 8
+#define MAX_BUFFERS 8
 
 typedef struct {
   uint8_t* data;
   size_t length;
-} Destination;
+} Buffer;
 
-static _Thread_local Destination destinations[MAX_DESTINATIONS];
-static _Thread_local int destinationCount;
+static _Thread_local Buffer buffers[MAX_BUFFERS];
+static _Thread_local int bufferCount;
 
 // ---- SQL functions --------------------------------------------------------------------------
 
@@ -62,8 +69,9 @@ static sqlite3_int64 naturalArg(sqlite3_value** argv, int i) {
   }
 }
 
-// Opens the blob named by the first three arguments; on failure sets the error and returns 0.
-static sqlite3_blob* openBlob(sqlite3_context* ctx, sqlite3_value** argv) {
+// Opens the blob named by the first three arguments (for writing too if `writable`); on
+// failure sets the error and returns 0.
+static sqlite3_blob* openBlob(sqlite3_context* ctx, sqlite3_value** argv, int writable) {
   const char* table = (const char*)sqlite3_value_text(argv[0]);
   const char* column = (const char*)sqlite3_value_text(argv[1]);
   sqlite3_int64 rowid = naturalArg(argv, 2);
@@ -73,7 +81,7 @@ static sqlite3_blob* openBlob(sqlite3_context* ctx, sqlite3_value** argv) {
   }
   sqlite3* db = sqlite3_context_db_handle(ctx);
   sqlite3_blob* blob = NULL;
-  int rc = sqlite3_blob_open(db, "main", table, column, rowid, 0, &blob);
+  int rc = sqlite3_blob_open(db, "main", table, column, rowid, writable, &blob);
   if (rc != SQLITE_OK) {
     sqlite3_result_error(ctx, sqlite3_errmsg(db), -1);
     sqlite3_result_error_code(ctx, rc);
@@ -110,7 +118,7 @@ static void blobRange(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
     sqlite3_result_error(ctx, "wendelin_blob_range: offset and length must be integers >= 0", -1);
     return;
   }
-  sqlite3_blob* blob = openBlob(ctx, argv);
+  sqlite3_blob* blob = openBlob(ctx, argv, 0);
   if (blob == NULL) return;
   sqlite3_int64 n = clippedLength(blob, offset, length);
   void* buf = sqlite3_malloc64(n > 0 ? (sqlite3_uint64)n : 1);
@@ -126,22 +134,58 @@ static void blobRange(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
   sqlite3_result_blob64(ctx, buf, (sqlite3_uint64)n, sqlite3_free);
 }
 
+// The buffer `slot` names (argument 4), or NULL with the error set.
+static const Buffer* bufferArg(sqlite3_context* ctx, sqlite3_value** argv, const char* error) {
+  sqlite3_int64 slot = naturalArg(argv, 4);
+  if (slot < 0 || slot >= bufferCount) {
+    sqlite3_result_error(ctx, error, -1);
+    return NULL;
+  }
+  return &buffers[slot];
+}
+
 static void blobRead(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
   (void)argc;
-  sqlite3_int64 offset = naturalArg(argv, 3), slot = naturalArg(argv, 4);
+  sqlite3_int64 offset = naturalArg(argv, 3);
   if (offset < 0) {
     sqlite3_result_error(ctx, "wendelin_blob_read: offset must be an integer >= 0", -1);
     return;
   }
-  if (slot < 0 || slot >= destinationCount) {
-    sqlite3_result_error(ctx, "wendelin_blob_read: no such destination on this thread (setDestinations first)", -1);
+  const Buffer* b = bufferArg(ctx, argv, "wendelin_blob_read: no such buffer on this thread (setBuffers first)");
+  if (b == NULL) return;
+  sqlite3_blob* blob = openBlob(ctx, argv, 0);
+  if (blob == NULL) return;
+  sqlite3_int64 n = readClipped(ctx, blob, offset, (sqlite3_int64)b->length, b->data);
+  if (n >= 0) sqlite3_result_int64(ctx, n);
+}
+
+static void blobWrite(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
+  (void)argc;
+  sqlite3_int64 offset = naturalArg(argv, 3);
+  if (offset < 0) {
+    sqlite3_result_error(ctx, "wendelin_blob_write: offset must be an integer >= 0", -1);
     return;
   }
-  Destination d = destinations[slot];
-  sqlite3_blob* blob = openBlob(ctx, argv);
+  const Buffer* b = bufferArg(ctx, argv, "wendelin_blob_write: no such buffer on this thread (setBuffers first)");
+  if (b == NULL) return;
+  sqlite3_blob* blob = openBlob(ctx, argv, 1);
   if (blob == NULL) return;
-  sqlite3_int64 n = readClipped(ctx, blob, offset, (sqlite3_int64)d.length, d.data);
-  if (n >= 0) sqlite3_result_int64(ctx, n);
+  sqlite3_int64 size = sqlite3_blob_bytes(blob);
+  if ((sqlite3_int64)b->length > size || offset > size - (sqlite3_int64)b->length) {
+    sqlite3_blob_close(blob);
+    sqlite3_result_error(ctx, "wendelin_blob_write: the buffer does not fit in the value at that offset", -1);
+    return;
+  }
+  int rc = b->length > 0 ? sqlite3_blob_write(blob, b->data, (int)b->length, (int)offset) : SQLITE_OK;
+  int closed = sqlite3_blob_close(blob);
+  if (rc == SQLITE_OK) rc = closed;
+  if (rc != SQLITE_OK) {
+    sqlite3* db = sqlite3_context_db_handle(ctx);
+    sqlite3_result_error(ctx, sqlite3_errmsg(db), -1);
+    sqlite3_result_error_code(ctx, rc);
+    return;
+  }
+  sqlite3_result_int64(ctx, (sqlite3_int64)b->length);
 }
 
 #ifdef _WIN32
@@ -155,6 +199,7 @@ int sqlite3_sqliteblob_init(sqlite3* db, char** errorMessage, const sqlite3_api_
   const int flags = SQLITE_UTF8 | SQLITE_DIRECTONLY;
   int rc = sqlite3_create_function_v2(db, "wendelin_blob_range", 5, flags, NULL, blobRange, NULL, NULL, NULL);
   if (rc == SQLITE_OK) rc = sqlite3_create_function_v2(db, "wendelin_blob_read", 5, flags, NULL, blobRead, NULL, NULL, NULL);
+  if (rc == SQLITE_OK) rc = sqlite3_create_function_v2(db, "wendelin_blob_write", 5, flags, NULL, blobWrite, NULL, NULL, NULL);
   return rc;
 }
 
@@ -165,17 +210,17 @@ static napi_value throwError(napi_env env, const char* message) {
   return NULL;
 }
 
-static napi_value setDestinations(napi_env env, napi_callback_info info) {
+static napi_value setBuffers(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value list;
-  if (napi_get_cb_info(env, info, &argc, &list, NULL, NULL) != napi_ok || argc < 1) return throwError(env, "setDestinations: an array of Uint8Array expected");
+  if (napi_get_cb_info(env, info, &argc, &list, NULL, NULL) != napi_ok || argc < 1) return throwError(env, "setBuffers: an array of Uint8Array expected");
   bool isArray = false;
   uint32_t count = 0;
   if (napi_is_array(env, list, &isArray) != napi_ok || !isArray || napi_get_array_length(env, list, &count) != napi_ok)
-    return throwError(env, "setDestinations: an array of Uint8Array expected");
-  if (count > MAX_DESTINATIONS) return throwError(env, "setDestinations: at most 8 destinations");
-  destinationCount = 0;  // nothing usable until every one is checked
-  Destination found[MAX_DESTINATIONS];
+    return throwError(env, "setBuffers: an array of Uint8Array expected");
+  if (count > MAX_BUFFERS) return throwError(env, "setBuffers: at most 8 buffers");
+  bufferCount = 0;  // nothing usable until every one is checked
+  Buffer found[MAX_BUFFERS];
   for (uint32_t i = 0; i < count; i++) {
     napi_value item;
     bool isTyped = false;
@@ -184,28 +229,28 @@ static napi_value setDestinations(napi_env env, napi_callback_info info) {
     void* data = NULL;
     if (napi_get_element(env, list, i, &item) != napi_ok || napi_is_typedarray(env, item, &isTyped) != napi_ok || !isTyped ||
         napi_get_typedarray_info(env, item, &type, &length, &data, NULL, NULL) != napi_ok || type != napi_uint8_array)
-      return throwError(env, "setDestinations: every destination must be a Uint8Array");
-    if (data == NULL && length > 0) return throwError(env, "setDestinations: a destination's buffer is detached");
+      return throwError(env, "setBuffers: every buffer must be a Uint8Array");
+    if (data == NULL && length > 0) return throwError(env, "setBuffers: a buffer is detached");
     found[i].data = (uint8_t*)data;
     found[i].length = length;
   }
-  memcpy(destinations, found, sizeof(Destination) * count);
-  destinationCount = (int)count;
+  memcpy(buffers, found, sizeof(Buffer) * count);
+  bufferCount = (int)count;
   return NULL;
 }
 
-static napi_value clearDestinations(napi_env env, napi_callback_info info) {
+static napi_value clearBuffers(napi_env env, napi_callback_info info) {
   (void)env;
   (void)info;
-  memset(destinations, 0, sizeof destinations);
-  destinationCount = 0;
+  memset(buffers, 0, sizeof buffers);
+  bufferCount = 0;
   return NULL;
 }
 
 NAPI_MODULE_INIT() {
   napi_property_descriptor props[] = {
-      {"setDestinations", NULL, setDestinations, NULL, NULL, NULL, napi_default, NULL},
-      {"clearDestinations", NULL, clearDestinations, NULL, NULL, NULL, napi_default, NULL},
+      {"setBuffers", NULL, setBuffers, NULL, NULL, NULL, napi_default, NULL},
+      {"clearBuffers", NULL, clearBuffers, NULL, NULL, NULL, napi_default, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   return exports;

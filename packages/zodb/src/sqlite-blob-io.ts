@@ -1,7 +1,8 @@
 // Part-of-a-record reads for SQLiteStorage: SQLite's incremental blob I/O, which better-sqlite3
 // does not expose, through build/Release/sqlite_blob.node (native/sqlite/blob_io.c). That file
-// is both a Node-API module (it is handed the memory to read into) and a SQLite extension
-// (SQL functions wendelin_blob_range and wendelin_blob_read), loaded into each connection.
+// is both a Node-API module (it is handed the memory to read into or write from) and a SQLite
+// extension (SQL functions wendelin_blob_range, wendelin_blob_read and wendelin_blob_write),
+// loaded into each connection.
 //
 // Without it the storage still works (with a process warning): a range is then a substr() of
 // the whole record, which SQLite reads in full (every overflow page) before cutting it.
@@ -15,8 +16,8 @@ import createDebug from 'debug'
 const log = createDebug('wendelin:zodb:sqlite')
 
 interface BlobAddon {
-  setDestinations(dests: readonly Uint8Array[]): void
-  clearDestinations(): void
+  setBuffers(buffers: readonly Uint8Array[]): void
+  clearBuffers(): void
 }
 
 /** The extension: its file (for Database.loadExtension) and the calls that set destinations. */
@@ -24,10 +25,11 @@ export interface BlobIO {
   /** The file; SQLite finds its entry point from the name (sqlite3_sqliteblob_init). */
   readonly path: string
   /**
-   * Runs `read` with `dests` as destination slots 0, 1, ... of wendelin_blob_read on this
-   * thread; they are forgotten when it returns or throws.
+   * Runs `statement` with `buffers` as the slots 0, 1, ... that wendelin_blob_read reads into
+   * and wendelin_blob_write writes from, on this thread; they are forgotten when it returns or
+   * throws.
    */
-  into<T>(dests: readonly Uint8Array[], read: () => T): T
+  with<T>(buffers: readonly Uint8Array[], statement: () => T): T
 }
 
 function load(): BlobIO | null {
@@ -43,12 +45,12 @@ function load(): BlobIO | null {
   }
   return {
     path: file,
-    into(dests, read) {
-      addon.setDestinations(dests)
+    with(buffers, statement) {
+      addon.setBuffers(buffers)
       try {
-        return read()
+        return statement()
       } finally {
-        addon.clearDestinations()
+        addon.clearBuffers()
       }
     },
   }

@@ -72,7 +72,8 @@ const DIGIT_0 = 0x30
 /** Records up to this size come in the packed answer; bigger ones are read on their own (rare, and a blob of 64 would be big). */
 const PACKED_MAX_INLINE = 65536
 /**
- * Records bigger than this are inserted one per statement. SQLite copies every bound blob
+ * Records bigger than this are inserted one per statement (with the blob extension, as a
+ * zeroblob filled by wendelin_blob_write: see #insertBigRevision). SQLite copies every bound blob
  * (better-sqlite3 binds with SQLITE_TRANSIENT); a batch of 64 records of 2 MiB needs 128 MiB of
  * fresh memory per statement, page-faulted in and given back each time (measured: a quarter of
  * the CPU time writing 2 MiB records), while one record's copy reuses the same warm memory.
@@ -300,12 +301,28 @@ export class SQLiteStorage implements Storage {
   #wal: WalKeeper | null = null
   /** The blob extension, loaded into this connection (null: not built, not loadable, or not wanted). */
   #blobIO: BlobIO | null = null
+  /**
+   * The page cache's size at open, in KiB (better-sqlite3's default is 16,000), and whether a
+   * big record of the commit under way raised it (see #insertBigRevision).
+   */
+  #cacheKiB = 0
+  #cacheRaised = false
 
   /** The file's auto_vacuum mode (options.autoVacuum when it was created; 'full' if another program chose it). */
   get autoVacuum(): AutoVacuum | 'full' {
     this.#checkOpen()
     const mode = Number(this.#db.pragma('auto_vacuum', { simple: true }))
     return mode === 2 ? 'incremental' : mode === 1 ? 'full' : 'none'
+  }
+
+  /**
+   * The size of this connection's page cache in effect, in KiB (better-sqlite3's default is
+   * 16,000): raised while a commit writes a record it cannot hold twice, back after it.
+   */
+  get pageCacheKiB(): number {
+    // cache_size counts KiB when negative, pages when positive.
+    const cache = Number(this.#db.pragma('cache_size', { simple: true }))
+    return cache < 0 ? -cache : Math.ceil((cache * Number(this.#db.pragma('page_size', { simple: true }))) / 1024)
   }
 
   /** Whether parts of records are read with SQLite's incremental blob I/O (options.blobExtension). */
@@ -347,6 +364,7 @@ export class SQLiteStorage implements Storage {
       this.#initialize(pageSize, autoVacuum)
       // After the page size is fixed; SQLite answers the size in effect (its maximum at most).
       this.mmapSize = Number(this.#db.pragma(`mmap_size = ${mmapSize}`, { simple: true }))
+      this.#cacheKiB = this.pageCacheKiB
       this.#stmt = this.prepareStatements()
       if (!this.#readOnly) this.#wal = WalKeeper.open(this.file, this.durability === 'full' ? 'FULL' : 'NORMAL', () => this.#db.pragma('wal_checkpoint(PASSIVE)'))
       if (this.#wal !== null) this.#db.pragma('wal_autocheckpoint = 0')
@@ -728,7 +746,7 @@ export class SQLiteStorage implements Storage {
       return { serial: rev.serial, length: rev.data.length }
     }
     const args = parts.map(([offset]) => offset)
-    const row = blobIO.into(
+    const row = blobIO.with(
       parts.map(([, dest]) => dest),
       () => this.#rowBefore('load', oid, tid, args, this.#readIntoStatement(parts.length)),
     )
@@ -952,7 +970,11 @@ export class SQLiteStorage implements Storage {
     const commit = this.#committing(txn, 'tpc_finish')
     const tid = commit.tid
     if (tid === null) throw new StorageTransactionError(`${this.getName()}: tpc_finish before tpc_vote`)
-    this.#guard('commit', () => this.#stmt.commit.run())
+    try {
+      this.#guard('commit', () => this.#stmt.commit.run())
+    } finally {
+      this.#restoreCache()
+    }
     this.#wal?.afterCommit()
     this.#lastTid = tid
     this.#commit = null
@@ -972,6 +994,7 @@ export class SQLiteStorage implements Storage {
 
   #rollback(): void {
     if (this.#db.inTransaction) this.#db.exec('ROLLBACK')
+    this.#restoreCache()
   }
 
   /**
@@ -1013,7 +1036,7 @@ export class SQLiteStorage implements Storage {
     let n = 0
     stores.forEach((pending, oid) => {
       if (pending.data !== null && pending.data.length > BATCH_RECORD_MAX) {
-        this.#stmt.insertRevision.run(oid, tid, pending.data)
+        this.#insertBigRevision(oid, tid, pending.data)
         return
       }
       args[n++] = oid
@@ -1026,6 +1049,37 @@ export class SQLiteStorage implements Storage {
     })
     if (n === 3) this.#stmt.insertRevision.run(args[0], args[1], args[2])
     else if (n > 0) this.#insertRevisionsOf(n / 3).run(args.slice(0, n))
+  }
+
+  /**
+   * One big record's row. With the blob extension: inserted as zeroblob(length) and filled with
+   * wendelin_blob_write, one copy into SQLite's pages where a bound blob is copied three times
+   * (the bind, the row's record, its cells). A record that the page cache cannot hold twice
+   * over raises the cache until the commit ends (#restoreCache): a smaller cache would spill its
+   * zeros to the WAL before the write, and write them again after it.
+   */
+  #insertBigRevision(oid: Oid, tid: Tid, data: Uint8Array): void {
+    const blobIO = this.#blobIO
+    if (blobIO === null) {
+      this.#stmt.insertRevision.run(oid, tid, data)
+      return
+    }
+    const kib = Math.ceil((2 * data.length) / 1024) + 1024
+    if (kib > this.#cacheKiB) {
+      this.#db.pragma(`cache_size = -${kib}`)
+      this.#cacheRaised = true
+    }
+    const rowid = this.#statement('insertZeros', () => this.#db.prepare(`${INSERT_REVISIONS} (?, ?, zeroblob(?))`)).run(oid, tid, data.length).lastInsertRowid
+    const write = this.#statement('blobWrite', () => this.#db.prepare("SELECT wendelin_blob_write('object_revisions', 'data', ?, 0, 0)").pluck())
+    const written = blobIO.with([data], () => write.get(rowid))
+    if (Number(written) !== data.length) throw new POSError(`wendelin_blob_write wrote ${String(written)} of ${data.length} bytes`)
+  }
+
+  /** The page cache back to its size at open, after a commit that raised it (which lets its pages go). */
+  #restoreCache(): void {
+    if (!this.#cacheRaised) return
+    this.#cacheRaised = false
+    this.#db.pragma(`cache_size = -${this.#cacheKiB}`)
   }
 
   /** INSERT of `rows` revisions (a commit's last, partial batch), prepared when first needed. */
