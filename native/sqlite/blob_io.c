@@ -1,8 +1,8 @@
 // sqlite_blob.node: SQLite's incremental blob I/O for @wendelin/zodb's SQLiteStorage, which
 // better-sqlite3 does not expose. One shared object is both
 //   - a SQLite loadable extension (entry point sqlite3_sqliteblob_init, the name SQLite derives
-//     from the file's) adding two SQL functions that read part of a blob value without reading
-//     the rest of it, and
+//     from the file's) adding SQL functions that read part of a blob value without reading the
+//     rest of it, and one that writes into a blob value in place, and
 //   - a Node-API module through which JS hands those functions the memory to read into or
 //     write from.
 // SQLite dlopen()s the same file Node loaded, so both see the same thread-local state.
@@ -15,7 +15,7 @@
 // row's record, the cells); a row inserted with zeroblob(n) and filled with sqlite3_blob_write
 // costs a memset of its pages and one copy.
 //
-// SQL (both DIRECTONLY: not usable from views, triggers or schema):
+// SQL (all DIRECTONLY: not usable from views, triggers or schema):
 //   wendelin_blob_range(table, column, rowid, offset, length) -> blob
 //       bytes [offset, offset + length) of the value, fewer where it ends first.
 //   wendelin_blob_read(table, column, rowid, offset, slot) -> integer

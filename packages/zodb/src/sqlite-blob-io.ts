@@ -1,4 +1,4 @@
-// Part-of-a-record reads for SQLiteStorage: SQLite's incremental blob I/O, which better-sqlite3
+// Part-of-a-record reads and big-record writes for SQLiteStorage: SQLite's incremental blob I/O, which better-sqlite3
 // does not expose, through build/Release/sqlite_blob.node (native/sqlite/blob_io.c). That file
 // is both a Node-API module (it is handed the memory to read into or write from) and a SQLite
 // extension (SQL functions wendelin_blob_range, wendelin_blob_read and wendelin_blob_write),
@@ -20,7 +20,7 @@ interface BlobAddon {
   clearBuffers(): void
 }
 
-/** The extension: its file (for Database.loadExtension) and the calls that set destinations. */
+/** The extension: its file (for Database.loadExtension) and the calls that hand it buffers. */
 export interface BlobIO {
   /** The file; SQLite finds its entry point from the name (sqlite3_sqliteblob_init). */
   readonly path: string
