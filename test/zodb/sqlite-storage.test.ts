@@ -129,6 +129,27 @@ describe('SQLiteStorage', () => {
       expect(() => SQLiteStorage.open(`sqlite:${freshFile()}?autoVacuum=yes`)).to.throw(RangeError, /not "yes"/)
     })
 
+    it('copies the WAL back into the file when it closes, even while a read-only instance stays open (it closes last)', () => {
+      const file = freshFile()
+      const s = new SQLiteStorage(file)
+      const oid = s.newOid()
+      const tid = commitRecords(s, [[oid, 0n, new Uint8Array(50_000).fill(9)]])
+      const ro = new SQLiteStorage(file, { readOnly: true })
+      expect(ro.loadBefore(oid, tid + 1n)!.data.length).to.equal(50_000)
+      s.close()
+      // the database file alone, as a copy without its WAL would be, holds the commit
+      const copy = freshFile()
+      writeFileSync(copy, readFileSync(file))
+      ro.close()
+      const alone = new SQLiteStorage(copy, { readOnly: true })
+      try {
+        expect(alone.lastTransaction()).to.equal(tid)
+        expect(alone.loadBefore(oid, tid + 1n)!.data[49_999]).to.equal(9)
+      } finally {
+        alone.close()
+      }
+    })
+
     it('refuses a read-only open of a file that does not exist', () => {
       expect(() => new SQLiteStorage(path.join(scratch, 'no-such-dir-xyz', 'db.sqlite'), { readOnly: true })).to.throw(StorageFileError, /cannot open/)
     })

@@ -1279,6 +1279,18 @@ export class SQLiteStorage implements Storage {
     this.#closed = true
     this.#listeners.clear()
     this.#wal?.close() // before our connection, whose close copies back what remains
+    if (!this.#readOnly) {
+      // SQLite copies the WAL back into the file when its last connection closes, but only a
+      // writable one can: a read-only instance that closes last (a loader worker's, whose close
+      // comes after its file handle's) left the commits since the last checkpoint in the WAL
+      // alone — the database file copied without it missed them. So copy back now what no
+      // reader holds (PASSIVE: never waits).
+      try {
+        this.#db.pragma('wal_checkpoint(PASSIVE)')
+      } catch (error) {
+        log('checkpoint at close failed: %s', (error as Error).message)
+      }
+    }
     this.#db.close()
   }
 
