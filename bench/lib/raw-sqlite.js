@@ -18,7 +18,10 @@ export function sqliteFileSize(file) {
 
 /**
  * SQLite page size of the array benchmarks' databases, ours and the raw baselines' alike
- * (WENDELIN_BENCH_PAGE_SIZE; SQLite's default 4096 when unset).
+ * (WENDELIN_BENCH_PAGE_SIZE; SQLite's default 4096 when unset). The raw baselines' files keep
+ * SQLite's default layout otherwise: no pointer map, which SQLiteStorage's files have since
+ * 2026-11-22 (auto_vacuum incremental). It matters to range reads only: the raw baselines read
+ * whole blobs, and the map's cost on writes was within the noise (zodb README).
  */
 export const PAGE_SIZE = process.env.WENDELIN_BENCH_PAGE_SIZE ? Number(process.env.WENDELIN_BENCH_PAGE_SIZE) : undefined
 

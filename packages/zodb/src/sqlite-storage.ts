@@ -386,7 +386,9 @@ export class SQLiteStorage implements Storage {
   #initialize(pageSize: number | undefined, autoVacuum: AutoVacuum): void {
     const db = this.#db
     // Before anything writes the file's header: page size and auto_vacuum are chosen when the
-    // file is created.
+    // file is created. In this order: setting auto_vacuum on an empty file writes its first
+    // page, after which the page size can no longer change. (If another program or process
+    // writes the header first, the file has its mode: the documented rule for existing files.)
     if (!this.#readOnly && (db.pragma('page_count', { simple: true }) as bigint) === 0n) {
       if (pageSize !== undefined) db.pragma(`page_size = ${pageSize}`)
       if (autoVacuum !== 'none') db.pragma(`auto_vacuum = ${autoVacuum.toUpperCase()}`)

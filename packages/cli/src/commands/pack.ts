@@ -39,7 +39,7 @@ export function register(cli: Command): void {
             [
               `packed ${storage.spec} to ${formatTid(packTid)}${options.gc ? ', unreachable objects removed' : ''} in ${((Date.now() - started) / 1000).toFixed(1)} s`,
               `objects: ${before.objects} → ${after.objects}`,
-              `size:    ${formatBytes(before.size)} → ${formatBytes(after.size)} (SQLite reuses freed pages; the file shrinks with VACUUM)`,
+              `size:    ${formatBytes(before.size)} → ${formatBytes(after.size)} (SQLite reuses freed pages; the file shrinks with VACUUM, or PRAGMA incremental_vacuum where it keeps a pointer map)`,
               '',
             ].join('\n'),
           )
