@@ -238,15 +238,20 @@ describe('SQLiteStorage page cache and big records', () => {
       s.tpc_begin(txn)
       s.store(oid, 0n, big, txn)
       s.tpc_vote(txn)
-      expect(s.pageCacheKiB).to.be.at.least((2 * big.length) / 1024) // raised for the write
+      const raisedFor = (record: Uint8Array) => Math.ceil((2 * record.length) / 1024) + 1024 // twice the record, and 1 MiB
+      expect(s.pageCacheKiB).to.equal(raisedFor(big)) // raised for the write
       const tid = s.tpc_finish(txn)
       expect(s.pageCacheKiB).to.equal(atOpen)
       expect(Buffer.compare(s.loadBefore(oid, tid + 1n)!.data, big)).to.equal(0)
-      // an abort after the vote puts it back too; a record the cache holds twice leaves it alone
+      // an abort after the vote puts it back too; a smaller big record after a bigger one in
+      // the same commit does not lower it meanwhile; one the cache holds twice leaves it alone
       const again = meta()
+      const other = s.newOid()
       s.tpc_begin(again)
       s.store(oid, tid, big, again)
+      s.store(other, 0n, big.subarray(0, Math.ceil((atOpen * 1024) / 2) + 10_000), again)
       s.tpc_vote(again)
+      expect(s.pageCacheKiB).to.equal(raisedFor(big))
       s.tpc_abort(again)
       expect(s.pageCacheKiB).to.equal(atOpen)
       commitRecords(s, [[oid, tid, new Uint8Array(100_000)]])

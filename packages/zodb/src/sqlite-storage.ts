@@ -302,11 +302,11 @@ export class SQLiteStorage implements Storage {
   /** The blob extension, loaded into this connection (null: not built, not loadable, or not wanted). */
   #blobIO: BlobIO | null = null
   /**
-   * The page cache's size at open, in KiB (better-sqlite3's default is 16,000), and whether a
-   * big record of the commit under way raised it (see #insertBigRevision).
+   * The page cache's size at open, in KiB (better-sqlite3's default is 16,000), and what a big
+   * record of the commit under way raised it to (0: not raised; see #insertBigRevision).
    */
   #cacheKiB = 0
-  #cacheRaised = false
+  #cacheRaisedKiB = 0
 
   /** The file's auto_vacuum mode (options.autoVacuum when it was created; 'full' if another program chose it). */
   get autoVacuum(): AutoVacuum | 'full' {
@@ -1067,9 +1067,9 @@ export class SQLiteStorage implements Storage {
       return
     }
     const kib = Math.ceil((2 * data.length) / 1024) + 1024
-    if (kib > this.#cacheKiB) {
+    if (kib > this.#cacheKiB && kib > this.#cacheRaisedKiB) {
       this.#db.pragma(`cache_size = -${kib}`)
-      this.#cacheRaised = true
+      this.#cacheRaisedKiB = kib
     }
     const rowid = this.#statement('insertZeros', () => this.#db.prepare(`${INSERT_REVISIONS} (?, ?, zeroblob(?))`)).run(oid, tid, data.length).lastInsertRowid
     const write = this.#statement('blobWrite', () => this.#db.prepare("SELECT wendelin_blob_write('object_revisions', 'data', ?, 0, 0)").pluck())
@@ -1079,8 +1079,8 @@ export class SQLiteStorage implements Storage {
 
   /** The page cache back to its size at open, after a commit that raised it (which lets its pages go). */
   #restoreCache(): void {
-    if (!this.#cacheRaised) return
-    this.#cacheRaised = false
+    if (this.#cacheRaisedKiB === 0) return
+    this.#cacheRaisedKiB = 0
     this.#db.pragma(`cache_size = -${this.#cacheKiB}`)
   }
 
