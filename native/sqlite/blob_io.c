@@ -134,26 +134,32 @@ static void blobRange(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
   sqlite3_result_blob64(ctx, buf, (sqlite3_uint64)n, sqlite3_free);
 }
 
-// The buffer `slot` names (argument 4), or NULL with the error set.
-static const Buffer* bufferArg(sqlite3_context* ctx, sqlite3_value** argv, const char* error) {
-  sqlite3_int64 slot = naturalArg(argv, 4);
-  if (slot < 0 || slot >= bufferCount) {
+// The arguments wendelin_blob_read and wendelin_blob_write share: the blob (arguments 0-2),
+// opened for writing too if `writable`, an offset >= 0 (argument 3) and a buffer slot set on
+// this thread (argument 4). NULL, with the error set (named after `fn`), when one is wrong.
+static sqlite3_blob* openWithBuffer(sqlite3_context* ctx, sqlite3_value** argv, const char* fn, int writable, sqlite3_int64* offset, const Buffer** buffer) {
+  char error[128];
+  *offset = naturalArg(argv, 3);
+  if (*offset < 0) {
+    sqlite3_snprintf(sizeof error, error, "%s: offset must be an integer >= 0", fn);
     sqlite3_result_error(ctx, error, -1);
     return NULL;
   }
-  return &buffers[slot];
+  sqlite3_int64 slot = naturalArg(argv, 4);
+  if (slot < 0 || slot >= bufferCount) {
+    sqlite3_snprintf(sizeof error, error, "%s: no such buffer on this thread (setBuffers first)", fn);
+    sqlite3_result_error(ctx, error, -1);
+    return NULL;
+  }
+  *buffer = &buffers[slot];
+  return openBlob(ctx, argv, writable);
 }
 
 static void blobRead(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
   (void)argc;
-  sqlite3_int64 offset = naturalArg(argv, 3);
-  if (offset < 0) {
-    sqlite3_result_error(ctx, "wendelin_blob_read: offset must be an integer >= 0", -1);
-    return;
-  }
-  const Buffer* b = bufferArg(ctx, argv, "wendelin_blob_read: no such buffer on this thread (setBuffers first)");
-  if (b == NULL) return;
-  sqlite3_blob* blob = openBlob(ctx, argv, 0);
+  sqlite3_int64 offset;
+  const Buffer* b;
+  sqlite3_blob* blob = openWithBuffer(ctx, argv, "wendelin_blob_read", 0, &offset, &b);
   if (blob == NULL) return;
   sqlite3_int64 n = readClipped(ctx, blob, offset, (sqlite3_int64)b->length, b->data);
   if (n >= 0) sqlite3_result_int64(ctx, n);
@@ -161,14 +167,9 @@ static void blobRead(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
 
 static void blobWrite(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
   (void)argc;
-  sqlite3_int64 offset = naturalArg(argv, 3);
-  if (offset < 0) {
-    sqlite3_result_error(ctx, "wendelin_blob_write: offset must be an integer >= 0", -1);
-    return;
-  }
-  const Buffer* b = bufferArg(ctx, argv, "wendelin_blob_write: no such buffer on this thread (setBuffers first)");
-  if (b == NULL) return;
-  sqlite3_blob* blob = openBlob(ctx, argv, 1);
+  sqlite3_int64 offset;
+  const Buffer* b;
+  sqlite3_blob* blob = openWithBuffer(ctx, argv, "wendelin_blob_write", 1, &offset, &b);
   if (blob == NULL) return;
   sqlite3_int64 size = sqlite3_blob_bytes(blob);
   if ((sqlite3_int64)b->length > size || offset > size - (sqlite3_int64)b->length) {
