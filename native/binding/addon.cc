@@ -452,6 +452,35 @@ Napi::Value FilehLoadAsync(const Napi::CallbackInfo& info) {
   return Napi::String::New(env, "started");
 }
 
+// filehLoadHere(fh, pgoffset, fill: (dest: Uint8Array) => void) → 'loaded' | 'invalidated' |
+// 'present' | 'busy': loads a page on this thread, with `fill` writing the block into a view of
+// its frame (detached right after: it must not outlive the load). For a JS file whose owner
+// can read the block itself while no loader worker serves yet (they take ~100 ms to start).
+// A throw from `fill` drops the page (it loads again on access) and is rethrown.
+Napi::Value FilehLoadHere(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  FileHandle* h = fhOf(info[0]);
+  std::uint64_t pg = toIndex(info[1], "pgoffset");
+  Napi::Function fill = info[2].As<Napi::Function>();
+  Virtmem::PendingLoad pending;
+  Virtmem::KeepMappedScope keepMapped;  // as fileh.load: no page of the range is recycled
+  auto r = guarded(env, [&] { return vm().beginLoad(h->fileh, pg, &pending); });
+  if (r == Virtmem::BeginLoad::Present) return Napi::String::New(env, "present");
+  if (r == Virtmem::BeginLoad::Busy) return Napi::String::New(env, "busy");
+  std::size_t len = h->fileh->ram->pageSize();
+  auto ab = Napi::ArrayBuffer::New(env, pending.dest, len);
+  try {
+    fill.Call({Napi::Uint8Array::New(env, len, ab, 0)});
+  } catch (...) {
+    ab.Detach();
+    vm().finishLoad(pending, false);
+    throw;
+  }
+  ab.Detach();
+  bool kept = vm().finishLoad(pending, true);
+  return Napi::String::New(env, kept ? "loaded" : "invalidated");
+}
+
 // ---- pattern files (tests, benchmarks) ----------------------------------------------------
 
 PatternFile* patternOf(const Napi::CallbackInfo& info) {
@@ -684,6 +713,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   fn("filehPageState", FilehPageState);
   fn("filehDirtyPages", FilehDirtyPages);
   fn("filehLoadAsync", FilehLoadAsync);
+  fn("filehLoadHere", FilehLoadHere);
   fn("filehSetSnapshot", FilehSetSnapshot);
   fn("filehSnapshot", FilehSnapshot);
   fn("filehTakeLoadReports", FilehTakeLoadReports);

@@ -192,6 +192,18 @@ export class FileH {
     }
   }
 
+  /**
+   * Loads page `pgoffset` on this thread, `fill` writing its block into `dest` (a view of the
+   * page's frame, valid only during the call): for the owner of a JS file who can read a block
+   * itself while no loader worker serves yet. 'present' or 'busy' (being loaded): nothing done;
+   * 'invalidated': loaded but invalidated meanwhile, dropped. A throw from `fill` drops the page
+   * and propagates.
+   */
+  loadHere(pgoffset: number, fill: (dest: Uint8Array) => void): 'loaded' | 'invalidated' | 'present' | 'busy' {
+    this.checkOpen()
+    return addon.filehLoadHere(this.native, pgoffset, fill)
+  }
+
   /** Frees every page. Refused while mappings are live or a writeout runs. */
   close(): void {
     if (this.closed) return

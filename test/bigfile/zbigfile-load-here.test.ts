@@ -1,0 +1,103 @@
+// ZBigFileH: while no loader worker serves yet (a fresh process), mmap loads the first pages of
+// the mapping on the owning thread, as a loader would, instead of the first access waiting.
+import { expect } from 'chai'
+import fs from 'node:fs'
+import path from 'node:path'
+
+import { RAM, ZBigFile, loaderCount, virtmemStats } from '@wendelin/bigfile'
+import { TransactionManager } from '@wendelin/transaction'
+import { DB, SQLiteStorage } from '@wendelin/zodb'
+
+import { PS, runFixture, tmpDir, until } from './helpers.js'
+
+/**
+ * A file of 8 pages: blocks 0, 1 and 3 ZBlk0 (first byte pg + 1, last byte 7), block 5 ZBlk1
+ * (first byte 6), the others holes.
+ */
+function makeFile(file: string): void {
+  const db = new DB(new SQLiteStorage(file))
+  const tm = new TransactionManager()
+  const conn = db.open({ transactionManager: tm })
+  const zf = new ZBigFile(PS, { format: 'ZBlk0' })
+  ;(conn.root as Record<string, unknown>).zfile = zf
+  tm.commit()
+  const h = zf.open({ ram: new RAM({ pageSize: PS, limit: 16 * PS }) })
+  const m = h.mmap(0, 8)
+  const b = m.bytes()
+  for (const pg of [0, 1, 3]) {
+    b[pg * PS] = pg + 1
+    b[pg * PS + PS - 1] = 7
+  }
+  tm.commit()
+  zf.format = 'ZBlk1'
+  b[5 * PS] = 6
+  tm.commit()
+  m.unmap()
+  h.close()
+  db.close()
+}
+
+const snapshotValues = [[1, 7], [2, 7], [0, 0], [4, 7], [0, 0], [6, 0], [0, 0], [0, 0]]
+
+describe('ZBigFileH: pages loaded by the owning thread while the loaders start', function () {
+  this.timeout(60_000)
+  let dir = ''
+  afterEach(() => {
+    if (dir) fs.rmSync(dir, { recursive: true, force: true })
+    dir = ''
+  })
+
+  function run(mode: 'plain' | 'changed'): Record<string, unknown> {
+    dir = tmpDir()
+    const file = path.join(dir, 'db.sqlite')
+    makeFile(file)
+    const r = runFixture('zbigfile-load-here', [file, String(PS), mode])
+    expect(r.status).to.equal(0, r.stderr)
+    const out = JSON.parse(r.stdout.trim()) as Record<string, unknown>
+    // mmap follows the handle's opening at once: a loader worker cannot have started by then
+    expect(out.loadersAtMmap).to.equal(0, 'a loader served already when the fixture mapped the file')
+    return out
+  }
+
+  it('a fresh process loads holes and ZBlk0 blocks here, up to the first ZBlk1 block, with the dependencies a loader reports', () => {
+    const out = run('plain')
+    expect(out.loadedHere).to.equal(5)
+    expect(out.statesAtMmap).to.deep.equal(['loaded', 'loaded', 'loaded', 'loaded', 'loaded', 'empty', 'empty', 'empty'])
+    expect(out.valuesBefore).to.deep.equal(snapshotValues)
+    // another process's commit of a ZBlk0 block and of a hole loaded here: exactly those go
+    expect(out.lastInvalidated).to.deep.equal([1, 2])
+    expect((out.statesAfter as string[]).filter((_, pg) => [0, 3, 4].includes(pg))).to.deep.equal(['loaded', 'loaded', 'loaded'])
+    const after = snapshotValues.map((v) => [...v])
+    after[1]![0] = 11
+    after[2]![0] = 22
+    expect(out.valuesAfter).to.deep.equal(after)
+  })
+
+  it('a block table changed in the current transaction: nothing is loaded here, pages show the snapshot as loaders read it', () => {
+    const out = run('changed')
+    expect(out.loadedHere).to.equal(0)
+    expect(out.statesAtMmap).to.deep.equal(Array(8).fill('empty'))
+    expect(out.valuesBefore).to.deep.equal(snapshotValues)
+  })
+
+  it('once a loader serves, mmap loads nothing itself', async () => {
+    dir = tmpDir()
+    const file = path.join(dir, 'db.sqlite')
+    makeFile(file)
+    const db = new DB(new SQLiteStorage(file))
+    try {
+      const zf = (db.open({ transactionManager: new TransactionManager() }).root as Record<string, unknown>).zfile as ZBigFile
+      const h = zf.open({ ram: new RAM({ pageSize: PS, limit: 16 * PS }) })
+      await until(() => loaderCount() > 0)
+      const loads = virtmemStats().loads
+      const m = h.mmap(0, 8)
+      expect(virtmemStats().loads).to.equal(loads)
+      expect(h.pageState(0)).to.equal('empty')
+      expect(m.bytes()[3 * PS]).to.equal(4)
+      m.unmap()
+      h.close()
+    } finally {
+      db.close()
+    }
+  })
+})
