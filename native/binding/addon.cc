@@ -467,16 +467,26 @@ Napi::Value FilehLoadHere(const Napi::CallbackInfo& info) {
   auto r = guarded(env, [&] { return vm().beginLoad(h->fileh, pg, &pending); });
   if (r == Virtmem::BeginLoad::Present) return Napi::String::New(env, "present");
   if (r == Virtmem::BeginLoad::Busy) return Napi::String::New(env, "busy");
+  // From here on the page is LOADING: every way out finishes the load (a page left loading
+  // would have its faults and the handle's close wait for good).
   std::size_t len = h->fileh->ram->pageSize();
-  auto ab = Napi::ArrayBuffer::New(env, pending.dest, len);
+  Napi::ArrayBuffer ab;
+  auto detach = [&ab]() noexcept {
+    try {
+      if (!ab.IsEmpty() && !ab.IsDetached()) ab.Detach();
+    } catch (...) {
+      // the environment is being torn down: no JS will touch the view again
+    }
+  };
   try {
+    ab = Napi::ArrayBuffer::New(env, pending.dest, len);
     fill.Call({Napi::Uint8Array::New(env, len, ab, 0)});
   } catch (...) {
-    ab.Detach();
+    detach();
     vm().finishLoad(pending, false);
     throw;
   }
-  ab.Detach();
+  detach();
   bool kept = vm().finishLoad(pending, true);
   return Napi::String::New(env, kept ? "loaded" : "invalidated");
 }

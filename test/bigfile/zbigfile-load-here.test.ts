@@ -1,5 +1,6 @@
 // ZBigFileH: while no loader worker serves yet (a fresh process), mmap loads the first pages of
 // the mapping on the owning thread, as a loader would, instead of the first access waiting.
+// (The reviewer's cases: state of the current transaction, savepoints, a synced connection.)
 import { expect } from 'chai'
 import fs from 'node:fs'
 import path from 'node:path'
@@ -47,7 +48,7 @@ describe('ZBigFileH: pages loaded by the owning thread while the loaders start',
     dir = ''
   })
 
-  function run(mode: 'plain' | 'changed'): Record<string, unknown> {
+  function run(mode: 'plain' | 'changed' | 'savepoint' | 'sync' | 'full'): Record<string, unknown> {
     dir = tmpDir()
     const file = path.join(dir, 'db.sqlite')
     makeFile(file)
@@ -59,24 +60,47 @@ describe('ZBigFileH: pages loaded by the owning thread while the loaders start',
     return out
   }
 
-  it('a fresh process loads holes and ZBlk0 blocks here, up to the first ZBlk1 block, with the dependencies a loader reports', () => {
+  const allLoaded = Array(8).fill('loaded')
+
+  it('a fresh process loads the first pages of a mapping here, every format, with the dependencies a loader reports', () => {
     const out = run('plain')
-    expect(out.loadedHere).to.equal(5)
-    expect(out.statesAtMmap).to.deep.equal(['loaded', 'loaded', 'loaded', 'loaded', 'loaded', 'empty', 'empty', 'empty'])
+    expect(out.loadedHere).to.equal(8)
+    expect(out.statesAtMmap).to.deep.equal(allLoaded)
     expect(out.valuesBefore).to.deep.equal(snapshotValues)
     // another process's commit of a ZBlk0 block and of a hole loaded here: exactly those go
     expect(out.lastInvalidated).to.deep.equal([1, 2])
-    expect((out.statesAfter as string[]).filter((_, pg) => [0, 3, 4].includes(pg))).to.deep.equal(['loaded', 'loaded', 'loaded'])
+    expect((out.statesAfter as string[]).filter((_, pg) => pg !== 1 && pg !== 2)).to.deep.equal(Array(6).fill('loaded'))
     const after = snapshotValues.map((v) => [...v])
     after[1]![0] = 11
     after[2]![0] = 22
     expect(out.valuesAfter).to.deep.equal(after)
   })
 
-  it('a block table changed in the current transaction: nothing is loaded here, pages show the snapshot as loaders read it', () => {
-    const out = run('changed')
+  it('pages show the snapshot, as loaders read it, whatever the transaction changed (block table, savepoint state) — and still do after its abort', () => {
+    for (const mode of ['changed', 'savepoint'] as const) {
+      const out = run(mode)
+      expect(out.loadedHere, mode).to.equal(8)
+      expect(out.valuesBefore, mode).to.deep.equal(snapshotValues)
+      expect(out.lastInvalidated, mode).to.deep.equal([])
+      expect(out.statesAfter, mode).to.deep.equal(allLoaded)
+      expect(out.valuesAfter, mode).to.deep.equal(snapshotValues)
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('a connection moved past the handle’s snapshot (conn.sync()) does not show through before the handle’s next boundary', () => {
+    const out = run('sync')
+    expect(out.valuesBefore).to.deep.equal(snapshotValues)
+    expect(out.lastInvalidated).to.deep.equal([1])
+    const after = snapshotValues.map((v) => [...v])
+    after[1]![0] = 55
+    expect(out.valuesAfter).to.deep.equal(after)
+  })
+
+  it('evicts nothing and stretches nothing for it: with the RAM full, pages load as usual', () => {
+    const out = run('full')
     expect(out.loadedHere).to.equal(0)
-    expect(out.statesAtMmap).to.deep.equal(Array(8).fill('empty'))
+    expect(out.otherEvictedAtMmap).to.equal(0)
     expect(out.valuesBefore).to.deep.equal(snapshotValues)
   })
 

@@ -458,8 +458,22 @@ describe('ZBigFile', () => {
     // a block table changed in the current transaction
     zf2.truncate(2)
     expect(at(2 * PS + 4090, 8)).to.equal(null)
+    // still changed once a savepoint took the change (the objects are no longer _p_changed)
+    e2.tm.get().savepoint()
+    expect(at(2 * PS + 4090, 8)).to.equal(null)
     e2.tm.abort()
     expect(at(2 * PS + 4090, 2)).to.deep.equal([5, 5])
+    // the connection moved past the handle's snapshot (conn.sync()): until the handle's boundary
+    const m3 = h.mmap(2, 1)
+    m3.bytes()[4090] = 9
+    e.tm.commit()
+    m3.unmap()
+    const snapshot = h2.snapshot
+    e2.conn.sync()
+    expect(h2.snapshot).to.equal(snapshot)
+    expect(at(2 * PS + 4090, 2)).to.equal(null)
+    e2.tm.begin()
+    expect(at(2 * PS + 4090, 2)).to.deep.equal([9, 5])
   })
 
   // blocks of 2 pages: a block with over 64 KiB of data keeps its bytes in a bin 32

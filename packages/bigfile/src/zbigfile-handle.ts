@@ -29,7 +29,7 @@
 // abort of the transaction afterwards discards them, as any abort does.
 import { pathTo } from '@wendelin/btrees'
 import type { DataManager, Synchronizer, Transaction, TransactionManagerLike } from '@wendelin/transaction'
-import { Connection, GHOST, idToHex, specForAnotherThread, type InvalidationListener, type Oid, type Storage, type Tid } from '@wendelin/zodb'
+import { Connection, DB, GHOST, idToHex, specForAnotherThread, type InvalidationListener, type Oid, type Storage, type Tid } from '@wendelin/zodb'
 
 import { FileH, WRITEOUT_MARKSTORED, WRITEOUT_STORE, type Mapping, type PageRange } from './fileh.js'
 import { log } from './log.js'
@@ -37,8 +37,8 @@ import { addon, type PageState } from './native.js'
 import type { RAM } from './ram.js'
 import { type BlockDeps, type LoadReport, type ZBigFile, decodeReport, lookupBlock, openHandleCount } from './zbigfile.js'
 import { spareZBlk0Records } from './spare-records.js'
-import { ZBigFileBlocks } from './zbigfile-loader.js'
-import { CHUNK_SIZE, type ZBlk, ZBlk0, ZBlk1, sameBytes, trimmedLength } from './zblk.js'
+import { ZBigFileBlocks, readBlockAt } from './zbigfile-loader.js'
+import { CHUNK_SIZE, ZBlk0, ZBlk1, sameBytes, trimmedLength } from './zblk.js'
 
 export interface ZBigFileHOptions {
   /** RAM to hold pages in (its page size must be the file's blksize); default: the shared one. */
@@ -227,43 +227,39 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
    * While no loader worker serves yet, this thread loads the first pages of a new mapping
    * itself, in order, until one does: the loaders start with the first file handle and take
    * ~100 ms (a worker, the imports, the storage), which the first access of a fresh process
-   * would otherwise spend waiting (a cold read of 1 GiB lost ~10% to it, a write of a new
-   * array ~6%). Holes and ZBlk0 blocks only — read as a loader reads them, at the snapshot,
-   * with the same dependencies — and at most a quarter of the RAM; a ZBlk1 block (hundreds of
-   * chunk objects through this connection's cache), or a block the current transaction changed,
-   * stops it: those pages load as usual.
+   * would otherwise spend waiting (a write of a new 1 GiB array: ~90 ms of its fill). Blocks are
+   * read as a loader reads them (readBlockAt), through a historical connection at the handle's
+   * snapshot — never through the handle's connection, whose objects may hold the current
+   * transaction's changes (savepoints included) or, after conn.sync(), a newer state — and
+   * their dependencies are recorded as a loader's report would be. Only into free RAM (a
+   * speculative load never evicts a page nor stretches the limit), at most a quarter of it.
    */
   #loadWhileLoadersStart(pgoffset: number, pglen: number): void {
     if (addon.loaderCount() > 0 || this.#closed || !this.#following || this.#committing !== null) return
-    const end = pgoffset + Math.min(pglen, Math.max(1, Math.floor(this.fileh.ramPages / 4)))
-    for (let pg = pgoffset; pg < end && addon.loaderCount() === 0; pg++) if (!this.#loadHere(pg)) return
-  }
-
-  /** Loads page `pg` here (see #loadWhileLoadersStart); false when it declines or fails. */
-  #loadHere(pg: number): boolean {
-    if (addon.filehPageState(this.fileh._native, pg) !== 'empty') return true
+    const db = this.conn.db
+    if (!(db instanceof DB)) return
     const snapshot = this.#snapshot
-    let zblk: ZBlk | null = null
-    let deps: BlockDeps
+    const oid = this.zfile._p_oid!
+    const ram = this.fileh.ram
+    const end = pgoffset + Math.min(pglen, Math.max(1, Math.floor(this.fileh.ramPages / 4)))
+    let hist = null as Connection | null // opened at the first block read
     try {
-      if (snapshot === 0n) {
-        deps = { path: [this.zfile._p_oid!], zblk: null } // never committed: holes, as a loader reports them
-      } else {
-        const zfile = this.zfile
-        if (zfile._p_changed === true) return false
-        for (const node of pathTo(zfile.blktab, pg)) if (node._p_changed === true) return false
-        ;({ zblk, deps } = lookupBlock(zfile, pg))
-        if (zblk !== null && (!(zblk instanceof ZBlk0) || zblk._p_changed === true)) return false
+      for (let pg = pgoffset; pg < end && addon.loaderCount() === 0; pg++) {
+        if (addon.filehPageState(this.fileh._native, pg) !== 'empty') continue
+        const used = ram.stats().bytesInUse
+        if (used + ram.pageSize > ram.limit) return
+        let deps: BlockDeps = { path: [oid], zblk: null } // never committed: holes, as a loader reports them
+        const status = this.fileh.loadHere(pg, (dest) => {
+          if (snapshot === 0n) dest.fill(0) // a reused frame holds an earlier page
+          else deps = readBlockAt((hist ??= db.open({ before: snapshot + 1n })), oid, pg, dest, this.fileh.file.describe())
+        })
+        if (status === 'invalidated') return
+        if (status === 'loaded') this.#deps.set(pg, { ...deps, snapshot })
       }
-      const status = this.fileh.loadHere(pg, (dest) => {
-        if (zblk === null) dest.fill(0) // a reused frame holds an earlier page
-        else if (!zblk.loadFrom(this.#storage, snapshot + 1n, dest)) zblk.release() // no 2 MiB copy kept in the cache
-      })
-      if (status === 'loaded') this.#deps.set(pg, { ...deps, snapshot })
-      return status !== 'invalidated'
     } catch (e) {
-      log('zbigfile handle %d: page %d not loaded here (a loader will): %O', this.fileh.id, pg, e)
-      return false
+      log('zbigfile handle %d: pages not loaded here (loaders will): %O', this.fileh.id, e)
+    } finally {
+      hist?.close()
     }
   }
 
@@ -370,6 +366,9 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
       dest.fill(0) // never committed: holes, as a loader reads them
       return true
     }
+    // The connection's objects show the snapshot unless the transaction changed them (then
+    // _p_changed, or their state is in a savepoint) or conn.sync() moved it past the snapshot.
+    if (this.conn.hasSavepointState || this.conn.before !== this.#snapshot + 1n) return false
     const zfile = this.zfile
     if (zfile._p_changed === true) return false
     const blktab = zfile.blktab

@@ -6,7 +6,7 @@ import { DB, hexToId, idToHex, openStorage, POSKeyError, type Connection, type O
 
 import { BigFile, type BigFileSpec, type JsonValue, type LoadContext } from './bigfile.js'
 import { addon } from './native.js'
-import { ZBigFile, encodeReport, lookupBlock } from './zbigfile.js'
+import { type BlockDeps, ZBigFile, encodeReport, lookupBlock } from './zbigfile.js'
 
 export interface ZBigFileBlocksArgs {
   /** Storage spec another thread can open (specForAnotherThread). */
@@ -42,6 +42,32 @@ function releaseDatabase(spec: string): void {
     (db) => db.close(),
     () => {},
   )
+}
+
+/**
+ * Fills `dest` with block `blk` of ZBigFile `oid` as historical connection `conn` (at the
+ * snapshot a load reads) shows it, and returns what the block depended on: how loaders read
+ * blocks, and how a handle's owning thread reads them itself while no loader serves yet
+ * (ZBigFileH, through a historical connection of its own: never its live connection, whose
+ * objects may hold this transaction's changes, savepoints included, or a newer snapshot).
+ */
+export function readBlockAt(conn: Connection, oid: Oid, blk: number, dest: Uint8Array, describe: string): BlockDeps {
+  let zfile: ZBigFile
+  try {
+    zfile = conn.get(oid) as ZBigFile
+    void zfile.blksize // load it: the file may not exist at this snapshot
+  } catch (e) {
+    if (!(e instanceof POSKeyError)) throw e
+    dest.fill(0) // created after the snapshot (not committed yet): all holes
+    return { path: [oid], zblk: null }
+  }
+  if (!(zfile instanceof ZBigFile)) throw new TypeError(`${describe}: object 0x${idToHex(oid)} is not a ZBigFile`)
+  const { zblk, deps } = lookupBlock(zfile, blk)
+  if (zblk === null) dest.fill(0)
+  else if (!zblk.loadFrom(conn.db.storage, conn.before, dest)) {
+    zblk.release() // the bytes are in the page now: do not keep a second copy in the cache
+  }
+  return deps
 }
 
 export class ZBigFileBlocks extends BigFile {
@@ -131,23 +157,7 @@ export class ZBigFileBlocks extends BigFile {
   }
 
   private loadAt(snapshot: bigint, blk: number, dest: Uint8Array): Uint8Array {
-    const conn = this.connectionAt(snapshot)
-    let zfile: ZBigFile
-    try {
-      zfile = conn.get(this.oid) as ZBigFile
-      void zfile.blksize // load it: the file may not exist at this snapshot
-    } catch (e) {
-      if (!(e instanceof POSKeyError)) throw e
-      dest.fill(0) // created after the snapshot (not committed yet): all holes
-      return encodeReport(snapshot, { path: [this.oid], zblk: null })
-    }
-    if (!(zfile instanceof ZBigFile)) throw new TypeError(`${this.describe()}: object 0x${idToHex(this.oid)} is not a ZBigFile`)
-    const { zblk, deps } = lookupBlock(zfile, blk)
-    if (zblk === null) dest.fill(0)
-    else if (!zblk.loadFrom(this.db!.storage, snapshot + 1n, dest)) {
-      zblk.release() // the bytes are in the page now: do not keep a second copy in the cache
-    }
-    return encodeReport(snapshot, deps)
+    return encodeReport(snapshot, readBlockAt(this.connectionAt(snapshot), this.oid, blk, dest, this.describe()))
   }
 
   override close(): void {

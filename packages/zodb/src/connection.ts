@@ -167,6 +167,14 @@ export class Connection<R extends object = Record<string, unknown>> implements P
     return this.#opened
   }
 
+  /**
+   * Whether a savepoint of the current transaction holds objects' changed states: those objects
+   * show this transaction's state though they are no longer `_p_changed`.
+   */
+  get hasSavepointState(): boolean {
+    return this.#tmp.size > 0
+  }
+
   /** A historical connection reads a fixed past state and cannot change anything. */
   get historical(): boolean {
     return this.#historical
