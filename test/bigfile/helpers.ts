@@ -6,7 +6,8 @@ import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 
-import { FileH, PatternBigFile, RAM } from '@wendelin/bigfile'
+import { FileH, PatternBigFile, RAM, type ZBigFile } from '@wendelin/bigfile'
+import type { TransactionManager } from '@wendelin/transaction'
 
 /** Small pages keep the unit tests light: 16 OS pages. */
 export const PS = 64 * 1024
@@ -32,6 +33,19 @@ export function patternFileH(
   const file = new PatternBigFile({ blksize: pageSize, noop: options.noop ?? false })
   const fh = new FileH(file, { ram })
   return { ram, file, fh }
+}
+
+/**
+ * Writes pages [0, pages) of `zf` through a mapping of a handle of its own in `ram` (`change`
+ * gets their bytes), commits with `tm`, and closes the handle.
+ */
+export function writeAndCommit(zf: ZBigFile, tm: TransactionManager, ram: RAM, pages: number, change: (bytes: Uint8Array) => void): void {
+  const h = zf.open({ ram })
+  const m = h.mmap(0, pages)
+  change(m.bytes())
+  tm.commit()
+  m.unmap()
+  h.close()
 }
 
 /** Yields to the event loop until `predicate` holds (mocha's timeout bounds the wait). */

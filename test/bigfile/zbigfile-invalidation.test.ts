@@ -7,7 +7,7 @@ import { type Mapping, RAM, ZBigFile, type ZBigFileH } from '@wendelin/bigfile'
 import { TransactionManager } from '@wendelin/transaction'
 import { ConflictError, DB, SQLiteStorage, type Connection } from '@wendelin/zodb'
 
-import { PS, tmpDir } from './helpers.js'
+import { PS, tmpDir, writeAndCommit } from './helpers.js'
 
 interface Side {
   tm: TransactionManager
@@ -58,12 +58,7 @@ describe('ZBigFile: two connections', () => {
     if (init) {
       const ram = new RAM({ pageSize: PS, limit: Math.max(8, nblocks) * PS })
       rams.push(ram)
-      const h = zf.open({ ram })
-      const m = h.mmap(0, nblocks)
-      init(m.bytes())
-      tm.commit()
-      m.unmap()
-      h.close()
+      writeAndCommit(zf, tm, ram, nblocks, init)
     }
     conn.close()
   }

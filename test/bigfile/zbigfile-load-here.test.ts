@@ -9,7 +9,7 @@ import { RAM, ZBigFile, loaderCount, virtmemStats } from '@wendelin/bigfile'
 import { TransactionManager } from '@wendelin/transaction'
 import { DB, SQLiteStorage } from '@wendelin/zodb'
 
-import { PS, runFixture, tmpDir, until } from './helpers.js'
+import { PS, runFixture, tmpDir, until, writeAndCommit } from './helpers.js'
 
 /**
  * A file of 8 pages: blocks 0, 1 and 3 ZBlk0 (first byte pg + 1, last byte 7), block 5 ZBlk1
@@ -22,20 +22,17 @@ function makeFile(file: string): void {
   const zf = new ZBigFile(PS, { format: 'ZBlk0' })
   ;(conn.root as Record<string, unknown>).zfile = zf
   tm.commit()
-  const h = zf.open({ ram: new RAM({ pageSize: PS, limit: 16 * PS }) })
-  const m = h.mmap(0, 8)
-  const b = m.bytes()
-  for (const pg of [0, 1, 3]) {
-    b[pg * PS] = pg + 1
-    b[pg * PS + PS - 1] = 7
-  }
-  tm.commit()
+  const ram = new RAM({ pageSize: PS, limit: 16 * PS })
+  writeAndCommit(zf, tm, ram, 8, (b) => {
+    for (const pg of [0, 1, 3]) {
+      b[pg * PS] = pg + 1
+      b[pg * PS + PS - 1] = 7
+    }
+  })
   zf.format = 'ZBlk1'
-  b[5 * PS] = 6
-  tm.commit()
-  m.unmap()
-  h.close()
+  writeAndCommit(zf, tm, ram, 8, (b) => (b[5 * PS] = 6))
   db.close()
+  ram.close()
 }
 
 const snapshotValues = [[1, 7], [2, 7], [0, 0], [4, 7], [0, 0], [6, 0], [0, 0], [0, 0]]
