@@ -4,6 +4,7 @@
 #include <napi.h>
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -491,6 +492,50 @@ Napi::Value FilehLoadHere(const Napi::CallbackInfo& info) {
   return Napi::String::New(env, kept ? "loaded" : "invalidated");
 }
 
+// filehFrameRecord(fh, pgoffset, prefix: Uint8Array, n) → ArrayBuffer | undefined: a read-only
+// record whose bytes are `prefix` followed by the first `n` bytes of dirty page `pgoffset`'s
+// frame, without copying the page: one reservation of an OS page and the page size, the
+// prefix at the end of its first (anonymous) OS page, the frame mapped right after it; unmapped
+// when the ArrayBuffer is collected. The frame is the page's only while the page is dirty: the
+// caller must be done with the record's bytes once the page is stored or discarded. undefined
+// when the page is not dirty.
+Napi::Value FilehFrameRecord(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  FileHandle* h = fhOf(info[0]);
+  std::uint64_t pg = toIndex(info[1], "pgoffset");
+  auto prefix = info[2].As<Napi::Uint8Array>();
+  std::size_t n = toIndex(info[3], "n");
+  const std::size_t os = osPageSize();
+  const std::size_t ps = h->fileh->ram->pageSize();
+  const std::size_t head = prefix.ByteLength();
+  if (head == 0 || head > os) throw Napi::RangeError::New(env, "filehFrameRecord: the prefix must be 1 byte to one OS page long");
+  if (n > ps) throw Napi::RangeError::New(env, "filehFrameRecord: n is beyond the page");
+  const std::size_t span = os + ps;
+  void* base = ::mmap(nullptr, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (base == MAP_FAILED) throw Napi::Error::New(env, std::string("filehFrameRecord: cannot reserve address space: ") + std::strerror(errno));
+  char* at = static_cast<char*>(base);
+  bool mapped = false;
+  try {
+    if (::mmap(at, os, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED)
+      throw Napi::Error::New(env, std::string("filehFrameRecord: cannot map the prefix page: ") + std::strerror(errno));
+    std::memcpy(at + os - head, prefix.Data(), head);
+    ::mprotect(at, os, PROT_READ);
+    mapped = guarded(env, [&] { return vm().mapDirtyFrame(h->fileh, pg, at + os); });
+  } catch (...) {
+    ::munmap(base, span);
+    throw;
+  }
+  if (!mapped) {
+    ::munmap(base, span);
+    return env.Undefined();
+  }
+  return Napi::ArrayBuffer::New(env, at + os - head, head + n, [span](Napi::Env, void* data) {
+    // data is the prefix's start: its OS page is the reservation's first
+    auto page = reinterpret_cast<std::uintptr_t>(data) & ~(static_cast<std::uintptr_t>(osPageSize()) - 1);
+    ::munmap(reinterpret_cast<void*>(page), span);
+  });
+}
+
 // ---- pattern files (tests, benchmarks) ----------------------------------------------------
 
 PatternFile* patternOf(const Napi::CallbackInfo& info) {
@@ -724,6 +769,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   fn("filehDirtyPages", FilehDirtyPages);
   fn("filehLoadAsync", FilehLoadAsync);
   fn("filehLoadHere", FilehLoadHere);
+  fn("filehFrameRecord", FilehFrameRecord);
   fn("filehSetSnapshot", FilehSetSnapshot);
   fn("filehSnapshot", FilehSnapshot);
   fn("filehTakeLoadReports", FilehTakeLoadReports);

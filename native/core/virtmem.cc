@@ -846,6 +846,14 @@ PageState Virtmem::pageState(FileH* fileh, std::uint64_t pgoffset) {
   return page ? page->state : PageState::Empty;
 }
 
+bool Virtmem::mapDirtyFrame(FileH* fileh, std::uint64_t pgoffset, void* at) {
+  Guard g(*this);
+  checkOpen(fileh);
+  Page* page = fileh->pagemap.get(pgoffset);
+  if (!page || page->state != PageState::Dirty) return false;
+  return fileh->ram->mapFrame(page->frame, at, PROT_READ, /*populate=*/true) != nullptr;
+}
+
 std::vector<std::pair<std::uint64_t, PageState>> Virtmem::presentPages(FileH* fileh) {
   Guard g(*this);
   std::vector<std::pair<std::uint64_t, PageState>> out;

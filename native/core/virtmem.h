@@ -149,6 +149,10 @@ class Virtmem {
   void leaveBehind(FileH* fileh, std::uint64_t pgoffset, std::uint64_t pglen);
   bool pageIsDirty(FileH* fileh, std::uint64_t pgoffset);
   PageState pageState(FileH* fileh, std::uint64_t pgoffset);
+  // Maps the frame of dirty page `pgoffset` read-only at `at` (MAP_FIXED over the caller's
+  // reservation); false if the page is not dirty. While it stays dirty its frame is its own
+  // (dirty pages are never evicted); once stored or discarded the frame may hold another page.
+  bool mapDirtyFrame(FileH* fileh, std::uint64_t pgoffset, void* at);
   std::vector<std::uint64_t> dirtyPages(FileH* fileh);   // ascending
   // Every page in the pagemap (loading, loaded, dirty) with its state, ascending.
   std::vector<std::pair<std::uint64_t, PageState>> presentPages(FileH* fileh);

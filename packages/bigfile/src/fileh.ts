@@ -109,11 +109,23 @@ export class FileH {
     return mapping
   }
 
-  /** Stores dirty pages with file.storeblk (STORE) and/or marks them stored (MARKSTORED). */
-  dirtyWriteout(flags: number = WRITEOUT_STORE | WRITEOUT_MARKSTORED): void {
+  /** Stores dirty pages with `store` (default file.storeblk; STORE) and/or marks them stored (MARKSTORED). */
+  dirtyWriteout(flags: number = WRITEOUT_STORE | WRITEOUT_MARKSTORED, store?: (blk: number, src: Uint8Array) => void): void {
     this.checkOpen()
     writeoutLog('fileh %d: writeout flags %d, %d dirty pages', this.id, flags, this.dirtyPages().length)
-    addon.filehWriteout(this.native, flags, (blk, src) => this.file.storeblk(blk, src))
+    addon.filehWriteout(this.native, flags, store ?? ((blk, src) => this.file.storeblk(blk, src)))
+  }
+
+  /**
+   * A read-only record of `prefix` followed by the first `n` bytes of dirty page `pgoffset`,
+   * without a copy of the page: the page's frame mapped right after the prefix. null when the
+   * page is not dirty. Its bytes are the page's only while the page stays dirty (until it is
+   * stored or discarded); the mapping goes when the record is collected.
+   */
+  frameRecord(pgoffset: number, prefix: Uint8Array, n: number): Uint8Array | null {
+    this.checkOpen()
+    const ab = addon.filehFrameRecord(this.native, pgoffset, prefix, n)
+    return ab === undefined ? null : new Uint8Array(ab)
   }
 
   /** Drops every dirty page: the next access loads it from the file again. */

@@ -31,6 +31,4 @@ export function osPageSize(): number {
 export { ZBigFile, type ZBigFileOptions, type BlockDeps } from './zbigfile.js'
 export { ZBigFileH, openZBigFileHandles, type ZBigFileHOptions, type ZBigFileHStats } from './zbigfile-handle.js'
 export { ZBigFileBlocks, type ZBigFileBlocksArgs } from './zbigfile-loader.js'
-/** @internal the spare ZBlk0 records (tests look at them) */
-export { spareZBlk0Records, type SpareRecords } from './spare-records.js'
-export { ZBlk, ZBlk0, ZBlk1, ZData, CHUNK_SIZE, AUTO_ZBLK1_MAX_CHANGED_FRACTION, chooseFormat, type ZBlkFormat, type ZBigFileFormat } from './zblk.js'
+export { ZBlk, ZBlk0, ZBlk1, ZData, CHUNK_SIZE, AUTO_ZBLK1_MAX_CHANGED_FRACTION, chooseFormat, isPageRecord, type PageRecord, type ZBlkFormat, type ZBigFileFormat } from './zblk.js'

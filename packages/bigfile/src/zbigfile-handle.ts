@@ -36,9 +36,8 @@ import { log } from './log.js'
 import { addon, type PageState } from './native.js'
 import type { RAM } from './ram.js'
 import { type BlockDeps, type LoadReport, type ZBigFile, decodeReport, lookupBlock, openHandleCount } from './zbigfile.js'
-import { spareZBlk0Records } from './spare-records.js'
 import { ZBigFileBlocks, readBlockAt } from './zbigfile-loader.js'
-import { CHUNK_SIZE, ZBlk0, ZBlk1, sameBytes, trimmedLength } from './zblk.js'
+import { CHUNK_SIZE, ZBlk0, ZBlk1, isPageRecord, sameBytes, trimmedLength } from './zblk.js'
 
 export interface ZBigFileHOptions {
   /** RAM to hold pages in (its page size must be the file's blksize); default: the shared one. */
@@ -91,9 +90,8 @@ let liveHandles = 0
 let unclosed: Remains[] = []
 const keepAlive = new WeakMap<object, ZBigFileH>()
 
-/** One handle less; with none left, the spare block records are let go too. */
 function handleGone(): void {
-  if (--liveHandles === 0) spareZBlk0Records.clear()
+  liveHandles--
 }
 
 function closeRemains(r: Remains): boolean {
@@ -155,6 +153,8 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
   /** Range reads peek made per page of ZBlk0 blocks, and their time in ms (see #peekZBlk0). */
   #rangeReads = new Map<number, { reads: number; ms: number }>()
   readonly #rangeReadBudgetMs: number
+  /** Pages whose blocks the commit under way (or the last one) stored as records over the page. */
+  #pageRecordPages: number[] | null = null
   /** Pages written by poke() in the current transaction: their block and the chunks written. */
   #poked = new Map<number, { zblk: ZBlk1; chunks: Set<number> }>()
 
@@ -524,7 +524,39 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
   commit(txn: Transaction): void {
     void txn
     this.#stored = this.fileh.dirtyPages()
-    this.fileh.dirtyWriteout(WRITEOUT_STORE)
+    // Where the storage copies records (SQLite), a ZBlk0 record is the page itself behind its
+    // header (FileH.frameRecord): the page stays dirty, and so its own, until tpc_finish.
+    const overPages = this.#storage.copiesRecords === true
+    this.fileh.dirtyWriteout(WRITEOUT_STORE, (blk, src) => {
+      const overPage = overPages ? (prefix: Uint8Array, n: number) => this.#pageRecord(blk, prefix, n) : undefined
+      this.zfile.storeblk(blk, src, overPage)
+    })
+  }
+
+  /** A record over dirty page `pg` (see PageRecord), remembered for #releasePageRecords. */
+  #pageRecord(pg: number, prefix: Uint8Array, n: number): Uint8Array | null {
+    const record = this.fileh.frameRecord(pg, prefix, n)
+    if (record !== null) (this.#pageRecordPages ??= []).push(pg)
+    return record
+  }
+
+  /**
+   * Makes every block object still viewing a page it was stored from a ghost: once the commit
+   * ended (or failed), the page's frame may hold another page. The usual path releases them
+   * (the boundary's stored pages); this catches the others (a page invalidated or evicted
+   * meanwhile, an aborted commit whose objects the connection kept).
+   */
+  #releasePageRecords(): void {
+    const pages = this.#pageRecordPages
+    if (pages === null) return
+    this.#pageRecordPages = null
+    for (const pg of pages) {
+      const zblk = this.zfile.blktab.get(pg)
+      if (zblk instanceof ZBlk0 && zblk._p_state !== GHOST && isPageRecord(zblk.data)) {
+        if (zblk._p_changed === true) zblk._p_invalidate() // an aborted commit's: the storage has its state
+        else zblk.release()
+      }
+    }
   }
 
   tpc_vote(txn: Transaction): void {
@@ -561,6 +593,7 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
     if (this.#committing !== null) return
     this.#poked.clear() // committed or aborted with the connection's objects
     if (this.#closed) return
+    this.#releasePageRecords()
     const oldSnapshot = this.#snapshot
     const newSnapshot = this.#currentSnapshot()
     const native = this.fileh._native
@@ -578,7 +611,6 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
     // 3. pages in memory
     const stored = new Set(this.#stored ?? [])
     this.#stored = null
-    if (stored.size === 0) spareZBlk0Records.idle() // no bulk writing: the spare records go
     const deps = new Map<number, Deps>()
     const invalidate: number[] = []
     const restart: number[] = []
@@ -589,15 +621,11 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
       }
       if (stored.has(pg) && state === 'loaded') {
         const { zblk, deps: now } = lookupBlock(this.zfile, pg)
-        // ZBlk0: its bytes are in the page, the connection's cache need not keep 2 MiB more;
-        // its record is written into again by a later commit where the storage copied it
-        // (spare-records.ts), kept up to the RAM limit (a commit's dirty pages fit in it).
+        // ZBlk0: its bytes are in the page, the connection's cache need not keep 2 MiB more
+        // (and where they viewed the page itself, the page's frame is no longer theirs).
         // ZBlk1 keeps its chunks (the cache's size bounds them): the next storeblk compares
         // the block with them, and reloading 512 chunks per commit costs 10x the commit.
-        if (zblk instanceof ZBlk0) {
-          if (this.#storage.copiesRecords === true) zblk.releaseRecord(this.zfile.blksize, this.fileh.ram.limit)
-          else zblk.release()
-        }
+        if (zblk instanceof ZBlk0) zblk.release()
         deps.set(pg, { ...now, snapshot: newSnapshot })
         continue
       }

@@ -14,7 +14,7 @@ import { Persistent, registerClass, type Oid } from '@wendelin/zodb'
 
 import { DEFAULT_PAGE_SIZE } from './ram.js'
 import { ZBigFileH, type ZBigFileHOptions } from './zbigfile-handle.js'
-import { ZBLK_FORMATS, ZBlk, ZBlk0, ZBlk1, choose, type ZBigFileFormat } from './zblk.js'
+import { ZBLK_FORMATS, ZBlk, ZBlk0, ZBlk1, choose, type PageRecord, type ZBigFileFormat } from './zblk.js'
 
 export interface ZBigFileOptions {
   /** Block format of blocks written from now on (default 'auto'). */
@@ -48,17 +48,17 @@ export class ZBigFile extends Persistent {
    * Stores `src` (one block) as block `blk` in the format the file asks for. A block stored
    * before in another format is replaced by a new block object holding the same data.
    */
-  storeblk(blk: number, src: Uint8Array): void {
+  storeblk(blk: number, src: Uint8Array, overPage?: PageRecord): void {
     const blktab = this.blktab
     const old = blktab.get(blk) ?? null
     const auto = this.format === 'auto' ? choose(old, src) : null
     const format = auto !== null ? auto.format : this.format
     if (old !== null && old.format === format) {
-      old.storeFrom(src, auto?.differs) // the comparison made to choose is not made again
+      old.storeFrom(src, auto?.differs, overPage) // the comparison made to choose is not made again
       return
     }
     const zblk = format === 'ZBlk0' ? new ZBlk0() : new ZBlk1()
-    zblk.storeFrom(src, old === null ? auto?.differs : undefined)
+    zblk.storeFrom(src, old === null ? auto?.differs : undefined, overPage)
     blktab.set(blk, zblk)
   }
 

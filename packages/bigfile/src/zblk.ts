@@ -14,9 +14,8 @@
 // commits ~12x faster as ZBlk1 and grows the database by ~4.8 KB instead of 2 MiB; a bulk
 // write runs at raw-blob speed as ZBlk0 and slower as ZBlk1 (512 records per block).
 import { IOBTree } from '@wendelin/btrees'
-import { GHOST, OWN_RECORD, Persistent, bytesRecord, decodeRaw, registerClass, type Oid, type Storage, type Tid } from '@wendelin/zodb'
+import { GHOST, OWN_RECORD, Persistent, bytesRecord, bytesRecordPrefix, decodeRaw, registerClass, type Oid, type Storage, type Tid } from '@wendelin/zodb'
 
-import { spareZBlk0Records } from './spare-records.js'
 
 export const CHUNK_SIZE = 4096
 
@@ -48,13 +47,24 @@ export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && Buffer.compare(a, b) === 0
 }
 
+/**
+ * A record made of `prefix` followed by the first `n` bytes of the page being stored, without
+ * copying the page (FileH.frameRecord), or null where that cannot be done. Its bytes are the
+ * page's only until the commit that stores it ends: the block object viewing them must be
+ * released then (ZBigFileH does, at its boundary; see isPageRecord).
+ */
+export type PageRecord = (prefix: Uint8Array, n: number) => Uint8Array | null
+
 /** A block object: fills a block from the database, or takes a block's new bytes. */
 export abstract class ZBlk extends Persistent {
   /** Fills all of `dest` (one block) with the block's bytes. */
   abstract loadInto(dest: Uint8Array): void
-  /** Stores `src` (one block) as the block's new content. */
-  /** `differs` (optional): per chunk, 0 when it is known to equal what this block stores. */
-  abstract storeFrom(src: Uint8Array, differs?: Uint8Array): void
+  /**
+   * Stores `src` (one block) as the block's new content. `differs` (optional): per chunk, 0
+   * when it is known to equal what this block stores. `overPage` (optional, ZBlk0 only): gives
+   * the record over the page `src` views (see PageRecord) instead of a copy.
+   */
+  abstract storeFrom(src: Uint8Array, differs?: Uint8Array, overPage?: PageRecord): void
   abstract get format(): ZBlkFormat
   /**
    * Fills `dest` with the block's bytes as of the snapshot before `before` in `storage` (the
@@ -113,9 +123,9 @@ function ghostBytes(obj: Persistent, storage: Storage, before: Tid, className: s
 export class ZBlk0 extends ZBlk {
   /**
    * The block's bytes without trailing zeros. Replaced, never changed in place: after storeFrom
-   * it views the record handed to the storage, which may keep it. Valid while this object is
-   * not a ghost: once a commit's handle made it one again (releaseRecord), those bytes may be
-   * written over by a later commit.
+   * it views the record handed to the storage, which may keep it — or, stored by a handle's
+   * commit on a storage that copies records, the page itself (see PageRecord), valid only until
+   * that commit ends, when the handle makes this object a ghost again.
    */
   data: Uint8Array = new Uint8Array(0)
 
@@ -154,35 +164,23 @@ export class ZBlk0 extends ZBlk {
    * the record touched twice as much fresh memory, whose page faults were most of a bulk
    * commit's time (W-ARR write: 558k faults for 512 MiB).
    */
-  storeFrom(src: Uint8Array): void {
+  storeFrom(src: Uint8Array, differs?: Uint8Array, overPage?: PageRecord): void {
+    void differs
     const n = trimmedLength(src)
     if (this._p_oid !== null && sameBytes(this.data, src.subarray(0, n))) return // unchanged: no new revision
-    const { record, bytes } = spareZBlk0Records.take(n) ?? bytesRecord(ZBLK0_CLASS, 'data', n)
+    const over = overPage?.(bytesRecordPrefix(ZBLK0_CLASS, 'data', n), n) ?? null
+    if (over !== null) {
+      // The record over the page itself: no copy of the block at all.
+      const bytes = over.subarray(over.length - n)
+      pageRecords.add(bytes)
+      ownRecords.set(bytes, over)
+      this.data = bytes
+      return
+    }
+    const { record, bytes } = bytesRecord(ZBLK0_CLASS, 'data', n)
     bytes.set(src.subarray(0, n))
     ownRecords.set(bytes, record)
     this.data = bytes
-  }
-
-  /**
-   * release(); and when that made this object a ghost, the record storeFrom wrote for it goes
-   * to the spare records (at most `capBytes` of them) for a later storeFrom to write into
-   * again — a full block's only (`blksize` bytes of data): a trimmed length rarely comes again.
-   * Only for a record whose commit finished on a storage that keeps no reference to it
-   * (Storage.copiesRecords): the bytes `data` viewed change then (no one else views them).
-   */
-  releaseRecord(blksize: number, capBytes: number): void {
-    if (this._p_state !== 0 /* UPTODATE: not a ghost, not changed since the commit */) {
-      this.release()
-      return
-    }
-    const bytes = this.data
-    this.release()
-    const isGhost = (this._p_state as number) === GHOST // release() changed it: no narrowing
-    if (!isGhost || bytes.length !== blksize) return
-    const record = ownRecords.get(bytes)
-    if (record === undefined) return // loaded from the storage, or given already
-    ownRecords.delete(bytes)
-    spareZBlk0Records.give({ record, bytes }, capBytes)
   }
 
   /**
@@ -263,6 +261,14 @@ function readInto(storage: Storage, oid: Oid, before: Tid, dest: Uint8Array): bo
   if (n === null || rec.length !== prefix.length + n) return false
   if (n < dest.length) dest.fill(0, n) // trimmed: zeros past its end
   return true
+}
+
+/** ZBlk0 data that views a page being stored (see PageRecord). */
+const pageRecords = new WeakSet<Uint8Array>()
+
+/** Whether `data` (a ZBlk0's) views the page it was stored from (see PageRecord). */
+export function isPageRecord(data: Uint8Array): boolean {
+  return pageRecords.has(data)
 }
 
 /** ZBlk0 data written by storeFrom → the record it is the tail of. */

@@ -13,6 +13,7 @@ export {
   RECORD_FORMAT_VERSION,
   encodeStateRecord,
   bytesRecord,
+  bytesRecordPrefix,
   OWN_RECORD,
   _encodeStateRecordWithMsgpackr,
   _decodeStateWithMsgpackr,

@@ -246,12 +246,11 @@ const noReferences = refusingReferences('bytesRecord: the state holds no referen
 const bytesRecordHeads = new Map<string, Uint8Array>()
 
 /**
- * A record of class `className` whose state is `{[key]: <a Uint8Array of n bytes>}`, with those
- * bytes, last in the record, left for the caller to fill: `bytes` (8-byte aligned) views them.
- * Once filled, `record` is byte for byte what encodeRecord writes for that state; `record` and
- * `bytes` share memory, so neither may change once the record is handed to a storage.
+ * The bytes that precede the data in the record of class `className` whose state is
+ * `{[key]: <a Uint8Array of n bytes>}`: the record is this prefix followed by the n bytes, as
+ * encodeRecord writes it (see bytesRecord; ZBigFile's ZBlk0 also maps a page right after it).
  */
-export function bytesRecord(className: string, key: string, n: number): { record: Uint8Array; bytes: Uint8Array } {
+export function bytesRecordPrefix(className: string, key: string, n: number): Uint8Array {
   if (!Number.isSafeInteger(n) || n < 0 || n > 0xffff_ffff) throw new RangeError(`bytesRecord: ${n} bytes`)
   const id = `${className}\u0000${key}`
   let head = bytesRecordHeads.get(id)
@@ -263,25 +262,37 @@ export function bytesRecord(className: string, key: string, n: number): { record
     bytesRecordHeads.set(id, head)
   }
   const lengthBytes = n < 0x100 ? 2 : n < 0x10000 ? 3 : 5 // bin 8/16/32, as #bytes writes them
-  const prefix = head.length + lengthBytes
-  const pad = (8 - (prefix % 8)) % 8
-  // Uninitialized: every byte is written here or by the caller.
-  const memory = Buffer.allocUnsafeSlow(pad + prefix + n)
-  const record = new Uint8Array(memory.buffer, memory.byteOffset + pad, prefix + n)
-  record.set(head)
+  const prefix = new Uint8Array(head.length + lengthBytes)
+  prefix.set(head)
   let at = head.length
   if (n < 0x100) {
-    record[at++] = 0xc4
-    record[at++] = n
+    prefix[at++] = 0xc4
+    prefix[at++] = n
   } else if (n < 0x10000) {
-    record[at++] = 0xc5
-    record[at++] = n >> 8
-    record[at++] = n & 0xff
+    prefix[at++] = 0xc5
+    prefix[at++] = n >> 8
+    prefix[at++] = n & 0xff
   } else {
-    record[at++] = 0xc6
-    new DataView(record.buffer, record.byteOffset).setUint32(at, n)
+    prefix[at++] = 0xc6
+    new DataView(prefix.buffer).setUint32(at, n)
   }
-  return { record, bytes: record.subarray(prefix) }
+  return prefix
+}
+
+/**
+ * A record of class `className` whose state is `{[key]: <a Uint8Array of n bytes>}`, with those
+ * bytes, last in the record, left for the caller to fill: `bytes` (8-byte aligned) views them.
+ * Once filled, `record` is byte for byte what encodeRecord writes for that state; `record` and
+ * `bytes` share memory, so neither may change once the record is handed to a storage.
+ */
+export function bytesRecord(className: string, key: string, n: number): { record: Uint8Array; bytes: Uint8Array } {
+  const prefix = bytesRecordPrefix(className, key, n)
+  const pad = (8 - (prefix.length % 8)) % 8
+  // Uninitialized: every byte is written here or by the caller.
+  const memory = Buffer.allocUnsafeSlow(pad + prefix.length + n)
+  const record = new Uint8Array(memory.buffer, memory.byteOffset + pad, prefix.length + n)
+  record.set(prefix)
+  return { record, bytes: record.subarray(prefix.length) }
 }
 
 /** Encode a record from a state given directly (conflict resolution writes merged states). */
