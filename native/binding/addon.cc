@@ -495,14 +495,31 @@ Napi::Value FilehLoadHere(const Napi::CallbackInfo& info) {
 // filehFrameRecord(fh, pgoffset, prefix: Uint8Array, n) → ArrayBuffer | undefined: a read-only
 // record whose bytes are `prefix` followed by the first `n` bytes of dirty page `pgoffset`'s
 // frame, without copying the page: one reservation of an OS page and the page size, the
-// prefix at the end of its first (anonymous) OS page, the frame mapped right after it; unmapped
-// when the ArrayBuffer is collected. The frame is the page's only while the page is dirty: the
-// caller must be done with the record's bytes once the page is stored or discarded. undefined
-// when the page is not dirty.
+// prefix at the end of its first (anonymous) OS page, the frame mapped right after it. The
+// frame is the page's only while the page is dirty: the owner releases the record
+// (frameRecordRelease: detached, unmapped) once the commit that stores it ended; one never
+// released is unmapped when its ArrayBuffer is finalized (which Node does from the event loop
+// only: a loop of commits that never returns to it would pile up mappings, hence the explicit
+// release). undefined when the page is not dirty, or when the mappings cannot be made (the
+// caller copies the page instead). JavaScript must never write into the record: it is mapped
+// read-only, and a write there kills the process.
+struct FrameRecordMapping {
+  void* base;
+  std::size_t span;
+  bool unmapped;
+};
+std::mutex frameRecordsMutex;
+std::map<void*, FrameRecordMapping*>& frameRecords() {  // by the address the ArrayBuffer starts at
+  static auto* m = new std::map<void*, FrameRecordMapping*>();
+  return *m;
+}
+
 Napi::Value FilehFrameRecord(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   FileHandle* h = fhOf(info[0]);
   std::uint64_t pg = toIndex(info[1], "pgoffset");
+  if (!info[2].IsTypedArray() || info[2].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+    throw Napi::TypeError::New(env, "filehFrameRecord: the prefix must be a Uint8Array");
   auto prefix = info[2].As<Napi::Uint8Array>();
   std::size_t n = toIndex(info[3], "n");
   const std::size_t os = osPageSize();
@@ -512,28 +529,68 @@ Napi::Value FilehFrameRecord(const Napi::CallbackInfo& info) {
   if (n > ps) throw Napi::RangeError::New(env, "filehFrameRecord: n is beyond the page");
   const std::size_t span = os + ps;
   void* base = ::mmap(nullptr, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (base == MAP_FAILED) throw Napi::Error::New(env, std::string("filehFrameRecord: cannot reserve address space: ") + std::strerror(errno));
+  if (base == MAP_FAILED) return env.Undefined();
   char* at = static_cast<char*>(base);
-  bool mapped = false;
-  try {
-    if (::mmap(at, os, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED)
-      throw Napi::Error::New(env, std::string("filehFrameRecord: cannot map the prefix page: ") + std::strerror(errno));
+  bool mapped = ::mmap(at, os, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != MAP_FAILED;
+  if (mapped) {
     std::memcpy(at + os - head, prefix.Data(), head);
-    ::mprotect(at, os, PROT_READ);
-    mapped = guarded(env, [&] { return vm().mapDirtyFrame(h->fileh, pg, at + os); });
+    mapped = ::mprotect(at, os, PROT_READ) == 0;
+  }
+  try {
+    if (mapped) mapped = guarded(env, [&] { return vm().mapDirtyFrame(h->fileh, pg, at + os); });
   } catch (...) {
     ::munmap(base, span);
-    throw;
+    throw;  // a closed handle
   }
   if (!mapped) {
     ::munmap(base, span);
     return env.Undefined();
   }
-  return Napi::ArrayBuffer::New(env, at + os - head, head + n, [span](Napi::Env, void* data) {
-    // data is the prefix's start: its OS page is the reservation's first
-    auto page = reinterpret_cast<std::uintptr_t>(data) & ~(static_cast<std::uintptr_t>(osPageSize()) - 1);
-    ::munmap(reinterpret_cast<void*>(page), span);
-  });
+  void* data = at + os - head;
+  auto* mapping = new FrameRecordMapping{base, span, false};
+  Napi::ArrayBuffer ab;
+  try {
+    ab = Napi::ArrayBuffer::New(
+        env, data, head + n,
+        [](Napi::Env, void* start, FrameRecordMapping* m) {
+          {
+            std::lock_guard<std::mutex> g(frameRecordsMutex);
+            auto it = frameRecords().find(start);
+            if (it != frameRecords().end() && it->second == m) frameRecords().erase(it);
+          }
+          if (!m->unmapped) ::munmap(m->base, m->span);
+          delete m;
+        },
+        mapping);
+  } catch (...) {
+    ::munmap(base, span);
+    delete mapping;
+    throw;
+  }
+  std::lock_guard<std::mutex> g(frameRecordsMutex);
+  frameRecords()[data] = mapping;
+  return ab;
+}
+
+// frameRecordRelease(ab): a record of filehFrameRecord is done with: detached (views of it
+// become empty) and unmapped now. Anything else is left alone.
+Napi::Value FrameRecordRelease(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsArrayBuffer()) throw Napi::TypeError::New(env, "frameRecordRelease: an ArrayBuffer is expected");
+  auto ab = info[0].As<Napi::ArrayBuffer>();
+  if (ab.IsDetached()) return env.Undefined();
+  FrameRecordMapping* m = nullptr;
+  {
+    std::lock_guard<std::mutex> g(frameRecordsMutex);
+    auto it = frameRecords().find(ab.Data());
+    if (it == frameRecords().end()) return env.Undefined();
+    m = it->second;
+    frameRecords().erase(it);
+  }
+  ab.Detach();
+  ::munmap(m->base, m->span);
+  m->unmapped = true;  // the finalizer frees the bookkeeping
+  return env.Undefined();
 }
 
 // ---- pattern files (tests, benchmarks) ----------------------------------------------------
@@ -770,6 +827,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   fn("filehLoadAsync", FilehLoadAsync);
   fn("filehLoadHere", FilehLoadHere);
   fn("filehFrameRecord", FilehFrameRecord);
+  fn("frameRecordRelease", FrameRecordRelease);
   fn("filehSetSnapshot", FilehSetSnapshot);
   fn("filehSnapshot", FilehSnapshot);
   fn("filehTakeLoadReports", FilehTakeLoadReports);

@@ -48,20 +48,28 @@ function storedValue(e: Env, blk: number, tid: Tid): number {
   return v
 }
 
-/** Counts FileH.frameRecord calls (the records made over pages) while `fn` runs. */
-function countFrameRecords(fn: () => void): number {
+/** The records FileH.frameRecord made (over pages) while `fn` ran. */
+function frameRecordsMade(fn: () => void): Uint8Array[] {
   const original = FileH.prototype.frameRecord
-  let calls = 0
+  const made: Uint8Array[] = []
   FileH.prototype.frameRecord = function (this: FileH, ...args: Parameters<FileH['frameRecord']>) {
-    calls++
-    return original.apply(this, args)
+    const r = original.apply(this, args)
+    if (r !== null) made.push(r)
+    return r
   }
   try {
     fn()
   } finally {
     FileH.prototype.frameRecord = original
   }
-  return calls
+  return made
+}
+
+const countFrameRecords = (fn: () => void): number => frameRecordsMade(fn).length
+
+/** Memory mappings of this process now. */
+function mappingCount(): number {
+  return fs.readFileSync('/proc/self/maps', 'utf8').split('\n').length
 }
 
 describe('page records (ZBlk0 records over the pages a commit stores)', () => {
@@ -177,6 +185,61 @@ describe('page records (ZBlk0 records over the pages a commit stores)', () => {
     m.unmap()
     e.tm.commit()
     expect(storedValue(e, 0, e.conn.before - 1n)).to.equal(blockValue(1, 0))
+  })
+
+  it('are unmapped once their commit ended, in a loop of commits that never returns to the event loop', () => {
+    const e = openEnv(new SQLiteStorage(sqliteFile()))
+    const h = openHandle(e)
+    writeRound(e, h, 0)
+    const before = mappingCount()
+    const made = frameRecordsMade(() => {
+      for (let round = 1; round <= 40; round++) writeRound(e, h, round)
+    })
+    expect(made.length).to.equal(40 * BLOCKS)
+    for (const r of made) expect(r.byteLength).to.equal(0) // released: detached, never another page's bytes
+    // unreleased, each would hold two mappings (its header page and the frame) until collected
+    expect(mappingCount() - before).to.be.below(40)
+    for (let blk = 0; blk < BLOCKS; blk++) expect(storedValue(e, blk, e.conn.before - 1n)).to.equal(blockValue(40, blk) & 0xff) // bytes
+  })
+
+  it('a handle closed between its commit and its boundary still lets its block objects and records go', () => {
+    const e = openEnv(new SQLiteStorage(sqliteFile()))
+    let h: ZBigFileH | null = null
+    let closeIt = false
+    // registered before the handle: its afterCompletion runs first, and closes the handle
+    e.tm.registerSynch({
+      beforeCompletion() {},
+      afterCompletion() {
+        if (closeIt) h!.close()
+      },
+      newTransaction() {},
+    })
+    const ram = new RAM({ pageSize: PS, limit: 16 * PS })
+    cleanups.push(() => {
+      e.tm.abort()
+      e.db.close()
+      ram.close()
+    })
+    h = e.zf.open({ ram })
+    const m = h.mmap(0, 1)
+    m.bytes().fill(1)
+    m.unmap()
+    closeIt = true
+    const made = frameRecordsMade(() => e.tm.commit())
+    closeIt = false
+    expect(h.closed).to.equal(true)
+    expect(made.length).to.equal(1)
+    expect(made[0]!.byteLength).to.equal(0)
+    const zblk = e.zf.blktab.get(0) as ZBlk0
+    expect(zblk._p_state === -1 || !isPageRecord(zblk.data)).to.equal(true)
+    // another handle on the same RAM (the frame is reused) writes the block: it is stored
+    const h2 = e.zf.open({ ram })
+    const m2 = h2.mmap(0, 1)
+    m2.bytes().fill(2)
+    m2.unmap()
+    e.tm.commit()
+    h2.close()
+    expect(storedValue(e, 0, e.conn.before - 1n)).to.equal(2)
   })
 
   it('a storage that keeps the records it is given gets copies', () => {

@@ -119,8 +119,11 @@ export class FileH {
   /**
    * A read-only record of `prefix` followed by the first `n` bytes of dirty page `pgoffset`,
    * without a copy of the page: the page's frame mapped right after the prefix. null when the
-   * page is not dirty. Its bytes are the page's only while the page stays dirty (until it is
-   * stored or discarded); the mapping goes when the record is collected.
+   * page is not dirty or the mappings cannot be made (copy the page then). Its bytes are the
+   * page's only while the page stays dirty (until it is stored or discarded): release it
+   * (releaseFrameRecord) once done; one never released is unmapped when it is collected (Node
+   * does that from its event loop only). Never write into it: it is mapped read-only, and a
+   * write there ends the process.
    */
   frameRecord(pgoffset: number, prefix: Uint8Array, n: number): Uint8Array | null {
     this.checkOpen()
@@ -311,4 +314,9 @@ export class Mapping implements Disposable {
   [Symbol.dispose](): void {
     this.unmap()
   }
+}
+
+/** Releases a record of FileH.frameRecord now: unmapped, and every view of it becomes empty. */
+export function releaseFrameRecord(record: Uint8Array): void {
+  addon.frameRecordRelease(record.buffer as ArrayBuffer)
 }

@@ -31,7 +31,7 @@ import { pathTo } from '@wendelin/btrees'
 import type { DataManager, Synchronizer, Transaction, TransactionManagerLike } from '@wendelin/transaction'
 import { Connection, DB, GHOST, idToHex, specForAnotherThread, type InvalidationListener, type Oid, type Storage, type Tid } from '@wendelin/zodb'
 
-import { FileH, WRITEOUT_MARKSTORED, WRITEOUT_STORE, type Mapping, type PageRange } from './fileh.js'
+import { FileH, WRITEOUT_MARKSTORED, WRITEOUT_STORE, releaseFrameRecord, type Mapping, type PageRange } from './fileh.js'
 import { log } from './log.js'
 import { addon, type PageState } from './native.js'
 import type { RAM } from './ram.js'
@@ -153,8 +153,8 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
   /** Range reads peek made per page of ZBlk0 blocks, and their time in ms (see #peekZBlk0). */
   #rangeReads = new Map<number, { reads: number; ms: number }>()
   readonly #rangeReadBudgetMs: number
-  /** Pages whose blocks the commit under way (or the last one) stored as records over the page. */
-  #pageRecordPages: number[] | null = null
+  /** Records over pages the commit under way (or the last one) made, and the blocks that took them. */
+  #pageRecords: Array<{ zblk: ZBlk0 | null; record: Uint8Array }> = []
   /** Pages written by poke() in the current transaction: their block and the chunks written. */
   #poked = new Map<number, { zblk: ZBlk1; chunks: Set<number> }>()
 
@@ -442,6 +442,7 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
   close(): void {
     if (this.#closed) return
     if (this.#joined !== null) throw new Error('ZBigFileH.close: the handle has changes in the current transaction; commit or abort first')
+    if (this.#committing === null) this.#releasePageRecords()
     this.fileh.close()
     this.#closed = true
     if (this.#following) {
@@ -524,38 +525,35 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
   commit(txn: Transaction): void {
     void txn
     this.#stored = this.fileh.dirtyPages()
-    // Where the storage copies records (SQLite), a ZBlk0 record is the page itself behind its
-    // header (FileH.frameRecord): the page stays dirty, and so its own, until tpc_finish.
+    // Where the storage copies records by the end of its vote (SQLite), a ZBlk0 record is the
+    // page itself behind its header (FileH.frameRecord): the page stays dirty, and its frame
+    // its own, until our tpc_finish; the records are released at the next boundary.
     const overPages = this.#storage.copiesRecords === true
     this.fileh.dirtyWriteout(WRITEOUT_STORE, (blk, src) => {
-      const overPage = overPages ? (prefix: Uint8Array, n: number) => this.#pageRecord(blk, prefix, n) : undefined
+      let record: Uint8Array | null = null
+      const overPage = overPages ? (prefix: Uint8Array, n: number) => (record = this.fileh.frameRecord(blk, prefix, n)) : undefined
       this.zfile.storeblk(blk, src, overPage)
+      if (record === null) return
+      const zblk = this.zfile.blktab.get(blk)
+      this.#pageRecords.push({ zblk: zblk instanceof ZBlk0 ? zblk : null, record })
     })
   }
 
-  /** A record over dirty page `pg` (see PageRecord), remembered for #releasePageRecords. */
-  #pageRecord(pg: number, prefix: Uint8Array, n: number): Uint8Array | null {
-    const record = this.fileh.frameRecord(pg, prefix, n)
-    if (record !== null) (this.#pageRecordPages ??= []).push(pg)
-    return record
-  }
-
   /**
-   * Makes every block object still viewing a page it was stored from a ghost: once the commit
-   * ended (or failed), the page's frame may hold another page. The usual path releases them
-   * (the boundary's stored pages); this catches the others (a page invalidated or evicted
-   * meanwhile, an aborted commit whose objects the connection kept).
+   * Lets go of the records the last commit made over pages: each block object still viewing
+   * one becomes a ghost again (its frame may hold another page by now), and each record is
+   * unmapped (any view left of it reads empty, never another page's bytes).
    */
   #releasePageRecords(): void {
-    const pages = this.#pageRecordPages
-    if (pages === null) return
-    this.#pageRecordPages = null
-    for (const pg of pages) {
-      const zblk = this.zfile.blktab.get(pg)
-      if (zblk instanceof ZBlk0 && zblk._p_state !== GHOST && isPageRecord(zblk.data)) {
+    const records = this.#pageRecords
+    if (records.length === 0) return
+    this.#pageRecords = []
+    for (const { zblk, record } of records) {
+      if (zblk !== null && zblk._p_state !== GHOST && isPageRecord(zblk.data)) {
         if (zblk._p_changed === true) zblk._p_invalidate() // an aborted commit's: the storage has its state
         else zblk.release()
       }
+      releaseFrameRecord(record)
     }
   }
 
@@ -592,8 +590,8 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
   #boundary(): void {
     if (this.#committing !== null) return
     this.#poked.clear() // committed or aborted with the connection's objects
+    this.#releasePageRecords() // closed since the commit too
     if (this.#closed) return
-    this.#releasePageRecords()
     const oldSnapshot = this.#snapshot
     const newSnapshot = this.#currentSnapshot()
     const native = this.fileh._native

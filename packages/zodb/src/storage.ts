@@ -85,11 +85,13 @@ export interface Storage {
   /** Whether another thread can open `spec` and see the same data. */
   readonly shareable: boolean
   /**
-   * True when the storage keeps no reference to the `data` of a store() once tpc_finish or
-   * tpc_abort of its transaction has returned (it copied the bytes): the caller may then write
-   * over that memory (ZBigFile reuses its block records). Absent or false: the storage may keep
-   * the bytes (MemoryStorage holds them as its data, the network client hands them to its I/O
-   * worker), and they must never change.
+   * True when the storage has copied the `data` of every store() by the time its tpc_vote
+   * returns, and keeps no reference to it after tpc_finish or tpc_abort: from the end of the
+   * vote the caller may change that memory (a ZBigFile handle's commit hands SQLite records
+   * over its pages, which it marks stored — free to be written and reused — before the
+   * storage's tpc_finish). SQLiteStorage writes the records at vote. Absent or false: the
+   * storage may keep the bytes (MemoryStorage holds them as its data, the network client hands
+   * them to its I/O worker), and they must never change.
    */
   readonly copiesRecords?: boolean
 
