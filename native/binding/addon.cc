@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <cstdio>
 #include <cstring>
 #include <string>
 
@@ -513,6 +514,23 @@ std::map<void*, FrameRecordMapping*>& frameRecords() {  // by the address the Ar
   static auto* m = new std::map<void*, FrameRecordMapping*>();
   return *m;
 }
+// Records live at once, at most: each holds two memory mappings until released, and one big
+// commit makes one per dirty page — past vm.max_map_count (65530 by default) everything that
+// maps memory fails (V8, malloc, virtmem itself), not just the next record. Beyond the limit
+// pages are copied. An eighth of the kernel's limit (8,191 by default: 16 GiB of 2 MiB pages).
+std::size_t frameRecordsLimit() {
+  static std::size_t limit = [] {
+    std::size_t maxMaps = 65530;
+    if (FILE* f = std::fopen("/proc/sys/vm/max_map_count", "r")) {
+      unsigned long v = 0;
+      if (std::fscanf(f, "%lu", &v) == 1 && v > 0) maxMaps = v;
+      std::fclose(f);
+    }
+    return maxMaps / 8;
+  }();
+  return limit;
+}
+std::size_t frameRecordsLimitOverride = 0;  // tests: frameRecordsSetLimit
 
 Napi::Value FilehFrameRecord(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -527,6 +545,11 @@ Napi::Value FilehFrameRecord(const Napi::CallbackInfo& info) {
   const std::size_t head = prefix.ByteLength();
   if (head == 0 || head > os) throw Napi::RangeError::New(env, "filehFrameRecord: the prefix must be 1 byte to one OS page long");
   if (n > ps) throw Napi::RangeError::New(env, "filehFrameRecord: n is beyond the page");
+  {
+    std::lock_guard<std::mutex> g(frameRecordsMutex);
+    const std::size_t limit = frameRecordsLimitOverride ? frameRecordsLimitOverride : frameRecordsLimit();
+    if (frameRecords().size() >= limit) return env.Undefined();
+  }
   const std::size_t span = os + ps;
   void* base = ::mmap(nullptr, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (base == MAP_FAILED) return env.Undefined();
@@ -563,13 +586,21 @@ Napi::Value FilehFrameRecord(const Napi::CallbackInfo& info) {
         },
         mapping);
   } catch (...) {
+    // an environment that refuses external buffers: the page is copied instead
     ::munmap(base, span);
     delete mapping;
-    throw;
+    return env.Undefined();
   }
   std::lock_guard<std::mutex> g(frameRecordsMutex);
   frameRecords()[data] = mapping;
   return ab;
+}
+
+// frameRecordsSetLimit(n): tests only — the most records live at once (0: the default).
+Napi::Value FrameRecordsSetLimit(const Napi::CallbackInfo& info) {
+  std::lock_guard<std::mutex> g(frameRecordsMutex);
+  frameRecordsLimitOverride = toIndex(info[0], "limit");
+  return info.Env().Undefined();
 }
 
 // frameRecordRelease(ab): a record of filehFrameRecord is done with: detached (views of it
@@ -580,14 +611,18 @@ Napi::Value FrameRecordRelease(const Napi::CallbackInfo& info) {
   auto ab = info[0].As<Napi::ArrayBuffer>();
   if (ab.IsDetached()) return env.Undefined();
   FrameRecordMapping* m = nullptr;
+  void* data = ab.Data();
   {
     std::lock_guard<std::mutex> g(frameRecordsMutex);
-    auto it = frameRecords().find(ab.Data());
+    auto it = frameRecords().find(data);
     if (it == frameRecords().end()) return env.Undefined();
     m = it->second;
-    frameRecords().erase(it);
   }
-  ab.Detach();
+  ab.Detach();  // first: should it throw, the record stays registered and mapped (its finalizer unmaps it)
+  {
+    std::lock_guard<std::mutex> g(frameRecordsMutex);
+    frameRecords().erase(data);
+  }
   ::munmap(m->base, m->span);
   m->unmapped = true;  // the finalizer frees the bookkeeping
   return env.Undefined();
@@ -828,6 +863,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   fn("filehLoadHere", FilehLoadHere);
   fn("filehFrameRecord", FilehFrameRecord);
   fn("frameRecordRelease", FrameRecordRelease);
+  fn("frameRecordsSetLimit", FrameRecordsSetLimit);
   fn("filehSetSnapshot", FilehSetSnapshot);
   fn("filehSnapshot", FilehSnapshot);
   fn("filehTakeLoadReports", FilehTakeLoadReports);

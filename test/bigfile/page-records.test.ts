@@ -6,7 +6,7 @@ import { expect } from 'chai'
 import fs from 'node:fs'
 import path from 'node:path'
 
-import { FileH, RAM, ZBigFile, ZBlk0, isPageRecord, type ZBigFileH } from '@wendelin/bigfile'
+import { FileH, RAM, ZBigFile, ZBlk0, isPageRecord, setFrameRecordsLimit, type ZBigFileH } from '@wendelin/bigfile'
 import { TransactionManager } from '@wendelin/transaction'
 import { ConflictError, DB, SQLiteStorage, type Connection, type Storage, type Tid } from '@wendelin/zodb'
 
@@ -240,6 +240,22 @@ describe('page records (ZBlk0 records over the pages a commit stores)', () => {
     e.tm.commit()
     h2.close()
     expect(storedValue(e, 0, e.conn.before - 1n)).to.equal(2)
+  })
+
+  it('at most so many records live at once (each holds two memory mappings): the pages past the limit are copied', () => {
+    const e = openEnv(new SQLiteStorage(sqliteFile()))
+    const h = openHandle(e)
+    setFrameRecordsLimit(3)
+    try {
+      let t: Tid = 0n
+      expect(countFrameRecords(() => (t = writeRound(e, h, 1)))).to.equal(3)
+      for (let blk = 0; blk < BLOCKS; blk++) expect(storedValue(e, blk, t)).to.equal(blockValue(1, blk))
+      // released at the boundary: the next commit has the whole allowance again
+      expect(countFrameRecords(() => (t = writeRound(e, h, 2)))).to.equal(3)
+      for (let blk = 0; blk < BLOCKS; blk++) expect(storedValue(e, blk, t)).to.equal(blockValue(2, blk))
+    } finally {
+      setFrameRecordsLimit(0)
+    }
   })
 
   it('a storage that keeps the records it is given gets copies', () => {

@@ -320,3 +320,8 @@ export class Mapping implements Disposable {
 export function releaseFrameRecord(record: Uint8Array): void {
   addon.frameRecordRelease(record.buffer as ArrayBuffer)
 }
+
+/** @internal Tests: the most frame records live at once (0: the default, an eighth of vm.max_map_count). */
+export function setFrameRecordsLimit(limit: number): void {
+  addon.frameRecordsSetLimit(limit)
+}

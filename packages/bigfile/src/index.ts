@@ -8,6 +8,7 @@ export {
   MAX_MAPPING_BYTES,
   WRITEOUT_MARKSTORED,
   WRITEOUT_STORE,
+  setFrameRecordsLimit,
   type FileHMode,
   type FileHOptions,
   type PageRange,

@@ -94,6 +94,7 @@ export interface VirtmemAddon {
   filehLoadHere(fh: NativeFileH, pgoffset: number, fill: (dest: Uint8Array) => void): 'present' | 'busy' | 'loaded' | 'invalidated'
   filehFrameRecord(fh: NativeFileH, pgoffset: number, prefix: Uint8Array, n: number): ArrayBuffer | undefined
   frameRecordRelease(record: ArrayBuffer): void
+  frameRecordsSetLimit(limit: number): void
   /** The snapshot (a tid) loads of this handle read at; set by the owning thread. */
   filehSetSnapshot(fh: NativeFileH, tid: bigint): void
   /** Any thread: the handle's snapshot, undefined once it is closed. */

@@ -530,12 +530,18 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
     // its own, until our tpc_finish; the records are released at the next boundary.
     const overPages = this.#storage.copiesRecords === true
     this.fileh.dirtyWriteout(WRITEOUT_STORE, (blk, src) => {
-      let record: Uint8Array | null = null
-      const overPage = overPages ? (prefix: Uint8Array, n: number) => (record = this.fileh.frameRecord(blk, prefix, n)) : undefined
+      const before = this.#pageRecords.length
+      const overPage = overPages
+        ? (prefix: Uint8Array, n: number): Uint8Array | null => {
+            const record = this.fileh.frameRecord(blk, prefix, n)
+            if (record !== null) this.#pageRecords.push({ zblk: null, record }) // tracked even if storeblk throws next
+            return record
+          }
+        : undefined
       this.zfile.storeblk(blk, src, overPage)
-      if (record === null) return
-      const zblk = this.zfile.blktab.get(blk)
-      this.#pageRecords.push({ zblk: zblk instanceof ZBlk0 ? zblk : null, record })
+      if (this.#pageRecords.length === before) return
+      const zblk = this.zfile.blktab.get(blk) // the block object that took the record
+      this.#pageRecords[this.#pageRecords.length - 1]!.zblk = zblk instanceof ZBlk0 ? zblk : null
     })
   }
 
@@ -548,13 +554,20 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
     const records = this.#pageRecords
     if (records.length === 0) return
     this.#pageRecords = []
+    let failed: unknown = null
     for (const { zblk, record } of records) {
-      if (zblk !== null && zblk._p_state !== GHOST && isPageRecord(zblk.data)) {
-        if (zblk._p_changed === true) zblk._p_invalidate() // an aborted commit's: the storage has its state
-        else zblk.release()
+      try {
+        if (zblk !== null && zblk._p_state !== GHOST && isPageRecord(zblk.data)) {
+          if (zblk._p_changed === true) zblk._p_invalidate() // an aborted commit's: the storage has its state
+          else zblk.release()
+        }
+      } catch (e) {
+        failed ??= e
+      } finally {
+        releaseFrameRecord(record) // whatever happened to the object: a view left reads empty
       }
-      releaseFrameRecord(record)
     }
+    if (failed !== null) throw failed
   }
 
   tpc_vote(txn: Transaction): void {
