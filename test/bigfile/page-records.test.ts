@@ -67,6 +67,14 @@ function frameRecordsMade(fn: () => void): Uint8Array[] {
 
 const countFrameRecords = (fn: () => void): number => frameRecordsMade(fn).length
 
+/**
+ * Runs `fn` after each transaction of `e`, before the boundary of any handle opened later: a
+ * synchronizer registered first has its afterCompletion called first.
+ */
+function betweenCommitAndBoundary(e: Env, fn: () => void): void {
+  e.tm.registerSynch({ beforeCompletion() {}, afterCompletion: fn, newTransaction() {} })
+}
+
 /** Memory mappings of this process now. */
 function mappingCount(): number {
   return fs.readFileSync('/proc/self/maps', 'utf8').split('\n').length
@@ -164,13 +172,8 @@ describe('page records (ZBlk0 records over the pages a commit stores)', () => {
     const e = openEnv(new SQLiteStorage(sqliteFile()))
     let h: ZBigFileH | null = null
     let armed = false
-    // registered before the handle: its afterCompletion runs first, between the commit and the handle's boundary
-    e.tm.registerSynch({
-      beforeCompletion() {},
-      afterCompletion() {
-        if (armed) h!.fileh.invalidatePage(0)
-      },
-      newTransaction() {},
+    betweenCommitAndBoundary(e, () => {
+      if (armed) h!.fileh.invalidatePage(0)
     })
     h = openHandle(e)
     armed = true
@@ -206,13 +209,8 @@ describe('page records (ZBlk0 records over the pages a commit stores)', () => {
     const e = openEnv(new SQLiteStorage(sqliteFile()))
     let h: ZBigFileH | null = null
     let closeIt = false
-    // registered before the handle: its afterCompletion runs first, and closes the handle
-    e.tm.registerSynch({
-      beforeCompletion() {},
-      afterCompletion() {
-        if (closeIt) h!.close()
-      },
-      newTransaction() {},
+    betweenCommitAndBoundary(e, () => {
+      if (closeIt) h!.close()
     })
     const ram = new RAM({ pageSize: PS, limit: 16 * PS })
     cleanups.push(() => {
