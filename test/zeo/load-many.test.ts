@@ -154,6 +154,58 @@ describe('zeo loadBeforeMany', function () {
     c.close()
   })
 
+  it('answers within a budget when asked (prefetches): records in order until the budget, the rest left out', async () => {
+    const name = await suite.server.addStorage()
+    const db = new DB(client(name))
+    const tm = new TransactionManager({ explicit: true })
+    const conn = db.open({ transactionManager: tm })
+    tm.begin()
+    const blocks = Array.from({ length: 8 }, (_, i) => new Item(`b${i}`, new Uint8Array(64 * 1024).fill(i)))
+    const small = Array.from({ length: 50 }, (_, i) => new Item(`s${i}`, i))
+    Object.assign(conn.root, { blocks, small })
+    tm.commit()
+    const tid = db.storage.lastTransaction()
+    db.close()
+    const c = await RawClient.connect(suite.server.port, name)
+    await c.welcome()
+    const ask = async (items: Item[], budget: number | null): Promise<Oid[]> => {
+      const [, status, value] = await c.call('loadBeforeMany', items.map((o) => o._p_oid!), tid + 1n, null, ...(budget === null ? [] : [budget]))
+      expect(status).to.equal(0)
+      return (value as [Oid, Uint8Array, Tid, Tid | null][]).map((r) => r[0])
+    }
+    const oids = (items: Item[]) => items.map((o) => o._p_oid!)
+    // 64 KiB records: the one that reaches the budget is the last
+    expect(await ask(blocks, 1)).to.deep.equal(oids(blocks.slice(0, 1)))
+    expect(await ask(blocks, 100 * 1024)).to.deep.equal(oids(blocks.slice(0, 2)))
+    expect(await ask(blocks, null)).to.deep.equal(oids(blocks)) // no budget: all of them
+    // small records all come under a budget that holds them
+    expect(await ask(small, 256 * 1024)).to.deep.equal(oids(small))
+    c.close()
+  })
+
+  it("prefetches an object's references within prefetchBudget: big records are left for when they are asked for", async () => {
+    const name = await suite.server.addStorage()
+    const a = client(name)
+    const db = new DB(a)
+    const tm = new TransactionManager({ explicit: true })
+    const conn = db.open({ transactionManager: tm })
+    tm.begin()
+    const blocks = new Holder()
+    blocks.items = Array.from({ length: 8 }, (_, i) => new Item(`b${i}`, new Uint8Array(256 * 1024).fill(i + 1)))
+    ;(conn.root as Record<string, unknown>).blocks = blocks
+    tm.commit()
+    const oid = blocks._p_oid!
+    const refs = (blocks.items as Item[]).map((o) => o._p_oid!)
+    db.close()
+    const b = client(name, { prefetchBudget: 64 * 1024 })
+    const at = b.lastTransaction() + 1n
+    b.loadBefore(oid, at) // its references are prefetched, asynchronously
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    // one record reached the budget: 256 KiB came, not 2 MiB
+    expect(b.cacheStats.bytes).to.be.below(600 * 1024)
+    for (const [i, r] of refs.entries()) expect(b.loadBefore(r, at)!.data.length).to.be.above(256 * 1024 - 1, `block ${i}`)
+  })
+
   it("follows within the budget record by record (with each record's overhead), each object once, at most 10,000 records, and only along records of one class", async () => {
     const name = await suite.server.addStorage()
     let tid: Tid
@@ -229,7 +281,7 @@ describe('zeo loadBeforeMany', function () {
   it('drops a client sending a malformed loadBeforeMany, and only it', async () => {
     const name = await suite.server.addStorage()
     const honest = client(name)
-    const bad = [['x', 1n], [[1n], 'x'], [[1n, 'x'], 1n], [Array(10_001).fill(1n), 1n], [[1n], 1n, 'x'], [[1n], 1n, [1n, 0, 1, 10]], [[1n], 1n, [1n, 1, 1]], [[1n], 1n, ['x', 1, 1, 10]]]
+    const bad = [['x', 1n], [[1n], 'x'], [[1n, 'x'], 1n], [Array(10_001).fill(1n), 1n], [[1n], 1n, 'x'], [[1n], 1n, [1n, 0, 1, 10]], [[1n], 1n, [1n, 1, 1]], [[1n], 1n, ['x', 1, 1, 10]], [[1n], 1n, null, -1], [[1n], 1n, null, 'x'], [[1n], 1n, null, 32 << 20]]
     for (const args of bad) {
       const c = await RawClient.connect(suite.server.port, name)
       await c.welcome()

@@ -966,7 +966,10 @@ export class ClientStorage implements Storage {
     if (wanted.length === 0) return
     const depth = this.#options.prefetchDepth ?? 1
     if (depth <= 0) return
-    this.#prefetchAt(wanted, tid, depth - 1).catch((error: unknown) => log('prefetch failed: %s', (error as Error).message))
+    // Within the budget: the references of a B-tree leaf of file blocks are 2 MiB records each,
+    // which the reader may never need (a ZBigFile loader reads one block per bucket lookup).
+    const budget = this.#options.prefetchBudget ?? 256 * 1024
+    this.#prefetchAt(wanted, tid, depth - 1, undefined, undefined, budget).catch((error: unknown) => log('prefetch failed: %s', (error as Error).message))
   }
 
   loadSerial(oid: Oid, serial: Tid): Uint8Array {
@@ -989,9 +992,10 @@ export class ClientStorage implements Storage {
   /**
    * Prefetch `oids` before `at`; `cascade` more levels of the records they refer to follow;
    * `then` runs as soon as a reply is in the cache (the main thread may not return to its event
-   * loop before it uses them).
+   * loop before it uses them). `budget`: each reply brings records only until this many bytes
+   * (the server leaves the rest out; they are loaded when asked for).
    */
-  #prefetchAt(oids: Iterable<Oid>, at: Tid, cascade: number, then?: () => void, follow?: [Oid, number, number, number]): Promise<void> {
+  #prefetchAt(oids: Iterable<Oid>, at: Tid, cascade: number, then?: () => void, follow?: [Oid, number, number, number], budget?: number): Promise<void> {
     const wanted: Oid[] = []
     for (const oid of oids) {
       if (!this.#cache.has(oid, at, this.#lastTid) && !this.#inflightPrefetch.has(oid)) wanted.push(oid)
@@ -1012,12 +1016,17 @@ export class ClientStorage implements Storage {
           }
         }
         if (next.length > 0) {
-          this.#prefetchAt(next, at, cascade - 1).catch((error: unknown) => log('prefetch failed: %s', (error as Error).message))
+          this.#prefetchAt(next, at, cascade - 1, undefined, undefined, budget).catch((error: unknown) => log('prefetch failed: %s', (error as Error).message))
         }
         then?.()
       }
       const last = i + 1000 >= wanted.length
-      const p = follow !== undefined && last ? this.#callAsync(apply, 'loadBeforeMany', part, at, follow) : this.#callAsync(apply, 'loadBeforeMany', part, at)
+      const p =
+        budget !== undefined
+          ? this.#callAsync(apply, 'loadBeforeMany', part, at, follow !== undefined && last ? follow : null, budget)
+          : follow !== undefined && last
+            ? this.#callAsync(apply, 'loadBeforeMany', part, at, follow)
+            : this.#callAsync(apply, 'loadBeforeMany', part, at)
       for (const o of part) this.#inflightPrefetch.set(o, id)
       chunks.push(
         p.then(

@@ -608,6 +608,32 @@ class ClientConn {
   }
 
   /**
+   * #loadBeforeMany of `oids` in their order until `budget` bytes of records were added (each
+   * counting its data and FOLLOW_RECORD_OVERHEAD; the one reaching the budget is the last): the
+   * rest are left out, as if they had not existed — for prefetches only, whose client loads what
+   * did not come when it is asked for. Loaded in batches the budget left should hold at the mean
+   * size so far (4 while nothing is known): file blocks stop it after a few records read, small
+   * objects come in one query.
+   */
+  #loadBeforeManyWithin(oids: Oid[], tid: Tid, budget: number): unknown[] {
+    const out: unknown[] = []
+    let bytes = 0
+    let records = 0
+    for (let k = 0; k < oids.length && bytes < budget; ) {
+      const n = records === 0 ? 4 : Math.max(1, Math.ceil((budget - bytes) / (bytes / records)))
+      const batch = oids.slice(k, k + n)
+      k += batch.length
+      for (const r of this.#loadBeforeMany(batch, tid) as [Oid, Uint8Array, Tid, Tid | null][]) {
+        out.push(r)
+        records++
+        bytes += r[1].length + FOLLOW_RECORD_OVERHEAD
+        if (bytes >= budget) break
+      }
+    }
+    return out
+  }
+
+  /**
    * loadBeforeMany's optional `[next, fromEnd, count, budget]`: the walk of a chain of records
    * (B-tree leaves) goes on here instead of a round trip per record. `next` is the chain's next
    * record (loaded if not among `out`); the records it refers to are added to `out`, then those
@@ -794,10 +820,13 @@ class ClientConn {
         })
       }
       case 'loadBeforeMany': {
-        const [oids, tid, follow] = args
+        const [oids, tid, follow, budget] = args
         if (!Array.isArray(oids) || oids.length > MAX_MANY || !isBigint(tid) || !oids.every(isBigint)) throw new ProtocolError('malformed loadBeforeMany')
-        const out = this.#loadBeforeMany(oids, tid)
-        if (follow !== undefined) this.#follow(out as [Oid, Uint8Array, Tid, Tid | null][], tid, follow)
+        if (budget !== undefined && budget !== null && !(typeof budget === 'number' && Number.isInteger(budget) && budget > 0 && budget <= 16 << 20)) {
+          throw new ProtocolError('malformed loadBeforeMany budget')
+        }
+        const out = typeof budget === 'number' ? this.#loadBeforeManyWithin(oids, tid, budget) : this.#loadBeforeMany(oids, tid)
+        if (follow !== undefined && follow !== null) this.#follow(out as [Oid, Uint8Array, Tid, Tid | null][], tid, follow)
         return out
       }
       case 'loadSerial': {
