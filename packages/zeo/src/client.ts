@@ -941,7 +941,7 @@ export class ClientStorage implements Storage {
       this.#chain = null
     }
     if (wanted.length > 0) {
-      const budget = this.#options.prefetchBudget ?? 256 * 1024
+      const budget = this.#replyBudget()
       const follow: [Oid, number, number, number] | undefined = after !== null && this.#chain !== null ? [after, chain.fromEnd, FOLLOW, budget] : undefined
       this.#prefetchAt(wanted, chain.tid, 0, () => this.#extendChain(), follow).catch((error: unknown) => log('prefetch failed: %s', (error as Error).message))
     }
@@ -968,8 +968,7 @@ export class ClientStorage implements Storage {
     if (depth <= 0) return
     // Within the budget: the references of a B-tree leaf of file blocks are 2 MiB records each,
     // which the reader may never need (a ZBigFile loader reads one block per bucket lookup).
-    const budget = this.#options.prefetchBudget ?? 256 * 1024
-    this.#prefetchAt(wanted, tid, depth - 1, undefined, undefined, budget).catch((error: unknown) => log('prefetch failed: %s', (error as Error).message))
+    this.#prefetchAt(wanted, tid, depth - 1, undefined, undefined, this.#replyBudget()).catch((error: unknown) => log('prefetch failed: %s', (error as Error).message))
   }
 
   loadSerial(oid: Oid, serial: Tid): Uint8Array {
@@ -987,6 +986,11 @@ export class ClientStorage implements Storage {
     this.#checkOpen()
     this.#drain()
     await this.#prefetchAt(oids, tid ?? this.#lastTid + 1n, 0)
+  }
+
+  /** prefetchBudget as the server takes a reply's budget: whole bytes, 1 to 16 MiB. */
+  #replyBudget(): number {
+    return Math.max(1, Math.min(16 << 20, Math.floor(this.#options.prefetchBudget ?? 256 * 1024)))
   }
 
   /**
@@ -1021,9 +1025,11 @@ export class ClientStorage implements Storage {
         then?.()
       }
       const last = i + 1000 >= wanted.length
+      // With a budget and no walk to follow, a follow that does nothing (count 0): servers of
+      // protocol version 2 from before the budget take it, and send every record asked for.
       const p =
         budget !== undefined
-          ? this.#callAsync(apply, 'loadBeforeMany', part, at, follow !== undefined && last ? follow : null, budget)
+          ? this.#callAsync(apply, 'loadBeforeMany', part, at, follow !== undefined && last ? follow : [part[0]!, 1, 0, 0], budget)
           : follow !== undefined && last
             ? this.#callAsync(apply, 'loadBeforeMany', part, at, follow)
             : this.#callAsync(apply, 'loadBeforeMany', part, at)

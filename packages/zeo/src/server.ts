@@ -612,15 +612,15 @@ class ClientConn {
    * counting its data and FOLLOW_RECORD_OVERHEAD; the one reaching the budget is the last): the
    * rest are left out, as if they had not existed — for prefetches only, whose client loads what
    * did not come when it is asked for. Loaded in batches the budget left should hold at the mean
-   * size so far (4 while nothing is known): file blocks stop it after a few records read, small
-   * objects come in one query.
+   * size so far (one record first): file blocks stop it after the first record read, small
+   * objects come in a second query.
    */
   #loadBeforeManyWithin(oids: Oid[], tid: Tid, budget: number): unknown[] {
     const out: unknown[] = []
     let bytes = 0
     let records = 0
     for (let k = 0; k < oids.length && bytes < budget; ) {
-      const n = records === 0 ? 4 : Math.max(1, Math.ceil((budget - bytes) / (bytes / records)))
+      const n = records === 0 ? 1 : Math.max(1, Math.ceil((budget - bytes) / (bytes / records)))
       const batch = oids.slice(k, k + n)
       k += batch.length
       for (const r of this.#loadBeforeMany(batch, tid) as [Oid, Uint8Array, Tid, Tid | null][]) {
