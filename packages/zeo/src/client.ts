@@ -815,7 +815,7 @@ export class ClientStorage implements Storage {
       'loadBefore',
       oid,
       tid,
-      this.#options.prefetchBudget ?? 256 * 1024,
+      this.#prefetchBudget(),
     ) as CachedRevision | null
     if (entry === null) return null
     const result = { data: entry.data, serial: entry.serial, nextSerial: entry.next }
@@ -895,7 +895,7 @@ export class ClientStorage implements Storage {
     const from = this.#lastRead
     this.#lastRead = null
     this.#chain = null
-    if (from === null || (this.#options.prefetchBudget ?? 256 * 1024) <= 0 || (this.#options.prefetchDepth ?? 1) <= 0) return
+    if (from === null || this.#prefetchBudget() <= 0 || (this.#options.prefetchDepth ?? 1) <= 0) return
     let refs: Oid[]
     try {
       refs = refsOf(from)
@@ -955,7 +955,7 @@ export class ClientStorage implements Storage {
    */
   #prefetchReferences(rev: CachedRevision, tid: Tid): void {
     rev.refsDone = true
-    if ((this.#options.prefetchBudget ?? 256 * 1024) <= 0) return
+    if (this.#prefetchBudget() <= 0) return
     let refs: Oid[]
     try {
       refs = referencesIn(rev.data)
@@ -988,9 +988,14 @@ export class ClientStorage implements Storage {
     await this.#prefetchAt(oids, tid ?? this.#lastTid + 1n, 0)
   }
 
+  /** The prefetchBudget option, or its default (256 KiB). */
+  #prefetchBudget(): number {
+    return this.#options.prefetchBudget ?? 256 * 1024
+  }
+
   /** prefetchBudget as the server takes a reply's budget: whole bytes, 1 to 16 MiB. */
   #replyBudget(): number {
-    return Math.max(1, Math.min(16 << 20, Math.floor(this.#options.prefetchBudget ?? 256 * 1024)))
+    return Math.max(1, Math.min(16 << 20, Math.floor(this.#prefetchBudget())))
   }
 
   /**
