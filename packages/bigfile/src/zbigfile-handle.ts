@@ -241,6 +241,7 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
     const snapshot = this.#snapshot
     const oid = this.zfile._p_oid!
     const ram = this.fileh.ram
+    const describe = this.fileh.file.describe()
     const end = pgoffset + Math.min(pglen, Math.max(1, Math.floor(this.fileh.ramPages / 4)))
     let hist = null as Connection | null // opened at the first block read
     try {
@@ -251,7 +252,7 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
         let deps: BlockDeps = { path: [oid], zblk: null } // never committed: holes, as a loader reports them
         const status = this.fileh.loadHere(pg, (dest) => {
           if (snapshot === 0n) dest.fill(0) // a reused frame holds an earlier page
-          else deps = readBlockAt((hist ??= db.open({ before: snapshot + 1n })), oid, pg, dest, this.fileh.file.describe())
+          else deps = readBlockAt((hist ??= db.open({ before: snapshot + 1n })), oid, pg, dest, describe)
         })
         if (status === 'invalidated') return
         if (status === 'loaded') this.#deps.set(pg, { ...deps, snapshot })
