@@ -388,7 +388,8 @@ void noteRecycled(Ram* ram, std::uint64_t id, std::uint64_t pg) {
 // mapped nowhere (still loaded: their page tables are in the read alias), so any later access
 // faults, cheaply, and takes the page off the list: "not touched since" is exact (so never the
 // page a fault is mapping: the fault took it off before its readahead allocates), never while a
-// range is being kept mapped (prefault, fileh.load), never where the freed frame would be punched (high water) instead of reused.
+// range is being kept mapped (prefault, fileh.load), never where the freed frame would be
+// punched (high water) instead of reused.
 // Once a page recycled so is asked for again — its user does come back to it — the RAM stops
 // doing it for good and caches as any cache would. Fresh processes, alternating with the build
 // before: W-ARR write of 1 GiB with 512 MiB of RAM 196-476 -> 449-534 MB/s; cold reads of 1 GiB

@@ -1,9 +1,8 @@
 // Part-of-a-record reads and big-record writes for SQLiteStorage: SQLite's incremental blob
 // I/O, which better-sqlite3 does not expose, through build/Release/sqlite_blob.node
-// (native/sqlite/blob_io.c). That file
-// is both a Node-API module (it is handed the memory to read into or write from) and a SQLite
-// extension (SQL functions wendelin_blob_range, wendelin_blob_read and wendelin_blob_write),
-// loaded into each connection.
+// (native/sqlite/blob_io.c). That file is both a Node-API module (it is handed the memory to
+// read into or write from) and a SQLite extension (SQL functions wendelin_blob_range,
+// wendelin_blob_read and wendelin_blob_write), loaded into each connection.
 //
 // Without it the storage still works (with a process warning): a range is then a substr() of
 // the whole record, which SQLite reads in full (every overflow page) before cutting it.
