@@ -163,7 +163,7 @@ export class DirectReader {
         got = true
         this.reads++
         try {
-          for (const body of this.#reader.push(Buffer.from(scratch.subarray(0, n)))) bodies.push(body)
+          for (const body of this.#reader.push(scratch.subarray(0, n), true)) bodies.push(body)
         } catch {
           failed = true // a bad frame length
           break

@@ -2,7 +2,7 @@
 // classes of @wendelin/zodb: the client's I/O worker imports only this, and starts faster for it
 // (a worker thread that loads @wendelin/zodb takes 40-130 ms longer to start on this VM).
 
-import { Packr } from 'msgpackr'
+import { Packr, RESERVE_START_SPACE } from 'msgpackr'
 
 /** The protocol version this code speaks (2: adds `loadBeforeMany`). */
 export const PROTOCOL_VERSION = 2
@@ -12,6 +12,13 @@ export const MIN_PROTOCOL_VERSION = 1
 export const MAGIC = 'WZEO'
 /** Default largest frame either side accepts (a record of a 2 MiB ZBigFile block fits easily). */
 export const DEFAULT_MAX_FRAME = 64 * 1024 * 1024
+
+/**
+ * Big frames, and big byte arrays in a frame: a frame of at least this many bytes is assembled
+ * in a buffer of its own as its bytes come (FrameReader.push), and a byte array of at least this
+ * many bytes is written as it is, not copied into the frame (frameParts).
+ */
+export const BIG_FRAME_BYTES = 256 * 1024
 
 const packr = new Packr({ useRecords: false, int64AsType: 'bigint', mapsAsObjects: true, moreTypes: false })
 
@@ -24,6 +31,73 @@ export function encodeFrame(value: unknown): Uint8Array {
   return out
 }
 
+/**
+ * `value` framed as parts to write to a socket one after the other, without copying big byte
+ * arrays: every Uint8Array of BIG_FRAME_BYTES or more inside arrays (a load's record in a reply)
+ * goes out as it is, between the encodings of what comes before and after it. encodeFrame
+ * copied a 2 MiB record twice (into the encoder's buffer, then into the frame). The parts may be
+ * views of the encoder's buffer (never overwritten, but shared): write them, never transfer them.
+ */
+export function frameParts(value: unknown): Uint8Array[] {
+  if (!hasBigBytes(value, 0)) {
+    // The length goes into the 4 bytes the encoder leaves free in front: no copy of the body.
+    const frame = packr.pack(value, RESERVE_START_SPACE | 4)
+    new DataView(frame.buffer, frame.byteOffset, 4).setUint32(0, frame.length - 4)
+    return [frame]
+  }
+  const parts: Uint8Array[] = []
+  let small: Uint8Array[] = [new Uint8Array(4)] // the length, filled in last
+  let smallBytes = 4
+  const add = (bytes: Uint8Array) => {
+    small.push(bytes)
+    smallBytes += bytes.length
+  }
+  const endSmall = () => {
+    const joined = new Uint8Array(smallBytes)
+    let off = 0
+    for (const b of small) {
+      joined.set(b, off)
+      off += b.length
+    }
+    parts.push(joined)
+    small = []
+    smallBytes = 0
+  }
+  const encode = (v: unknown, depth: number) => {
+    if (v instanceof Uint8Array && v.length >= BIG_FRAME_BYTES) {
+      const header = new Uint8Array(5)
+      header[0] = 0xc6 // bin 32
+      new DataView(header.buffer).setUint32(1, v.length)
+      add(header)
+      endSmall()
+      parts.push(v)
+    } else if (Array.isArray(v) && depth < MAX_PART_DEPTH && hasBigBytes(v, depth)) {
+      const n = v.length
+      const header = n < 16 ? Uint8Array.of(0x90 | n) : n < 0x10000 ? Uint8Array.of(0xdc, n >> 8, n & 0xff) : Uint8Array.of(0xdd, n >>> 24, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff)
+      add(header)
+      for (const item of v) encode(item, depth + 1)
+    } else {
+      add(packr.pack(v))
+    }
+  }
+  encode(value, 0)
+  if (smallBytes > 0) endSmall()
+  let length = -4
+  for (const p of parts) length += p.length
+  new DataView(parts[0]!.buffer, parts[0]!.byteOffset, 4).setUint32(0, length)
+  return parts
+}
+
+/** How deep in nested arrays frameParts looks for big byte arrays (a reply's records are at 3-4). */
+const MAX_PART_DEPTH = 6
+
+function hasBigBytes(v: unknown, depth: number): boolean {
+  if (v instanceof Uint8Array) return v.length >= BIG_FRAME_BYTES
+  if (!Array.isArray(v) || depth >= MAX_PART_DEPTH) return false
+  for (const item of v) if (hasBigBytes(item, depth + 1)) return true
+  return false
+}
+
 /** A frame body's MessagePack value; throws msgpackr's error on malformed bytes. */
 export function unpackBody(body: Uint8Array): unknown {
   return packr.unpack(body)
@@ -32,11 +106,21 @@ export function unpackBody(body: Uint8Array): unknown {
 /**
  * Splits a byte stream into frame bodies. `push` returns the complete bodies received so far;
  * a length of 0 or above `maxFrame` is an error (the connection must be dropped).
+ *
+ * A big frame (BIG_FRAME_BYTES and more: a 2 MiB block's record) is not gathered from the
+ * chunks it comes in: once its length is read, a buffer of its exact size, its length in front,
+ * takes its bytes as they come. Its body is returned as the view after those 4 bytes of a
+ * buffer that is nothing else's, which a worker can post as a whole frame without copying it
+ * (`wholeFrameOf`). Each of its 64 KiB socket reads was copied twice before (the chunk kept,
+ * then the frame gathered), and the frame once more into the batch posted.
  */
 export class FrameReader {
   #chunks: Buffer[] = []
   #buffered = 0
   #need = -1
+  /** The big frame being received: its length, then its body as far as `#bigAt`. */
+  #big: Buffer | null = null
+  #bigAt = 0
 
   constructor(readonly maxFrame: number = DEFAULT_MAX_FRAME) {}
 
@@ -46,18 +130,29 @@ export class FrameReader {
   }
 
   get buffered(): number {
-    return this.#buffered
+    return this.#buffered + (this.#big === null ? 0 : this.#bigAt - 4)
   }
 
   /** Whether part of a frame was received (its length, or some of its bytes): `rest()` is not empty. */
   get pending(): boolean {
-    return this.#need >= 0 || this.#buffered > 0
+    return this.#need >= 0 || this.#buffered > 0 || this.#big !== null
   }
 
-  push(chunk: Buffer): Buffer[] {
-    this.#chunks.push(chunk)
-    this.#buffered += chunk.length
+  /**
+   * The bodies `chunk` completes. `transient`: the caller reuses `chunk`'s memory after this
+   * returns (a socket's read buffer), so what is kept of it is copied; otherwise it may be kept
+   * as it is, and small bodies may be views into it.
+   */
+  push(chunk: Buffer, transient = false): Buffer[] {
     const out: Buffer[] = []
+    let at = 0
+    if (this.#big !== null) {
+      at = this.#fillBig(chunk, 0, out)
+      if (at === chunk.length) return out
+    }
+    const rest = at === 0 ? chunk : chunk.subarray(at)
+    this.#chunks.push(transient ? Buffer.from(rest) : rest)
+    this.#buffered += rest.length
     for (;;) {
       if (this.#need < 0) {
         if (this.#buffered < 4) break
@@ -65,11 +160,41 @@ export class FrameReader {
         if (n === 0 || n > this.maxFrame) throw this.error(`frame of ${n} bytes (limit ${this.maxFrame})`)
         this.#need = n
       }
-      if (this.#buffered < this.#need) break
+      if (this.#buffered < this.#need) {
+        if (this.#need >= BIG_FRAME_BYTES) this.#startBig(out)
+        break
+      }
       out.push(this.#take(this.#need))
       this.#need = -1
     }
     return out
+  }
+
+  /** The big frame of `#need` bytes starts with what is buffered; what comes next goes into it. */
+  #startBig(out: Buffer[]): void {
+    const n = this.#need
+    const big = Buffer.allocUnsafeSlow(4 + n) // an ArrayBuffer of its own: transferable
+    big.writeUInt32BE(n, 0)
+    this.#big = big
+    this.#bigAt = 4
+    this.#need = -1
+    const kept = this.#chunks
+    this.#chunks = []
+    this.#buffered = 0
+    for (const c of kept) this.#fillBig(c, 0, out)
+  }
+
+  /** Copies `chunk` from `from` into the big frame, up to its end: the offset where it stopped. */
+  #fillBig(chunk: Buffer, from: number, out: Buffer[]): number {
+    const big = this.#big!
+    const k = Math.min(chunk.length - from, big.length - this.#bigAt)
+    chunk.copy(big, this.#bigAt, from, from + k)
+    this.#bigAt += k
+    if (this.#bigAt === big.length) {
+      out.push(big.subarray(4))
+      this.#big = null
+    }
+    return from + k
   }
 
   /**
@@ -77,6 +202,11 @@ export class FrameReader {
    * read is put back in front), for another reader to go on from; this reader is left empty.
    */
   rest(): Buffer {
+    if (this.#big !== null) {
+      const out = Buffer.from(this.#big.subarray(0, this.#bigAt))
+      this.#big = null
+      return out
+    }
     const parts = this.#need < 0 ? this.#chunks : [Buffer.alloc(4), ...this.#chunks]
     if (this.#need >= 0) parts[0]!.writeUInt32BE(this.#need, 0)
     const out = Buffer.concat(parts)
@@ -108,6 +238,15 @@ export class FrameReader {
     this.#buffered -= n
     return result
   }
+}
+
+/**
+ * The whole frame (length and body) a big body of FrameReader.push sits in, when that is all its
+ * buffer holds (to post without copying); null for any other body.
+ */
+export function wholeFrameOf(body: Uint8Array): Uint8Array | null {
+  if (body.byteOffset !== 4 || body.buffer.byteLength !== body.length + 4) return null
+  return new Uint8Array(body.buffer)
 }
 
 /** The id of a server message without decoding all of it: body is [id, ...]. -1 if not that shape. */

@@ -17,7 +17,18 @@ export * as ioCtlWords from './ctl.js'
 export { StorageServer, type StorageServerOptions, type ServedStorageOptions, type TlsServerOptions } from './server.js'
 // How a waiting client chooses between spinning and sleeping (exported for its tests).
 export { SpinPolicy } from './spin-wait.js'
-export { ClientDisconnected, ProtocolError, PROTOCOL_VERSION, DEFAULT_MAX_FRAME, FrameReader, encodeFrame, decodeBody } from './protocol.js'
+export {
+  BIG_FRAME_BYTES,
+  ClientDisconnected,
+  ProtocolError,
+  PROTOCOL_VERSION,
+  DEFAULT_MAX_FRAME,
+  FrameReader,
+  encodeFrame,
+  frameParts,
+  wholeFrameOf,
+  decodeBody,
+} from './protocol.js'
 
 for (const scheme of ['zeo', 'zeos']) {
   registerStorageScheme(scheme, (spec, options) => ClientStorage.open(spec, options.readOnly ? { readOnly: true } : {}))

@@ -26,7 +26,7 @@ import { type MessagePort, workerData } from 'node:worker_threads'
 import createDebug from 'debug'
 
 import { BUSY, EPOCH, FD, FINISH_ID, GONE, HANDLED, LAST_TID_OFFSET, POSTED, READER, SOCK_DEV, SOCK_INO, WAKE } from './ctl.js'
-import { FrameReader, MAGIC, PROTOCOL_VERSION, encodeFrame, peekId, peekTid, unpackBody } from './framing.js'
+import { FrameReader, MAGIC, PROTOCOL_VERSION, encodeFrame, peekId, peekTid, unpackBody, wholeFrameOf } from './framing.js'
 
 const log = createDebug('wendelin:zeo:client-io')
 
@@ -78,7 +78,7 @@ const readBuffer = Buffer.allocUnsafe(64 * 1024)
 
 let socket: net.Socket | null = null
 /** What handles the current connection's bytes (the main thread hands its partial frames back to it). */
-let feed: ((chunk: Buffer) => boolean) | null = null
+let feed: ((chunk: Buffer, transient: boolean) => boolean) | null = null
 let connected = false
 let closing = false
 let lastTid: bigint | null = data.lastTid ?? null
@@ -147,11 +147,11 @@ function afterDirectWrite(then: () => void): void {
  * returns false to stop reading (Node's constructor takes `onread`; its types name it only for
  * connect).
  */
-function readingInto(onChunk: (chunk: Buffer) => boolean): net.SocketConstructorOpts {
+function readingInto(onChunk: (chunk: Buffer, transient: boolean) => boolean): net.SocketConstructorOpts {
   const onread: net.OnReadOpts = {
     buffer: readBuffer,
-    // (the buffer is reused: what the frame reader keeps must be a copy)
-    callback: (n: number, buf: Uint8Array): boolean => onChunk(Buffer.from(buf.subarray(0, n))),
+    // (the buffer is reused: the frame reader copies what it keeps)
+    callback: (n: number, buf: Uint8Array): boolean => onChunk(Buffer.from(buf.buffer, buf.byteOffset, n), true),
   }
   return { onread } as net.SocketConstructorOpts
 }
@@ -235,6 +235,19 @@ function flush(handOver = false): boolean {
   return handedOver
 }
 
+/** Frame bodies as one buffer of frames (each its length, then its body), `bytes` long in all. */
+function batchOf(bodies: Buffer[], bytes: number): Uint8Array {
+  const b = new Uint8Array(bytes)
+  const view = new DataView(b.buffer)
+  let off = 0
+  for (const body of bodies) {
+    view.setUint32(off, body.length)
+    b.set(body, off + 4)
+    off += 4 + body.length
+  }
+  return b
+}
+
 function fail(id: number, message: string): void {
   post({ t: 'failed', id, name: 'ClientDisconnected', message })
 }
@@ -248,10 +261,10 @@ function connect(): void {
    * Handle bytes from the socket; false: stop reading it, the main thread reads it now (plain
    * TCP only: an `onread` socket whose callback returns false stops reading at once).
    */
-  const onChunk = (chunk: Buffer): boolean => {
+  const onChunk = (chunk: Buffer, transient: boolean): boolean => {
     let bodies: Buffer[]
     try {
-      bodies = frames.push(chunk)
+      bodies = frames.push(chunk, transient)
     } catch (error) {
       log('bad frame from the server: %s', (error as Error).message)
       s.destroy()
@@ -296,19 +309,20 @@ function connect(): void {
         if (tidReplies.delete(id) || id === Atomics.load(ctl, FINISH_ID)) rememberTid(body, true)
       } else if (id === 0) rememberTid(body, false) // an invalidation push
       if (id !== 0) wake = true
+      const whole = wholeFrameOf(body)
+      if (whole !== null) {
+        // A big frame in a buffer of its own: posted (transferred) as it is, in its place.
+        if (batch !== null) post({ t: 'frames', b: batchOf(batch, batchBytes) }, wake)
+        batch = null
+        batchBytes = 0
+        post({ t: 'frames', b: whole }, wake)
+        continue
+      }
       ;(batch ??= []).push(body)
       batchBytes += 4 + body.length
     }
-    if (batch === null) return true
-    const b = new Uint8Array(batchBytes)
-    const view = new DataView(b.buffer)
-    let off = 0
-    for (const body of batch) {
-      view.setUint32(off, body.length)
-      b.set(body, off + 4)
-      off += 4 + body.length
-    }
-    post({ t: 'frames', b }, wake)
+    if (batch !== null) post({ t: 'frames', b: batchOf(batch, batchBytes) }, wake)
+    else if (!wake) return true
     // A reply, and the main thread asks for the reading: hand it over with this batch. Only while
     // it may write to the socket too (FD published: nothing of ours waits to be written), and
     // between frames: bytes of the next frame read already would be lost to the main thread's
@@ -333,7 +347,7 @@ function connect(): void {
     if (known > 0n && (lastTid === null || known > lastTid)) lastTid = known
     s.write(encodeFrame([MAGIC, PROTOCOL_VERSION, data.token, data.storage, lastTid, data.readOnly]))
   })
-  if (data.tls) s.on('data', (chunk: Buffer) => void onChunk(chunk))
+  if (data.tls) s.on('data', (chunk: Buffer) => void onChunk(chunk, false))
   s.on('error', (e) => log('connection error: %s', e.message))
   s.on('close', () => {
     if (socket === s) {
@@ -417,7 +431,7 @@ port.on('message', (m: ToWorker) => {
       s.destroy()
       return
     }
-    if (m.rest !== undefined && m.rest.length > 0 && feed !== null && !feed(Buffer.from(m.rest.buffer, m.rest.byteOffset, m.rest.length))) return
+    if (m.rest !== undefined && m.rest.length > 0 && feed !== null && !feed(Buffer.from(m.rest.buffer, m.rest.byteOffset, m.rest.length), false)) return
     s.resume()
   } else if (m.t === 'close') {
     closing = true

@@ -19,7 +19,7 @@ import {
 
 import { FrameReader as BaseFrameReader, unpackBody } from './framing.js'
 
-export { DEFAULT_MAX_FRAME, MAGIC, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, encodeFrame, peekId, peekTid } from './framing.js'
+export { BIG_FRAME_BYTES, DEFAULT_MAX_FRAME, MAGIC, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, encodeFrame, frameParts, peekId, peekTid, wholeFrameOf } from './framing.js'
 
 /** Decode a frame body (without its length prefix). Throws ProtocolError on malformed bytes. */
 export function decodeBody(body: Uint8Array): unknown {

@@ -46,6 +46,7 @@ import {
   decodeBody,
   encodeFrame,
   errorToWire,
+  frameParts,
   isBigint,
   isBytes,
 } from './protocol.js'
@@ -402,17 +403,17 @@ class ClientConn {
 
   send(frame: Uint8Array): void {
     if (this.closed) return
-    this.#write(frame)
+    this.#write([frame])
   }
 
-  /** Waiting invalidations, then `frame` (if any), in one write; drops a client that does not read. */
-  #write(frame: Uint8Array | null): void {
-    if (this.#pushes.length > 0) {
+  /** Waiting invalidations, then `parts` of a frame, in one write; drops a client that does not read. */
+  #write(parts: readonly Uint8Array[]): void {
+    if (this.#pushes.length > 0 || parts.length > 1) {
       this.socket.cork()
       this.#flushPushes()
-      if (frame !== null) this.socket.write(frame)
+      for (const p of parts) this.socket.write(p)
       this.socket.uncork()
-    } else if (frame !== null) this.socket.write(frame)
+    } else if (parts.length === 1) this.socket.write(parts[0]!)
     if (this.socket.writableLength > 256 * 1024 * 1024) this.destroy('does not read its replies')
   }
 
@@ -431,7 +432,7 @@ class ClientConn {
     if (this.#pushTimer === null) {
       this.#pushTimer = setTimeout(() => {
         this.#pushTimer = null
-        if (!this.closed) this.#write(null)
+        if (!this.closed) this.#write([])
       }, delay)
     }
   }
@@ -451,12 +452,12 @@ class ClientConn {
 
   reply(id: number, result: unknown): void {
     this.pending--
-    this.send(encodeFrame([id, 0, result]))
+    if (!this.closed) this.#write(frameParts([id, 0, result]))
   }
 
   replyError(id: number, error: unknown): void {
     this.pending--
-    this.send(encodeFrame([id, 1, errorToWire(error)]))
+    if (!this.closed) this.#write(frameParts([id, 1, errorToWire(error)]))
   }
 
   /** Drop this client (and only it): its transaction is aborted. */
