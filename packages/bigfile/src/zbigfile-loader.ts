@@ -5,6 +5,7 @@
 import { DB, hexToId, idToHex, openStorage, POSKeyError, type Connection, type Oid, type Storage } from '@wendelin/zodb'
 
 import { BigFile, type BigFileSpec, type JsonValue, type LoadContext } from './bigfile.js'
+import { loaderLog } from './log.js'
 import { addon } from './native.js'
 import { type BlockDeps, ZBigFile, encodeReport, lookupBlock } from './zbigfile.js'
 
@@ -15,6 +16,9 @@ export interface ZBigFileBlocksArgs {
   oid: string
   blksize: number
 }
+
+/** Blocks fetched ahead of a sequential reader, beyond the one it reads (2 MiB each, usually). */
+const FETCH_AHEAD = 2
 
 /**
  * One storage and database per storage spec in a loader worker, shared by the handles over it
@@ -70,6 +74,33 @@ export function readBlockAt(conn: Connection, oid: Oid, blk: number, dest: Uint8
   return deps
 }
 
+/**
+ * On a storage that prefetches (the network client): asks for the records of block `blk` of
+ * ZBigFile `oid` and of the `ahead` blocks after it, each in a request of its own, before `blk`
+ * is read — how a loader reads a sequential reader's blocks. The server then reads and sends
+ * block N+1 while the loader copies block N and the reader uses it, instead of each block's
+ * round trip starting when the one before is done (ZBigArray cold read through the server:
+ * 270-330 -> 360-420 MB/s). Asking again for a record cached or on its way costs nothing (the
+ * client skips it); holes are skipped. Never throws: the read itself meets and reports what
+ * went wrong.
+ */
+export function fetchBlocksAhead(conn: Connection, oid: Oid, blk: number, ahead: number): void {
+  const storage = conn.db.storage
+  if (typeof storage.prefetch !== 'function') return
+  try {
+    const zfile = conn.get(oid)
+    if (!(zfile instanceof ZBigFile)) return
+    for (let next = blk; next <= blk + ahead; next++) {
+      const zblk = zfile.blktab.get(next)?._p_oid
+      if (zblk === undefined || zblk === null) continue
+      const block = next
+      storage.prefetch([zblk], conn.before).catch((e: unknown) => loaderLog('ZBigFile 0x%s: prefetch of block %d failed: %s', idToHex(oid), block, (e as Error).message))
+    }
+  } catch (e) {
+    loaderLog('ZBigFile 0x%s: no readahead from block %d: %s', idToHex(oid), blk, (e as Error).message)
+  }
+}
+
 export class ZBigFileBlocks extends BigFile {
   readonly blksize: number
   readonly args: ZBigFileBlocksArgs
@@ -80,6 +111,8 @@ export class ZBigFileBlocks extends BigFile {
   private dbOpening: Promise<DB> | null = null
   private conn: Connection | null = null
   private connSnapshot = -1n
+  /** The block this loader read last (readahead: a sequential reader's next blocks). */
+  private lastBlk = -1
 
   constructor(args: ZBigFileBlocksArgs, zfile: ZBigFile | null = null) {
     super()
@@ -157,7 +190,11 @@ export class ZBigFileBlocks extends BigFile {
   }
 
   private loadAt(snapshot: bigint, blk: number, dest: Uint8Array): Uint8Array {
-    return encodeReport(snapshot, readBlockAt(this.connectionAt(snapshot), this.oid, blk, dest, this.describe()))
+    const conn = this.connectionAt(snapshot)
+    const sequential = blk === this.lastBlk + 1
+    this.lastBlk = blk
+    if (sequential) fetchBlocksAhead(conn, this.oid, blk, FETCH_AHEAD)
+    return encodeReport(snapshot, readBlockAt(conn, this.oid, blk, dest, this.describe()))
   }
 
   override close(): void {
