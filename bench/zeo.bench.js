@@ -2,15 +2,18 @@
 // the object workload through a ClientStorage whose server (a child process) keeps the data in
 // SQLite, beside the same workload on a local SQLiteStorage in the same run; commits per second
 // from 4 client processes (beside 4 processes sharing one SQLite file directly) and the CPU time
-// they and the server spend per commit; and the round trip of one load (beside a local SQLite
-// load), in a new client and once it is warm.
-// Usage: node bench/zeo.bench.js [--objects N] [--only=objects,commits,latency] [--no-write] [--json FILE (the rows)]
+// they and the server spend per commit; the round trip of one load (beside a local SQLite
+// load), in a new client and once it is warm; and W-ARR's cold read of a 1 GiB ZBigArray in a
+// fresh process through the server (beside the same read of the local file).
+// Usage: node bench/zeo.bench.js [--objects N] [--only=objects,commits,latency,array] [--no-write] [--json FILE (the rows)]
 import { fork } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 
+import { ZBigArray } from '@wendelin/bigarray'
+import { RAM } from '@wendelin/bigfile'
 import { TransactionManager } from '@wendelin/transaction'
 import { DB, MAX_TID, SQLiteStorage, openStorage } from '@wendelin/zodb'
 import { ClientStorage, StorageServer } from '@wendelin/zeo'
@@ -23,6 +26,10 @@ const self = fileURLToPath(import.meta.url)
 const args = process.argv.slice(2)
 const role = args[0]?.startsWith('--role=') ? args[0].slice('--role='.length) : 'main'
 const TOKEN = 'bench-token'
+const MiB = 1024 * 1024
+/** W-ARR's array: float64, 2 MiB blocks, 1 GiB. */
+const ARRAY_BLOCK = 2 * MiB
+const ARRAY_BYTES = 1024 * MiB
 
 /**
  * CPU time of this process's main thread so far, in ms (Linux: /proc's schedstat), or NaN. The
@@ -56,6 +63,25 @@ if (role === 'server') {
   })
   process.on('disconnect', () => server.close().then(() => process.exit(0)))
   process.send({ port })
+} else if (role === 'array-reader') {
+  // argv: --role=array-reader SPEC: sum root.a in 64 MiB views under W-ARR's RAM limit, report MB/s
+  process.env.WENDELIN_TOKEN = TOKEN // the loader workers open their own client from the spec
+  const db = new DB(await openStorage(args[1]))
+  const conn = db.open({ transactionManager: new TransactionManager() })
+  const A = conn.root.a
+  A.open({ ram: new RAM({ pageSize: ARRAY_BLOCK, limit: 512 * MiB }) })
+  const t0 = process.hrtime.bigint()
+  let sum = 0
+  for (const c of A.chunks({ bytes: 64 * MiB })) {
+    const { data, offset, size } = c.array
+    for (let i = offset, end = offset + size; i < end; i++) sum += data[i]
+  }
+  const mbs = (A.size * 8) / 1e6 / secondsSince(t0)
+  const n = A.size
+  if (sum !== (0.5 * n * (n - 1)) / 2) throw new Error(`array-reader: sum ${sum}`)
+  A.close()
+  db.close()
+  process.send({ mbs })
 } else if (role === 'committer') {
   // argv: --role=committer SPEC K TXNS: make tree K, wait for 'go', commit TXNS transactions of 10 new objects
   const [spec, k, txns] = args.slice(1)
@@ -184,7 +210,7 @@ async function main() {
   const rows = []
   try {
     const onlyArg = args.find((a) => a.startsWith('--only='))
-    const only = onlyArg ? onlyArg.slice('--only='.length).split(',') : ['objects', 'commits', 'latency']
+    const only = onlyArg ? onlyArg.slice('--only='.length).split(',') : ['objects', 'commits', 'latency', 'array']
     console.log(`W-OBJ through the server: ${N.toLocaleString('en-US')} objects, ${RUNS} runs`)
     if (only.includes('objects')) {
     const local = []
@@ -274,6 +300,52 @@ async function main() {
         { workload: wl, figure: 'load round trip', value: summarize(latRemote), unit: 'µs', baseline: 'local SQLiteStorage load', baselineValue: summarize(latLocal) },
         { workload: wl, figure: 'load round trip, warm client (after 10,500)', value: summarize(latWarm), unit: 'µs', baseline: 'local SQLiteStorage load', baselineValue: summarize(latLocal) },
       )
+    }
+
+    if (only.includes('array')) {
+      // W-ARR's array, written here into a local file the server then serves.
+      const file = fileIn()
+      {
+        const db = new DB(new SQLiteStorage(file))
+        const tm = new TransactionManager()
+        const conn = db.open({ transactionManager: tm })
+        conn.root.a = new ZBigArray([ARRAY_BYTES / 8], 'float64', { blksize: ARRAY_BLOCK, format: 'ZBlk0' })
+        tm.commit()
+        const ram = new RAM({ pageSize: ARRAY_BLOCK, limit: 512 * MiB })
+        const A = conn.root.a
+        A.open({ ram })
+        for (const c of A.chunks({ bytes: 64 * MiB })) {
+          const { data, offset, size } = c.array
+          for (let i = 0; i < size; i++) data[offset + i] = (c.start + i) * 0.5
+          tm.commit()
+        }
+        A.close()
+        db.close()
+        ram.close()
+      }
+      const name = await serve(`sqlite:${file}`)
+      const readIn = (spec) =>
+        new Promise((resolve, reject) => {
+          // --import: the loader workers must know the zeo scheme to reopen the storage.
+          const child = fork(self, ['--role=array-reader', spec], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: ['--import', '@wendelin/zeo'] })
+          child.once('message', (m) => resolve(m.mbs))
+          child.once('exit', (code) => code !== 0 && reject(new Error(`array-reader exited with ${code}`)))
+        })
+      const viaServer = []
+      const local = []
+      for (let run = 0; run < RUNS; run++) {
+        local.push(await readIn(`sqlite:${file}`))
+        viaServer.push(await readIn(`zeo://127.0.0.1:${port}/${name}`))
+        console.log(`  run ${run + 1}: ZBigArray cold read through the server ${Math.round(viaServer.at(-1))} MB/s, local ${Math.round(local.at(-1))} MB/s`)
+      }
+      rows.push({
+        workload: 'W-ARR/ClientStorage (server, SQLite)',
+        figure: 'cold read: sum in 64 MiB chunks, fresh process, 1 GiB ZBlk0, RAM limit 512 MiB',
+        value: summarize(viaServer),
+        unit: 'MB/s',
+        baseline: 'the same read of the local SQLite file',
+        baselineValue: summarize(local),
+      })
     }
   } finally {
     server.disconnect()
