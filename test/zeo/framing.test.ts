@@ -147,6 +147,17 @@ describe('zeo frameParts', () => {
     expect(frameParts([3, 0, [[7n, bigger, 2n, 3n]]])).to.include(bigger)
   })
 
+  it('keeps no buffer alive many times the size of a small frame (a reply queued for a client that does not read)', () => {
+    // One big encoding grows the encoder's buffer to its size, and small encodings follow in it.
+    frameParts([1, 0, Array.from({ length: 40 }, () => new Uint8Array(BIG_FRAME_BYTES - 1000))])
+    for (const value of [[2, 0, 123n], [3, 0, 'x'.repeat(5000)]]) {
+      const parts = frameParts(value)
+      const bytes = parts.reduce((n, p) => n + p.length, 0)
+      for (const p of parts) expect(p.buffer.byteLength, 'bytes a small frame keeps alive').to.be.at.most(2 * bytes)
+      expect(Buffer.compare(Buffer.concat(parts), Buffer.from(encodeFrame(value)))).to.equal(0)
+    }
+  })
+
   it('leaves the parts it gave alone when it encodes again (they may wait to be written)', () => {
     const first = frameParts([1, 0, 'first reply, still queued on its socket'])
     const snapshot = Buffer.concat(first.map((p) => Buffer.from(p)))

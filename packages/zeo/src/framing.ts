@@ -35,15 +35,19 @@ export function encodeFrame(value: unknown): Uint8Array {
  * `value` framed as parts to write to a socket one after the other, without copying big byte
  * arrays: every Uint8Array of BIG_FRAME_BYTES or more inside arrays (a load's record in a reply)
  * goes out as it is, between the encodings of what comes before and after it. encodeFrame
- * copied a 2 MiB record twice (into the encoder's buffer, then into the frame). The parts may be
- * views of the encoder's buffer (never overwritten, but shared): write them, never transfer them.
+ * copied a 2 MiB record twice (into the encoder's buffer, then into the frame). A part may be a
+ * view of the encoder's buffer (never overwritten, but shared): write them, never transfer them.
  */
 export function frameParts(value: unknown): Uint8Array[] {
   if (!hasBigBytes(value, 0)) {
     // The length goes into the 4 bytes the encoder leaves free in front: no copy of the body.
     const frame = packr.pack(value, RESERVE_START_SPACE | 4)
     new DataView(frame.buffer, frame.byteOffset, 4).setUint32(0, frame.length - 4)
-    return [frame]
+    // A view keeps the encoder's whole buffer alive while it waits to be written, and that buffer
+    // grows to the biggest value encoded: a small reply queued for a client that does not read
+    // would hold megabytes its writableLength does not count. Only a frame that is most of its
+    // buffer stays a view.
+    return [frame.length * 2 >= frame.buffer.byteLength ? frame : new Uint8Array(frame)]
   }
   const parts: Uint8Array[] = []
   let small: Uint8Array[] = [new Uint8Array(4)] // the length, filled in last
