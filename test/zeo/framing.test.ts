@@ -116,6 +116,18 @@ describe('zeo FrameReader: big frames and transient chunks', () => {
     }
   })
 
+  it('gives what it holds back in a buffer of its own, which can be transferred (not a view into a pool)', () => {
+    const { wire, bodies } = stream()
+    const bigStart = 4 + bodies[0]!.length
+    for (const cut of [2, 6, bigStart + 2, bigStart + 4, bigStart + 100, bigStart + 300_000]) {
+      const reader = new FrameReader()
+      reader.push(wire.subarray(0, cut), true)
+      const rest = reader.rest()
+      expect(rest.length).to.be.above(0)
+      expect([rest.byteOffset, rest.buffer.byteLength], `cut at ${cut}`).to.deep.equal([0, rest.length])
+    }
+  })
+
   it('still refuses a frame longer than its limit, big or not', () => {
     const reader = new FrameReader(BIG_FRAME_BYTES * 2)
     const header = Buffer.alloc(4)

@@ -203,17 +203,23 @@ export class FrameReader {
 
   /**
    * The bytes received and not returned as a body yet, as they were on the wire (a length already
-   * read is put back in front), for another reader to go on from; this reader is left empty.
+   * read is put back in front), for another reader to go on from; this reader is left empty. In
+   * a buffer of its own: it is transferred to the worker (a small Buffer of Node's shared pool
+   * cannot be; Node 20 copied it, later versions refuse).
    */
   rest(): Buffer {
+    let out: Buffer
     if (this.#big !== null) {
-      const out = Buffer.from(this.#big.subarray(0, this.#bigAt))
+      out = Buffer.allocUnsafeSlow(this.#bigAt)
+      this.#big.copy(out, 0, 0, this.#bigAt)
       this.#big = null
       return out
     }
-    const parts = this.#need < 0 ? this.#chunks : [Buffer.alloc(4), ...this.#chunks]
-    if (this.#need >= 0) parts[0]!.writeUInt32BE(this.#need, 0)
-    const out = Buffer.concat(parts)
+    const head = this.#need < 0 ? 0 : 4
+    out = Buffer.allocUnsafeSlow(head + this.#buffered)
+    if (head > 0) out.writeUInt32BE(this.#need, 0)
+    let off = head
+    for (const c of this.#chunks) off += c.copy(out, off)
     this.#chunks = []
     this.#buffered = 0
     this.#need = -1
