@@ -1,12 +1,13 @@
 // A loader's readahead through a storage that prefetches (the network client): fetchBlocksAhead
 // asks for the block being read and the next ones, each record in a request of its own, at the
-// loader's snapshot, skipping holes; on a storage without prefetch, or a wrong object, it does
-// nothing and throws nothing (the read itself reports what is wrong).
+// loader's snapshot, skipping holes; on a storage without prefetch it does nothing, and a failed
+// prefetch only logs (the read itself loads the block). readBlockAt hands it the file it loaded:
+// a file missing at the snapshot is looked for once per block read, not twice.
 import { expect } from 'chai'
 
-import { ZBigFile, fetchBlocksAhead } from '@wendelin/bigfile'
+import { ZBigFile, fetchBlocksAhead, readBlockAt } from '@wendelin/bigfile'
 import { TransactionManager } from '@wendelin/transaction'
-import { DB, MemoryStorage, type Connection, type Oid, type Tid } from '@wendelin/zodb'
+import { DB, MemoryStorage, type Connection, type LoadedRevision, type Oid, type Tid } from '@wendelin/zodb'
 
 const BLK = 4096
 
@@ -14,6 +15,12 @@ const BLK = 4096
 class PrefetchingStorage extends MemoryStorage {
   asked: { oids: Oid[]; tid: Tid | undefined }[] = []
   refuse = false
+  loads = new Map<Oid, number>()
+
+  override loadBefore(oid: Oid, tid: Tid): LoadedRevision | null {
+    this.loads.set(oid, (this.loads.get(oid) ?? 0) + 1)
+    return super.loadBefore(oid, tid)
+  }
 
   async prefetch(oids: Iterable<Oid>, tid?: Tid): Promise<void> {
     this.asked.push({ oids: [...oids], tid })
@@ -46,31 +53,51 @@ describe('fetchBlocksAhead (a loader reading ahead over the network)', () => {
     const db = new DB(storage)
     const { oid, blocks } = fileIn(db)
     const conn = historical(db)
-    fetchBlocksAhead(conn, oid, 0, 2)
+    const zfile = conn.get(oid) as ZBigFile
+    fetchBlocksAhead(conn, zfile, 0, 2)
     expect(storage.asked.map((a) => a.oids)).to.deep.equal([[blocks.get(0)], [blocks.get(1)]])
     storage.asked = []
-    fetchBlocksAhead(conn, oid, 1, 3)
+    fetchBlocksAhead(conn, zfile, 1, 3)
     expect(storage.asked.map((a) => a.oids)).to.deep.equal([[blocks.get(1)], [blocks.get(3)], [blocks.get(4)]])
     for (const a of storage.asked) expect(a.tid).to.equal(conn.before)
     storage.asked = []
-    fetchBlocksAhead(conn, oid, 5, 2) // past the end: nothing to ask for
+    fetchBlocksAhead(conn, zfile, 5, 2) // past the end: nothing to ask for
     expect(storage.asked).to.deep.equal([])
     db.close()
   })
 
-  it('does nothing on a storage that does not prefetch, or for an object that is not a ZBigFile', () => {
+  it('does nothing on a storage that does not prefetch', () => {
     const plain = new DB(new MemoryStorage())
     const { oid } = fileIn(plain)
-    expect(() => fetchBlocksAhead(historical(plain), oid, 0, 2)).not.to.throw()
+    const conn = historical(plain)
+    expect(() => fetchBlocksAhead(conn, conn.get(oid) as ZBigFile, 0, 2)).not.to.throw()
     plain.close()
+  })
 
+  it('is handed the file by readBlockAt, before the block is read; a file not committed yet is not looked for twice', () => {
     const storage = new PrefetchingStorage()
     const db = new DB(storage)
-    fileIn(db)
+    const { oid, blocks } = fileIn(db)
     const conn = historical(db)
-    fetchBlocksAhead(conn, 0n, 0, 2) // the root: not a ZBigFile
-    fetchBlocksAhead(conn, 0x7777n, 0, 2) // no such object
-    expect(storage.asked).to.deep.equal([])
+    const dest = new Uint8Array(BLK)
+    const order: string[] = []
+    storage.asked = []
+    readBlockAt(conn, oid, 0, dest, 'test', (zfile) => {
+      order.push('beforeRead')
+      fetchBlocksAhead(conn, zfile, 0, 1)
+    })
+    expect(order).to.deep.equal(['beforeRead'])
+    expect(storage.asked.map((a) => a.oids)).to.deep.equal([[blocks.get(0)], [blocks.get(1)]])
+    expect(dest[0]).to.equal(1)
+
+    // A ZBigFile added in a transaction not committed yet: no record in the storage.
+    const uncommitted = storage.newOid()
+    storage.loads.clear()
+    let called = false
+    readBlockAt(conn, uncommitted, 0, dest, 'test', () => (called = true))
+    expect(called).to.equal(false) // all holes, nothing to read ahead
+    expect(dest.every((b) => b === 0)).to.equal(true)
+    expect(storage.loads.get(uncommitted)).to.equal(1)
     db.close()
   })
 
@@ -83,7 +110,8 @@ describe('fetchBlocksAhead (a loader reading ahead over the network)', () => {
     const onUnhandled = (reason: unknown) => unhandled.push(reason)
     process.on('unhandledRejection', onUnhandled)
     try {
-      fetchBlocksAhead(historical(db), oid, 0, 1)
+      const conn = historical(db)
+      fetchBlocksAhead(conn, conn.get(oid) as ZBigFile, 0, 1)
       await new Promise((resolve) => setImmediate(resolve))
       expect(storage.asked.length).to.equal(2)
       expect(unhandled).to.deep.equal([])

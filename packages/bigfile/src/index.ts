@@ -31,5 +31,5 @@ export function osPageSize(): number {
 }
 export { ZBigFile, type ZBigFileOptions, type BlockDeps } from './zbigfile.js'
 export { ZBigFileH, openZBigFileHandles, type ZBigFileHOptions, type ZBigFileHStats } from './zbigfile-handle.js'
-export { ZBigFileBlocks, fetchBlocksAhead, type ZBigFileBlocksArgs } from './zbigfile-loader.js'
+export { ZBigFileBlocks, fetchBlocksAhead, readBlockAt, type ZBigFileBlocksArgs } from './zbigfile-loader.js'
 export { ZBlk, ZBlk0, ZBlk1, ZData, CHUNK_SIZE, AUTO_ZBLK1_MAX_CHANGED_FRACTION, chooseFormat, isPageRecord, type PageRecord, type ZBlkFormat, type ZBigFileFormat } from './zblk.js'

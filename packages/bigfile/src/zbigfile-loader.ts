@@ -54,8 +54,9 @@ function releaseDatabase(spec: string): void {
  * blocks, and how a handle's owning thread reads them itself while no loader serves yet
  * (ZBigFileH, through a historical connection of its own: never its live connection, whose
  * objects may hold this transaction's changes, savepoints included, or a newer snapshot).
+ * `beforeRead` is given the file once it is loaded, before the block is looked up and read.
  */
-export function readBlockAt(conn: Connection, oid: Oid, blk: number, dest: Uint8Array, describe: string): BlockDeps {
+export function readBlockAt(conn: Connection, oid: Oid, blk: number, dest: Uint8Array, describe: string, beforeRead?: (zfile: ZBigFile) => void): BlockDeps {
   let zfile: ZBigFile
   try {
     zfile = conn.get(oid) as ZBigFile
@@ -66,6 +67,7 @@ export function readBlockAt(conn: Connection, oid: Oid, blk: number, dest: Uint8
     return { path: [oid], zblk: null }
   }
   if (!(zfile instanceof ZBigFile)) throw new TypeError(`${describe}: object 0x${idToHex(oid)} is not a ZBigFile`)
+  beforeRead?.(zfile)
   const { zblk, deps } = lookupBlock(zfile, blk)
   if (zblk === null) dest.fill(0)
   else if (!zblk.loadFrom(conn.db.storage, conn.before, dest)) {
@@ -76,28 +78,26 @@ export function readBlockAt(conn: Connection, oid: Oid, blk: number, dest: Uint8
 
 /**
  * On a storage that prefetches (the network client): asks for the records of block `blk` of
- * ZBigFile `oid` and of the `ahead` blocks after it, each in a request of its own, before `blk`
- * is read — how a loader reads a sequential reader's blocks. The server then reads and sends
- * block N+1 while the loader copies block N and the reader uses it, instead of each block's
- * round trip starting when the one before is done (ZBigArray cold read through the server,
- * this alone: 224-313 -> 312-413 MB/s). Asking again for a record cached or on its way costs
- * nothing (the client skips it); holes are skipped. Never throws: the read itself meets and
- * reports what went wrong.
+ * `zfile` (loaded through `conn`) and of the `ahead` blocks after it, each in a request of its
+ * own, before `blk` is read (readBlockAt's `beforeRead`) — how a loader reads a sequential
+ * reader's blocks. The server then reads and sends block N+1 while the loader copies block N
+ * and the reader uses it, instead of each block's round trip starting when the one before is
+ * done (ZBigArray cold read through the server, this alone: 224-313 -> 312-413 MB/s). Asking
+ * again for a record cached or on its way costs nothing (the client skips it); holes are
+ * skipped. Never throws: the read itself meets and reports what went wrong.
  */
-export function fetchBlocksAhead(conn: Connection, oid: Oid, blk: number, ahead: number): void {
+export function fetchBlocksAhead(conn: Connection, zfile: ZBigFile, blk: number, ahead: number): void {
   const storage = conn.db.storage
   if (typeof storage.prefetch !== 'function') return
   try {
-    const zfile = conn.get(oid)
-    if (!(zfile instanceof ZBigFile)) return
     for (let next = blk; next <= blk + ahead; next++) {
       const zblk = zfile.blktab.get(next)?._p_oid
       if (zblk === undefined || zblk === null) continue
       const block = next
-      storage.prefetch([zblk], conn.before).catch((e: unknown) => loaderLog('ZBigFile 0x%s: prefetch of block %d failed: %s', idToHex(oid), block, (e as Error).message))
+      storage.prefetch([zblk], conn.before).catch((e: unknown) => loaderLog('ZBigFile 0x%s: prefetch of block %d failed: %s', idToHex(zfile._p_oid ?? 0n), block, (e as Error).message))
     }
   } catch (e) {
-    loaderLog('ZBigFile 0x%s: no readahead from block %d: %s', idToHex(oid), blk, (e as Error).message)
+    loaderLog('ZBigFile 0x%s: no readahead from block %d: %s', idToHex(zfile._p_oid ?? 0n), blk, (e as Error).message)
   }
 }
 
@@ -193,8 +193,8 @@ export class ZBigFileBlocks extends BigFile {
     const conn = this.connectionAt(snapshot)
     const sequential = blk === this.lastBlk + 1
     this.lastBlk = blk
-    if (sequential) fetchBlocksAhead(conn, this.oid, blk, FETCH_AHEAD)
-    return encodeReport(snapshot, readBlockAt(conn, this.oid, blk, dest, this.describe()))
+    const ahead = sequential ? (zfile: ZBigFile) => fetchBlocksAhead(conn, zfile, blk, FETCH_AHEAD) : undefined
+    return encodeReport(snapshot, readBlockAt(conn, this.oid, blk, dest, this.describe(), ahead))
   }
 
   override close(): void {
