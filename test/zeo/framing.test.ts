@@ -128,6 +128,18 @@ describe('zeo FrameReader: big frames and transient chunks', () => {
     }
   })
 
+  it('allocates nothing for a big frame announced in chunks given for keeps (a server before the token)', () => {
+    const header = Buffer.alloc(4)
+    header.writeUInt32BE(64 * 1024 * 1024)
+    const readers = Array.from({ length: 8 }, () => new FrameReader())
+    globalThis.gc?.()
+    const before = process.memoryUsage().arrayBuffers
+    for (const r of readers) r.push(Buffer.concat([header, Buffer.alloc(10)]))
+    const grown = process.memoryUsage().arrayBuffers - before
+    expect(grown, 'bytes allocated for 8 announced 64 MiB frames').to.be.below(1 << 20)
+    for (const r of readers) expect(r.pending).to.equal(true)
+  })
+
   it('still refuses a frame longer than its limit, big or not', () => {
     const reader = new FrameReader(BIG_FRAME_BYTES * 2)
     const header = Buffer.alloc(4)

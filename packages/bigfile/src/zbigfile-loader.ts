@@ -193,7 +193,9 @@ export class ZBigFileBlocks extends BigFile {
     const conn = this.connectionAt(snapshot)
     const sequential = blk === this.lastBlk + 1
     this.lastBlk = blk
-    const ahead = sequential ? (zfile: ZBigFile) => fetchBlocksAhead(conn, zfile, blk, FETCH_AHEAD) : undefined
+    // One loader only: several keep as many blocks on their way already, and one's readahead
+    // would fetch blocks the others then load too (each loader has its own client and cache).
+    const ahead = sequential && addon.loaderCount() <= 1 ? (zfile: ZBigFile) => fetchBlocksAhead(conn, zfile, blk, FETCH_AHEAD) : undefined
     return encodeReport(snapshot, readBlockAt(conn, this.oid, blk, dest, this.describe(), ahead))
   }
 

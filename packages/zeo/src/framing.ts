@@ -111,12 +111,15 @@ export function unpackBody(body: Uint8Array): unknown {
  * Splits a byte stream into frame bodies. `push` returns the complete bodies received so far;
  * a length of 0 or above `maxFrame` is an error (the connection must be dropped).
  *
- * A big frame (BIG_FRAME_BYTES and more: a 2 MiB block's record) is not gathered from the
- * chunks it comes in: once its length is read, a buffer of its exact size, its length in front,
- * takes its bytes as they come. Its body is returned as the view after those 4 bytes of a
- * buffer that is nothing else's, which a worker can post as a whole frame without copying it
- * (`wholeFrameOf`). Each of its 64 KiB socket reads was copied twice before (the chunk kept,
- * then the frame gathered), and the frame once more into the batch posted.
+ * A big frame (BIG_FRAME_BYTES and more: a 2 MiB block's record) that comes in transient
+ * chunks is not gathered from copies of them: once its length is read, a buffer of its exact
+ * size, its length in front, takes its bytes as they come. Its body is returned as the view after
+ * those 4 bytes of a buffer that is nothing else's, which a worker can post as a whole frame
+ * without copying it (`wholeFrameOf`). Each of its 64 KiB socket reads was copied twice before
+ * (the chunk kept, then the frame gathered), and the frame once more into the batch posted.
+ * Chunks the caller gives for keeps are kept until the frame is whole, as always: a peer's
+ * length alone then makes this reader allocate nothing (the server reads so, before a client
+ * has shown its token; its clients read the server they trust this way).
  */
 export class FrameReader {
   #chunks: Buffer[] = []
@@ -165,7 +168,7 @@ export class FrameReader {
         this.#need = n
       }
       if (this.#buffered < this.#need) {
-        if (this.#need >= BIG_FRAME_BYTES) this.#startBig(out)
+        if (transient && this.#need >= BIG_FRAME_BYTES) this.#startBig(out)
         break
       }
       out.push(this.#take(this.#need))
@@ -251,8 +254,8 @@ export class FrameReader {
 }
 
 /**
- * The whole frame (length and body) a big body of FrameReader.push sits in, when that is all its
- * buffer holds (to post without copying); null for any other body.
+ * The whole frame (length and body) a body of FrameReader.push sits in, when that is all its
+ * buffer holds (a big frame's: to post without copying); null for a body that shares its buffer.
  */
 export function wholeFrameOf(body: Uint8Array): Uint8Array | null {
   if (body.byteOffset !== 4 || body.buffer.byteLength !== body.length + 4) return null
