@@ -23,6 +23,21 @@ export function tmpDir(onDisk = false): string {
   return fs.mkdtempSync(path.join(base, 'wendelin-bigfile-test-'))
 }
 
+/** Fresh SQLite file paths, each in a temporary directory of its own, removed together by `removeAll`. */
+export class ScratchFiles {
+  readonly #dirs: string[] = []
+
+  sqlite(): string {
+    const d = tmpDir()
+    this.#dirs.push(d)
+    return path.join(d, 'db.sqlite')
+  }
+
+  removeAll(): void {
+    for (const d of this.#dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true })
+  }
+}
+
 /** A pattern file handle on a RAM of `pages` pages (as wendelin.core's test_virtmem). */
 export function patternFileH(
   pages = 3,

@@ -4,13 +4,12 @@
 // must never change afterwards, and no block object may go on viewing a frame.
 import { expect } from 'chai'
 import fs from 'node:fs'
-import path from 'node:path'
 
 import { FileH, RAM, ZBigFile, ZBlk0, isPageRecord, setFrameRecordsLimit, type ZBigFileH } from '@wendelin/bigfile'
 import { TransactionManager } from '@wendelin/transaction'
 import { ConflictError, DB, SQLiteStorage, type Connection, type Storage, type Tid } from '@wendelin/zodb'
 
-import { PS, tmpDir } from './helpers.js'
+import { PS, ScratchFiles } from './helpers.js'
 
 const BLOCKS = 4
 
@@ -81,20 +80,12 @@ function mappingCount(): number {
 }
 
 describe('page records (ZBlk0 records over the pages a commit stores)', () => {
-  const dirs: string[] = []
+  const scratch = new ScratchFiles()
   const cleanups: Array<() => void> = []
   afterEach(() => {
     for (const c of cleanups.splice(0).reverse()) c()
   })
-  after(() => {
-    for (const d of dirs) fs.rmSync(d, { recursive: true, force: true })
-  })
-
-  function sqliteFile(): string {
-    const d = tmpDir()
-    dirs.push(d)
-    return path.join(d, 'db.sqlite')
-  }
+  after(() => scratch.removeAll())
 
   function openHandle(e: Env, pages = 16): ZBigFileH {
     const ram = new RAM({ pageSize: PS, limit: pages * PS })
@@ -119,7 +110,7 @@ describe('page records (ZBlk0 records over the pages a commit stores)', () => {
   }
 
   it('on SQLite each commit stores the pages themselves; every revision stays as committed while the frames go on to other pages', () => {
-    const e = openEnv(new SQLiteStorage(sqliteFile()))
+    const e = openEnv(new SQLiteStorage(scratch.sqlite()))
     expect(e.storage.copiesRecords).to.equal(true)
     // 2 pages of RAM for 4 blocks: frames are reused by other pages after every commit
     const h = openHandle(e, 2)
@@ -152,7 +143,7 @@ describe('page records (ZBlk0 records over the pages a commit stores)', () => {
   })
 
   it('a block written again with the same bytes gets no new revision (compared with its stored state)', () => {
-    const e = openEnv(new SQLiteStorage(sqliteFile()))
+    const e = openEnv(new SQLiteStorage(scratch.sqlite()))
     const h = openHandle(e)
     writeRound(e, h, 0)
     const serials = [0, 1, 2, 3].map((blk) => (e.zf.blktab.get(blk) as ZBlk0)._p_serial)
@@ -169,7 +160,7 @@ describe('page records (ZBlk0 records over the pages a commit stores)', () => {
   })
 
   it('a page gone before the handle\'s boundary (invalidated): its block object is released all the same', () => {
-    const e = openEnv(new SQLiteStorage(sqliteFile()))
+    const e = openEnv(new SQLiteStorage(scratch.sqlite()))
     let h: ZBigFileH | null = null
     let armed = false
     betweenCommitAndBoundary(e, () => {
@@ -191,7 +182,7 @@ describe('page records (ZBlk0 records over the pages a commit stores)', () => {
   })
 
   it('are unmapped once their commit ended, in a loop of commits that never returns to the event loop', () => {
-    const e = openEnv(new SQLiteStorage(sqliteFile()))
+    const e = openEnv(new SQLiteStorage(scratch.sqlite()))
     const h = openHandle(e)
     writeRound(e, h, 0)
     const before = mappingCount()
@@ -206,7 +197,7 @@ describe('page records (ZBlk0 records over the pages a commit stores)', () => {
   })
 
   it('a handle closed between its commit and its boundary still lets its block objects and records go', () => {
-    const e = openEnv(new SQLiteStorage(sqliteFile()))
+    const e = openEnv(new SQLiteStorage(scratch.sqlite()))
     let h: ZBigFileH | null = null
     let closeIt = false
     betweenCommitAndBoundary(e, () => {
@@ -241,7 +232,7 @@ describe('page records (ZBlk0 records over the pages a commit stores)', () => {
   })
 
   it('at most so many records live at once (each holds two memory mappings): the pages past the limit are copied', () => {
-    const e = openEnv(new SQLiteStorage(sqliteFile()))
+    const e = openEnv(new SQLiteStorage(scratch.sqlite()))
     const h = openHandle(e)
     setFrameRecordsLimit(3)
     try {
@@ -257,7 +248,7 @@ describe('page records (ZBlk0 records over the pages a commit stores)', () => {
   })
 
   it('a storage that keeps the records it is given gets copies', () => {
-    const storage = new SQLiteStorage(sqliteFile())
+    const storage = new SQLiteStorage(scratch.sqlite())
     Object.defineProperty(storage, 'copiesRecords', { value: false })
     const e = openEnv(storage)
     const h = openHandle(e)
@@ -268,7 +259,7 @@ describe('page records (ZBlk0 records over the pages a commit stores)', () => {
   })
 
   it('a commit that fails at vote, then aborted: nothing stored, no block object left on a page, the next commit right', () => {
-    const file = sqliteFile()
+    const file = scratch.sqlite()
     const e = openEnv(new SQLiteStorage(file))
     const h = openHandle(e)
     const t0 = writeRound(e, h, 0)

@@ -1,25 +1,15 @@
 // ZBigFile: blocks in the database, mapped by a handle that commits and invalidates with the
 // transaction (behaviours of wendelin.core's test_filezodb.py, and exact invalidation).
 import { expect } from 'chai'
-import fs from 'node:fs'
-import path from 'node:path'
 
 import { RAM, ZBigFile, ZBigFileH, ZBlk0, ZBlk1, openZBigFileHandles } from '@wendelin/bigfile'
 import { TransactionManager } from '@wendelin/transaction'
 import { ConflictError, DB, MemoryStorage, SQLiteStorage, StorageNotShareableError, encodeStateRecord, type Connection, type Storage } from '@wendelin/zodb'
 
-import { PS, tmpDir } from './helpers.js'
+import { PS, ScratchFiles } from './helpers.js'
 
-const dirs: string[] = []
-after(() => {
-  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true })
-})
-
-function freshDbFile(): string {
-  const d = tmpDir()
-  dirs.push(d)
-  return path.join(d, 'db.sqlite')
-}
+const scratch = new ScratchFiles()
+after(() => scratch.removeAll())
 
 interface Env {
   file: string
@@ -28,7 +18,7 @@ interface Env {
   conn: Connection
 }
 
-function openEnv(file = freshDbFile()): Env {
+function openEnv(file = scratch.sqlite()): Env {
   const db = new DB(new SQLiteStorage(file))
   const tm = new TransactionManager()
   const conn = db.open({ transactionManager: tm }) as unknown as Connection
