@@ -7,7 +7,7 @@
 // fresh process through the server (beside the same read of the local file).
 // Usage: node bench/zeo.bench.js [--objects N] [--only=objects,commits,latency,array] [--no-write] [--json FILE (the rows)]
 import { fork } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -32,16 +32,44 @@ const ARRAY_BLOCK = 2 * MiB
 const ARRAY_BYTES = 1024 * MiB
 
 /**
- * CPU time of this process's main thread so far, in ms (Linux: /proc's schedstat), or NaN. The
- * rest of a process's CPU time is its other threads': a client's I/O worker, and V8's compiler
- * and GC threads, which in these fresh 250-commit processes take a large share.
+ * CPU time so far of this process's threads, in ms, by thread id (Linux: /proc's schedstat), or
+ * null where /proc cannot tell. The main thread's id is the pid.
  */
-function mainThreadCpu() {
+function threadCpu() {
   try {
-    return Number(readFileSync(`/proc/self/task/${process.pid}/schedstat`, 'utf8').split(' ')[0]) / 1e6
+    const byThread = new Map()
+    for (const tid of readdirSync('/proc/self/task')) {
+      try {
+        byThread.set(tid, Number(readFileSync(`/proc/self/task/${tid}/schedstat`, 'utf8').split(' ')[0]) / 1e6)
+      } catch {
+        // the thread ended between the listing and the read
+      }
+    }
+    return byThread
   } catch {
-    return NaN
+    return null
   }
+}
+
+/**
+ * Where a process's CPU time between two `threadCpu()` went, in ms: its main thread; the threads
+ * that did not exist yet at `before` (taken before the storage was opened: a network client's I/O
+ * worker); and the threads Node started with the process (V8's compiler and GC threads, which in
+ * these fresh 250-commit processes take a large share: compiling the commit path's hot code).
+ */
+function cpuByThreadKind(before, start, end) {
+  const split = { main: NaN, storage: NaN, node: NaN }
+  if (before === null || start === null || end === null) return split
+  split.main = 0
+  split.storage = 0
+  split.node = 0
+  for (const [tid, ms] of end) {
+    const spent = ms - (start.get(tid) ?? 0)
+    if (tid === String(process.pid)) split.main += spent
+    else if (before.has(tid)) split.node += spent
+    else split.storage += spent
+  }
+  return split
 }
 
 // --- child roles ---------------------------------------------------------------------------------
@@ -54,7 +82,7 @@ if (role === 'server') {
   process.on('message', async (m) => {
     if (m.cpu) {
       const u = process.cpuUsage()
-      process.send({ cpu: (u.user + u.system) / 1000, mainCpu: mainThreadCpu() }) // ms
+      process.send({ cpu: (u.user + u.system) / 1000, mainCpu: threadCpu()?.get(String(process.pid)) ?? NaN }) // ms
     }
     if (m.add) {
       server.addStorage(m.add, await openStorage(m.spec))
@@ -86,6 +114,7 @@ if (role === 'server') {
   // argv: --role=committer SPEC K TXNS: make tree K, wait for 'go', commit TXNS transactions of 10 new objects
   const [spec, k, txns] = args.slice(1)
   process.env.WENDELIN_TOKEN = TOKEN
+  const threadsBefore = threadCpu()
   const storage = await openStorage(spec)
   const db = new DB(storage)
   const tm = new TransactionManager({ explicit: true })
@@ -105,7 +134,7 @@ if (role === 'server') {
   process.once('message', () => {
     const t0 = process.hrtime.bigint()
     const cpu0 = process.cpuUsage()
-    const main0 = mainThreadCpu()
+    const threads0 = threadCpu()
     const tree = conn.root[`tree${k}`]
     let n = 0
     for (let t = 0; t < Number(txns); t++) {
@@ -114,7 +143,8 @@ if (role === 'server') {
       tm.commit()
     }
     const cpu = process.cpuUsage(cpu0)
-    process.send({ seconds: secondsSince(t0), cpuMs: (cpu.user + cpu.system) / 1000, mainCpuMs: mainThreadCpu() - main0 })
+    const threads = cpuByThreadKind(threadsBefore, threads0, threadCpu())
+    process.send({ seconds: secondsSince(t0), cpuMs: (cpu.user + cpu.system) / 1000, threads })
     db.close()
     process.exit(0)
   })
@@ -188,13 +218,15 @@ async function main() {
     const s1 = viaServer ? await serverCpu() : { cpu: 0, mainCpu: 0 }
     await Promise.all(procs.map((p) => (p.exitCode !== null ? null : new Promise((resolve) => p.once('exit', resolve)))))
     const clientCpu = results.reduce((sum, r) => sum + r.cpuMs, 0)
-    const clientMainCpu = results.reduce((sum, r) => sum + r.mainCpuMs, 0)
+    const clientThreads = (kind) => results.reduce((sum, r) => sum + r.threads[kind], 0) / 1000
     // (per commit: 1,000 commits, so ms in all / 1000)
     return {
       rate: 1000 / seconds,
       cpu: (clientCpu + s1.cpu - s0.cpu) / 1000,
       serverCpu: (s1.cpu - s0.cpu) / 1000,
-      clientMainCpu: clientMainCpu / 1000,
+      clientMainCpu: clientThreads('main'),
+      clientStorageThreadsCpu: clientThreads('storage'),
+      clientNodeThreadsCpu: clientThreads('node'),
       serverMainCpu: (s1.mainCpu - s0.mainCpu) / 1000,
     }
   }
@@ -251,9 +283,11 @@ async function main() {
         direct.push(await runCommitters(`sqlite:${shared}${q}`, false))
         const [v, d] = [viaServer.at(-1), direct.at(-1)]
         console.log(
-          `  4 committers (${durability}): server ${Math.round(v.rate)}/s (CPU per commit: clients ${(v.cpu - v.serverCpu).toFixed(2)} ms, ` +
-            `main threads ${v.clientMainCpu.toFixed(2)}; server ${v.serverCpu.toFixed(2)} ms, main thread ${v.serverMainCpu.toFixed(2)}), ` +
-            `shared SQLite file ${Math.round(d.rate)}/s (CPU per commit ${d.cpu.toFixed(2)} ms, main threads ${d.clientMainCpu.toFixed(2)})`,
+          `  4 committers (${durability}): server ${Math.round(v.rate)}/s (CPU per commit: clients ${(v.cpu - v.serverCpu).toFixed(2)} ms: ` +
+            `main threads ${v.clientMainCpu.toFixed(2)}, I/O workers ${v.clientStorageThreadsCpu.toFixed(2)}, V8's threads ${v.clientNodeThreadsCpu.toFixed(2)}; ` +
+            `server ${v.serverCpu.toFixed(2)} ms, main thread ${v.serverMainCpu.toFixed(2)}), ` +
+            `shared SQLite file ${Math.round(d.rate)}/s (CPU per commit ${d.cpu.toFixed(2)} ms: main threads ${d.clientMainCpu.toFixed(2)}, ` +
+            `storage's threads ${d.clientStorageThreadsCpu.toFixed(2)}, V8's threads ${d.clientNodeThreadsCpu.toFixed(2)})`,
         )
       }
       rows.push(
