@@ -114,6 +114,28 @@ describe('DB and Connection', () => {
       expect(b.root.item).to.not.equal(a.root.item)
       expect((b.root.item as Item)._p_oid).to.equal((a.root.item as Item)._p_oid)
     })
+
+    it('gets an object whose record refers to itself (its ghost was made while decoding it)', () => {
+      const db = newDB()
+      const a = session(db)
+      const ring = new Item('ring')
+      ring.value = ring
+      a.root.ring = ring
+      a.tm.commit()
+      const b = session(db)
+      const got = b.conn.get(ring._p_oid!) as Item
+      expect(got.name).to.equal('ring')
+      expect(got.value).to.equal(got)
+    })
+
+    it('opens the root in later connections when it refers to itself', () => {
+      const db = newDB()
+      const a = session(db)
+      a.root.self = a.root
+      a.tm.commit()
+      const b = session(db)
+      expect(b.root.self).to.equal(b.root)
+    })
   })
 
   describe('commit', () => {
@@ -511,6 +533,24 @@ describe('DB and Connection', () => {
       a.conn.readCurrent(a.root.guard as Item)
       ;(a.root.other as Item).value = 3
       a.tm.commit()
+    })
+
+    it('checks an object whose change was taken back (_p_changed = false): it is not stored', () => {
+      const db = newDB()
+      const a = session(db)
+      a.root.guard = new Item('guard', 1)
+      a.root.other = new Item('other', 1)
+      a.tm.commit()
+      const b = session(db)
+      const guard = b.root.guard as Item
+      b.conn.readCurrent(guard)
+      guard.value = 5
+      guard._p_changed = false
+      ;(b.root.other as Item).value = 7
+      ;(a.root.guard as Item).value = 2
+      a.tm.commit()
+      expect(() => b.tm.commit()).to.throw(ReadConflictError)
+      b.tm.abort()
     })
   })
 

@@ -144,4 +144,17 @@ describe('Connection savepoints', () => {
     expect(() => s.tm.commit()).to.throw(/conflict/)
     s.tm.abort()
   })
+
+  it("commits a savepoint's record of an object changed again, then marked unchanged (_p_changed = false)", () => {
+    // As ZODB: every record of the savepoints is stored; one stored again from the object's
+    // state only if the object is still changed (marking it unchanged keeps its memory state).
+    const { db, s, bob } = setup()
+    bob.value = 2
+    s.tm.savepoint()
+    bob.value = 3
+    bob._p_changed = false
+    s.tm.commit()
+    const other = session(db)
+    expect((other.root.accounts as PersistentMapping<string, Item>).get('bob')!.value).to.equal(2)
+  })
 })

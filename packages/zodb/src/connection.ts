@@ -198,8 +198,12 @@ export class Connection<R extends object = Record<string, unknown>> implements P
     if (added !== undefined) return added
     const { data, serial } = this.#load(oid)
     const { className, state } = decodeState(data, this.#reader())
-    const obj = _newGhost(this.#classFor(className, oid), this, oid)
-    this.cache.add(obj)
+    // A record that refers to its own object made that object's ghost while it was decoded.
+    let obj = this.cache.get(oid)
+    if (obj === undefined) {
+      obj = _newGhost(this.#classFor(className, oid), this, oid)
+      this.cache.add(obj)
+    }
     this.#setLoadedState(obj, className, state, serial, data.length)
     return obj
   }
@@ -455,12 +459,18 @@ export class Connection<R extends object = Record<string, unknown>> implements P
   commit(txn: Transaction): void {
     const writer = this.#writer()
     const { queue, registered } = this.#storeQueue()
-    // Whether `obj` (cached under `oid`) is in the queue: new (in #added) or registered.
-    const queued = (oid: Oid, obj: Persistent | undefined) => obj !== undefined && (this.#added.get(oid) === obj || registered.has(obj))
-    // Records of the savepoint store whose object did not change again since.
+    // Whether the queue below stores `obj` (cached under `oid`): it is in the queue (new, in
+    // #added, or registered) and still new or changed. One registered but made up to date again
+    // (`_p_changed = false`) or a ghost is not stored from the queue.
+    const storedFromQueue = (oid: Oid, obj: Persistent | undefined) => {
+      if (obj === undefined || (this.#added.get(oid) !== obj && !registered.has(obj))) return false
+      const how = this.#howToStore(_meta(obj))
+      return how === NEW || how === CHANGED_ONE
+    }
+    // Records of the savepoint store whose object is not stored again from its current state.
     for (const [oid, rec] of this.#tmp) {
       const obj = this.cache.get(oid) ?? this.#added.get(oid)
-      if (queued(oid, obj) && _meta(obj!).state !== GHOST) continue
+      if (storedFromQueue(oid, obj)) continue
       this.#storage.store(oid, rec.serial, rec.data, txn)
       if (obj !== undefined) this.#stored.push({ obj, size: rec.data.length, added: this.#added.has(oid) })
     }
@@ -484,7 +494,7 @@ export class Connection<R extends object = Record<string, unknown>> implements P
       this.#addedDuringCommit = null
     }
     for (const [oid, serial] of this.#readCurrent) {
-      if (!queued(oid, this.cache.get(oid)) && !this.#tmp.has(oid)) {
+      if (!storedFromQueue(oid, this.cache.get(oid)) && !this.#tmp.has(oid)) {
         this.#storage.checkCurrentSerialInTransaction(oid, serial, txn)
       }
     }

@@ -515,7 +515,7 @@ export class Persistent {
     }
     for (const k of Object.keys(state)) {
       const desc = Object.getOwnPropertyDescriptor(state, k)!
-      ;(this as unknown as StateDict)[k] = desc.value
+      assignLoaded(this, k, desc.value)
     }
   }
 
@@ -639,7 +639,7 @@ function adoptState(obj: Persistent, dict: StateDict): void {
       names.push(k)
     } else {
       allAccessors = false
-      ;(obj as unknown as StateDict)[k] = k === '__proto__' ? (Object.getOwnPropertyDescriptor(dict, k)!.value as unknown) : dict[k]
+      assignLoaded(obj, k, k === '__proto__' ? (Object.getOwnPropertyDescriptor(dict, k)!.value as unknown) : dict[k])
     }
   }
   if (allAccessors && names.length > 0) {
@@ -717,8 +717,18 @@ function setStateDirectly(obj: Persistent, dict: StateDict, state: StateDict): v
   for (const k of Object.keys(state)) {
     const value = Object.getOwnPropertyDescriptor(state, k)!.value as unknown
     if (isStateKey(k) && reachesHook(obj, k)) defineStateAttribute(obj, dict, k, value)
-    else (obj as unknown as StateDict)[k] = value
+    else assignLoaded(obj, k, value)
   }
+}
+
+/**
+ * Assign a stored attribute that a property of the class's prototype chain stands for (a
+ * method, an accessor): a read-only one (a getter without setter, added since the record was
+ * written) shadows the stored value instead of making the object impossible to load (Python's
+ * `__dict__.update` never fails either).
+ */
+function assignLoaded(obj: object, key: string, value: unknown): void {
+  Reflect.set(obj, key, value)
 }
 
 /**
@@ -729,7 +739,7 @@ function setStateDirectly(obj: Persistent, dict: StateDict, state: StateDict): v
  */
 const hookKeysOf = new WeakMap<object, Set<string>>()
 
-/** Whether assigning `key` on `obj` reaches the prototype hook (nothing on the way defines it). */
+/** Whether a loaded attribute `key` of `obj` gets a tracking accessor: it is not own, and no accessor of the prototype chain takes it. */
 function reachesHook(obj: object, key: string): boolean {
   if (Object.prototype.hasOwnProperty.call(obj, key)) return false
   const proto = Object.getPrototypeOf(obj) as object | null
@@ -737,7 +747,14 @@ function reachesHook(obj: object, key: string): boolean {
   let known = hookKeysOf.get(proto)
   if (known?.has(key) === true) return true
   for (let p: object | null = proto; p !== prototypeHook; p = Object.getPrototypeOf(p) as object | null) {
-    if (p === null || Object.prototype.hasOwnProperty.call(p, key)) return false
+    if (p === null) return false
+    const desc = Object.getOwnPropertyDescriptor(p, key)
+    if (desc === undefined) continue
+    // An accessor of the class takes the value. A method or a class-level default (a data
+    // property) is shadowed by the stored attribute, as by the own property an assignment
+    // makes: it gets the tracking accessor, as it had in the connection that stored it.
+    if (!('value' in desc)) return false
+    break
   }
   if (known === undefined) hookKeysOf.set(proto, (known = new Set()))
   known.add(key)
