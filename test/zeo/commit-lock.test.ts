@@ -239,3 +239,72 @@ describe('zeo commit lock (CommitLockTests)', function () {
     expect(idle.frames).to.deep.equal([[0, 'invalidate', t0, [oid]]])
   })
 })
+
+describe('zeo commit lock: a voter that leaves while it waits', function () {
+  // A long transaction timeout: the holder keeps its lock for the whole test, so only the leaver's
+  // departure can let the third voter go.
+  let server: ServerProcess
+  let name: string
+  const clients: RawClient[] = []
+
+  before(async () => {
+    server = await ServerProcess.start(0, { transactionTimeout: 10_000 })
+  })
+  after(async () => {
+    await server.stop()
+    removeScratch()
+  })
+  beforeEach(async () => {
+    name = await server.addStorage()
+  })
+  afterEach(() => {
+    for (const c of clients.splice(0)) c.close()
+  })
+
+  async function client(): Promise<RawClient> {
+    const c = await RawClient.connect(server.port, name)
+    clients.push(c)
+    await c.welcome()
+    return c
+  }
+
+  for (const how of ['disconnects', 'aborts'] as const) {
+    it(`no longer holds up the voters behind its claims once it ${how}, and its vote is answered`, async () => {
+      const holder = await client()
+      const leaver = await client()
+      const third = await client()
+      const [, , oids] = await holder.call('newOids', 2)
+      const [x, y] = oids as bigint[]
+      // holder votes on x and keeps its lock
+      holder.oneWay('tpc_begin', 1, '', '', {})
+      holder.oneWay('store', 1, x, 0n, record({ value: 1 }))
+      expect((await holder.call('vote', 1)).slice(1)).to.deep.equal([0, { conflicts: [] }])
+      // leaver needs x and y: it waits for holder, and claims y before third (arrival order)
+      leaver.oneWay('tpc_begin', 2, '', '', {})
+      leaver.oneWay('store', 2, x, 0n, record({ value: 2 }))
+      leaver.oneWay('store', 2, y, 0n, record({ value: 2 }))
+      const leaverVote = leaver.call('vote', 2)
+      await sleep(50)
+      // third needs only y: it waits behind leaver's claim
+      third.oneWay('tpc_begin', 3, '', '', {})
+      third.oneWay('store', 3, y, 0n, record({ value: 3 }))
+      const thirdVote = third.call('vote', 3)
+      expect(await within(thirdVote, 200)).to.equal('timeout')
+      // once leaver is gone nobody holds or waits for y: third votes at once, not when holder
+      // (which has nothing in common with it) finishes or times out
+      if (how === 'disconnects') leaver.close()
+      else {
+        leaver.oneWay('abort', 2)
+        const answer = await within(leaverVote, 2000)
+        expect(answer, 'the waiting vote is answered').to.not.equal('timeout')
+        expect((answer as unknown[])[1]).to.equal(1)
+        expect(((answer as unknown[])[2] as { name: string }).name).to.equal('StorageTransactionError')
+      }
+      const voted = await within(thirdVote, 2000)
+      expect(voted, 'third voted while holder still holds x').to.not.equal('timeout')
+      expect((voted as unknown[]).slice(1)).to.deep.equal([0, { conflicts: [] }])
+      expect((await third.call('finish', 3))[1]).to.equal(0)
+      expect((await holder.call('finish', 1))[1]).to.equal(0)
+    })
+  }
+})

@@ -11,7 +11,7 @@ import { DB, MAX_TID, PersistentMapping, SQLiteStorage, openStorage, type Oid, t
 import { ClientDisconnected, ClientStorage } from '@wendelin/zeo'
 
 import { Item } from '../zodb/helpers.js'
-import { ServerProcess, TOKEN, freshDir, here, removeScratch, serverForSuite, sleep } from './helpers.js'
+import { ServerProcess, TOKEN, freshDir, here, removeScratch, serverForSuite, sleep, txn } from './helpers.js'
 
 type AnyRoot = Record<string, unknown>
 
@@ -408,6 +408,41 @@ describe('zeo invalidations and the client cache', function () {
 describe('zeo reconnection (ConnectionTests)', function () {
   this.timeout(30_000)
   after(removeScratch)
+
+  it('tells a client that missed too many changed objects to drop its cache, instead of a welcome it cannot read', async function () {
+    this.timeout(120_000)
+    // The welcome lists every oid changed since the client's last tid; bounded only by the number
+    // of transactions, it could outgrow the client's frame limit, and the client then refused it,
+    // reconnected and was refused again, for ever. Here the limit is 1 MiB (~110,000 oids) and
+    // 150,000 objects change while the client's cache file waits.
+    const server = await ServerProcess.start()
+    try {
+      const name = await server.addStorage()
+      const cacheFile = path.join(freshDir(), 'client.cache')
+      const a = server.client(name, { cacheFile, maxFrameBytes: 1024 * 1024 })
+      a.lastTransaction()
+      a.close() // writes the cache file: its last tid goes in the next handshake
+      const b = server.client(name)
+      try {
+        const t = txn()
+        b.tpc_begin(t)
+        let last = 0n
+        for (let i = 0; i < 150_000; i++) b.store((last = b.newOid()), 0n, new Uint8Array([i & 0xff]), t)
+        b.tpc_vote(t)
+        const tid = b.tpc_finish(t)
+        const again = server.client(name, { cacheFile, maxFrameBytes: 1024 * 1024, connectTimeout: 5_000 })
+        try {
+          expect(again.loadBefore(last, tid + 1n)!.data).to.deep.equal(new Uint8Array([(150_000 - 1) & 0xff]))
+        } finally {
+          again.close()
+        }
+      } finally {
+        b.close()
+      }
+    } finally {
+      await server.stop()
+    }
+  })
 
   it('fails calls with ClientDisconnected while the server is down, reconnects, and verifies its cache', async () => {
     const file = path.join(freshDir(), 'db.sqlite')

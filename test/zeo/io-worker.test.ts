@@ -27,6 +27,43 @@ describe('zeo client I/O worker', function () {
     return { name, oids, tid }
   }
 
+  it('fails a call blocked for its reply within seconds when its worker dies with no socket to check (heartbeat)', async function () {
+    this.timeout(60_000)
+    // Disconnected (or over TLS) the worker publishes no descriptor, so only its heartbeat tells
+    // a blocked main thread that it is gone; before, such a call waited for its call timeout
+    // (5 min by default, for ever for pack).
+    const server = await ServerProcess.start()
+    const name = await server.addStorage()
+    const c = server.client(name, { callTimeout: 30_000, disconnectTimeout: 30_000, backoffMin: 20, backoffMax: 50 })
+    try {
+      c.lastTransaction()
+      await server.stop()
+      for (let i = 0; i < 100 && c.connected; i++) await sleep(20)
+      expect(c.connected).to.equal(false)
+      const { worker, ctl, words } = c[IO_INTERNALS]
+      expect(Atomics.load(ctl, words.FD)).to.equal(-1)
+      // As if it ran out of memory: its process 'exit' handler does not run, and its 'exit' event
+      // cannot reach this thread while it blocks.
+      worker.removeAllListeners('exit')
+      worker.removeAllListeners('error')
+      const stopped = worker.terminate()
+      const start = Date.now()
+      let error: unknown = null
+      try {
+        c.loadBefore(0n, 1n)
+      } catch (e) {
+        error = e
+      }
+      const took = Date.now() - start
+      await stopped
+      expect(error).to.be.instanceOf(ClientDisconnected)
+      expect((error as Error).message).to.match(/I\/O worker stopped/)
+      expect(took, 'ms until the call failed').to.be.below(15_000)
+    } finally {
+      c.close()
+    }
+  })
+
   it('fails the calls after its worker died with ClientDisconnected, prefetches included', async () => {
     const { name, oids, tid } = await objects(3)
     const a = client(name, { prefetchDepth: 0 })

@@ -1,6 +1,7 @@
 // What the server must survive: wrong tokens, silence, rogue and malformed frames, oversized
 // frames, too many connections, while honest clients go on committing.
 import { randomBytes } from 'node:crypto'
+import net from 'node:net'
 
 import { expect } from 'chai'
 import { DB, MemoryStorage, PersistentMapping } from '@wendelin/zodb'
@@ -8,7 +9,7 @@ import { StorageServer } from '@wendelin/zeo'
 import { TransactionManager } from '@wendelin/transaction'
 
 import { record } from '../zodb/storage-conformance.js'
-import { RawClient, ServerProcess, TOKEN, removeScratch, sleep } from './helpers.js'
+import { RawClient, ServerProcess, TOKEN, removeScratch, sleep, within } from './helpers.js'
 
 describe('zeo server security and robustness', function () {
   let server: ServerProcess
@@ -168,5 +169,40 @@ describe('zeo server started from code', () => {
     expect(await client.waitClosed(2000)).to.equal(true)
     const late = new RawClient(address.port)
     expect(await late.waitClosed(2000)).to.equal(true)
+  })
+
+  it('drops a peer whose first frame is larger than any handshake at once, without buffering it', async function () {
+    this.timeout(20_000)
+    // Before, a peer without the token could make the server hold maxFrameBytes (64 MiB) per
+    // connection, up to maxConnections of them, until the handshake timeout.
+    await using server = new StorageServer({ token: TOKEN, storages: { mem: new MemoryStorage() }, handshakeTimeout: 5_000 })
+    const { port } = await server.listen(0, '127.0.0.1')
+    const sock = net.connect({ host: '127.0.0.1', port })
+    sock.on('error', () => {})
+    await new Promise((resolve) => sock.once('connect', resolve))
+    const closed = new Promise<number>((resolve) => sock.once('close', () => resolve(Date.now())))
+    const header = Buffer.alloc(4)
+    header.writeUInt32BE(60 * 1024 * 1024) // under maxFrameBytes: allowed once the token was shown
+    const start = Date.now()
+    sock.write(header)
+    const chunk = Buffer.alloc(1024 * 1024)
+    for (let i = 0; i < 16 && !sock.destroyed; i++) {
+      sock.write(chunk)
+      await sleep(5)
+    }
+    const at = await within(closed, 4_000)
+    expect(at, 'closed before the handshake timeout').to.not.equal('timeout')
+    expect((at as number) - start).to.be.below(2_000)
+  })
+
+  it('takes big frames once the token was shown', async () => {
+    await using server = new StorageServer({ token: TOKEN, storages: { mem: new MemoryStorage() } })
+    const { port } = await server.listen(0, '127.0.0.1')
+    const c = await RawClient.connect(port, 'mem')
+    expect((await c.welcome())[0]).to.equal('WZEO')
+    c.oneWay('tpc_begin', 1, '', '', {})
+    c.oneWay('store', 1, 1n, 0n, new Uint8Array(1024 * 1024))
+    expect((await c.call('sync'))[1]).to.equal(0)
+    c.close()
   })
 })

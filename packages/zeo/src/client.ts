@@ -32,7 +32,7 @@ import {
 } from '@wendelin/zodb'
 
 import { RecordCache, type CachedRevision } from './cache.js'
-import { BUSY, CTL_WORDS, EPOCH, FD, FINISH_ID, GONE, HANDED, HANDLED, LAST_TID_OFFSET, POSTED, READER, SOCK_DEV, SOCK_INO, WAKE } from './ctl.js'
+import { BEAT, BUSY, CTL_WORDS, EPOCH, FD, FINISH_ID, GONE, HANDED, HANDLED, LAST_TID_OFFSET, POSTED, READER, SOCK_DEV, SOCK_INO, WAKE } from './ctl.js'
 import { DirectReader } from './direct-read.js'
 import { SpinWaiter } from './spin-wait.js'
 import type { FromWorker, IoWorkerData, ToWorker } from './io-worker.js'
@@ -160,6 +160,8 @@ export const IO_INTERNALS = Symbol('wendelin.zeo.ioInternals')
 
 /** How often a call blocked for its reply checks that the I/O worker's socket is still there, in ms. */
 const PROBE_EVERY = 1_000
+/** How long the worker's BEAT may stand still (its event loop stopped) before it counts as dead, in ms. */
+const WORKER_SILENT_MS = 5_000
 
 /** The references of a cached record (kept: a leaf of a walk is looked at several times). */
 function refsOf(e: CachedRevision): Oid[] {
@@ -211,6 +213,10 @@ export class ClientStorage implements Storage {
   /** Why the I/O worker is gone (it died: no reply will come), or null while it runs. */
   #workerGone: string | null = null
   #portRefs = 0
+  /** The worker's BEAT as last seen by #probeWorker, when it was seen to change, and when #probeWorker last ran. */
+  #beatSeen = -1
+  #beatAt = 0
+  #probedAt = 0
   readonly #callCounts = new Map<string, number>()
   /**
    * Set by our own tpc_finish until the current synchronous run ends (a microtask): the tid it
@@ -389,13 +395,30 @@ export class ClientStorage implements Storage {
   }
 
   /**
-   * While blocked for a reply: if the worker publishes a descriptor that no longer refers to its
-   * socket, it died without closing it (out of memory, terminated: its 'exit' event cannot reach
-   * this thread while it blocks).
+   * While blocked for a reply (every PROBE_EVERY): if the worker's heartbeat stopped, or it
+   * publishes a descriptor that no longer refers to its socket, it died without a word (out of
+   * memory, terminated: its 'exit' handler did not run, and its 'exit' event cannot reach this
+   * thread while it blocks).
    */
   #probeWorker(): void {
     const ctl = this.#ctl
-    if (this.#workerGone !== null || Atomics.load(ctl, FD) < 0) return
+    if (this.#workerGone !== null) return
+    // With no descriptor to check (disconnected, TLS), its heartbeat: a worker killed without a
+    // word stops it. Silence counts only over probes that followed each other: after a gap (this
+    // thread busy elsewhere, or the whole process stopped — SIGSTOP, a paused VM — which stopped
+    // the worker's timer too) the worker gets a fresh window to beat in.
+    const beat = Atomics.load(ctl, BEAT)
+    const now = Date.now()
+    const gap = now - this.#probedAt
+    this.#probedAt = now
+    if (beat !== this.#beatSeen || gap > 2 * PROBE_EVERY) {
+      this.#beatSeen = beat
+      this.#beatAt = now
+    } else if (now - this.#beatAt > WORKER_SILENT_MS) {
+      this.#onWorkerGone(`the I/O worker stopped (no sign of life for ${WORKER_SILENT_MS} ms)`)
+      return
+    }
+    if (Atomics.load(ctl, FD) < 0) return
     Atomics.store(ctl, BUSY, 1) // the worker does not close the socket meanwhile
     try {
       const fd = Atomics.load(ctl, FD)
@@ -732,7 +755,7 @@ export class ClientStorage implements Storage {
       if (this.#connected) return
       const remaining = deadline - Date.now()
       if (remaining <= 0) throw new ClientDisconnected(`${this.spec}: not connected to the server for ${timeout} ms`)
-      Atomics.wait(this.#ctl, WAKE, seq, remaining)
+      if (Atomics.wait(this.#ctl, WAKE, seq, Math.min(remaining, PROBE_EVERY)) === 'timed-out') this.#probeWorker()
     }
   }
 

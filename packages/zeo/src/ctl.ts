@@ -34,8 +34,15 @@ export const GONE = 10
  * main thread hands it back (see direct-read.ts).
  */
 export const READER = 11
-/** Words in the control array (the last two hold LAST_TID). */
-export const CTL_WORDS = 14
+/**
+ * Bumped by the worker every WORKER_BEAT_MS while its event loop runs: a worker killed without a
+ * word (out of memory, terminated: its 'exit' handler does not run) while it publishes no socket
+ * to check (disconnected, TLS) is noticed by a main thread blocked for a reply when it stops.
+ */
+export const BEAT = 14
+export const WORKER_BEAT_MS = 250
+/** Words in the control array (12 and 13 hold LAST_TID). */
+export const CTL_WORDS = 15
 /**
  * Byte offset of a BigInt64 in the same buffer: the newest tid the main thread has read (an
  * invalidation, its own finish), for the worker's next handshake when it did not read it itself.

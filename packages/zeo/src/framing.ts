@@ -129,7 +129,17 @@ export class FrameReader {
   #big: Buffer | null = null
   #bigAt = 0
 
-  constructor(readonly maxFrame: number = DEFAULT_MAX_FRAME) {}
+  /** Whether the first frame's length was read (it may have its own, smaller limit). */
+  #firstRead = false
+
+  /**
+   * `firstMaxFrame`: the limit of the first frame only (a server's, for the handshake of a peer
+   * that has not shown its token yet), `maxFrame` that of the others.
+   */
+  constructor(
+    readonly maxFrame: number = DEFAULT_MAX_FRAME,
+    readonly firstMaxFrame: number = maxFrame,
+  ) {}
 
   /** The error a bad length is thrown as. */
   protected error(message: string): Error {
@@ -164,7 +174,9 @@ export class FrameReader {
       if (this.#need < 0) {
         if (this.#buffered < 4) break
         const n = this.#take(4).readUInt32BE(0)
-        if (n === 0 || n > this.maxFrame) throw this.error(`frame of ${n} bytes (limit ${this.maxFrame})`)
+        const limit = this.#firstRead ? this.maxFrame : this.firstMaxFrame
+        this.#firstRead = true
+        if (n === 0 || n > limit) throw this.error(`frame of ${n} bytes (limit ${limit})`)
         this.#need = n
       }
       if (this.#buffered < this.#need) {

@@ -25,7 +25,7 @@ import { type MessagePort, workerData } from 'node:worker_threads'
 
 import createDebug from 'debug'
 
-import { BUSY, EPOCH, FD, FINISH_ID, GONE, HANDLED, LAST_TID_OFFSET, POSTED, READER, SOCK_DEV, SOCK_INO, WAKE } from './ctl.js'
+import { BEAT, BUSY, EPOCH, FD, FINISH_ID, GONE, HANDLED, LAST_TID_OFFSET, POSTED, READER, SOCK_DEV, SOCK_INO, WAKE, WORKER_BEAT_MS } from './ctl.js'
 import { FrameReader, MAGIC, PROTOCOL_VERSION, encodeFrame, peekId, peekTid, unpackBody, wholeFrameOf } from './framing.js'
 
 const log = createDebug('wendelin:zeo:client-io')
@@ -443,5 +443,8 @@ port.on('message', (m: ToWorker) => {
     port.close()
   }
 })
+
+// A sign of life for a main thread blocked for a reply (see ctl.ts BEAT).
+setInterval(() => Atomics.add(ctl, BEAT, 1), WORKER_BEAT_MS).unref()
 
 connect()

@@ -170,16 +170,25 @@ class Served {
     for (const c of this.clients) if (c !== this.committer) c.push(frame)
   }
 
-  /** (tid, oids) of every transaction after `since`, or null if they are not known. */
+  /**
+   * (tid, oids) of every transaction after `since`, or null if they are not known — or too many
+   * to tell in a welcome a client can read (over `limit` transactions or MAX_WELCOME_OIDS oids):
+   * the client then drops its cache.
+   */
   changesSince(since: Tid, limit: number): [Tid, Oid[]][] | null {
     const last = this.readLimit() ?? this.storage.lastTransaction()
     if (since > last) return null
     if (since === last) return []
-    if (since >= this.recentFrom) return this.recent.filter(([t]) => t > since)
+    let oids = 0
+    if (since >= this.recentFrom) {
+      const out = this.recent.filter(([t]) => t > since)
+      for (const [, o] of out) if ((oids += o.length) > MAX_WELCOME_OIDS) return null
+      return out
+    }
     const out: [Tid, Oid[]][] = []
     try {
       for (const t of this.storage.iterator(since + 1n, last)) {
-        if (out.length >= limit) return null
+        if (out.length >= limit || (oids += t.records.length) > MAX_WELCOME_OIDS) return null
         out.push([t.tid, t.records.map((r) => r.oid)])
       }
     } catch {
@@ -221,6 +230,12 @@ class Served {
     if (closeStorage && !this.storage.closed) this.storage.close()
   }
 }
+
+/**
+ * Most oids a welcome lists (~9 bytes each): a client's frame limit (64 MiB by default, less if it
+ * says so) must not be what keeps it from reconnecting. Beyond, it is told to drop its cache.
+ */
+const MAX_WELCOME_OIDS = 100_000
 
 function digest(token: string | Uint8Array): Buffer {
   return createHash('sha256').update(token).digest()
@@ -378,6 +393,9 @@ export class StorageServer {
 
 let nextConnId = 1
 
+/** The largest handshake frame the server reads (the token, the storage's name, a few numbers). */
+const MAX_HANDSHAKE_BYTES = 64 * 1024
+
 class ClientConn {
   readonly id = nextConnId++
   readonly #reader: FrameReader
@@ -392,7 +410,9 @@ class ClientConn {
     readonly server: StorageServer,
     readonly socket: net.Socket,
   ) {
-    this.#reader = new FrameReader(server.options.maxFrameBytes)
+    // Before the token is shown, only a handshake's worth: a peer without it must not make the
+    // server hold maxFrameBytes per connection (up to maxConnections of them) until it times out.
+    this.#reader = new FrameReader(server.options.maxFrameBytes, Math.min(server.options.maxFrameBytes, MAX_HANDSHAKE_BYTES))
     socket.setNoDelay(true)
     socket.on('data', (chunk: Buffer) => this.#onData(chunk))
     socket.on('error', (e) => log('client %d: %s', this.id, e.message))
@@ -956,7 +976,14 @@ class ClientConn {
     if (txn === null || served === null) return
     this.txn = null
     if (txn.timer) clearTimeout(txn.timer)
-    served.waiters = served.waiters.filter((w) => w.conn !== this)
+    const waited = served.waiters.filter((w) => w.conn === this)
+    if (waited.length > 0) {
+      served.waiters = served.waiters.filter((w) => w.conn !== this)
+      // Its vote gets its one reply (a client still connected counts it as pending), and the
+      // voters that waited only behind its claims may go on now.
+      for (const w of waited) this.replyError(w.id, new StorageTransactionError('tpc_vote: the transaction was aborted while it waited for its locks'))
+      pump(served, this.server.options.transactionTimeout)
+    }
     if (served.voted.has(this)) {
       if (txn.exclusive) {
         try {
