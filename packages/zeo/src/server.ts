@@ -129,9 +129,17 @@ class Served {
   waiters: { conn: ClientConn; id: number }[] = []
   /** The client whose tpc_finish is running: the storage's listener skips it. */
   committer: ClientConn | null = null
-  /** Recent transactions, for verifying reconnecting clients: [(tid, oids)], from `recentFrom`. */
+  /**
+   * Recent transactions, for verifying reconnecting clients: [(tid, oids)], from `recentFrom`; at
+   * most `historySize` of them and MAX_WELCOME_OIDS oids in all (a client further behind is told
+   * to drop its cache anyway).
+   */
   recent: [Tid, Oid[]][] = []
   recentFrom: Tid
+  /** How many oids `recent` lists. */
+  #recentOids = 0
+  /** Whether `recent` let older transactions go: a client from before `recentFrom` is too far behind. */
+  #recentTrimmed = false
   /** The newest committed tid (a voted transaction's tid is not committed until its finish). */
   lastCommitted: Tid
   /** Set at shutdown: voters waiting for the lock are turned away. */
@@ -152,6 +160,7 @@ class Served {
         // The storage cannot say what changed: reconnecting clients must drop their caches.
         // (Connected clients are not told: no storage served today calls this.)
         this.recent = []
+        this.#recentOids = 0
         this.recentFrom = MAX_TID
       },
     }
@@ -162,9 +171,18 @@ class Served {
     const list = [...oids]
     if (tid > this.lastCommitted) this.lastCommitted = tid
     this.recent.push([tid, list])
-    if (this.recent.length > this.historySize) {
-      const dropped = this.recent.splice(0, this.recent.length - this.historySize)
-      this.recentFrom = dropped[dropped.length - 1]![0]
+    this.#recentOids += list.length
+    let drop = 0
+    let dropOids = 0
+    while (drop < this.recent.length && (this.recent.length - drop > this.historySize || this.#recentOids - dropOids > MAX_WELCOME_OIDS)) {
+      dropOids += this.recent[drop]![1].length
+      drop++
+    }
+    if (drop > 0) {
+      this.recentFrom = this.recent[drop - 1]![0]
+      this.recent.splice(0, drop)
+      this.#recentOids -= dropOids
+      this.#recentTrimmed = true
     }
     const frame = encodeFrame([0, 'invalidate', tid, list])
     for (const c of this.clients) if (c !== this.committer) c.push(frame)
@@ -185,6 +203,8 @@ class Served {
       for (const [, o] of out) if ((oids += o.length) > MAX_WELCOME_OIDS) return null
       return out
     }
+    // Only transactions from before this server started are read back from the storage.
+    if (this.#recentTrimmed) return null
     const out: [Tid, Oid[]][] = []
     try {
       for (const t of this.storage.iterator(since + 1n, last)) {
