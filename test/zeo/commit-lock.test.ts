@@ -7,13 +7,17 @@ import { expect } from 'chai'
 import { record } from '../zodb/storage-conformance.js'
 import { RawClient, ServerProcess, removeScratch, sleep, within } from './helpers.js'
 
-describe('zeo commit lock (CommitLockTests)', function () {
+/**
+ * A server in a child process for the enclosing describe (with `transactionTimeout`), a fresh
+ * storage for each test, and `client()`: a raw client of it, welcomed, closed after the test.
+ */
+function rawClientsOfAServer(transactionTimeout: number): { client: () => Promise<RawClient> } {
   let server: ServerProcess
   let name: string
   const clients: RawClient[] = []
 
   before(async () => {
-    server = await ServerProcess.start(0, { transactionTimeout: 400 })
+    server = await ServerProcess.start(0, { transactionTimeout })
   })
   after(async () => {
     await server.stop()
@@ -26,13 +30,19 @@ describe('zeo commit lock (CommitLockTests)', function () {
     for (const c of clients.splice(0)) c.close()
   })
 
-  async function client(): Promise<RawClient> {
-    const c = await RawClient.connect(server.port, name)
-    clients.push(c)
-    const w = await c.welcome()
-    expect(w[0]).to.equal('WZEO')
-    return c
+  return {
+    async client(): Promise<RawClient> {
+      const c = await RawClient.connect(server.port, name)
+      clients.push(c)
+      const w = await c.welcome()
+      expect(w[0]).to.equal('WZEO')
+      return c
+    },
   }
+}
+
+describe('zeo commit lock (CommitLockTests)', function () {
+  const { client } = rawClientsOfAServer(400)
 
   async function newOid(c: RawClient): Promise<bigint> {
     const [, status, oids] = await c.call('newOids', 1)
@@ -243,30 +253,7 @@ describe('zeo commit lock (CommitLockTests)', function () {
 describe('zeo commit lock: a voter that leaves while it waits', function () {
   // A long transaction timeout: the holder keeps its lock for the whole test, so only the leaver's
   // departure can let the third voter go.
-  let server: ServerProcess
-  let name: string
-  const clients: RawClient[] = []
-
-  before(async () => {
-    server = await ServerProcess.start(0, { transactionTimeout: 10_000 })
-  })
-  after(async () => {
-    await server.stop()
-    removeScratch()
-  })
-  beforeEach(async () => {
-    name = await server.addStorage()
-  })
-  afterEach(() => {
-    for (const c of clients.splice(0)) c.close()
-  })
-
-  async function client(): Promise<RawClient> {
-    const c = await RawClient.connect(server.port, name)
-    clients.push(c)
-    await c.welcome()
-    return c
-  }
+  const { client } = rawClientsOfAServer(10_000)
 
   for (const how of ['disconnects', 'aborts'] as const) {
     it(`no longer holds up the voters behind its claims once it ${how}, and its vote is answered`, async () => {

@@ -516,13 +516,18 @@ describe('DB and Connection', () => {
   })
 
   describe('readCurrent', () => {
-    it('fails the commit with ReadConflictError if an object read was changed meanwhile', () => {
+    /** Two sessions of a database whose root has `guard` and `other`, committed by `a`. */
+    function guarded() {
       const db = newDB()
       const a = session(db)
       a.root.guard = new Item('guard', 1)
       a.root.other = new Item('other', 1)
       a.tm.commit()
-      const b = session(db)
+      return { a, b: session(db) }
+    }
+
+    it('fails the commit with ReadConflictError if an object read was changed meanwhile', () => {
+      const { a, b } = guarded()
       a.conn.readCurrent(a.root.guard as Item)
       ;(a.root.other as Item).value = 2
       ;(b.root.guard as Item).value = 5
@@ -536,12 +541,7 @@ describe('DB and Connection', () => {
     })
 
     it('checks an object whose change was taken back (_p_changed = false): it is not stored', () => {
-      const db = newDB()
-      const a = session(db)
-      a.root.guard = new Item('guard', 1)
-      a.root.other = new Item('other', 1)
-      a.tm.commit()
-      const b = session(db)
+      const { a, b } = guarded()
       const guard = b.root.guard as Item
       b.conn.readCurrent(guard)
       guard.value = 5
