@@ -15,6 +15,7 @@ import {
   OOSet,
   OOTreeSet,
   check,
+  pathTo,
   type BTree,
 } from '@wendelin/btrees'
 
@@ -232,6 +233,15 @@ describe('B-tree collections (in memory)', () => {
       expect(check(s)).to.equal(n / 2)
       expect([...s.keys(0, 9)]).to.deep.equal([1, 3, 5, 7, 9])
     })
+
+    it('give the path to a key down to its set bucket (pathTo)', () => {
+      const s = new OOTreeSet<number>()
+      for (let i = 0; i < 100; i++) s.add(i)
+      const path = pathTo(s, 5)
+      expect(path[0]).to.equal(s)
+      expect(path.length).to.equal(2)
+      expect((path[1] as unknown as { _keys: number[] })._keys).to.include(5)
+    })
   })
 
   describe('keys and values are checked', () => {
@@ -264,6 +274,17 @@ describe('B-tree collections (in memory)', () => {
       expect(() => new IIBTree().set(1, 1.5)).to.throw(BTreeValueError, /integer value expected/)
       expect(() => new OOBTree().set(1, undefined)).to.throw(BTreeValueError, /undefined/)
       expect(new LLBTree().set(1n, 5 as unknown as bigint).get(1n)).to.equal(5n)
+    })
+
+    it('counts setting a 64-bit value to what it holds, given as a number, as no change (iterators go on)', () => {
+      const t = new LLBTree([
+        [1n, 5n],
+        [2n, 6n],
+      ])
+      const values = t.values()
+      expect(values.next().value).to.equal(5n)
+      t.set(1n, 5 as unknown as bigint)
+      expect(values.next().value).to.equal(6n)
     })
   })
 

@@ -66,6 +66,11 @@ describe('B-tree key kinds', () => {
       d.setTime(10)
       expect((dk as Date).getTime()).to.equal(5)
     })
+    it('refuse an array key with a hole as one holding undefined (a hole passed, then broke comparisons)', () => {
+      // eslint-disable-next-line no-sparse-arrays
+      const holey = [1, , 3]
+      expect(() => objectKeys.check(holey)).to.throw(BTreeKeyError, /key\[1\]/)
+    })
     it('reject values that cannot be ordered or may change, naming where', () => {
       expect(() => objectKeys.check(NaN)).to.throw(BTreeKeyError, /key is NaN/)
       expect(() => objectKeys.check(new Date(NaN))).to.throw(BTreeKeyError, /invalid Date/)

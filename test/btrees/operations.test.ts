@@ -1,6 +1,6 @@
 // Set operations on collections of a family (BTrees' set operation suites).
 import { expect } from 'chai'
-import { II, IIBTree, IISet, IITreeSet, IO, IOBTree, LL, OO, OOBTree, OOSet, OOTreeSet, SetBucket, Bucket } from '@wendelin/btrees'
+import { II, IIBTree, IISet, IITreeSet, IO, IOBTree, LL, LLBTree, OO, OOBTree, OOSet, OOTreeSet, SetBucket, Bucket } from '@wendelin/btrees'
 
 const keysOf = (x: unknown) => [...(x as Iterable<unknown>)].map((e) => (Array.isArray(e) ? e[0] : e))
 
@@ -77,5 +77,22 @@ describe('family set operations', () => {
     y.add('a')
     expect(keysOf(OO.union(x, y))).to.deep.equal(['a', 'b', 'c'])
     expect(keysOf(OO.difference(new OOBTree<string, number>([['a', 1], ['z', 2]]), y))).to.deep.equal(['z'])
+  })
+
+  it('takes weights as values of the family: numbers converted for L families, floats refused for I', () => {
+    const a = new LLBTree([[1n, 2n]])
+    const b = new LLBTree([
+      [1n, 3n],
+      [2n, 1n],
+    ])
+    const [w, r] = LL.weightedUnion(a, b, 2 as unknown as bigint, 3 as unknown as bigint)
+    expect(w).to.equal(1n)
+    expect([...(r as LLBTree).entries()]).to.deep.equal([
+      [1n, 13n],
+      [2n, 3n],
+    ])
+    const [, ri] = LL.weightedIntersection(a, b, 2 as unknown as bigint, 1 as unknown as bigint)
+    expect([...(ri as LLBTree).entries()]).to.deep.equal([[1n, 7n]])
+    expect(() => II.weightedUnion(new IIBTree([[1, 3]]), new IIBTree([[2, 4]]), 1.5, 1)).to.throw(TypeError)
   })
 })

@@ -144,7 +144,11 @@ function checkObjectKey(key: unknown, path: string): ObjectKey {
         return new Date(key.getTime())
       }
       if (Array.isArray(key)) {
-        return Object.freeze(key.map((el, i) => checkObjectKey(el, `${path}[${i}]`)))
+        // An index loop, not map(): map() skips the holes of a sparse array, which would let an
+        // undefined element in (and break comparisons later).
+        const copy: ObjectKey[] = new Array(key.length)
+        for (let i = 0; i < key.length; i++) copy[i] = checkObjectKey(key[i], `${path}[${i}]`)
+        return Object.freeze(copy)
       }
       break
   }

@@ -87,13 +87,21 @@ export function makeOperations<K, V>(
 
   const arith = family.values.arithmetic
   if (arith !== undefined) {
+    // Weights are values of the family (as in BTrees, whose weight arguments parse as the value
+    // type): a number weight of a 64-bit family becomes a bigint, a float weight of an integer
+    // family is refused.
+    const weight = (w: V) => family.values.check(w)
     ops.weightedUnion = (a, b, w1 = arith.one, w2 = arith.one) => {
+      w1 = weight(w1)
+      w2 = weight(w2)
       if (a === null) return b === null ? [arith.zero, null] : [w2, b]
       if (b === null) return [w1, a]
       const r = merge.weightedUnion(input(a), input(b), w1, w2, compare, arith)
       return [r.weight, toResult(r.keys, r.values)]
     }
     ops.weightedIntersection = (a, b, w1 = arith.one, w2 = arith.one) => {
+      w1 = weight(w1)
+      w2 = weight(w2)
       if (a === null) return b === null ? [arith.zero, null] : [w2, b]
       if (b === null) return [w1, a]
       const r = merge.weightedIntersection(input(a), input(b), w1, w2, compare, arith)

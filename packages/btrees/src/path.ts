@@ -4,7 +4,7 @@
 // the lookup gives the same answer (ZBigFile uses it to map invalidations back to blocks).
 import type { Persistent } from '@wendelin/zodb'
 
-import { Bucket } from './bucket.js'
+import { Bucket, SetBucket } from './bucket.js'
 import { search } from './leaf.js'
 import type { SortedBase } from './sorted-base.js'
 
@@ -20,13 +20,13 @@ interface NodeShape {
  * @internal
  */
 export function pathTo<K>(tree: SortedBase<K, unknown>, key: K): Persistent[] {
-  if (tree instanceof Bucket) return [tree]
+  if (tree instanceof Bucket || tree instanceof SetBucket) return [tree]
   const compare = tree.family.keys.compare as (a: K, b: K) => number
   const path: Persistent[] = []
   let node: Persistent = tree
   for (;;) {
     path.push(node)
-    if (node instanceof Bucket) return path
+    if (node instanceof Bucket || node instanceof SetBucket) return path
     const n = node as unknown as NodeShape
     const children = n._children
     if (children === null) return path // inline bucket: the node holds the entries itself

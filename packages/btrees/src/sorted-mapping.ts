@@ -15,8 +15,9 @@ export abstract class SortedMapping<K, V> extends SortedBase<K, V> {
   }
 
   set(key: K, value: V): this {
-    const r = this._put(this._key(key), this.family.values.check(value), false)
-    if (r.inserted || !Object.is(r.previous, value)) this._touch()
+    const checked = this.family.values.check(value) // may be normalized (a number to a bigint)
+    const r = this._put(this._key(key), checked, false)
+    if (r.inserted || !Object.is(r.previous, checked)) this._touch()
     return this
   }
 
