@@ -285,6 +285,33 @@ describe('ZBigFile', () => {
     m.fileh.close()
   })
 
+  for (const format of ['ZBlk0', 'ZBlk1', 'auto'] as const) {
+    it(`two handles of one file writing one block in one transaction: both show what the commit stored (${format})`, () => {
+      const e = env()
+      const zf = newFile(e, format)
+      const a = open(zf)
+      const b = open(zf)
+      const ma = a.mmap(0, 1)
+      const mb = b.mmap(0, 1)
+      fill(ma.bytes(), 0, 1) // page 0 in both handles, different bytes
+      mb.bytes()[5] = 2
+      e.tm.commit() // stores both pages of block 0: the last stored is what the database has
+      const e2 = env(e.file)
+      const r = open((e2.conn.root as Record<string, unknown>).zfile as ZBigFile)
+      const mr = r.mmap(0, 1)
+      const stored = mr.bytes().slice(0, PS)
+      expect([stored[0], stored[5]]).to.satisfy(([x, y]: number[]) => (x === 1 && y === 1) || (x === 0 && y === 2))
+      // Neither handle keeps showing bytes that were not committed.
+      expect(Buffer.compare(ma.bytes().subarray(0, PS), stored)).to.equal(0)
+      expect(Buffer.compare(mb.bytes().subarray(0, PS), stored)).to.equal(0)
+      e.tm.begin()
+      expect(Buffer.compare(ma.bytes().subarray(0, PS), stored)).to.equal(0)
+      mr.unmap()
+      ma.unmap()
+      mb.unmap()
+    })
+  }
+
   for (const [from, to] of [
     ['ZBlk0', 'ZBlk1'],
     ['ZBlk1', 'ZBlk0'],

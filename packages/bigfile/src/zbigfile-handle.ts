@@ -111,6 +111,13 @@ function retryUnclosed(): void {
   if (unclosed.length > 0) unclosed = unclosed.filter((r) => !closeRemains(r))
 }
 
+/**
+ * Per committing transaction and file: which handle stored each block last. Two handles of one
+ * file (one connection) may both have a block dirty: the commit stores the last one's page, and
+ * the other's page no longer shows what the database has (see #boundary).
+ */
+const lastStorers = new WeakMap<Transaction, WeakMap<ZBigFile, Map<number, ZBigFileH>>>()
+
 const collected = new FinalizationRegistry<Remains>((r) => {
   if (!closeRemains(r)) unclosed.push(r)
 })
@@ -147,6 +154,8 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
   #joined: Transaction | null = null
   #committing: Transaction | null = null
   #stored: number[] | null = null
+  /** The transaction whose commit stored #stored. */
+  #storedIn: Transaction | null = null
   #closed = false
   /** Whether the handle follows its connection's transactions (until the connection closes). */
   #following = true
@@ -178,15 +187,18 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
     this.#snapshot = this.#currentSnapshot()
     addon.filehSetSnapshot(this.fileh._native, this.#snapshot)
     const self = new WeakRef<ZBigFileH>(this)
+    // A historical connection's snapshot never moves: nothing committed later concerns its
+    // pages, and a list of it would only grow for as long as the handle stays open.
+    const fixed = conn.historical
     this.#listener = {
       invalidate: (tid, oids) => {
         const h = self.deref()
-        if (h !== undefined && tid > h.#snapshot) h.#pending.push({ tid, oids: [...oids] })
+        if (h !== undefined && !fixed && tid > h.#snapshot) h.#pending.push({ tid, oids: [...oids] })
       },
       invalidateCache: () => {
         // Everything may have changed: every page is reloaded at the next boundary.
         const h = self.deref()
-        if (h !== undefined) h.#pending.push({ tid: -1n, oids: [] })
+        if (h !== undefined && !fixed) h.#pending.push({ tid: -1n, oids: [] })
       },
     }
     this.#storage.addListener(this.#listener)
@@ -524,8 +536,13 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
   }
 
   commit(txn: Transaction): void {
-    void txn
     this.#stored = this.fileh.dirtyPages()
+    this.#storedIn = txn
+    let byFile = lastStorers.get(txn)
+    if (byFile === undefined) lastStorers.set(txn, (byFile = new WeakMap()))
+    let storers = byFile.get(this.zfile)
+    if (storers === undefined) byFile.set(this.zfile, (storers = new Map()))
+    const lastStorer = storers
     // Where the storage copies records by the end of its vote (SQLite), a ZBlk0 record is the
     // page itself behind its header (FileH.frameRecord): the page stays dirty, and its frame
     // its own, until our tpc_finish; the records are released at the next boundary.
@@ -540,6 +557,7 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
           }
         : undefined
       this.zfile.storeblk(blk, src, overPage)
+      lastStorer.set(blk, this)
       if (this.#pageRecords.length === before) return
       const zblk = this.zfile.blktab.get(blk) // the block object that took the record
       this.#pageRecords[this.#pageRecords.length - 1]!.zblk = zblk instanceof ZBlk0 ? zblk : null
@@ -587,6 +605,7 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
     // the transaction's managers: aborting the failed transaction discards them.
     this.#committing = null
     this.#stored = null
+    this.#storedIn = null
   }
 
   // --- transaction boundaries -------------------------------------------------------------------
@@ -621,13 +640,21 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
     }
     // 3. pages in memory
     const stored = new Set(this.#stored ?? [])
+    const storers = this.#storedIn === null ? undefined : lastStorers.get(this.#storedIn)?.get(this.zfile)
     this.#stored = null
+    this.#storedIn = null
     const deps = new Map<number, Deps>()
     const invalidate: number[] = []
     const restart: number[] = []
     for (const [pg, state] of addon.filehPages(native)) {
       if (state === 'loading' || state === 'loading-invalidated') {
         if (state === 'loading') restart.push(pg)
+        continue
+      }
+      if (stored.has(pg) && state === 'loaded' && storers !== undefined && storers.get(pg) !== this) {
+        // Another handle of this file stored the block after us in the same commit: the
+        // database has its page, not ours.
+        invalidate.push(pg)
         continue
       }
       if (stored.has(pg) && state === 'loaded') {
