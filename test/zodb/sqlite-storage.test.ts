@@ -304,6 +304,29 @@ describe('SQLiteStorage', () => {
       }
       expect(error).to.be.instanceOf(StorageFileError)
     })
+
+    it('reports a corrupt page read while opening as a StorageFileError naming the file, not a bare SQLite error', () => {
+      const file = freshFile()
+      const s = new SQLiteStorage(file)
+      for (let i = 0; i < 200; i++) commitRecords(s, [[s.newOid(), 0n, record({ value: i })]])
+      s.close()
+      const raw = new Database(file)
+      raw.pragma('wal_checkpoint(TRUNCATE)')
+      const rootPage = Number(raw.prepare("SELECT rootpage FROM sqlite_master WHERE name = 'transactions'").pluck().get())
+      const pageSize = Number(raw.pragma('page_size', { simple: true }))
+      raw.close()
+      const fd = openSync(file, 'r+')
+      writeSync(fd, Buffer.alloc(pageSize, 0xa5), 0, pageSize, (rootPage - 1) * pageSize)
+      closeSync(fd)
+      let error: unknown
+      try {
+        new SQLiteStorage(file).close()
+      } catch (e) {
+        error = e
+      }
+      expect(error).to.be.instanceOf(StorageFileError)
+      expect((error as Error).message).to.include(file)
+    })
   })
 
   it('its spec opens the same data from a worker thread, read at an explicit snapshot', async () => {
@@ -427,6 +450,37 @@ describe('SQLiteStorage', () => {
         expect(kept[kept.length - 1]).to.equal(storage.loadBefore(o, packTid + 1n)!.serial)
       }
       storage.close()
+    })
+
+    it('keeps the newest transaction when it empties it: later tids stay above it and other instances hear of them', () => {
+      const file = freshFile()
+      const a = new SQLiteStorage(file)
+      const t1 = commitRecords(a, [[0n, 0n, record({ value: 'root' })]])
+      const realNow = Date.now
+      const frozen = realNow()
+      // Commits within one millisecond (or after the clock stepped back): each tid is the last one + 1.
+      Date.now = () => frozen
+      try {
+        const garbage = a.newOid()
+        const t2 = commitRecords(a, [[garbage, 0n, record({ value: 'never referenced' })]])
+        a.pack(t2, true) // collects `garbage`, the only object t2 wrote
+        const heard: Tid[] = []
+        a.addListener({ invalidate: (tid) => heard.push(tid) })
+        const b = new SQLiteStorage(file)
+        try {
+          expect(b.lastTransaction()).to.equal(t2, 'the newest tid is not forgotten')
+          const t3 = commitRecords(b, [[0n, t1, record({ value: 'root 2' })]])
+          expect(t3 > t2).to.equal(true, 'tids strictly increase')
+          a.lastTransaction()
+          expect(heard).to.deep.equal([t3], 'the other instance hears of the commit')
+          expect(a.loadBefore(0n, t2 + 1n)!.serial).to.equal(t1, 'a snapshot at t2 does not see t3')
+        } finally {
+          b.close()
+        }
+      } finally {
+        Date.now = realNow
+      }
+      a.close()
     })
   })
 

@@ -15,6 +15,7 @@ import {
   ReadConflictError,
   ReadOnlyError,
   StorageTransactionError,
+  UndoError,
   decodeForDump,
   encodeStateRecord,
   registerClass,
@@ -504,6 +505,26 @@ export function describeStorageConformance(name: string, factory: StorageFactory
         storage.tpc_abort(txn)
         expect(storage.lastTransaction()).to.equal(t2)
         expect(stateOf(storage.loadBefore(a, MAX)!.data)).to.deep.equal({ value: 2 })
+      })
+
+      it('refuses to undo a transaction at or before a pack time, and does not offer it in undoLog', function () {
+        if (!storage.supportsUndo() || typeof storage.undo !== 'function') return this.skip()
+        // The pack removed the revisions before those current at its time: undoing t2 would find
+        // no revision of `a` before it and delete `a` as if t2 had created it (as it did before).
+        const a = storage.newOid()
+        const t1 = storeRevision(storage, a, 0n, { value: 1 })
+        const t2 = storeRevision(storage, a, t1, { value: 2 })
+        storage.pack(t2, false)
+        const txn = meta('undo')
+        storage.tpc_begin(txn)
+        expect(() => {
+          storage.undo!(t2, txn)
+          storage.tpc_vote(txn)
+        }).to.throw(UndoError, /pack/)
+        storage.tpc_abort(txn)
+        expect(storage.lastTransaction()).to.equal(t2)
+        expect(stateOf(storage.loadBefore(a, MAX)!.data)).to.deep.equal({ value: 2 })
+        if (typeof storage.undoLog === 'function') expect(storage.undoLog(5).map((e) => e.tid)).to.not.include(t2)
       })
     })
 

@@ -72,6 +72,8 @@ export class MemoryStorage implements Storage {
   readonly #revisions = new Map<Oid, Revision[]>()
   readonly #transactions: TransactionEntry[] = []
   #last: Tid = 0n
+  /** The latest pack time: transactions up to it cannot be undone. */
+  #packedTo: Tid = 0n
   #nextOid: Oid = 1n
   #commit: Commit | null = null
   readonly #listeners = new Set<InvalidationListener>()
@@ -251,6 +253,7 @@ export class MemoryStorage implements Storage {
     if (this.#commit !== null) throw new StorageTransactionError(`${this.#name}: cannot pack while a transaction is committing`)
     let packTid = typeof packTime === 'bigint' ? packTime : tidFromDate(packTime)
     if (packTid > this.#last) packTid = this.#last
+    if (packTid > this.#packedTo) this.#packedTo = packTid
     const removed = new Map<Tid, Set<Oid>>()
     const drop = (oid: Oid, rev: Revision) => {
       let s = removed.get(rev.tid)
@@ -312,6 +315,9 @@ export class MemoryStorage implements Storage {
     const commit = this.#committing(txn, 'undo')
     const t = this.#transaction(tid)
     if (t === undefined) throw new UndoError(`no transaction 0x${idToHex(tid)} to undo`)
+    // A pack removed the revisions before those current at its time: what this transaction's
+    // objects would go back to is gone (and would read as a creation, undone by deleting).
+    if (tid <= this.#packedTo) throw new UndoError(`cannot undo transaction 0x${idToHex(tid)}: it is at or before the time of a pack, which removed the revisions it would go back to`)
     const changes: [Oid, Uint8Array | null][] = []
     for (const oid of t.oids) {
       const revs = this.#revisions.get(oid)
@@ -328,6 +334,7 @@ export class MemoryStorage implements Storage {
   undoLog(limit = 20): UndoLogEntry[] {
     this.#checkOpen()
     return this.#transactions
+      .filter((t) => t.tid > this.#packedTo)
       .slice(-limit)
       .reverse()
       .map((t) => ({ tid: t.tid, time: tidToDate(t.tid), user: t.user, description: t.description }))

@@ -368,15 +368,15 @@ export class SQLiteStorage implements Storage {
       this.#stmt = this.prepareStatements()
       if (!this.#readOnly) this.#wal = WalKeeper.open(this.file, this.durability === 'full' ? 'FULL' : 'NORMAL', () => this.#db.pragma('wal_checkpoint(PASSIVE)'))
       if (this.#wal !== null) this.#db.pragma('wal_autocheckpoint = 0')
+      // The version first: a commit between the two reads is then noticed by the first poll.
+      this.#dataVersion = this.#stmt.dataVersion.get() as bigint
+      this.#lastTid = (this.#stmt.lastTid.get() as Row).tid as bigint
+      this.#packCount = this.#readPackCount()
     } catch (error) {
       this.#wal?.close()
       this.#db.close()
       throw this.#fileError(error, 'cannot open')
     }
-    // The version first: a commit between the two reads is then noticed by the first poll.
-    this.#dataVersion = this.#stmt.dataVersion.get() as bigint
-    this.#lastTid = (this.#stmt.lastTid.get() as Row).tid as bigint
-    this.#packCount = this.#readPackCount()
     // A read-only instance (a loader worker's, say) never votes: nothing to remember for it.
     this.#known = new KnownSerials(this.#lastTid, this.#readOnly ? 0 : KNOWN_SERIALS_MAX_OID)
     log('opened %s (durability %s%s), last tid %s', this.file, this.durability, this.#readOnly ? ', read-only' : '', idToHex(this.#lastTid))
@@ -510,9 +510,10 @@ export class SQLiteStorage implements Storage {
         `SELECT count(*) AS n FROM (SELECT max(rowid) AS rid FROM object_revisions WHERE tid < ? GROUP BY oid) c
          JOIN object_revisions r ON r.rowid = c.rid WHERE r.data IS NOT NULL`,
       ),
-      undoLog: db.prepare('SELECT tid, user, description FROM transactions ORDER BY tid DESC LIMIT ?'),
+      // A transaction a pack touched cannot be undone (see undo): not a candidate.
+      undoLog: db.prepare('SELECT tid, user, description FROM transactions WHERE packed = 0 AND tid < ? ORDER BY tid DESC LIMIT ?'),
       previousRevision: db.prepare('SELECT tid, data FROM object_revisions WHERE oid = ? AND +tid < ? ORDER BY rowid DESC LIMIT 1'),
-      transactionExists: db.prepare('SELECT 1 FROM transactions WHERE tid = ?'),
+      transactionPacked: db.prepare('SELECT packed FROM transactions WHERE tid = ?').pluck(),
     }
   }
 
@@ -549,7 +550,7 @@ export class SQLiteStorage implements Storage {
   /** The newest tid, after noticing what other processes committed (they are told to the listeners). */
   lastTransaction(): Tid {
     this.#checkOpen()
-    this.#poll()
+    this.#guard('poll', () => this.#poll())
     return this.#lastTid
   }
 
@@ -902,7 +903,11 @@ export class SQLiteStorage implements Storage {
     this.#checkWritable('undo')
     const commit = this.#committing(txn, 'undo')
     return this.#guard('undo', () => {
-      if (this.#stmt.transactionExists.get(clampTid(tid)) === undefined) throw new UndoError(`no transaction 0x${idToHex(tid)} to undo`)
+      const packed = this.#stmt.transactionPacked.get(clampTid(tid)) as bigint | undefined
+      if (packed === undefined) throw new UndoError(`no transaction 0x${idToHex(tid)} to undo`)
+      // A pack removed the revisions before those of a transaction at or before its pack time:
+      // "the previous revision" of each of its objects is gone, and would read as a creation.
+      if (packed !== 0n) throw new UndoError(`cannot undo transaction 0x${idToHex(tid)}: it is at or before the time of a pack, which removed the revisions it would go back to`)
       const records = this.#stmt.recordsOf.all(clampTid(tid)) as Row[]
       const oids: Oid[] = []
       for (const r of records) {
@@ -1149,7 +1154,7 @@ export class SQLiteStorage implements Storage {
   /** The newest transactions, newest first: candidates for `undo`. */
   undoLog(limit = 20): UndoEntry[] {
     this.#checkOpen()
-    return (this.#stmt.undoLog.all(BigInt(limit)) as Row[]).map((r) => ({
+    return (this.#guard('undoLog', () => this.#stmt.undoLog.all(this.#visibleBefore(), BigInt(limit))) as Row[]).map((r) => ({
       tid: r.tid as bigint,
       time: tidToDate(r.tid as bigint),
       user: r.user as string,
@@ -1203,7 +1208,10 @@ export class SQLiteStorage implements Storage {
       db.prepare('UPDATE transactions SET packed = 1 WHERE tid <= ?').run(packTid)
       // Tells every instance that current revisions may be gone (see tpc_vote).
       db.prepare("INSERT INTO wendelin_meta (key, value) VALUES ('pack_count', 1) ON CONFLICT (key) DO UPDATE SET value = value + 1").run()
-      db.prepare('DELETE FROM transactions WHERE tid <= ? AND tid NOT IN (SELECT tid FROM object_revisions)').run(packTid)
+      // The newest transaction stays even if it lost its records: its tid is what the next
+      // commit (of any process, any instance opened later) must exceed, and what instances that
+      // saw it poll from. Without it a clock at or behind it gave the next commit the same tid.
+      db.prepare('DELETE FROM transactions WHERE tid <= ? AND tid < ? AND tid NOT IN (SELECT tid FROM object_revisions)').run(packTid, last)
       db.exec('COMMIT')
       this.#packCount = this.#readPackCount()
       this.#known.reset(this.#lastTid)
