@@ -481,6 +481,7 @@ Napi::Value FilehLoadHere(const Napi::CallbackInfo& info) {
     }
   };
   try {
+    Virtmem::LoadingHereScope loadingHere(pending);  // a fault on this page here cannot wait for it
     ab = Napi::ArrayBuffer::New(env, pending.dest, len);
     fill.Call({Napi::Uint8Array::New(env, len, ab, 0)});
   } catch (...) {

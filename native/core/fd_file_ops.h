@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 
@@ -28,6 +29,13 @@ class FdFileOps : public BigFileOps {
                std::size_t errLen, const WhileLoading&) override {
     auto* out = static_cast<char*>(dest);
     std::size_t done = 0;
+    // A block whose bytes lie beyond any off_t is past the end of every file: zeros (blk*len
+    // would wrap around and read another block).
+    constexpr std::uint64_t kMaxOff = static_cast<std::uint64_t>(INT64_MAX);
+    if (len != 0 && blk > (kMaxOff - len) / len) {
+      std::memset(out, 0, len);
+      return true;
+    }
     while (done < len) {
       ssize_t n = ::pread(fd_, out + done, len - done, static_cast<off_t>(blk * len + done));
       if (n < 0 && errno == EINTR) continue;

@@ -28,6 +28,12 @@ class PageMap {
   bool empty() const { return map_.empty(); }
   std::size_t size() const { return map_.size(); }
 
+  // Pages with offsets in [lo, hi), ascending: as many steps as pages there, however wide the range.
+  template <typename F>
+  void forEachIn(std::uint64_t lo, std::uint64_t hi, F&& f) const {
+    for (auto it = map_.lower_bound(lo); it != map_.end() && it->first < hi; ++it) f(it->first, it->second);
+  }
+
   template <typename F>
   void forEach(F&& f) const {
     for (const auto& entry : map_) f(entry.first, entry.second);

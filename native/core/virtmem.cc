@@ -32,6 +32,8 @@ namespace {
 __attribute__((tls_model("initial-exec"))) thread_local bool tlsHoldsLock = false;
 // Set by Virtmem::KeepMappedScope (read in a fault, hence initial-exec as well).
 __attribute__((tls_model("initial-exec"))) thread_local bool tlsKeepMapped = false;
+// Set by Virtmem::LoadingHereScope: the page this thread is loading itself (read in a fault).
+__attribute__((tls_model("initial-exec"))) thread_local Page* tlsLoadingHere = nullptr;
 
 // Ram::moveBackToAlias failed: says which call, its errno and whether all of the page was
 // still mapped (once seen in a full test run under load, not reproduced in 40 runs of the
@@ -137,6 +139,8 @@ void Virtmem::filehClose(FileH* fileh) {
                        " mapping(s) still live (unmap them first)");
   if (fileh->writeoutInProgress)
     throw VirtmemError("cannot close file handle: writeout in progress");
+  if (tlsLoadingHere && tlsLoadingHere->fileh == fileh)
+    throw VirtmemError("cannot close file handle: one of its pages is loading on this thread (loadHere)");
   // Loads under way (readahead, fileh.load) finish in loader workers, which never wait for
   // this thread: wait for them — those of invalidated pages too, whose frames would otherwise
   // keep the RAM from closing after this handle. No mapping is left, so no new fault can
@@ -312,8 +316,10 @@ void Virtmem::protectPageEverywhere(Page* page, int prot) {
 void Virtmem::dropPage(Page* page) {
   FileH* fileh = page->fileh;
   if (page->state == PageState::Loading || page->state == PageState::LoadingInvalidated)
-    fileh->loading--;  // only a load's owner drops a page it is loading
-  unmapPageEverywhere(page);
+    fileh->loading--;  // only a load's owner drops a page it is loading; such a page is mapped
+                       // nowhere, and its offset may show the page that replaced it by now
+  else
+    unmapPageEverywhere(page);
   if (page->inLru) fileh->ram->lru.erase(page->lruPos);
   if (page->inDirty) fileh->dirty.erase(page->dirtyPos);
   clearLeftBehind(page);
@@ -430,10 +436,12 @@ void Virtmem::leaveBehind(FileH* fileh, std::uint64_t pgoffset, std::uint64_t pg
   Guard g(*this);
   checkOpen(fileh);
   if (!fileh->ram->leftBehindRecycling) return;
-  for (std::uint64_t pg = pgoffset; pg < pgoffset + pglen; pg++) {
-    Page* page = fileh->pagemap.get(pg);
-    if (page && page->state == PageState::Loaded && page->refcnt == 0 && !page->leftBehind) markLeftBehind(page);
-  }
+  // The pages present in the range (markLeftBehind changes no pagemap entry), not every offset:
+  // a range may be far wider than the pages in memory, and the lock is held meanwhile.
+  std::vector<Page*> pages;
+  fileh->pagemap.forEachIn(pgoffset, pgoffset + pglen, [&](std::uint64_t, Page* page) { pages.push_back(page); });
+  for (Page* page : pages)
+    if (page->state == PageState::Loaded && page->refcnt == 0 && !page->leftBehind) markLeftBehind(page);
 }
 
 void Virtmem::clearLeftBehind(Page* page) {
@@ -526,6 +534,11 @@ void Virtmem::unmapNextVictim(Ram* ram) {
 Virtmem::KeepMappedScope::KeepMappedScope() : saved_(tlsKeepMapped) { tlsKeepMapped = true; }
 Virtmem::KeepMappedScope::~KeepMappedScope() { tlsKeepMapped = saved_; }
 
+Virtmem::LoadingHereScope::LoadingHereScope(const PendingLoad& load) : saved_(tlsLoadingHere) {
+  tlsLoadingHere = load.page;
+}
+Virtmem::LoadingHereScope::~LoadingHereScope() { tlsLoadingHere = saved_; }
+
 void Virtmem::loadDone() {
   loadSeq_.fetch_add(1);
   futexWakeAll(loadSeq_);
@@ -607,6 +620,14 @@ bool Virtmem::onFault(std::uintptr_t addr, bool write) {
 
     // (3) another thread is loading it: wait for any load to complete, then start over.
     if (page->state == PageState::Loading || page->state == PageState::LoadingInvalidated) {
+      if (page == tlsLoadingHere) {
+        char msg[512];
+        std::snprintf(msg, sizeof msg,
+                      "page %llu of %s accessed while it is loading on this very thread (a "
+                      "loadHere fill must not touch mapped memory of the page it fills)",
+                      static_cast<unsigned long long>(pg), fileh->description.c_str());
+        fatal(msg);
+      }
       stats_.loadWaits++;
       const std::uint32_t seq = loadSeq_.load();
       g.unlock();

@@ -127,6 +127,20 @@ class Virtmem {
     bool saved_;
   };
 
+  // While one lives on a thread, that thread fills the LOADING page of `load` itself (loadHere):
+  // a fault of that thread on the page, or a close of its handle, would wait for the thread
+  // itself — the fault ends the process with a message, the close is refused.
+  class LoadingHereScope {
+   public:
+    explicit LoadingHereScope(const PendingLoad& load);
+    ~LoadingHereScope();
+    LoadingHereScope(const LoadingHereScope&) = delete;
+    LoadingHereScope& operator=(const LoadingHereScope&) = delete;
+
+   private:
+    Page* saved_;
+  };
+
   // baseFd >= 0 opens the handle in overlay mode over that file (the caller keeps it open
   // until the handle is closed).
   FileH* filehOpen(Ram* ram, std::shared_ptr<BigFileOps> ops, std::string description,

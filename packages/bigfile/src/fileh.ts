@@ -212,7 +212,9 @@ export class FileH {
    * page's frame, valid only during the call): for the owner of a JS file who can read a block
    * itself while no loader worker serves yet. 'present' or 'busy' (being loaded): nothing done;
    * 'invalidated': loaded but invalidated meanwhile, dropped. A throw from `fill` drops the page
-   * and propagates.
+   * and propagates. `fill` must not touch the page through a mapping (that fault would wait for
+   * this very call: the process ends with a message naming the page) nor close this handle
+   * (refused).
    */
   loadHere(pgoffset: number, fill: (dest: Uint8Array) => void): 'loaded' | 'invalidated' | 'present' | 'busy' {
     this.checkOpen()
