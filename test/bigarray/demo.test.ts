@@ -48,4 +48,14 @@ describe('wendelin demo', function () {
     expect(r.status).to.equal(2)
     expect(r.stderr).to.match(/^wendelin demo: --size \(8 MiB\) must be larger than --ram \(16 MiB\)/)
   })
+
+  it('where its database cannot be created: one line and status 2 (1 means a wrong result)', () => {
+    const dir = tmpDir()
+    const plain = path.join(dir, 'plain-file')
+    fs.writeFileSync(plain, 'not a folder')
+    const r = run(dir, ['--size', '16', '--ram', '8', '--file', path.join(plain, 'demo.sqlite')])
+    expect(r.status).to.equal(2)
+    expect(r.stderr).to.match(/^wendelin demo: .*demo\.sqlite/)
+    expect(r.stderr.trim().split('\n')).to.have.length(1)
+  })
 })

@@ -1,7 +1,7 @@
 // The wendelin subcommands (info, dump, pack, verify, bench), each run as a child process
 // against a database made here: output and exit status, failure cases included.
 import { expect } from 'chai'
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
@@ -171,6 +171,34 @@ describe('wendelin info, dump, pack, verify, bench', function () {
     const unreachable = run('info', 'zeo://127.0.0.1:1/main')
     expect(unreachable.status).to.equal(2)
     expect(unreachable.stderr).to.match(/^wendelin info: cannot open zeo:\/\/127\.0\.0\.1:1\/main/)
+  })
+
+  it("bad usage (a missing argument, an unknown option or command, a malformed value) is one line 'wendelin CMD: ...' and status 2, not the help", () => {
+    const cases: [string[], RegExp][] = [
+      [['info'], /^wendelin info: .*missing required argument 'spec'/],
+      [['dump', file, '--bogus'], /^wendelin dump: .*unknown option '--bogus'/],
+      [['demo', '--size', 'abc'], /^wendelin demo: .*--size/],
+      [['frobnicate'], /^wendelin: .*unknown command 'frobnicate'/],
+    ]
+    for (const [args, re] of cases) {
+      const r = run(...args)
+      expect(r.status, args.join(' ')).to.equal(2)
+      expect(r.stdout, args.join(' ')).to.equal('')
+      expect(r.stderr.trim().split('\n'), args.join(' ')).to.have.length(1)
+      expect(r.stderr, args.join(' ')).to.match(re)
+    }
+    for (const cmd of ['info', 'demo', 'serve']) expect(run(cmd, '--help').status, `${cmd} --help`).to.equal(0)
+  })
+
+  it('dump | head: the reader going away is no crash and no stack trace', async () => {
+    const child = spawn(process.execPath, [wendelin, 'dump', file], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let err = ''
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()))
+    await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()))
+    child.stdout.destroy() // `head -1` has what it wants
+    const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)))
+    expect(err).to.not.match(/EPIPE|Unhandled 'error'|at /)
+    expect(code).to.equal(0)
   })
 
   it('bench runs the suite runner (here: a name that matches nothing)', () => {

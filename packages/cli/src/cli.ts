@@ -7,7 +7,7 @@
 
 import { readFileSync } from 'node:fs'
 
-import { Command, InvalidArgumentError, Option } from 'commander'
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
 import { StorageServer } from '@wendelin/zeo'
 
 import { register as registerBench } from './commands/bench.js'
@@ -57,6 +57,7 @@ async function serve(options: ServeOptions): Promise<void> {
   if (!token) throw new Error('no token: pass --token-file FILE or set WENDELIN_TOKEN (clients must present the same one)')
   if (options.storage.length === 0) throw new Error('nothing to serve: pass --storage NAME=SPEC (e.g. --storage main=sqlite:/srv/db.sqlite)')
   if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) throw new Error('TLS needs both --tls-cert and --tls-key')
+  if (options.tlsCert === undefined && (options.tlsCa !== undefined || options.tlsRequestCert)) throw new Error('--tls-ca and --tls-request-cert need --tls-cert and --tls-key')
   const storages = new Map<string, Storage>()
   const readOnly = new Set(options.readOnly)
   try {
@@ -65,7 +66,9 @@ async function serve(options: ServeOptions): Promise<void> {
       if (eq <= 0) throw new Error(`--storage ${s}: expected NAME=SPEC`)
       const name = s.slice(0, eq)
       if (storages.has(name)) throw new Error(`--storage ${name} given twice`)
-      storages.set(name, await openStorage(s.slice(eq + 1), readOnly.has(name) ? { readOnly: true } : {}))
+      let spec = s.slice(eq + 1)
+      if (spec !== '' && !/^[a-z][a-z0-9+.-]*:/.test(spec)) spec = `sqlite:${spec}` // a plain path is a SQLite file
+      storages.set(name, await openStorage(spec, readOnly.has(name) ? { readOnly: true } : {}))
     }
     for (const name of readOnly) if (!storages.has(name)) throw new Error(`--read-only ${name}: no such storage`)
   } catch (error) {
@@ -91,10 +94,15 @@ async function serve(options: ServeOptions): Promise<void> {
   for (const [name, storage] of storages) server.addStorage(name, storage, { readOnly: readOnly.has(name) })
   const address = await server.listen(options.listen.port, options.listen.host)
   const names = [...storages.keys()].map((n) => (readOnly.has(n) ? `${n} (read-only)` : n)).join(', ')
-  process.stdout.write(`wendelin: serving ${names} on ${options.tlsCert ? 'zeos' : 'zeo'}://${address.host}:${address.port}\n`)
+  const host = address.host.includes(':') ? `[${address.host}]` : address.host
+  process.stdout.write(`wendelin: serving ${names} on ${options.tlsCert ? 'zeos' : 'zeo'}://${host}:${address.port}\n`)
   let stopping = false
-  const stop = (signal: string) => {
-    if (stopping) return
+  const stop = (signal: 'SIGTERM' | 'SIGINT') => {
+    if (stopping) {
+      // A second signal does not wait for the transactions in flight: they are aborted.
+      process.stderr.write(`wendelin: ${signal} again: exiting now\n`)
+      process.exit(128 + (signal === 'SIGINT' ? 2 : 15))
+    }
     stopping = true
     process.stdout.write(`wendelin: ${signal}: finishing the transaction in flight and closing\n`)
     server.close().then(
@@ -110,7 +118,9 @@ async function serve(options: ServeOptions): Promise<void> {
 }
 
 export function program(): Command {
-  const cli = new Command('wendelin').description('A transactional object database and out-of-core arrays').showHelpAfterError()
+  // Bad arguments: one line, `wendelin CMD: what is wrong`, status 2 (exitOverride is inherited by
+  // the subcommands; their output is configured below, once they exist).
+  const cli = new Command('wendelin').description('A transactional object database and out-of-core arrays').exitOverride()
   cli
     .command('serve')
     .description('serve databases to network clients (zeo://HOST:PORT/NAME)')
@@ -139,7 +149,24 @@ export function program(): Command {
   registerVerify(cli)
   registerBench(cli)
   registerDemo(cli)
+  for (const cmd of [cli, ...cli.commands]) {
+    const prefix = cmd === cli ? 'wendelin' : `wendelin ${cmd.name()}`
+    cmd.configureOutput({ outputError: (str, write) => write(`${prefix}: ${str.replace(/^error: /, '')}`) })
+  }
   return cli
 }
 
-await program().parseAsync(process.argv)
+// Whoever reads our output may go away (`wendelin dump … | head`, `wendelin serve | tee log` and
+// Ctrl-C): that is no reason to crash, least of all in the middle of a pack or a shutdown.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') throw error
+  })
+}
+
+try {
+  await program().parseAsync(process.argv)
+} catch (error) {
+  if (!(error instanceof CommanderError)) throw error
+  process.exit(error.exitCode === 0 ? 0 : 2)
+}

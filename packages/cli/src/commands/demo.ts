@@ -74,6 +74,18 @@ function statsOver(A: ZBigArray<'float64'>, window: number, onChunk?: (done: num
 }
 
 async function demo(options: DemoOptions): Promise<number> {
+  try {
+    return await demoSteps(options)
+  } finally {
+    // --no-keep: no files left behind, also when a step failed (a full disk, say)
+    if (options.keep === false) {
+      const file = path.resolve(options.file)
+      for (const f of [file, `${file}-wal`, `${file}-shm`]) rmSync(f, { force: true })
+    }
+  }
+}
+
+async function demoSteps(options: DemoOptions): Promise<number> {
   const out = (line: string) => process.stdout.write(`${line}\n`)
   const file = path.resolve(options.file)
   const bytes = options.size * MiB
@@ -91,7 +103,13 @@ async function demo(options: DemoOptions): Promise<number> {
 
   // 1. create and fill
   let t0 = performance.now()
-  const db = new DB(new SQLiteStorage(file))
+  let storage: SQLiteStorage
+  try {
+    storage = new SQLiteStorage(file)
+  } catch (error) {
+    throw new CliError(`cannot create ${file}: ${(error as Error).message.split('\n')[0]}`)
+  }
+  const db = new DB(storage)
   const tm = new TransactionManager()
   const conn = db.open({ transactionManager: tm })
   const root = conn.root as Record<string, unknown>

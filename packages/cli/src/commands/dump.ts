@@ -36,6 +36,7 @@ export function register(cli: Command): void {
         let shown = 0
         try {
           for (const t of tid === null ? storage.iterator() : storage.iterator(tid, tid)) {
+            if (process.stdout.destroyed) return // the reader went away (`| head`)
             const records = t.records.filter((r) => oid === null || r.oid === oid)
             if (oid !== null && records.length === 0) continue
             shown++
