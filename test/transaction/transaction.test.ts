@@ -102,6 +102,21 @@ describe('Transaction', () => {
       expect(tm.peek()).to.equal(null)
     })
 
+    it('a transaction doomed by a before-commit hook or a synchronizer is not committed', () => {
+      for (const doomIn of ['hook', 'beforeCompletion'] as const) {
+        const { txn, tm, journal } = setup()
+        txn.join(new RecordingDataManager('a', journal))
+        if (doomIn === 'hook') txn.addBeforeCommitHook(() => txn.doom())
+        const synch = { beforeCompletion: (t: Transaction) => void (doomIn === 'beforeCompletion' && t.doom()) }
+        tm.registerSynch(synch)
+        expect(() => tm.commit(), doomIn).to.throw(DoomedTransactionError, /doomed/)
+        expect(journal, doomIn).to.deep.equal([])
+        expect(txn.status, doomIn).to.equal(Status.DOOMED)
+        tm.abort()
+        expect(journal, doomIn).to.deep.equal(['a.abort'])
+      }
+    })
+
     it('cannot doom a transaction that is committing or committed', () => {
       const { txn, tm } = setup()
       const dm = new RecordingDataManager('a')

@@ -27,6 +27,15 @@ class Refuses extends Persistent {
 }
 registerClass('test.conflict.Refuses', Refuses)
 
+/** Refuses with a ConflictError of its own, as BTrees' resolvers do in ZODB. */
+class RefusesWithConflict extends Persistent {
+  value = 0
+  override _p_resolveConflict(): Record<string, unknown> {
+    throw new ConflictError('both changed the same key')
+  }
+}
+registerClass('test.conflict.RefusesWithConflict', RefusesWithConflict)
+
 describe('conflict resolution', () => {
   it('merges concurrent increments of a resolving counter', () => {
     const db = newDB()
@@ -81,6 +90,30 @@ describe('conflict resolution', () => {
     expect((error as Error).message).to.match(/these changes do not mix/)
     b.tm.abort()
     expect((b.root.r as Refuses).value).to.equal(1)
+  })
+
+  it('a ConflictError thrown by the resolver still names the object, its class and serials', () => {
+    const db = newDB()
+    const a = session(db)
+    a.root.r = new RefusesWithConflict()
+    a.tm.commit()
+    const b = session(db)
+    ;(a.root.r as RefusesWithConflict).value = 1
+    ;(b.root.r as RefusesWithConflict).value = 2
+    a.tm.commit()
+    let error: unknown
+    try {
+      b.tm.commit()
+    } catch (e) {
+      error = e
+    }
+    expect(error).to.be.instanceOf(ConflictError)
+    const conflict = error as ConflictError
+    expect(conflict.oid).to.equal((a.root.r as RefusesWithConflict)._p_oid)
+    expect(conflict.className).to.equal('test.conflict.RefusesWithConflict')
+    expect(conflict.committedSerial).to.equal((a.root.r as RefusesWithConflict)._p_serial)
+    expect(conflict.message).to.match(/both changed the same key/)
+    b.tm.abort()
   })
 
   it('does not resolve conflicts of classes without a resolver', () => {

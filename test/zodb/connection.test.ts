@@ -72,6 +72,30 @@ describe('DB and Connection', () => {
       const check = session(db)
       expect([(check.root.one as Item).value, (check.root.two as Item).value]).to.deep.equal(['set by one', 'set by two'])
     })
+
+    it('a connection opened outside any scope and closed in one stops following the outer transactions', async () => {
+      const db = newDB()
+      const conn = db.open() // registers with the root manager
+      conn.root.x = new Item('x', 1)
+      transaction.commit()
+      await transaction.manager.scope(async () => conn.close())
+      let outerAborted!: () => void
+      const outerAbort = new Promise<void>((resolve) => (outerAborted = resolve))
+      // Made outside the scope below: its callback runs with the root manager current.
+      void new Promise((resolve) => setTimeout(resolve, 10)).then(() => {
+        transaction.abort()
+        outerAborted()
+      })
+      await transaction.manager.scope(async () => {
+        const reused = db.open()
+        expect(reused).to.equal(conn)
+        ;(reused.root.x as Item).value = 42
+        await outerAbort // the root's transaction ends meanwhile: not ours
+        transaction.commit()
+        reused.close()
+      })
+      expect((session(db).root.x as Item).value).to.equal(42)
+    })
   })
 
   describe('add and get', () => {
@@ -374,6 +398,26 @@ describe('DB and Connection', () => {
       expect(() => tm.begin()).to.not.throw()
       expect(() => conn.root).to.throw(ConnectionStateError)
       tm.commit()
+    })
+
+    it('a connection closed after a failed commit and reused from the pool keeps its new changes when the old transaction is aborted', () => {
+      const db = newDB()
+      const a = session(db)
+      a.root.i = new Item('i', 0)
+      a.tm.commit()
+      const b = session(db)
+      ;(a.root.i as Item).value = 1
+      ;(b.root.i as Item).value = 2
+      a.tm.commit()
+      expect(() => b.tm.commit()).to.throw(ConflictError)
+      b.conn.close() // allowed: the failed commit tpc_aborted the connection
+      const tm2 = new TransactionManager()
+      const reused = db.open({ transactionManager: tm2 })
+      expect(reused).to.equal(b.conn)
+      reused.root.j = new Item('j', 5)
+      b.tm.abort() // ends the hosed transaction, which still lists the connection
+      tm2.commit()
+      expect((session(db).root.j as Item | undefined)?.value).to.equal(5)
     })
 
     it('supports using / Symbol.dispose for connections and databases', () => {

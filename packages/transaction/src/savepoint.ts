@@ -8,17 +8,21 @@ import type { Transaction } from './transaction.js'
 
 /** What a savepoint needs from its transaction (implemented by Transaction, not public API). */
 export interface SavepointOwner {
-  /** Invalidate and forget every savepoint made after `savepoint`. */
-  _invalidateSavepointsAfter(savepoint: TransactionSavepoint): void
+  /** Whether the savepoint with this index can still be rolled back. */
+  _savepointIsLive(index: number): boolean
+  /** Invalidate every savepoint made after the one with this index. */
+  _invalidateSavepointsAfter(index: number): void
   /** Record `error` as the failure that hoses the transaction. */
   _fail(error: unknown): void
-  /** Remove a data manager that joined after a savepoint which is being rolled back. */
-  _unjoin(dm: DataManager): void
+  /** Abort and unjoin the data managers that joined after the savepoint with this index was made. */
+  _abortJoinedAfter(index: number): void
 }
 
 export class TransactionSavepoint implements Savepoint {
-  #owner: (Transaction & SavepointOwner) | null
-  /** @internal per-data-manager savepoints, in join order; grows when a manager joins later. */
+  readonly #owner: Transaction & SavepointOwner
+  /** Its place among the savepoints of its transaction (set by the transaction). */
+  #index = 0
+  /** @internal per-data-manager savepoints of the managers joined when it was made, in join order. */
   readonly _savepoints: DataManagerSavepoint[] = []
 
   constructor(owner: Transaction & SavepointOwner, optimistic: boolean, resources: readonly DataManager[]) {
@@ -35,44 +39,30 @@ export class TransactionSavepoint implements Savepoint {
   }
 
   get valid(): boolean {
-    return this.#owner !== null
+    return this.#owner._savepointIsLive(this.#index)
   }
 
-  /** @internal called by the transaction when this savepoint can no longer be used. */
-  _invalidate(): void {
-    this.#owner = null
+  /** @internal called once by the transaction that made it. */
+  _setIndex(index: number): void {
+    this.#index = index
   }
 
   rollback(): void {
     const owner = this.#owner
-    if (owner === null) {
+    if (!owner._savepointIsLive(this.#index)) {
       throw new InvalidSavepointRollbackError(
         'This savepoint was invalidated: a rollback to an earlier savepoint, or the end of its transaction, discarded it',
       )
     }
-    owner._invalidateSavepointsAfter(this)
+    owner._invalidateSavepointsAfter(this.#index)
     try {
       for (const sp of this._savepoints) sp.rollback()
+      // Managers that joined after the savepoint: rolling back to before they joined aborts them.
+      owner._abortJoinedAfter(this.#index)
     } catch (error) {
       owner._fail(error)
       throw error
     }
-  }
-}
-
-/**
- * The savepoint of a data manager that joined after the transaction savepoint was made: rolling
- * back to before it joined means aborting its changes and removing it from the transaction.
- */
-export class AbortSavepoint implements DataManagerSavepoint {
-  constructor(
-    readonly dataManager: DataManager,
-    readonly owner: Transaction & SavepointOwner,
-  ) {}
-
-  rollback(): void {
-    this.dataManager.abort(this.owner)
-    this.owner._unjoin(this.dataManager)
   }
 }
 

@@ -30,7 +30,7 @@ import {
   TransientError,
   describe,
 } from './errors.js'
-import { AbortSavepoint, type SavepointOwner, TransactionSavepoint } from './savepoint.js'
+import { type SavepointOwner, TransactionSavepoint } from './savepoint.js'
 import { IterableWeakSet } from './weak-set.js'
 import { defaultLogger } from './log.js'
 
@@ -70,9 +70,16 @@ export class Transaction implements SavepointOwner {
   readonly #log: TransactionLogger
   /** The error that hosed this transaction (set with status COMMITFAILED). */
   #failure: { error: unknown } | null = null
-  /** Live savepoints with their creation index, oldest first. */
-  #savepoints = new Map<TransactionSavepoint, number>()
+  /**
+   * The indexes of the savepoints that can still be rolled back, ascending. Only numbers: the
+   * transaction keeps no savepoint alive (Python's holds them weakly), so a long transaction that
+   * makes a savepoint every so often (a bulk import) does not keep every savepoint it dropped,
+   * with the state each data manager saved in it, until it ends.
+   */
+  #liveSavepoints: number[] = []
   #savepointIndex = 0
+  /** Managers that joined after savepoints were made, in join order, with how many had been made then. */
+  #lateJoins: { dm: DataManager; after: number }[] = []
   #data = new Map<object, unknown>()
   #beforeCommit: Hook[] = []
   #afterCommit: Hook[] = []
@@ -164,16 +171,17 @@ export class Transaction implements SavepointOwner {
       )
     }
     this.#resources.push(dm)
-    if (this.#savepoints.size > 0) {
-      // Joined after savepoints were made: rolling any of them back means aborting this manager.
-      const sp = new AbortSavepoint(dm, this)
-      for (const txnSavepoint of this.#savepoints.keys()) txnSavepoint._savepoints.push(sp)
-    }
+    // Joined after savepoints were made: rolling any of them back means aborting this manager.
+    if (this.#liveSavepoints.length > 0) this.#lateJoins.push({ dm, after: this.#savepointIndex })
   }
 
-  /** @internal */
-  _unjoin(dm: DataManager): void {
-    this.#resources = this.#resources.filter((r) => r !== dm)
+  /** @internal Abort and unjoin the managers that joined after savepoint `index` was made, in join order. */
+  _abortJoinedAfter(index: number): void {
+    for (const { dm, after } of [...this.#lateJoins]) {
+      if (after < index) continue
+      dm.abort(this)
+      this.#resources = this.#resources.filter((r) => r !== dm)
+    }
   }
 
   /**
@@ -190,25 +198,33 @@ export class Transaction implements SavepointOwner {
       this._fail(error)
       throw error
     }
-    this.#savepoints.set(sp, ++this.#savepointIndex)
+    sp._setIndex(++this.#savepointIndex)
+    this.#liveSavepoints.push(this.#savepointIndex)
     return sp
   }
 
-  /** @internal */
-  _invalidateSavepointsAfter(savepoint: TransactionSavepoint): void {
-    const index = this.#savepoints.get(savepoint)
-    if (index === undefined) return
-    for (const [sp, i] of this.#savepoints) {
-      if (i > index) {
-        sp._invalidate()
-        this.#savepoints.delete(sp)
-      }
+  /** @internal Whether savepoint `index` can still be rolled back. */
+  _savepointIsLive(index: number): boolean {
+    const live = this.#liveSavepoints
+    let lo = 0
+    let hi = live.length
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1
+      if (live[mid]! < index) lo = mid + 1
+      else hi = mid
     }
+    return lo < live.length && live[lo] === index
+  }
+
+  /** @internal Invalidate every savepoint made after savepoint `index`. */
+  _invalidateSavepointsAfter(index: number): void {
+    const live = this.#liveSavepoints
+    while (live.length > 0 && live[live.length - 1]! > index) live.pop()
   }
 
   #invalidateAllSavepoints(): void {
-    for (const sp of this.#savepoints.keys()) sp._invalidate()
-    this.#savepoints.clear()
+    this.#liveSavepoints = []
+    this.#lateJoins = []
   }
 
   /** @internal Hose the transaction: remember why, so later use can say so. */
@@ -236,6 +252,10 @@ export class Transaction implements SavepointOwner {
 
     this.#callHooks(this.#beforeCommit, { rethrow: true })
     for (const s of this.#synchs()) s.beforeCompletion?.(this)
+    // A before-commit hook or a synchronizer may have doomed it: a doomed transaction never commits.
+    if (this.isDoomed()) {
+      throw new DoomedTransactionError('The transaction is doomed: it cannot be committed, only aborted')
+    }
     this.#status = Status.COMMITTING
     try {
       this.#commitResources()

@@ -66,7 +66,9 @@ export function tryToResolveConflict(
     log('resolved a conflict on %s (%s)', oid, className)
     return data
   } catch (error) {
-    if (error instanceof ConflictError) throw error
+    // A resolver's own ConflictError (one that says which key clashed, say) usually cannot name
+    // the object: as in ZODB, the conflict that leaves the storage always does.
+    if (error instanceof ConflictError && error.oid !== null) throw error
     throw fail(`${className}._p_resolveConflict could not merge the changes: ${(error as Error).message}`, error)
   }
 }

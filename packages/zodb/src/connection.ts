@@ -11,7 +11,13 @@
 // loads look there first, and commit writes those records along with the objects still changed.
 
 import createDebug from 'debug'
-import { manager as defaultManager, type DataManagerSavepoint, type Transaction, type TransactionManagerLike } from '@wendelin/transaction'
+import {
+  AsyncScopedTransactionManager,
+  manager as defaultManager,
+  type DataManagerSavepoint,
+  type Transaction,
+  type TransactionManagerLike,
+} from '@wendelin/transaction'
 
 import { findClass, nameOfClass } from './class-registry.js'
 import {
@@ -139,6 +145,12 @@ export class Connection<R extends object = Record<string, unknown>> implements P
   #finishingTid: Tid | null = null
   #onClose: (() => void)[] = []
   readonly #synchronizer
+  /**
+   * The manager the synchronizer is registered with: with the async-scoped manager, the one of
+   * the scope that opened the connection, wherever it is closed (unregistering from the scope
+   * current at close would leave it following the opener's transactions after it is reused).
+   */
+  #synchManager: TransactionManagerLike | null = null
 
   constructor(db: ConnectionOwner, options: ConnectionOptions) {
     this.db = db
@@ -152,7 +164,18 @@ export class Connection<R extends object = Record<string, unknown>> implements P
       newTransaction: () => this.#sync(),
       afterCompletion: (txn: Transaction) => this.#afterCompletion(txn),
     }
-    if (!this.#historical) this.#tm.registerSynch(this.#synchronizer)
+    if (!this.#historical) this.#registerSynch()
+  }
+
+  #registerSynch(): void {
+    const tm = this.#tm
+    this.#synchManager = tm instanceof AsyncScopedTransactionManager ? tm.current : tm
+    this.#synchManager.registerSynch(this.#synchronizer)
+  }
+
+  #unregisterSynch(): void {
+    this.#synchManager?.unregisterSynch(this.#synchronizer)
+    this.#synchManager = null
   }
 
   // --- the public face -------------------------------------------------------------------------
@@ -287,7 +310,7 @@ export class Connection<R extends object = Record<string, unknown>> implements P
         log('error in a close callback: %O', error)
       }
     }
-    if (!this.#historical) this.#tm.unregisterSynch(this.#synchronizer)
+    if (!this.#historical) this.#unregisterSynch()
     this.db._connectionClosed(this as unknown as Connection<object>)
   }
 
@@ -297,7 +320,7 @@ export class Connection<R extends object = Record<string, unknown>> implements P
 
   /** @internal The database closed: stop following transactions and drop the cache. */
   _shutdown(): void {
-    if (this.#opened && !this.#historical) this.#tm.unregisterSynch(this.#synchronizer)
+    if (this.#opened && !this.#historical) this.#unregisterSynch()
     if (this.#opened) {
       const callbacks = this.#onClose
       this.#onClose = []
@@ -320,7 +343,7 @@ export class Connection<R extends object = Record<string, unknown>> implements P
   _reopen(tm: TransactionManagerLike | undefined): void {
     this.#opened = true
     this.#tm = tm ?? defaultManager
-    this.#tm.registerSynch(this.#synchronizer)
+    this.#registerSynch()
     this.#sync()
   }
 
@@ -445,7 +468,10 @@ export class Connection<R extends object = Record<string, unknown>> implements P
   }
 
   abort(txn: Transaction): void {
-    void txn
+    // A transaction this connection is no longer joined to (one whose failed commit already
+    // tpc_aborted it, aborted after the connection went back to the pool and was reused) has
+    // nothing of ours: the changes are another transaction's.
+    if (this.#txn !== null && txn !== this.#txn) return
     this.#discardChanges()
   }
 
@@ -525,6 +551,7 @@ export class Connection<R extends object = Record<string, unknown>> implements P
 
   tpc_abort(txn: Transaction): void {
     StorageCommit.for(this.#storage, txn).abort()
+    if (this.#txn !== null && txn !== this.#txn) return
     this.#discardChanges()
   }
 
