@@ -379,5 +379,33 @@ describe('Persistent', () => {
       other.tm.commit()
       expect(l2._p_changed).to.equal(false)
     })
+
+    it('set() refuses an index that is not a non-negative integer instead of losing the value at commit', () => {
+      const s = session(newDB())
+      const l = new PersistentList([1, 2, 3])
+      s.root.l = l
+      s.tm.commit()
+      // data[-1] = v makes an array property that is never stored: the change was marked, then lost.
+      for (const bad of [-1, 1.5, NaN]) {
+        expect(() => l.set(bad, 9)).to.throw(RangeError)
+      }
+      expect(l.toArray()).to.deep.equal([1, 2, 3])
+      l.set(3, 4)
+      s.tm.commit()
+      expect((session(s.conn.db as never).root.l as PersistentList<number>).toArray()).to.deep.equal([1, 2, 3, 4])
+    })
+
+    it('splice(start, undefined, ...items) deletes nothing and inserts the items, as Array.prototype.splice', () => {
+      const s = session(newDB())
+      const l = new PersistentList([3, 1, 2])
+      s.root.l = l
+      s.tm.commit()
+      const expected = [3, 1, 2]
+      expect(l.splice(1, undefined, 7)).to.deep.equal(expected.splice(1, undefined as unknown as number, 7))
+      s.tm.commit()
+      expect((session(s.conn.db as never).root.l as PersistentList<number>).toArray()).to.deep.equal(expected)
+      expect(l.splice(1)).to.deep.equal([7, 1, 2])
+      expect(l.toArray()).to.deep.equal([3])
+    })
   })
 })

@@ -5,6 +5,7 @@ import { expect } from 'chai'
 import { TransactionFailedError } from '@wendelin/transaction'
 import {
   Broken,
+  CorruptRecordError,
   GHOST,
   InvalidObjectReference,
   Persistent,
@@ -196,6 +197,27 @@ describe('serialization', () => {
       })
     }
 
+    it('refuses instances of registered subclasses of Map, Set, Array, Error and Date instead of storing them empty or as the base class', () => {
+      class Registry extends Map<string, number> {}
+      registerClass('test.serialize.Registry', Registry)
+      class Tags extends Set<string> {}
+      registerClass('test.serialize.Tags', Tags)
+      class Stack extends Array<number> {}
+      registerClass('test.serialize.Stack', Stack)
+      class Oops extends Error {}
+      registerClass('test.serialize.Oops', Oops)
+      class Stamp extends Date {
+        label = 'x'
+      }
+      registerClass('test.serialize.Stamp', Stamp)
+      for (const value of [new Registry([['a', 1]]), new Tags(['t']), Stack.from([1, 2]), new Oops('boom'), new Stamp(5)]) {
+        const s = session(newDB())
+        s.root.item = new Item('x', { deep: value })
+        expect(() => s.tm.commit(), value.constructor.name).to.throw(UnserializableError, /\.value\.deep: .*built-in/)
+        s.tm.abort()
+      }
+    })
+
     it('refuses a reference to an object of another database', () => {
       const one = session(newDB())
       const two = session(newDB())
@@ -255,6 +277,46 @@ describe('serialization', () => {
       expect(() => (b.root.g as unknown as { x: unknown }).x).to.throw(UnknownClassError, /test\.serialize\.Gone/)
     })
 
+    it('an instance of an unknown value class is written back under its class, not as a plain object', () => {
+      const db = newDB()
+      const a = session(db)
+      class Valuable {
+        x = 1
+      }
+      registerClass('test.serialize.Valuable', Valuable)
+      a.root.item = new Item('v', [new Valuable(), { plain: true }])
+      a.tm.commit()
+      const oid = (a.root.item as Item)._p_oid!
+      // The class is gone: its record names a class no one registered (yet).
+      const rec = db.storage.loadBefore(oid, 2n ** 64n - 1n)!
+      const renamed = new Uint8Array(Buffer.from(Buffer.from(rec.data).toString('latin1').replace('test.serialize.Valuable', 'test.serialize.Valuabl2'), 'latin1'))
+      const txn = { user: '', description: '', extension: {} }
+      db.storage.tpc_begin(txn)
+      db.storage.store(oid, rec.serial, renamed, txn)
+      db.storage.tpc_vote(txn)
+      db.storage.tpc_finish(txn)
+      // Another attribute of the object holding it changes: the object is written again.
+      const b = session(db)
+      const item = b.root.item as Item
+      expect((item.value as unknown[])[0]).to.deep.include({ x: 1 })
+      item.name = 'changed'
+      b.tm.commit()
+      const rewritten = db.storage.loadBefore(oid, 2n ** 64n - 1n)!.data
+      // Still tag 09 naming the class, as the record it was loaded from.
+      expect(Buffer.from(rewritten).includes(Buffer.from([0xd4, 0x09, 0x00, 0x92, 0xb7, ...Buffer.from('test.serialize.Valuabl2'), 0x81]))).to.equal(true)
+      expect(Buffer.from(rewritten).includes(Buffer.from('__class__'))).to.equal(false)
+      // The class comes back: the value is its instance again.
+      class Valuabl2 {
+        x = 0
+      }
+      registerClass('test.serialize.Valuabl2', Valuabl2)
+      const c = session(db)
+      const value = (c.root.item as Item).value as unknown[]
+      expect(value[0]).to.be.instanceOf(Valuabl2)
+      expect({ ...(value[0] as object) }).to.deep.equal({ x: 1 })
+      expect(value[1]).to.deep.equal({ plain: true })
+    })
+
     it('an unknown class loaded directly by oid is an error naming it', () => {
       const db = newDB()
       const txn = { user: '', description: '', extension: {} }
@@ -292,6 +354,22 @@ describe('serialization', () => {
       // A reference: tag 1, then [8-byte oid, class name].
       const refTag = Buffer.from([0xd4, 0x01, 0x00, 0x92, 0xc4, 0x08])
       expect(Buffer.from(data).indexOf(refTag)).to.be.above(0)
+    })
+
+    it('refuses corrupt tag payloads with CorruptRecordError instead of reading wrong values', () => {
+      const head = [0x93, 0x01, 0xa1, 0x63, 0x81, 0xa1, 0x61] // [1, "c", {a: <value>}]
+      const corrupt = {
+        'an empty bigint': [0xd4, 0x03, 0x00, 0xa0],
+        'a hexadecimal bigint': [0xd4, 0x03, 0x00, 0xa4, ...Buffer.from('0x1f')],
+        'a bigint that is not a number': [0xd4, 0x03, 0x00, 0xa2, ...Buffer.from('1z')],
+        'a Map of an odd number of items': [0xd4, 0x05, 0x00, 0x93, 0x01, 0x02, 0x03],
+        'a Float64Array of 3 bytes': [0xd4, 0x08, 0x00, 0x92, 0x09, 0xc4, 0x03, 0x01, 0x02, 0x03],
+        'a reference of 3 bytes': [0xd4, 0x01, 0x00, 0x92, 0xc4, 0x03, 0x01, 0x02, 0x03, 0xa1, 0x78],
+        'a Set that is not an array': [0xd4, 0x06, 0x00, 0x05],
+      }
+      for (const [what, value] of Object.entries(corrupt)) {
+        expect(() => decodeForDump(new Uint8Array([...head, ...value])), what).to.throw(CorruptRecordError)
+      }
     })
 
     it('writes each tag as the README says', () => {

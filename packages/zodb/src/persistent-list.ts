@@ -24,6 +24,8 @@ export class PersistentList<T = unknown> extends Persistent implements Iterable<
     return this.data[index]
   }
   set(index: number, value: T): void {
+    // Any other index makes an array property, which is never stored: the change would be lost.
+    if (!Number.isSafeInteger(index) || index < 0) throw new RangeError(`PersistentList.set: index ${index} is not a non-negative integer`)
     this._p_changed = true
     this.data[index] = value
   }
@@ -47,7 +49,8 @@ export class PersistentList<T = unknown> extends Persistent implements Iterable<
   }
   splice(start: number, deleteCount?: number, ...items: T[]): T[] {
     this._p_changed = true
-    return deleteCount === undefined ? this.data.splice(start) : this.data.splice(start, deleteCount, ...items)
+    // As Array.prototype.splice: only a missing deleteCount means "to the end" (an explicit undefined is 0).
+    return arguments.length < 2 ? this.data.splice(start) : this.data.splice(start, deleteCount as number, ...items)
   }
   sort(compare?: (a: T, b: T) => number): this {
     this._p_changed = true

@@ -112,6 +112,51 @@ function describeValue(value: unknown): string {
   return typeof value
 }
 
+/**
+ * The built-in class `value` (an instance of a registered class) extends, whose internal data
+ * (entries, elements, message...) is not among its own attributes and so would not be stored;
+ * null for an ordinary class.
+ */
+function builtinBaseOf(value: object): string | null {
+  if (Array.isArray(value)) return 'Array'
+  if (ArrayBuffer.isView(value)) return 'ArrayBufferView'
+  for (const B of [Map, Set, WeakMap, WeakSet, Date, Error, RegExp, Promise, ArrayBuffer, SharedArrayBuffer, Number, String, Boolean] as const) {
+    if (value instanceof B) return B.name
+  }
+  return null
+}
+
+function refuseBuiltinSubclass(value: object, className: string, path: PathStep): void {
+  const builtin = builtinBaseOf(value)
+  if (builtin !== null) {
+    throw new UnserializableError(
+      path.toString(),
+      `it is an instance of the registered class ${className}, which extends the built-in ${builtin}: only its own attributes would be stored, not the ${builtin}'s own data (hold a plain ${builtin} in an attribute instead)`,
+    )
+  }
+}
+
+/**
+ * What a record's instance of an unregistered (non-persistent) class loads as: an object with
+ * its attributes and `__class__` naming the class, whose prototype marks it so that it is
+ * written back as that class's instance (tag 09) if its holder is stored again, instead of
+ * becoming a plain object and losing its class for good.
+ */
+const unknownValuePrototype: object = Object.create(Object.prototype, { constructor: { value: Object, writable: true, configurable: true } })
+const UNKNOWN_CLASS: unique symbol = Symbol('wendelin.zodb.unknownClass')
+
+function unknownClassValue(className: string): Record<string, unknown> {
+  const out = Object.create(unknownValuePrototype) as Record<string, unknown>
+  Object.defineProperty(out, UNKNOWN_CLASS, { value: className })
+  out.__class__ = className
+  return out
+}
+
+/** The class name and attribute names to write for an object made by unknownClassValue. */
+function unknownClassOf(value: object): { className: string; keys: string[] } {
+  return { className: (value as { [UNKNOWN_CLASS]: string })[UNKNOWN_CLASS], keys: Object.keys(value).filter((k) => k !== '__class__') }
+}
+
 class StateWriter {
   readonly #seen = new Map<object, number>()
   constructor(readonly refs: ReferenceWriter) {}
@@ -155,7 +200,8 @@ class StateWriter {
       for (const k of Object.keys(value)) out.set(k, this.write((value as Record<string, unknown>)[k], new PathStep(path, k)))
       return out
     }
-    if (value instanceof Date) return tagged(Tag.DATE, value.getTime())
+    // A Date's own class only: a subclass is a registered class (refused) or an unregistered one.
+    if (proto === Date.prototype) return tagged(Tag.DATE, (value as Date).getTime())
     if (proto === Map.prototype) {
       const out: unknown[] = []
       let i = 0
@@ -182,9 +228,16 @@ class StateWriter {
     }
     const className = nameOfClass((value as { constructor?: unknown }).constructor)
     if (className !== undefined && (value as { constructor?: { prototype?: unknown } }).constructor?.prototype === proto) {
+      refuseBuiltinSubclass(value, className, path)
       const out = new Map<string, unknown>()
       for (const k of Object.keys(value)) out.set(k, this.write((value as Record<string, unknown>)[k], new PathStep(path, k)))
       return tagged(Tag.OBJECT, [className, out])
+    }
+    if (proto === unknownValuePrototype) {
+      const unknown = unknownClassOf(value)
+      const out = new Map<string, unknown>()
+      for (const k of unknown.keys) out.set(k, this.write((value as Record<string, unknown>)[k], new PathStep(path, k)))
+      return tagged(Tag.OBJECT, [unknown.className, out])
     }
     throw new UnserializableError(path.toString(), `it is ${describeValue(value)}`)
   }
@@ -638,9 +691,9 @@ class RecordEncoder {
       this.#attributes(value as Record<string, unknown>, path)
       return
     }
-    if (value instanceof Date) {
+    if (proto === Date.prototype) {
       this.#tag(Tag.DATE)
-      this.#number(value.getTime())
+      this.#number((value as Date).getTime())
       return
     }
     if (proto === Map.prototype) {
@@ -681,10 +734,19 @@ class RecordEncoder {
     }
     const className = nameOfClass((value as { constructor?: unknown }).constructor)
     if (className !== undefined && (value as { constructor?: { prototype?: unknown } }).constructor?.prototype === proto) {
+      refuseBuiltinSubclass(value, className, path)
       this.#tag(Tag.OBJECT)
       this.#byte(0x92)
       this.#string(className)
       this.#attributes(value as Record<string, unknown>, path)
+      return
+    }
+    if (proto === unknownValuePrototype) {
+      const unknown = unknownClassOf(value)
+      this.#tag(Tag.OBJECT)
+      this.#byte(0x92)
+      this.#string(unknown.className)
+      this.#attributes(value as Record<string, unknown>, path, unknown.keys)
       return
     }
     throw new UnserializableError(path.toString(), `it is ${describeValue(value)}`)
@@ -900,6 +962,17 @@ export function recordClassName(data: Uint8Array): string {
   return decodeRaw(data).className
 }
 
+/** A bigint's payload: decimal, optional leading '-' (BigInt() would also take '', spaces, 0x...). */
+const DECIMAL = /^-?[0-9]+$/
+
+function isPair(v: unknown): v is [unknown, unknown] {
+  return Array.isArray(v) && v.length === 2
+}
+
+function corruptTag(what: string, payload: unknown): CorruptRecordError {
+  return new CorruptRecordError(`a ${what} in a record has a malformed payload (${Object.prototype.toString.call(payload)})`)
+}
+
 class StateReader {
   readonly #table: unknown[] = []
   constructor(readonly refs: ReferenceReader) {}
@@ -935,6 +1008,7 @@ class StateReader {
     const v = t.value
     switch (t.tag) {
       case Tag.PERSISTENT_REF: {
+        if (!isPair(v) || !(v[0] instanceof Uint8Array) || v[0].length !== 8 || typeof v[1] !== 'string') throw corruptTag('reference', v)
         const [oid, className] = v as [Uint8Array, string]
         return this.refs.persistentObject(bytesToId(oid), className)
       }
@@ -944,13 +1018,16 @@ class StateReader {
         return this.#table[n]
       }
       case Tag.BIGINT:
-        return BigInt(v as string)
+        if (typeof v !== 'string' || !DECIMAL.test(v)) throw corruptTag('bigint', v)
+        return BigInt(v)
       case Tag.DATE: {
-        const d = new Date(v as number)
+        if (typeof v !== 'number') throw corruptTag('Date', v)
+        const d = new Date(v)
         this.#table.push(d)
         return d
       }
       case Tag.MAP: {
+        if (!Array.isArray(v) || v.length % 2 !== 0) throw corruptTag('Map', v)
         const out = new Map<unknown, unknown>()
         this.#table.push(out)
         const items = v as unknown[]
@@ -958,21 +1035,26 @@ class StateReader {
         return out
       }
       case Tag.SET: {
+        if (!Array.isArray(v)) throw corruptTag('Set', v)
         const out = new Set<unknown>()
         this.#table.push(out)
         for (const item of v as unknown[]) out.add(this.read(item))
         return out
       }
       case Tag.ARRAY_BUFFER: {
-        const bytes = v as Uint8Array
+        if (!(v instanceof Uint8Array)) throw corruptTag('ArrayBuffer', v)
+        const bytes = v
         const out = new Uint8Array(bytes).buffer
         this.#table.push(out)
         return out
       }
       case Tag.TYPED_ARRAY: {
+        if (!isPair(v) || typeof v[0] !== 'number' || !(v[1] instanceof Uint8Array)) throw corruptTag('typed array', v)
         const [kind, bytes] = v as [number, Uint8Array]
         const K = typedKinds[kind]
         if (K === undefined) throw new CorruptRecordError(`unknown typed array kind ${kind}`)
+        const elementSize = (K as { BYTES_PER_ELEMENT?: number }).BYTES_PER_ELEMENT ?? 1
+        if (bytes.length % elementSize !== 0) throw new CorruptRecordError(`a ${K.name} of ${bytes.length} bytes in a record`)
         const buffer = new Uint8Array(bytes).buffer // a copy, aligned at 0
         let out: object
         if (K === Buffer) out = Buffer.from(buffer)
@@ -985,10 +1067,11 @@ class StateReader {
         return out
       }
       case Tag.OBJECT: {
+        if (!isPair(v) || typeof v[0] !== 'string' || !(v[1] instanceof Map)) throw corruptTag('class instance', v)
         const [className, attrs] = v as [string, Map<unknown, unknown>]
         const cls: AnyClass | undefined = findClass(className)
-        // An unknown class still loads, as a plain object that says what it was.
-        const out = (cls !== undefined ? Object.create(cls.prototype as object) : { __class__: className }) as Record<string, unknown>
+        // An unknown class still loads, as an object that says what it was (and is written back as it).
+        const out = (cls !== undefined ? Object.create(cls.prototype as object) : unknownClassValue(className)) as Record<string, unknown>
         this.#table.push(out)
         this.#fill(out, attrs, false)
         return out
@@ -1291,8 +1374,11 @@ class RecordDecoder {
         if (!(n >= 0 && n < this.#table.length)) throw NOT_FAST
         return this.#table[n]
       }
-      case Tag.BIGINT:
-        return BigInt(this.#string(this.#u8()))
+      case Tag.BIGINT: {
+        const text = this.#string(this.#u8())
+        if (!DECIMAL.test(text)) throw NOT_FAST
+        return BigInt(text)
+      }
       case Tag.DATE: {
         const d = new Date(this.#number(this.#u8()))
         this.#table.push(d)
@@ -1338,7 +1424,7 @@ class RecordDecoder {
         if (this.#u8() !== 0x92) throw NOT_FAST
         const className = this.#string(this.#u8())
         const cls: AnyClass | undefined = findClass(className)
-        const out = (cls !== undefined ? Object.create(cls.prototype as object) : { __class__: className }) as Record<string, unknown>
+        const out = (cls !== undefined ? Object.create(cls.prototype as object) : unknownClassValue(className)) as Record<string, unknown>
         this.#table.push(out)
         const b = this.#u8()
         this.#fill(out, this.#mapLength(b), false)
