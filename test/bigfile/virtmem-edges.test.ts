@@ -10,6 +10,22 @@ import { FileBigFile, FileH, RAM, virtmemStats } from '@wendelin/bigfile'
 
 import { PS, here, patternFileH, tmpDir } from './helpers.js'
 
+/** `body` with an overlay handle over a base file of 2 blocks of ones (its RAM: 4 pages), then all closed. */
+function withOverlayOfOnes(body: (fh: FileH, file: string) => void): void {
+  const dir = tmpDir(true)
+  try {
+    const file = path.join(dir, 'f.bin')
+    fs.writeFileSync(file, Buffer.alloc(2 * PS, 1))
+    const ram = new RAM({ pageSize: PS, limit: 4 * PS })
+    const fh = new FileH(new FileBigFile(file, { blksize: PS }), { ram, mode: 'overlay' })
+    body(fh, file)
+    fh.close()
+    ram.close()
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
+}
+
 describe('virtmem: a load dropped because its page was invalidated meanwhile', () => {
   // A page invalidated while it loads (LOADING_INVALIDATED) left the pagemap; an access in the
   // meantime loads the page afresh and maps the new Page at the same offset. When the stale
@@ -43,12 +59,7 @@ describe('virtmem: a load dropped because its page was invalidated meanwhile', (
   })
 
   it('does not bring the base back over a dirty page (overlay mode: reads would show stale data)', () => {
-    const dir = tmpDir(true)
-    try {
-      const file = path.join(dir, 'f.bin')
-      fs.writeFileSync(file, Buffer.alloc(2 * PS, 1))
-      const ram = new RAM({ pageSize: PS, limit: 4 * PS })
-      const fh = new FileH(new FileBigFile(file, { blksize: PS }), { ram, mode: 'overlay' })
+    withOverlayOfOnes((fh, file) => {
       const m = fh.mmap(0, 2)
       const b = m.bytes()
       const r = fh.loadHere(0, (dest) => {
@@ -62,33 +73,20 @@ describe('virtmem: a load dropped because its page was invalidated meanwhile', (
       fh.dirtyWriteout()
       expect(fs.readFileSync(file)[5]).to.equal(9)
       m.unmap()
-      fh.close()
-      ram.close()
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true })
-    }
+    })
   })
 })
 
 describe('virtmem: block offsets near the 64-bit limit', () => {
   it('reads a block past the end of the base file as zeros however far it is (overlay mode: blk*blksize must not wrap)', () => {
-    const dir = tmpDir(true)
-    try {
-      const file = path.join(dir, 'f.bin')
-      fs.writeFileSync(file, Buffer.alloc(2 * PS, 1))
-      const ram = new RAM({ pageSize: PS, limit: 4 * PS })
-      const fh = new FileH(new FileBigFile(file, { blksize: PS }), { ram, mode: 'overlay' })
+    withOverlayOfOnes((fh) => {
       // 2^48 blocks of 64 KiB: byte offset 2^64, which wraps to 0 in 64 bits (block 0's data)
       const far = 2 ** 48
       const m = fh.mmap(far, 1)
       expect(m.basePages()).to.equal(0)
       expect(m.bytes()[3]).to.equal(0, 'block 2^48 showed the bytes of block 0')
       m.unmap()
-      fh.close()
-      ram.close()
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true })
-    }
+    })
   })
 })
 

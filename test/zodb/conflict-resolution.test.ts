@@ -70,14 +70,18 @@ describe('conflict resolution', () => {
     expect((c.root.bag as Bag).items.map((i) => (i as Item).name).sort()).to.deep.equal(['from a', 'from b'])
   })
 
-  it('leaves the conflict standing when the class refuses, naming the class', () => {
+  /**
+   * Two sessions change `value` of one object of class `cls`, `a` commits first: the error of
+   * `b`'s commit, with both sessions (b's transaction still to abort).
+   */
+  function conflictingCommit(cls: new () => Persistent & { value: number }) {
     const db = newDB()
     const a = session(db)
-    a.root.r = new Refuses()
+    a.root.r = new cls()
     a.tm.commit()
     const b = session(db)
-    ;(a.root.r as Refuses).value = 1
-    ;(b.root.r as Refuses).value = 2
+    ;(a.root.r as InstanceType<typeof cls>).value = 1
+    ;(b.root.r as InstanceType<typeof cls>).value = 2
     a.tm.commit()
     let error: unknown
     try {
@@ -85,6 +89,11 @@ describe('conflict resolution', () => {
     } catch (e) {
       error = e
     }
+    return { a, b, error }
+  }
+
+  it('leaves the conflict standing when the class refuses, naming the class', () => {
+    const { b, error } = conflictingCommit(Refuses)
     expect(error).to.be.instanceOf(ConflictError)
     expect((error as ConflictError).className).to.equal('test.conflict.Refuses')
     expect((error as Error).message).to.match(/these changes do not mix/)
@@ -93,20 +102,7 @@ describe('conflict resolution', () => {
   })
 
   it('a ConflictError thrown by the resolver still names the object, its class and serials', () => {
-    const db = newDB()
-    const a = session(db)
-    a.root.r = new RefusesWithConflict()
-    a.tm.commit()
-    const b = session(db)
-    ;(a.root.r as RefusesWithConflict).value = 1
-    ;(b.root.r as RefusesWithConflict).value = 2
-    a.tm.commit()
-    let error: unknown
-    try {
-      b.tm.commit()
-    } catch (e) {
-      error = e
-    }
+    const { a, b, error } = conflictingCommit(RefusesWithConflict)
     expect(error).to.be.instanceOf(ConflictError)
     const conflict = error as ConflictError
     expect(conflict.oid).to.equal((a.root.r as RefusesWithConflict)._p_oid)
