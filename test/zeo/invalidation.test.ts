@@ -11,6 +11,7 @@ import { DB, MAX_TID, PersistentMapping, SQLiteStorage, openStorage, type Oid, t
 import { ClientDisconnected, ClientStorage } from '@wendelin/zeo'
 
 import { Item } from '../zodb/helpers.js'
+import { commitRecords } from '../zodb/storage-conformance.js'
 import { ServerProcess, TOKEN, commit, freshDir, here, removeScratch, serverForSuite, sleep, txn } from './helpers.js'
 
 type AnyRoot = Record<string, unknown>
@@ -408,6 +409,57 @@ describe('zeo invalidations and the client cache', function () {
 describe('zeo reconnection (ConnectionTests)', function () {
   this.timeout(30_000)
   after(removeScratch)
+
+  it('drops a cache (its file, or its memory at a reconnection) made with another database served at the same address and name', async () => {
+    /** A database whose object 1 is `value`, written now (before the cache file is). */
+    const database = (value: number): { storage: SQLiteStorage; oid: Oid } => {
+      const storage = new SQLiteStorage(path.join(freshDir(), 'db.sqlite'))
+      const oid = storage.newOid()
+      commitRecords(storage, [[oid, 0n, new Uint8Array([value])]])
+      return { storage, oid }
+    }
+    /** A newer transaction (so that the database is not behind the cache), then close it. */
+    const later = (storage: SQLiteStorage): string => {
+      commitRecords(storage, [[storage.newOid(), 0n, new Uint8Array([7])]])
+      storage.close()
+      return storage.file
+    }
+    const other = database(9)
+    const third = database(3)
+    const first = await ServerProcess.start()
+    const port = first.port
+    let second: ServerProcess | undefined
+    try {
+      await first.command({ cmd: 'add', name: 'main', spec: `sqlite:${path.join(freshDir(), 'db.sqlite')}` })
+      const a = first.client('main')
+      const oid = a.newOid()
+      expect(oid).to.equal(other.oid) // the same oid in every database
+      commitRecords(a, [[oid, 0n, new Uint8Array([1])]])
+      const cacheFile = path.join(freshDir(), 'client.cache')
+      const c = first.client('main', { cacheFile, prefetchBudget: 0 })
+      expect([...c.loadBefore(oid, c.lastTransaction() + 1n)!.data]).to.deep.equal([1])
+      c.close() // writes the file
+      a.close()
+      await first.stop()
+      // The cache file, at the next open against another database at the same address and name.
+      second = await ServerProcess.start(port)
+      await second.command({ cmd: 'add', name: 'main', spec: `sqlite:${later(other.storage)}` })
+      const d = second.client('main', { cacheFile, prefetchBudget: 0, backoffMin: 20, backoffMax: 100 })
+      try {
+        expect([...d.loadBefore(oid, d.lastTransaction() + 1n)!.data]).to.deep.equal([9])
+        // The cache in memory, when the client reconnects to yet another database.
+        await second.stop()
+        second = await ServerProcess.start(port)
+        await second.command({ cmd: 'add', name: 'main', spec: `sqlite:${later(third.storage)}` })
+        expect([...d.loadBefore(oid, d.lastTransaction() + 1n)!.data]).to.deep.equal([3])
+      } finally {
+        d.close()
+      }
+    } finally {
+      await first.stop()
+      await second?.stop()
+    }
+  })
 
   it('tells a client that missed too many changed objects to drop its cache, instead of a welcome it cannot read', async function () {
     this.timeout(120_000)

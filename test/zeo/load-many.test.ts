@@ -9,6 +9,7 @@ import { IOBTree } from '@wendelin/btrees'
 import type { ClientStorage } from '@wendelin/zeo'
 
 import { Item } from '../zodb/helpers.js'
+import { commitRecords } from '../zodb/storage-conformance.js'
 import { RawClient, serverForSuite } from './helpers.js'
 
 /** A record of another class than the chain's Items, with references of its own. */
@@ -274,6 +275,32 @@ describe('zeo loadBeforeMany', function () {
     got = await follow([head], tail, 16 << 20)
     expect(got.map((r) => r[0])).to.deep.equal([head, tail, holder].map((o) => o._p_oid!))
     c.close()
+  })
+
+it('returns records that together exceed a frame, in replies within a budget (not ClientDisconnected for ever)', async () => {
+    const name = await suite.server.addStorage()
+    const a = client(name, { maxFrameBytes: 1 << 20 })
+    const oids = Array.from({ length: 6 }, () => a.newOid())
+    const tid = commitRecords(a, oids.map((o, i) => [o, 0n, new Uint8Array(300 * 1024).fill(i + 1)]))
+    const b = client(name, { maxFrameBytes: 1 << 20, prefetchBudget: 0, disconnectTimeout: 3000 })
+    const got = b.loadBeforeMany(oids, tid + 1n)
+    expect(got.size).to.equal(6)
+    oids.forEach((o, i) => expect(got.get(o)!.data[0]).to.equal(i + 1))
+  })
+
+  it('holds no more than cacheSize bytes with small records: each cached revision counts its objects too, not only its data', async () => {
+    const name = await suite.server.addStorage()
+    const a = client(name)
+    const oids = Array.from({ length: 20_000 }, () => a.newOid())
+    const tid = commitRecords(a, oids.map((o) => [o, 0n, new Uint8Array([1])]))
+    const cacheSize = 256 * 1024
+    const b = client(name, { cacheSize, prefetchBudget: 0 })
+    expect(b.loadBeforeMany(oids, tid + 1n).size).to.equal(20_000)
+    // A cached revision (its object, the view of its data, its bigints, its oid's entry) takes
+    // about 400 bytes of memory besides its data (measured): counted as 1 byte each, 20,000 of
+    // these 1-byte records were all kept (~8 MB), 30 times the cache's size.
+    expect(b.cacheStats.entries).to.be.at.most(cacheSize / 256)
+    expect(b.cacheStats.bytes).to.be.at.most(cacheSize)
   })
 
   it('serves a version-1 client (which never sends loadBeforeMany) and refuses unknown versions', async () => {

@@ -18,6 +18,17 @@ export interface CachedRevision {
   refs?: Oid[]
 }
 
+/**
+ * What a cached revision costs beyond its bytes, counted against the limit: its object, the view
+ * of its data, its serials (bigints), its oid's list and map entry — about 400 bytes measured
+ * (Node 20). Counting the data alone, a 1 MiB cache of 1-byte records held 437 MB.
+ */
+export const REVISION_OVERHEAD = 384
+
+function cost(r: CachedRevision): number {
+  return r.data.byteLength + REVISION_OVERHEAD
+}
+
 export class RecordCache {
   readonly #entries = new Map<Oid, CachedRevision[]>()
   #bytes = 0
@@ -97,16 +108,16 @@ export class RecordCache {
       const old = revs[same]!
       // Keep the better-known end of the range.
       if (old.next !== null && rev.next === null) return
-      this.#bytes -= old.data.length
+      this.#bytes -= cost(old)
       revs.splice(same, 1)
     }
     revs.push(rev)
-    if (revs.length > 4) this.#bytes -= revs.shift()!.data.length
-    this.#bytes += rev.data.length
+    if (revs.length > 4) this.#bytes -= cost(revs.shift()!)
+    this.#bytes += cost(rev)
     while (this.#bytes > this.limit && this.#entries.size > 0) {
       const [victim, vrevs] = this.#entries.entries().next().value as [Oid, CachedRevision[]]
       this.#entries.delete(victim)
-      for (const r of vrevs) this.#bytes -= r.data.length
+      for (const r of vrevs) this.#bytes -= cost(r)
     }
   }
 

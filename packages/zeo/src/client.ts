@@ -6,7 +6,7 @@
 // block its event loop.
 
 import { fstatSync, readFileSync, renameSync, writeFileSync, writeSync } from 'node:fs'
-import { MessageChannel, type MessagePort, Worker, receiveMessageOnPort } from 'node:worker_threads'
+import { MessageChannel, type MessagePort, Worker, receiveMessageOnPort, threadId } from 'node:worker_threads'
 
 import createDebug from 'debug'
 import {
@@ -231,6 +231,8 @@ export class ClientStorage implements Storage {
   #drainedSeq = -1
   /** The tid the cache file was valid at, until the first connection verifies it. */
   #cacheFileTid: Tid | null = null
+  /** The served storage's own name (its welcome's storageName) the cache file was written for. */
+  #cacheFileStorage: unknown = undefined
   /** How the main thread waits for the worker's word: a short adaptive spin, then Atomics.wait. */
   readonly #spinner = new SpinWaiter()
   /** The socket read by this thread while it spins for a reply (see direct-read.ts). */
@@ -515,6 +517,7 @@ export class ClientStorage implements Storage {
     const w = welcome[2]
     if (welcome[0] !== MAGIC) throw new ProtocolError('bad welcome')
     const first = this.#welcome === null
+    const before = this.#welcome
     this.#welcome = w
     this.#serverReadOnly = w.readOnly
     this.#connected = true
@@ -522,7 +525,9 @@ export class ClientStorage implements Storage {
     if (first) {
       if (this.#cacheFileTid !== null) {
         // A cache read from its file: keep what the server's invalidations say is still valid.
-        if (w.invalidations === null || w.lastTid < this.#cacheFileTid) {
+        // Another database served at the same address and name (a file of other tids and
+        // records), whose invalidations since the file's tid say nothing of the records in it.
+        if (w.invalidations === null || w.lastTid < this.#cacheFileTid || this.#cacheFileStorage !== w.storageName) {
           log('%s: the cache file cannot be verified (server at %s): dropped', this.spec, idToHex(w.lastTid))
           this.#cache.clear()
         } else {
@@ -534,7 +539,7 @@ export class ClientStorage implements Storage {
       return
     }
     // A reconnection: verify the cache with what the server says changed since our last tid.
-    if (w.invalidations === null || w.lastTid < this.#lastTid) {
+    if (w.invalidations === null || w.lastTid < this.#lastTid || before!.storageName !== w.storageName) {
       log('%s: reconnected; the server cannot tell what changed since %s: dropping the cache', this.spec, idToHex(this.#lastTid))
       this.#cache.clear()
       this.#queue.push('reset')
@@ -885,11 +890,26 @@ export class ClientStorage implements Storage {
       }
       missing = still
     }
-    for (let i = 0; i < missing.length; i += LOAD_MANY_MAX) {
-      const part = missing.slice(i, i + LOAD_MANY_MAX)
-      // Into the cache as the reply is read, before any invalidation sent after it.
-      const revs = this.#callApplying((value) => this.#putMany(value, false), 'loadBeforeMany', part, tid) as [Oid, CachedRevision][]
-      for (const [oid, e] of revs) take(oid, e)
+    // Each reply within a budget (a quarter of a frame, at most 16 MiB): without one, the values
+    // of a leaf of big records (file blocks) come in one reply larger than a frame, which ends
+    // the connection, and every try after. What the budget left out is asked for again: a reply
+    // that did not reach it left out nothing (what is missing did not exist).
+    const budget = Math.max(1, Math.min(16 << 20, Math.floor((this.#options.maxFrameBytes ?? DEFAULT_MAX_FRAME) / 4)))
+    while (missing.length > 0) {
+      const again: Oid[] = []
+      for (let i = 0; i < missing.length; i += LOAD_MANY_MAX) {
+        const part = missing.slice(i, i + LOAD_MANY_MAX)
+        // Into the cache as the reply is read, before any invalidation sent after it. (A follow
+        // of count 0 before the budget: what version-2 servers from before the budget accept.)
+        const revs = this.#callApplying((value) => this.#putMany(value, false), 'loadBeforeMany', part, tid, [part[0]!, 1, 0, 0], budget) as [Oid, CachedRevision][]
+        let bytes = 0
+        for (const [oid, e] of revs) {
+          take(oid, e)
+          bytes += e.data.length + 32
+        }
+        if (bytes >= budget) for (const oid of part) if (!found.has(oid)) again.push(oid)
+      }
+      missing = again
     }
     this.#readAhead(tid, new Set(oids))
     return found
@@ -1289,7 +1309,7 @@ export class ClientStorage implements Storage {
     } catch {
       return null // none yet, or unreadable: start empty
     }
-    const c = content as { v?: unknown; server?: unknown; lastTid?: unknown; entries?: unknown }
+    const c = content as { v?: unknown; server?: unknown; storage?: unknown; lastTid?: unknown; entries?: unknown }
     if (c?.v !== 1 || c.server !== this.#cacheFileKey() || typeof c.lastTid !== 'bigint' || !Array.isArray(c.entries)) {
       log('%s: ignoring the cache file %s (another server or version)', this.spec, file)
       return null
@@ -1299,6 +1319,7 @@ export class ClientStorage implements Storage {
       this.#cache.put(e[0], { data: e[1], serial: e[2], next: null })
     }
     this.#cacheFileTid = c.lastTid
+    this.#cacheFileStorage = c.storage
     return c.lastTid
   }
 
@@ -1309,9 +1330,10 @@ export class ClientStorage implements Storage {
   #writeCacheFile(file: string): void {
     const entries: [Oid, Uint8Array, Tid][] = []
     for (const [oid, r] of this.#cache.entries()) if (r.next === null) entries.push([oid, r.data, r.serial])
-    const tmp = `${file}.${process.pid}.tmp`
+    // Of this thread: clients in two threads of one process may share a cache file.
+    const tmp = `${file}.${process.pid}.${threadId}.tmp`
     try {
-      writeFileSync(tmp, encodeFrame({ v: 1, server: this.#cacheFileKey(), lastTid: this.#lastTid, entries }).subarray(4))
+      writeFileSync(tmp, encodeFrame({ v: 1, server: this.#cacheFileKey(), storage: this.#welcome?.storageName, lastTid: this.#lastTid, entries }).subarray(4))
       renameSync(tmp, file)
     } catch (error) {
       log('%s: could not write the cache file %s: %s', this.spec, file, (error as Error).message)
