@@ -120,6 +120,13 @@ export function checkShape(shape: readonly number[]): number[] {
   return [...shape]
 }
 
+/** @internal Checks the array's bytes can be addressed exactly (at most Number.MAX_SAFE_INTEGER). */
+export function checkNBytes(shape: readonly number[], itemsize: number): number {
+  const nbytes = product(shape) * itemsize
+  if (!Number.isSafeInteger(nbytes)) throw new RangeError(`BigArray: shape [${shape}] of ${itemsize}-byte elements is too big: its ${nbytes} bytes exceed Number.MAX_SAFE_INTEGER`)
+  return nbytes
+}
+
 function product(a: readonly number[]): number {
   let p = 1
   for (const x of a) p *= x
@@ -363,7 +370,7 @@ export class BigArray<D extends DType = DType> implements BigArrayLike<D> {
     this.#fileh = fileh
     if (typeof this.#dtype === 'string' && fileh.blksize % this.#itemsize !== 0) throw new RangeError(`BigArray: blksize ${fileh.blksize} is not a multiple of the itemsize ${this.#itemsize}`)
     this.#stridesB = contiguousStrides(this.#shape, this.#itemsize, order)
-    this.#nbytes = product(this.#shape) * this.#itemsize
+    this.#nbytes = checkNBytes(this.#shape, this.#itemsize)
   }
 
   // --- attributes -------------------------------------------------------------------------------
@@ -524,6 +531,7 @@ export class BigArray<D extends DType = DType> implements BigArrayLike<D> {
     if (index.length !== nd) throw new RangeError(`BigArray: get/set need ${nd} indices, got ${index.length}`)
     let off = 0
     for (let k = 0; k < nd; k++) {
+      if (typeof index[k] !== 'number') throw new TypeError(`BigArray: get/set index ${String(index[k])} on axis ${k} is not an integer`)
       const s = normalizeAxis(index[k]!, this.#shape[k]!, k)
       off += s.start * this.#stridesB[k]!
     }
@@ -663,6 +671,18 @@ export class BigArray<D extends DType = DType> implements BigArrayLike<D> {
   assign(value: Assignable<D>, ...index: Index[]): void {
     using v = this.view(...index)
     const arr = v.array
+    // A source view over the same pages (A.assign(A.slice([0, n - 1]), [1, n])) is copied
+    // first, as numpy does for overlapping memory: the walk would read what it already wrote.
+    if (isNdArray(value) && v.mapping !== null) {
+      const src = mappingOf.get(value.data as object)
+      const dst = v.mapping
+      if (src !== undefined && src.isLive && src.fileh === dst.fileh && src.pgoffset < dst.pgoffset + dst.pglen && dst.pgoffset < src.pgoffset + src.pglen) {
+        const Ctor = (value.data as unknown as { constructor: new (n: number) => ndarray.Data<number | bigint> }).constructor
+        const copy = ndarray(new Ctor(value.size), value.shape.slice())
+        assignInto(copy, value)
+        value = copy as unknown as Assignable<D>
+      }
+    }
     if ('fields' in (arr as object)) {
       const rv = arr as unknown as RecordView
       if (value === null || typeof value !== 'object' || isNdArray(value) || typeof (value as ArrayLike<unknown>).length === 'number') {
@@ -764,6 +784,7 @@ export class BigArray<D extends DType = DType> implements BigArrayLike<D> {
     if (next.length !== this.#shape.length || next.some((n, k) => k !== M && n !== this.#shape[k])) {
       throw new RangeError(`BigArray.resize: only the major axis (${M}, order ${this.#order}) can change: [${this.#shape}] → [${next}]`)
     }
+    checkNBytes(next, this.#itemsize)
   }
 
   /** @internal */

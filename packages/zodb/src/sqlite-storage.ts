@@ -288,6 +288,12 @@ export class SQLiteStorage implements Storage {
   #oidEnd: Oid = 0n
   #oidBlock = 64n
   /**
+   * A block of oids was reserved inside the voted transaction (newOid between its vote and its
+   * finish: a ZEO server serving another client, say): an abort must keep that reservation, or
+   * other processes would hand out the oids this instance already did (see #rollback).
+   */
+  #oidsReservedInVote = false
+  /**
    * Current serials of objects this instance loaded or saw committed, and the oids it handed out
    * and has not committed yet: reserved in the file for us alone, they have no revision, so a
    * new object's store needs no look-up at vote (see known-serials.ts).
@@ -860,6 +866,7 @@ export class SQLiteStorage implements Storage {
         const end = this.#guard('newOid', () => (this.#stmt.reserveOids.get(block) as Row).value as bigint)
         this.#oidNext = end - block
         this.#oidEnd = end
+        if (this.#db.inTransaction) this.#oidsReservedInVote = true
       } finally {
         if (durable) this.#db.pragma('synchronous = FULL')
       }
@@ -982,6 +989,7 @@ export class SQLiteStorage implements Storage {
     } finally {
       this.#restoreCache()
     }
+    this.#oidsReservedInVote = false
     this.#wal?.afterCommit()
     this.#lastTid = tid
     this.#commit = null
@@ -1000,6 +1008,19 @@ export class SQLiteStorage implements Storage {
   }
 
   #rollback(): void {
+    const voted = this.#commit?.tid
+    if (this.#oidsReservedInVote && voted != null && this.#db.inTransaction) {
+      // Oids were reserved after the vote and may be in use already: undo the voted rows only,
+      // still holding the write lock, and commit the reservation.
+      try {
+        this.#db.prepare('DELETE FROM object_revisions WHERE tid = ?').run(voted)
+        this.#db.prepare('DELETE FROM transactions WHERE tid = ?').run(voted)
+        this.#db.exec('COMMIT')
+      } catch (error) {
+        log('keeping the oids reserved during an aborted commit failed: %s', (error as Error).message)
+      }
+    }
+    this.#oidsReservedInVote = false
     if (this.#db.inTransaction) this.#db.exec('ROLLBACK')
     this.#restoreCache()
   }
