@@ -36,7 +36,18 @@ import { BEAT, BUSY, CTL_WORDS, EPOCH, FD, FINISH_ID, GONE, HANDED, HANDLED, LAS
 import { DirectReader } from './direct-read.js'
 import { SpinWaiter } from './spin-wait.js'
 import type { FromWorker, IoWorkerData, ToWorker } from './io-worker.js'
-import { ClientDisconnected, DEFAULT_MAX_FRAME, MAGIC, ProtocolError, decodeBody, encodeFrame, errorFromWire, type WireError } from './protocol.js'
+import {
+  ClientDisconnected,
+  DEFAULT_MAX_FRAME,
+  MAGIC,
+  ProtocolError,
+  REPLY_RECORD_OVERHEAD,
+  decodeBody,
+  encodeFrame,
+  errorFromWire,
+  replyBudget,
+  type WireError,
+} from './protocol.js'
 
 const log = createDebug('wendelin:zeo:client')
 
@@ -894,7 +905,7 @@ export class ClientStorage implements Storage {
     // of a leaf of big records (file blocks) come in one reply larger than a frame, which ends
     // the connection, and every try after. What the budget left out is asked for again: a reply
     // that did not reach it left out nothing (what is missing did not exist).
-    const budget = Math.max(1, Math.min(16 << 20, Math.floor((this.#options.maxFrameBytes ?? DEFAULT_MAX_FRAME) / 4)))
+    const budget = replyBudget((this.#options.maxFrameBytes ?? DEFAULT_MAX_FRAME) / 4)
     while (missing.length > 0) {
       const again: Oid[] = []
       for (let i = 0; i < missing.length; i += LOAD_MANY_MAX) {
@@ -905,7 +916,7 @@ export class ClientStorage implements Storage {
         let bytes = 0
         for (const [oid, e] of revs) {
           take(oid, e)
-          bytes += e.data.length + 32
+          bytes += e.data.length + REPLY_RECORD_OVERHEAD
         }
         if (bytes >= budget) for (const oid of part) if (!found.has(oid)) again.push(oid)
       }
@@ -1038,7 +1049,7 @@ export class ClientStorage implements Storage {
 
   /** prefetchBudget as the server takes a reply's budget: whole bytes, 1 to 16 MiB. */
   #replyBudget(): number {
-    return Math.max(1, Math.min(16 << 20, Math.floor(this.#prefetchBudget())))
+    return replyBudget(this.#prefetchBudget())
   }
 
   /**

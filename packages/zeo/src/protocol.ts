@@ -21,6 +21,16 @@ import { FrameReader as BaseFrameReader, unpackBody } from './framing.js'
 
 export { BIG_FRAME_BYTES, DEFAULT_MAX_FRAME, MAGIC, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, encodeFrame, frameParts, peekId, peekTid, wholeFrameOf } from './framing.js'
 
+/** The largest budget a loadBeforeMany request may give (bytes). */
+export const MAX_REPLY_BUDGET = 16 << 20
+/** What a record counts against a reply's budget besides its data (its oid, serials and framing). */
+export const REPLY_RECORD_OVERHEAD = 32
+
+/** `bytes` as a reply budget the server takes: whole bytes, 1 to MAX_REPLY_BUDGET. */
+export function replyBudget(bytes: number): number {
+  return Math.max(1, Math.min(MAX_REPLY_BUDGET, Math.floor(bytes)))
+}
+
 /** Decode a frame body (without its length prefix). Throws ProtocolError on malformed bytes. */
 export function decodeBody(body: Uint8Array): unknown {
   try {

@@ -40,9 +40,11 @@ import {
   DEFAULT_MAX_FRAME,
   FrameReader,
   MAGIC,
+  MAX_REPLY_BUDGET,
   MIN_PROTOCOL_VERSION,
   PROTOCOL_VERSION,
   ProtocolError,
+  REPLY_RECORD_OVERHEAD,
   decodeBody,
   encodeFrame,
   errorToWire,
@@ -265,8 +267,6 @@ const ONE_WAY = new Set(['tpc_begin', 'store', 'checkCurrent', 'abort'])
 
 /** Most records one loadBeforeMany reply holds, the records `follow` adds included (as many as oids asked). */
 const MAX_MANY = 10_000
-/** What a record adds to a reply besides its data (its oid, serials and framing), for `follow`'s budget. */
-const FOLLOW_RECORD_OVERHEAD = 32
 
 /**
  * The bytes of a record up to the end of its class name (`[version, className, state]` in
@@ -650,7 +650,7 @@ class ClientConn {
 
   /**
    * #loadBeforeMany of `oids` in their order until `budget` bytes of records were added (each
-   * counting its data and FOLLOW_RECORD_OVERHEAD; the one reaching the budget is the last): the
+   * counting its data and REPLY_RECORD_OVERHEAD; the one reaching the budget is the last): the
    * rest are left out, as if they had not existed — for prefetches only, whose client loads what
    * did not come when it is asked for. Loaded in batches the budget left should hold at the mean
    * size so far (one record first): file blocks stop it after the first record read, small
@@ -667,7 +667,7 @@ class ClientConn {
       for (const r of this.#loadBeforeMany(batch, tid) as [Oid, Uint8Array, Tid, Tid | null][]) {
         out.push(r)
         records++
-        bytes += r[1].length + FOLLOW_RECORD_OVERHEAD
+        bytes += r[1].length + REPLY_RECORD_OVERHEAD
         if (bytes >= budget) break
       }
     }
@@ -685,7 +685,7 @@ class ClientConn {
     if (!Array.isArray(follow) || follow.length !== 4) throw new ProtocolError('malformed loadBeforeMany follow')
     const [first, fromEnd, count, budget] = follow as unknown[]
     const small = (n: unknown, max: number): n is number => typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= max
-    if (!isBigint(first) || !small(fromEnd, 10_000) || fromEnd < 1 || !small(count, 16) || !small(budget, 16 << 20)) {
+    if (!isBigint(first) || !small(fromEnd, 10_000) || fromEnd < 1 || !small(count, 16) || !small(budget, MAX_REPLY_BUDGET)) {
       throw new ProtocolError('malformed loadBeforeMany follow')
     }
     const have = new Map<Oid, Uint8Array>()
@@ -699,13 +699,13 @@ class ClientConn {
       out.push(r)
       have.set(r[0], r[1])
       seenBytes += r[1].length
-      bytes += r[1].length + FOLLOW_RECORD_OVERHEAD
+      bytes += r[1].length + REPLY_RECORD_OVERHEAD
       return bytes < budget && out.length < MAX_MANY
     }
     /** How many records to load at once: as many as the budget left holds at the mean size (1 to 64; 4 while nothing is known). */
     const batchSize = (): number => {
       if (out.length === 0) return 4
-      const mean = seenBytes / out.length + FOLLOW_RECORD_OVERHEAD
+      const mean = seenBytes / out.length + REPLY_RECORD_OVERHEAD
       return Math.max(1, Math.min(64, Math.ceil((budget - bytes) / mean)))
     }
     let next: Oid = first
@@ -863,7 +863,7 @@ class ClientConn {
       case 'loadBeforeMany': {
         const [oids, tid, follow, budget] = args
         if (!Array.isArray(oids) || oids.length > MAX_MANY || !isBigint(tid) || !oids.every(isBigint)) throw new ProtocolError('malformed loadBeforeMany')
-        if (budget !== undefined && budget !== null && !(typeof budget === 'number' && Number.isInteger(budget) && budget > 0 && budget <= 16 << 20)) {
+        if (budget !== undefined && budget !== null && !(typeof budget === 'number' && Number.isInteger(budget) && budget > 0 && budget <= MAX_REPLY_BUDGET)) {
           throw new ProtocolError('malformed loadBeforeMany budget')
         }
         const out = typeof budget === 'number' ? this.#loadBeforeManyWithin(oids, tid, budget) : this.#loadBeforeMany(oids, tid)
