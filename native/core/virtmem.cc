@@ -52,6 +52,15 @@ __attribute__((tls_model("initial-exec"))) thread_local Page* tlsLoadingHere = n
   fatal(msg);
 }
 
+// A fault that can only be a bug of the application's (a misuse no one could wait out): ends the
+// process with a message naming the page, its file and `what` happened to it.
+[[noreturn]] void fatalOnPage(std::uint64_t pg, const FileH* fileh, const char* what) {
+  char msg[512];
+  std::snprintf(msg, sizeof msg, "page %llu of %s %s", static_cast<unsigned long long>(pg),
+                fileh->description.c_str(), what);
+  fatal(msg);
+}
+
 // Replaces [addr, addr+len) with inaccessible address space (still reserved for us).
 void makeInaccessible(void* addr, std::size_t len) {
   void* p = ::mmap(addr, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE,
@@ -620,14 +629,10 @@ bool Virtmem::onFault(std::uintptr_t addr, bool write) {
 
     // (3) another thread is loading it: wait for any load to complete, then start over.
     if (page->state == PageState::Loading || page->state == PageState::LoadingInvalidated) {
-      if (page == tlsLoadingHere) {
-        char msg[512];
-        std::snprintf(msg, sizeof msg,
-                      "page %llu of %s accessed while it is loading on this very thread (a "
-                      "loadHere fill must not touch mapped memory of the page it fills)",
-                      static_cast<unsigned long long>(pg), fileh->description.c_str());
-        fatal(msg);
-      }
+      if (page == tlsLoadingHere)
+        fatalOnPage(pg, fileh,
+                    "accessed while it is loading on this very thread (a loadHere fill must not "
+                    "touch mapped memory of the page it fills)");
       stats_.loadWaits++;
       const std::uint32_t seq = loadSeq_.load();
       g.unlock();
@@ -640,14 +645,10 @@ bool Virtmem::onFault(std::uintptr_t addr, bool write) {
     // faulted on again is in use: no longer one to recycle first.
     clearLeftBehind(page);
     if (write && page->state == PageState::Loaded) {
-      if (fileh->writeoutInProgress) {
-        char msg[512];
-        std::snprintf(msg, sizeof msg,
-                      "page %llu of %s modified during its writeout (storeblk must not write "
-                      "into mapped memory of the file it stores)",
-                      static_cast<unsigned long long>(pg), fileh->description.c_str());
-        fatal(msg);
-      }
+      if (fileh->writeoutInProgress)
+        fatalOnPage(pg, fileh,
+                    "modified during its writeout (storeblk must not write into mapped memory of "
+                    "the file it stores)");
       page->state = PageState::Dirty;
       page->dirtyPos = fileh->dirty.insert(fileh->dirty.end(), page);
       page->inDirty = true;
