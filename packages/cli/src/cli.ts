@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs'
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
 import { StorageServer } from '@wendelin/zeo'
 
+import { plainPathAsSqlite } from './commands/common.js'
 import { register as registerBench } from './commands/bench.js'
 import { register as registerDemo } from './commands/demo.js'
 import { register as registerDump } from './commands/dump.js'
@@ -66,8 +67,8 @@ async function serve(options: ServeOptions): Promise<void> {
       if (eq <= 0) throw new Error(`--storage ${s}: expected NAME=SPEC`)
       const name = s.slice(0, eq)
       if (storages.has(name)) throw new Error(`--storage ${name} given twice`)
-      let spec = s.slice(eq + 1)
-      if (spec !== '' && !/^[a-z][a-z0-9+.-]*:/.test(spec)) spec = `sqlite:${spec}` // a plain path is a SQLite file
+      const given = s.slice(eq + 1)
+      const spec = given === '' ? given : plainPathAsSqlite(given) // (an empty spec is refused as such)
       storages.set(name, await openStorage(spec, readOnly.has(name) ? { readOnly: true } : {}))
     }
     for (const name of readOnly) if (!storages.has(name)) throw new Error(`--read-only ${name}: no such storage`)

@@ -17,12 +17,17 @@ export class CliError extends Error {
   }
 }
 
+/** `spec` as a storage spec: one without a scheme is a plain path, taken as a SQLite file. */
+export function plainPathAsSqlite(spec: string): string {
+  return /^[a-z][a-z0-9+.-]*:/.test(spec) ? spec : `sqlite:${spec}`
+}
+
 /**
  * Open the storage `spec` names. A plain path is taken as a SQLite file. A SQLite file that
  * does not exist is an error here (these commands inspect databases, they do not create them).
  */
 export async function openExisting(spec: string, options: { readOnly?: boolean } = {}): Promise<Storage> {
-  if (!/^[a-z][a-z0-9+.-]*:/.test(spec)) spec = `sqlite:${spec}`
+  spec = plainPathAsSqlite(spec)
   if (spec.startsWith('sqlite:')) {
     const file = spec.slice('sqlite:'.length).split('?')[0]!
     if (!existsSync(file)) throw new CliError(`${file}: no such database file`)
