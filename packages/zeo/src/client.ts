@@ -46,6 +46,7 @@ import {
   encodeFrame,
   errorFromWire,
   replyBudget,
+  type IteratedTransaction,
   type WireError,
 } from './protocol.js'
 
@@ -77,8 +78,9 @@ export interface ClientStorageOptions {
    */
   cacheFile?: string
   /**
-   * Bytes of the objects a loaded record refers to that the server sends along with it (default
-   * 256 KiB; 0 disables): a B-tree walk then costs one round trip per bucket, not per object.
+   * The size of a reply that brings, besides the record asked for, the records it refers to
+   * (default 256 KiB; at most a quarter of `maxFrameBytes`; 0 disables): a B-tree walk then costs
+   * one round trip per bucket, not per object.
    */
   prefetchBudget?: number
   /**
@@ -155,6 +157,20 @@ let nextTxnId = 1
 
 /** Most oids in one loadBeforeMany message (the server's limit is 10,000). */
 const LOAD_MANY_MAX = 5_000
+
+/** How #prefetchAt asks for records. */
+interface PrefetchPlan {
+  /** How many more levels of the records they refer to are prefetched after them (default 0). */
+  cascade?: number
+  /** Runs as soon as a reply is in the cache (the main thread may not return to its event loop before it uses them). */
+  then?: () => void
+  /** loadBeforeMany's `follow`, sent with the last request. */
+  follow?: [Oid, number, number, number]
+  /** Each reply brings records only within this many bytes (the server leaves the rest out; they are loaded when asked for). */
+  budget: number
+  /** Collects the oids a reply left out (asked for, not sent, in a reply that brought some). */
+  leftOut?: Oid[]
+}
 /** How many records of a chain (B-tree leaves) #readAhead asks the references of ahead. */
 const READ_AHEAD = 3
 /**
@@ -854,7 +870,7 @@ export class ClientStorage implements Storage {
       'loadBefore',
       oid,
       tid,
-      this.#prefetchBudget(),
+      this.#prefetchBudget() > 0 ? this.#replyBudget() : 0,
     ) as CachedRevision | null
     if (entry === null) return null
     const result = { data: entry.data, serial: entry.serial, nextSerial: entry.next }
@@ -903,9 +919,9 @@ export class ClientStorage implements Storage {
     }
     // Each reply within a budget (a quarter of a frame, at most 16 MiB): without one, the values
     // of a leaf of big records (file blocks) come in one reply larger than a frame, which ends
-    // the connection, and every try after. What the budget left out is asked for again: a reply
-    // that did not reach it left out nothing (what is missing did not exist).
-    const budget = replyBudget((this.#options.maxFrameBytes ?? DEFAULT_MAX_FRAME) / 4)
+    // the connection, and every try after. What the budget left out is asked for again, until a
+    // reply brings nothing (what is missing then did not exist: the first record always comes).
+    const budget = this.#frameBudget()
     while (missing.length > 0) {
       const again: Oid[] = []
       for (let i = 0; i < missing.length; i += LOAD_MANY_MAX) {
@@ -913,12 +929,8 @@ export class ClientStorage implements Storage {
         // Into the cache as the reply is read, before any invalidation sent after it. (A follow
         // of count 0 before the budget: what version-2 servers from before the budget accept.)
         const revs = this.#callApplying((value) => this.#putMany(value, false), 'loadBeforeMany', part, tid, [part[0]!, 1, 0, 0], budget) as [Oid, CachedRevision][]
-        let bytes = 0
-        for (const [oid, e] of revs) {
-          take(oid, e)
-          bytes += e.data.length + REPLY_RECORD_OVERHEAD
-        }
-        if (bytes >= budget) for (const oid of part) if (!found.has(oid)) again.push(oid)
+        for (const [oid, e] of revs) take(oid, e)
+        if (revs.length > 0) for (const oid of part) if (!found.has(oid)) again.push(oid)
       }
       missing = again
     }
@@ -997,7 +1009,7 @@ export class ClientStorage implements Storage {
     if (wanted.length > 0) {
       const budget = this.#replyBudget()
       const follow: [Oid, number, number, number] | undefined = after !== null && this.#chain !== null ? [after, chain.fromEnd, FOLLOW, budget] : undefined
-      this.#prefetchAt(wanted, chain.tid, 0, () => this.#extendChain(), follow).catch((error: unknown) => log('prefetch failed: %s', (error as Error).message))
+      this.#prefetchAt(wanted, chain.tid, { then: () => this.#extendChain(), follow, budget }).catch((error: unknown) => log('prefetch failed: %s', (error as Error).message))
     }
   }
 
@@ -1022,7 +1034,7 @@ export class ClientStorage implements Storage {
     if (depth <= 0) return
     // Within the budget: the references of a B-tree leaf of file blocks are 2 MiB records each,
     // which the reader may never need (a ZBigFile loader reads one block per bucket lookup).
-    this.#prefetchAt(wanted, tid, depth - 1, undefined, undefined, this.#replyBudget()).catch((error: unknown) => log('prefetch failed: %s', (error as Error).message))
+    this.#prefetchAt(wanted, tid, { cascade: depth - 1, budget: this.#replyBudget() }).catch((error: unknown) => log('prefetch failed: %s', (error as Error).message))
   }
 
   loadSerial(oid: Oid, serial: Tid): Uint8Array {
@@ -1039,7 +1051,15 @@ export class ClientStorage implements Storage {
   async prefetch(oids: Iterable<Oid>, tid?: Tid): Promise<void> {
     this.#checkOpen()
     this.#drain()
-    await this.#prefetchAt(oids, tid ?? this.#lastTid + 1n, 0)
+    const at = tid ?? this.#lastTid + 1n
+    // Replies within a quarter of a frame each; what a budget left out is asked for again, until
+    // a reply brings nothing (the rest did not exist).
+    let wanted = [...oids]
+    while (wanted.length > 0) {
+      const leftOut: Oid[] = []
+      await this.#prefetchAt(wanted, at, { budget: this.#frameBudget(), leftOut })
+      wanted = leftOut
+    }
   }
 
   /** The prefetchBudget option, or its default (256 KiB). */
@@ -1047,18 +1067,21 @@ export class ClientStorage implements Storage {
     return this.#options.prefetchBudget ?? 256 * 1024
   }
 
-  /** prefetchBudget as the server takes a reply's budget: whole bytes, 1 to 16 MiB. */
+  /** A quarter of a frame as the server takes a reply's budget (at most 16 MiB). */
+  #frameBudget(): number {
+    return replyBudget((this.#options.maxFrameBytes ?? DEFAULT_MAX_FRAME) / 4)
+  }
+
+  /** prefetchBudget as the server takes a reply's budget: whole bytes, 1 to a quarter of a frame. */
   #replyBudget(): number {
-    return replyBudget(this.#prefetchBudget())
+    return Math.min(replyBudget(this.#prefetchBudget()), this.#frameBudget())
   }
 
   /**
-   * Prefetch `oids` before `at`; `cascade` more levels of the records they refer to follow;
-   * `then` runs as soon as a reply is in the cache (the main thread may not return to its event
-   * loop before it uses them). `budget`: each reply brings records only until this many bytes
-   * (the server leaves the rest out; they are loaded when asked for).
+   * Prefetch `oids` before `at` (see PrefetchPlan for the rest).
    */
-  #prefetchAt(oids: Iterable<Oid>, at: Tid, cascade: number, then?: () => void, follow?: [Oid, number, number, number], budget?: number): Promise<void> {
+  #prefetchAt(oids: Iterable<Oid>, at: Tid, plan: PrefetchPlan): Promise<void> {
+    const { cascade = 0, then, follow, budget, leftOut } = plan
     const wanted: Oid[] = []
     for (const oid of oids) {
       if (!this.#cache.has(oid, at, this.#lastTid) && !this.#inflightPrefetch.has(oid)) wanted.push(oid)
@@ -1070,7 +1093,12 @@ export class ClientStorage implements Storage {
       const apply = (value: unknown) => {
         for (const o of part) if (this.#inflightPrefetch.get(o) === id) this.#inflightPrefetch.delete(o)
         const next: Oid[] = []
-        for (const [, entry] of this.#putMany(value, cascade > 0)) {
+        const got = this.#putMany(value, cascade > 0)
+        if (leftOut !== undefined && got.length > 0) {
+          const came = new Set(got.map(([oid]) => oid))
+          for (const o of part) if (!came.has(o)) leftOut.push(o)
+        }
+        for (const [, entry] of got) {
           if (cascade <= 0) continue
           try {
             for (const ref of referencesIn(entry.data)) next.push(ref)
@@ -1079,19 +1107,14 @@ export class ClientStorage implements Storage {
           }
         }
         if (next.length > 0) {
-          this.#prefetchAt(next, at, cascade - 1, undefined, undefined, budget).catch((error: unknown) => log('prefetch failed: %s', (error as Error).message))
+          this.#prefetchAt(next, at, { cascade: cascade - 1, budget }).catch((error: unknown) => log('prefetch failed: %s', (error as Error).message))
         }
         then?.()
       }
       const last = i + 1000 >= wanted.length
-      // With a budget and no walk to follow, a follow that does nothing (count 0): servers of
-      // protocol version 2 from before the budget take it, and send every record asked for.
-      const p =
-        budget !== undefined
-          ? this.#callAsync(apply, 'loadBeforeMany', part, at, follow !== undefined && last ? follow : [part[0]!, 1, 0, 0], budget)
-          : follow !== undefined && last
-            ? this.#callAsync(apply, 'loadBeforeMany', part, at, follow)
-            : this.#callAsync(apply, 'loadBeforeMany', part, at)
+      // With no walk to follow, a follow that does nothing (count 0): servers of protocol
+      // version 2 from before the budget take it, and send every record asked for.
+      const p = this.#callAsync(apply, 'loadBeforeMany', part, at, follow !== undefined && last ? follow : [part[0]!, 1, 0, 0], budget)
       for (const o of part) this.#inflightPrefetch.set(o, id)
       chunks.push(
         p.then(
@@ -1269,15 +1292,32 @@ export class ClientStorage implements Storage {
   }
 
   *iterator(start: Tid = 0n, stop: Tid = MAX_TID): IterableIterator<TransactionRecord> {
+    const budget = this.#frameBudget()
     let from = start
+    // A transaction whose records came in part (the reply was cut within it), and how many came.
+    let partial: TransactionRecord | null = null
     for (;;) {
       if (from > stop) return
-      const page = this.#call('iterator', from, stop, 100) as [Tid, ' ' | 'p', string, string, Record<string, unknown>, [Oid, Uint8Array | null][]][]
-      for (const [tid, status, user, description, extension, records] of page) {
-        yield { tid, status, user, description, extension, records: records.map(([oid, data]) => ({ oid, tid, data })) }
+      const page = this.#call('iterator', from, stop, 100, budget, partial?.records.length ?? 0) as IteratedTransaction[]
+      if (page.length === 0) {
+        if (partial !== null) throw new POSError(`${this.getName()}: transaction 0x${idToHex(partial.tid)} went away (packed?) while its records were being read`)
+        return
       }
-      if (page.length === 0) return
-      from = page[page.length - 1]![0] + 1n
+      for (const [tid, status, user, description, extension, records, cut] of page) {
+        const got = records.map(([oid, data]) => ({ oid, tid, data }))
+        let t: TransactionRecord
+        if (partial !== null) {
+          if (tid !== partial.tid) throw new POSError(`${this.getName()}: transaction 0x${idToHex(partial.tid)} went away (packed?) while its records were being read`)
+          for (const r of got) partial.records.push(r)
+          t = partial
+        } else {
+          t = { tid, status, user, description, extension, records: got }
+        }
+        partial = cut === true ? t : null
+        if (partial === null) yield t
+      }
+      const last = page[page.length - 1]![0]
+      from = partial !== null ? last : last + 1n
     }
   }
 

@@ -15,6 +15,8 @@ import {
   ReadOnlyError,
   StorageTransactionError,
   UndoError,
+  type Oid,
+  type Tid,
 } from '@wendelin/zodb'
 
 import { FrameReader as BaseFrameReader, unpackBody } from './framing.js'
@@ -25,6 +27,12 @@ export { BIG_FRAME_BYTES, DEFAULT_MAX_FRAME, MAGIC, MIN_PROTOCOL_VERSION, PROTOC
 export const MAX_REPLY_BUDGET = 16 << 20
 /** What a record counts against a reply's budget besides its data (its oid, serials and framing). */
 export const REPLY_RECORD_OVERHEAD = 32
+
+/**
+ * A transaction in an iterator reply: `[tid, status, user, description, extension, [[oid,
+ * data | nil], …], cut?]` — `cut` (true) when its other records come in the next reply.
+ */
+export type IteratedTransaction = [Tid, ' ' | 'p', string, string, Record<string, unknown>, [Oid, Uint8Array | null][], true?]
 
 /** `bytes` as a reply budget the server takes: whole bytes, 1 to MAX_REPLY_BUDGET. */
 export function replyBudget(bytes: number): number {

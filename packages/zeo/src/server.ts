@@ -29,10 +29,12 @@ import {
   idToHex,
   referencesIn,
   type InvalidationListener,
+  type LoadedRevision,
   type Oid,
   type Storage,
   type Tid,
   type TransactionMetaData,
+  type TransactionRecord,
 } from '@wendelin/zodb'
 
 import {
@@ -41,6 +43,7 @@ import {
   FrameReader,
   MAGIC,
   MAX_REPLY_BUDGET,
+  type IteratedTransaction,
   MIN_PROTOCOL_VERSION,
   PROTOCOL_VERSION,
   ProtocolError,
@@ -96,6 +99,62 @@ export interface StorageServerOptions {
   invalidationDelay?: number
   /** Close the storages when the server closes (default true). */
   closeStorages?: boolean
+}
+
+/** One record of a load reply: `[oid, data, serial, nextSerial | nil]`. */
+type Revision = [Oid, Uint8Array, Tid, Tid | null]
+
+/** What a transaction's metadata counts against an iterator page's budget, besides its strings. */
+const TRANSACTION_OVERHEAD = 64
+
+/**
+ * An iterator page for clients that send no budget (before it existed): up to `limit` whole
+ * transactions (at most 1,000), ending after the one that passes 8 MiB.
+ */
+function iteratorPageWhole(transactions: Iterable<TransactionRecord>, limit: number): IteratedTransaction[] {
+  const out: IteratedTransaction[] = []
+  let bytes = 0
+  for (const t of transactions) {
+    out.push([t.tid, t.status, t.user, t.description, t.extension, t.records.map((r) => [r.oid, r.data])])
+    for (const r of t.records) bytes += (r.data?.length ?? 0) + 16
+    if (out.length >= Math.min(limit, 1000) || bytes > 8 * 1024 * 1024) break
+  }
+  return out
+}
+
+/**
+ * An iterator page within `budget` bytes (records counting their data and REPLY_RECORD_OVERHEAD,
+ * transactions their strings and TRANSACTION_OVERHEAD): up to `limit` transactions (at most
+ * 1,000); the first record always comes. A transaction whose records do not all fit comes with
+ * those that do and `true` after them (cut): the client asks again from its tid, skipping the
+ * `skip` records it has — a transaction's records come in the same order every time. `skip`
+ * applies to the transaction at `start` only (if it is gone, there is nothing to skip).
+ */
+function iteratorPage(transactions: Iterable<TransactionRecord>, start: Tid, limit: number, budget: number, skip: number): IteratedTransaction[] {
+  const out: IteratedTransaction[] = []
+  let bytes = 0
+  for (const t of transactions) {
+    bytes += TRANSACTION_OVERHEAD + t.user.length + t.description.length + JSON.stringify(t.extension).length
+    if (out.length > 0 && bytes > budget) break
+    const records: [Oid, Uint8Array | null][] = []
+    const from = t.tid === start ? skip : 0
+    let cut = false
+    for (let i = from; i < t.records.length; i++) {
+      const r = t.records[i]!
+      const size = (r.data?.length ?? 0) + REPLY_RECORD_OVERHEAD
+      if (bytes + size > budget && (out.length > 0 || records.length > 0)) {
+        cut = true
+        break
+      }
+      records.push([r.oid, r.data])
+      bytes += size
+    }
+    // Not one record of it fits after the transactions before it: it begins the next page.
+    if (cut && records.length === 0) break
+    out.push(cut ? [t.tid, t.status, t.user, t.description, t.extension, records, true] : [t.tid, t.status, t.user, t.description, t.extension, records])
+    if (cut || out.length >= Math.min(limit, 1000)) break
+  }
+  return out
 }
 
 interface PendingStore {
@@ -613,7 +672,7 @@ class ClientConn {
   }
 
   /** loadBefore as other clients may see it: nothing of a transaction voted but not finished. */
-  #loadBefore(oid: Oid, tid: Tid): { data: Uint8Array; serial: Tid; nextSerial: Tid | null } | null {
+  #loadBefore(oid: Oid, tid: Tid): LoadedRevision | null {
     const limit = this.served!.readLimit()
     if (limit === null) return this.served!.storage.loadBefore(oid, tid)
     const rev = this.served!.storage.loadBefore(oid, tid > limit + 1n ? limit + 1n : tid)
@@ -627,12 +686,12 @@ class ClientConn {
    * the storage's own loadBeforeMany (one query per batch) gives them, next nil. An older snapshot
    * needs the real next serial for the client's cache: one loadBefore each.
    */
-  #loadBeforeMany(oids: Oid[], tid: Tid): unknown[] {
+  #loadBeforeMany(oids: Oid[], tid: Tid): Revision[] {
     const served = this.served!
     const storage = served.storage
     const limit = served.readLimit()
     const before = limit !== null && tid > limit + 1n ? limit + 1n : tid
-    const out: unknown[] = []
+    const out: Revision[] = []
     if (before > served.lastCommitted && typeof storage.loadBeforeMany === 'function') {
       for (const [oid, rev] of storage.loadBeforeMany(oids, before)) out.push([oid, rev.data, rev.serial, null])
       return out
@@ -649,26 +708,25 @@ class ClientConn {
   }
 
   /**
-   * #loadBeforeMany of `oids` in their order until `budget` bytes of records were added (each
-   * counting its data and REPLY_RECORD_OVERHEAD; the one reaching the budget is the last): the
-   * rest are left out, as if they had not existed — for prefetches only, whose client loads what
-   * did not come when it is asked for. Loaded in batches the budget left should hold at the mean
-   * size so far (one record first): file blocks stop it after the first record read, small
-   * objects come in a second query.
+   * #loadBeforeMany of `oids` in their order while the reply stays within `budget` bytes (each
+   * record counting its data and REPLY_RECORD_OVERHEAD; the first record comes whatever its
+   * size): the first that would not fit and those after it are left out, as if they had not
+   * existed — the client asks again for what came after the last record it got. Loaded in
+   * batches the budget left should hold at the mean size so far (one record first): file blocks
+   * stop it after the first record or two, small objects come in a second query.
    */
-  #loadBeforeManyWithin(oids: Oid[], tid: Tid, budget: number): unknown[] {
-    const out: unknown[] = []
+  #loadBeforeManyWithin(oids: Oid[], tid: Tid, budget: number): Revision[] {
+    const out: Revision[] = []
     let bytes = 0
-    let records = 0
     for (let k = 0; k < oids.length && bytes < budget; ) {
-      const n = records === 0 ? 1 : Math.max(1, Math.ceil((budget - bytes) / (bytes / records)))
+      const n = out.length === 0 ? 1 : Math.max(1, Math.ceil((budget - bytes) / (bytes / out.length)))
       const batch = oids.slice(k, k + n)
       k += batch.length
-      for (const r of this.#loadBeforeMany(batch, tid) as [Oid, Uint8Array, Tid, Tid | null][]) {
+      for (const r of this.#loadBeforeMany(batch, tid)) {
+        const size = r[1].length + REPLY_RECORD_OVERHEAD
+        if (out.length > 0 && bytes + size > budget) return out
         out.push(r)
-        records++
-        bytes += r[1].length + REPLY_RECORD_OVERHEAD
-        if (bytes >= budget) break
+        bytes += size
       }
     }
     return out
@@ -678,10 +736,11 @@ class ClientConn {
    * loadBeforeMany's optional `[next, fromEnd, count, budget]`: the walk of a chain of records
    * (B-tree leaves) goes on here instead of a round trip per record. `next` is the chain's next
    * record (loaded if not among `out`); the records it refers to are added to `out`, then those
-   * of the record `fromEnd` places from the end of its references, `count` records in all, until
-   * `budget` bytes were added.
+   * of the record `fromEnd` places from the end of its references, `count` records in all, while
+   * the whole reply (`out` included) stays within `budget` bytes: the first record that would not
+   * fit ends it.
    */
-  #follow(out: [Oid, Uint8Array, Tid, Tid | null][], tid: Tid, follow: unknown): void {
+  #follow(out: Revision[], tid: Tid, follow: unknown): void {
     if (!Array.isArray(follow) || follow.length !== 4) throw new ProtocolError('malformed loadBeforeMany follow')
     const [first, fromEnd, count, budget] = follow as unknown[]
     const small = (n: unknown, max: number): n is number => typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= max
@@ -691,22 +750,20 @@ class ClientConn {
     const have = new Map<Oid, Uint8Array>()
     for (const r of out) have.set(r[0], r[1])
     let bytes = 0
-    // The records' mean size so far (those asked for included) sizes the batches loaded.
-    let seenBytes = 0
-    for (const r of out) seenBytes += r[1].length
-    /** Add one record; false once the budget or the reply's cap of records is reached. */
-    const add = (r: [Oid, Uint8Array, Tid, Tid | null]): boolean => {
+    for (const r of out) bytes += r[1].length + REPLY_RECORD_OVERHEAD
+    /** Add one record if it fits; false once it did not, or the reply's cap of records is reached. */
+    const add = (r: Revision): boolean => {
+      const size = r[1].length + REPLY_RECORD_OVERHEAD
+      if (bytes + size > budget) return false
       out.push(r)
       have.set(r[0], r[1])
-      seenBytes += r[1].length
-      bytes += r[1].length + REPLY_RECORD_OVERHEAD
+      bytes += size
       return bytes < budget && out.length < MAX_MANY
     }
     /** How many records to load at once: as many as the budget left holds at the mean size (1 to 64; 4 while nothing is known). */
     const batchSize = (): number => {
       if (out.length === 0) return 4
-      const mean = seenBytes / out.length + REPLY_RECORD_OVERHEAD
-      return Math.max(1, Math.min(64, Math.ceil((budget - bytes) / mean)))
+      return Math.max(1, Math.min(64, Math.ceil((budget - bytes) / (bytes / out.length))))
     }
     let next: Oid = first
     /** The class of the chain's records (the record `next` was reached from), once known. */
@@ -714,7 +771,7 @@ class ClientConn {
     for (let i = 0; i < count && bytes < budget && out.length < MAX_MANY; i++) {
       let data = have.get(next)
       if (data === undefined) {
-        const added = this.#loadBeforeMany([next], tid)[0] as [Oid, Uint8Array, Tid, Tid | null] | undefined
+        const added = this.#loadBeforeMany([next], tid)[0]
         if (added === undefined) return
         data = added[1]
         if (!add(added)) return
@@ -737,7 +794,7 @@ class ClientConn {
         const n = Math.min(batchSize(), MAX_MANY - out.length)
         const batch = wanted.slice(k, k + n)
         k += n
-        for (const r of this.#loadBeforeMany(batch, tid) as [Oid, Uint8Array, Tid, Tid | null][]) if (!add(r)) return
+        for (const r of this.#loadBeforeMany(batch, tid)) if (!add(r)) return
       }
       if (refs.length < fromEnd) return
       next = refs[refs.length - fromEnd]!
@@ -820,28 +877,34 @@ class ClientConn {
         if (!isBigint(oid) || !isBigint(tid) || typeof budget !== 'number') throw new ProtocolError('malformed loadBefore')
         const rev = this.#loadBefore(oid, tid)
         if (rev === null) return [null, []]
-        const extras: unknown[] = []
-        if (budget > 0) {
+        const extras: Revision[] = []
+        // The records it refers to come along while the whole reply stays within the budget
+        // (at most MAX_REPLY_BUDGET): the first that would not fit ends them.
+        const limit = Math.min(budget, MAX_REPLY_BUDGET)
+        let bytes = rev.data.length + REPLY_RECORD_OVERHEAD
+        if (bytes < limit) {
           let refs: Oid[] = []
           try {
             refs = referencesIn(rev.data)
           } catch {
             refs = []
           }
-          let bytes = 0
           const seen = new Set<Oid>([oid])
           for (const ref of refs) {
-            if (bytes >= budget || extras.length >= 2000) break
+            if (extras.length >= 2000) break
             if (seen.has(ref)) continue
             seen.add(ref)
+            let r: LoadedRevision | null
             try {
-              const r = this.#loadBefore(ref, tid)
-              if (r === null) continue
-              extras.push([ref, r.data, r.serial, r.nextSerial])
-              bytes += r.data.length
+              r = this.#loadBefore(ref, tid)
             } catch (error) {
               if (!(error instanceof POSKeyError)) throw error
+              continue
             }
+            if (r === null) continue
+            bytes += r.data.length + REPLY_RECORD_OVERHEAD
+            if (bytes > limit) break
+            extras.push([ref, r.data, r.serial, r.nextSerial])
           }
         }
         return [[rev.data, rev.serial, rev.nextSerial], extras]
@@ -867,7 +930,7 @@ class ClientConn {
           throw new ProtocolError('malformed loadBeforeMany budget')
         }
         const out = typeof budget === 'number' ? this.#loadBeforeManyWithin(oids, tid, budget) : this.#loadBeforeMany(oids, tid)
-        if (follow !== undefined && follow !== null) this.#follow(out as [Oid, Uint8Array, Tid, Tid | null][], tid, follow)
+        if (follow !== undefined && follow !== null) this.#follow(out, tid, follow)
         return out
       }
       case 'loadSerial': {
@@ -907,17 +970,14 @@ class ClientConn {
         return entries.map((h) => [h.tid, h.user, h.description, h.extension, h.size])
       }
       case 'iterator': {
-        const [start, stop, limit] = args
+        const [start, stop, limit, budget, skip] = args
         if (!isBigint(start) || !isBigint(stop) || typeof limit !== 'number') throw new ProtocolError('malformed iterator')
-        const out: unknown[] = []
-        let bytes = 0
+        const within = budget !== undefined && budget !== null
+        if (within && !(Number.isInteger(budget) && (budget as number) > 0 && (budget as number) <= MAX_REPLY_BUDGET)) throw new ProtocolError('malformed iterator budget')
+        if (skip !== undefined && skip !== null && !(within && Number.isInteger(skip) && (skip as number) >= 0)) throw new ProtocolError('malformed iterator skip')
         const readLimit = this.served!.readLimit()
-        for (const t of storage.iterator(start, readLimit !== null && readLimit < stop ? readLimit : stop)) {
-          out.push([t.tid, t.status, t.user, t.description, t.extension, t.records.map((r) => [r.oid, r.data])])
-          for (const r of t.records) bytes += (r.data?.length ?? 0) + 16
-          if (out.length >= Math.min(limit, 1000) || bytes > 8 * 1024 * 1024) break
-        }
-        return out
+        const transactions = storage.iterator(start, readLimit !== null && readLimit < stop ? readLimit : stop)
+        return within ? iteratorPage(transactions, start, limit, budget as number, (skip as number | null | undefined) ?? 0) : iteratorPageWhole(transactions, limit)
       }
       case 'pack': {
         const [tid, gc] = args
