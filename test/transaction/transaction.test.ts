@@ -307,6 +307,58 @@ describe('Transaction', () => {
     })
   })
 
+  describe('using (Symbol.dispose)', () => {
+    it('aborts a transaction its block did not commit, and frees it from its manager', () => {
+      const { tm, journal } = setup()
+      {
+        using txn = tm.get()
+        txn.join(new RecordingDataManager('a', journal))
+      }
+      expect(journal).to.deep.equal(['a.abort'])
+      expect(tm.peek()).to.equal(null)
+    })
+
+    it('leaves a committed or an aborted transaction alone', () => {
+      const { tm, journal } = setup()
+      {
+        using txn = tm.get()
+        txn.join(new RecordingDataManager('a', journal))
+        tm.commit()
+      }
+      expect(journal).to.deep.equal(['a.tpc_begin', 'a.commit', 'a.tpc_vote', 'a.tpc_finish'])
+      journal.length = 0
+      const next = tm.begin()
+      {
+        using txn = next
+        txn.join(new RecordingDataManager('b', journal))
+        txn.abort()
+        // a transaction begun since is not the disposed one's to end
+        tm.begin()
+      }
+      expect(journal).to.deep.equal(['b.abort'])
+      expect(tm.peek()).to.not.equal(null)
+    })
+
+    it('aborts a doomed or hosed one, and a failure of the block is not hidden by it', () => {
+      const { tm, journal } = setup()
+      {
+        using txn = tm.get()
+        txn.join(new RecordingDataManager('a', journal))
+        txn.doom()
+      }
+      expect(journal).to.deep.equal(['a.abort'])
+      journal.length = 0
+      const error = thrown(() => {
+        using txn = tm.begin()
+        txn.join(new RecordingDataManager('b', journal, 'tpc_vote'))
+        tm.commit()
+      })
+      expect((error as Error).message).to.equal('b failed in tpc_vote')
+      expect(journal.slice(-2)).to.deep.equal(['b.tpc_abort', 'b.abort'])
+      expect(tm.peek()).to.equal(null)
+    })
+  })
+
   describe('hooks', () => {
     it('before-commit hooks run in order with their arguments, before any data manager', () => {
       const { txn, tm, journal } = setup()

@@ -11,7 +11,8 @@
 //     COMMITFAILED ("hosed"): commit/join/savepoint throw TransactionFailedError until abort()
 //
 // A failed savepoint (making or rolling back) also hoses the transaction. Freeing detaches the
-// transaction from its manager and drops its data managers, hooks and data.
+// transaction from its manager and drops its data managers, hooks and data. Disposing (`using`)
+// aborts a transaction that is not freed yet.
 
 import type {
   AbortHook,
@@ -64,6 +65,8 @@ export interface TransactionOptions {
 
 export class Transaction implements SavepointOwner {
   #status: Status = Status.ACTIVE
+  /** Committed or aborted: freed, nothing left to end. */
+  #ended = false
   #resources: DataManager[] = []
   #synchronizers: IterableWeakSet<Synchronizer> | null
   #manager: TransactionOwner | null
@@ -362,6 +365,14 @@ export class Transaction implements SavepointOwner {
     if (firstError !== null) throw (firstError as { error: unknown }).error
   }
 
+  /**
+   * `using txn = tm.begin()`: a transaction its block did not commit is aborted at the end of
+   * the block (a failure of the block included); a committed or aborted one is left alone.
+   */
+  [Symbol.dispose](): void {
+    if (!this.#ended && this.#status !== Status.COMMITTING) this.abort()
+  }
+
   /** Whether `error` is worth retrying: a TransientError, or a joined manager's shouldRetry says so. */
   isRetryableError(error: unknown): boolean {
     if (error instanceof TransientError) return true
@@ -459,6 +470,7 @@ export class Transaction implements SavepointOwner {
   }
 
   #free(): void {
+    this.#ended = true
     this.#freeManager()
     this.#data.clear()
     this.#resources = []

@@ -170,8 +170,11 @@ export class DB<R extends object = Root> implements Disposable {
     try {
       return await tm.runAsync(async () => await fn(conn), { ...(options.tries ? { tries: options.tries } : {}), ...(options.note ? { note: options.note } : {}) })
     } finally {
-      if (tm.peek() !== null) tm.abort()
-      conn.close()
+      try {
+        if (tm.peek() !== null) tm.abort()
+      } finally {
+        conn.close()
+      }
     }
   }
 
