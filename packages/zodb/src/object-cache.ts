@@ -249,8 +249,12 @@ export class ObjectCache {
     // Deleting entries already visited is safe while iterating a Map: no copy needed. An entry
     // moved to the end comes again later in the same loop, and is then evicted if need be.
     const active = this.#active
+    // Each entry is visited at most twice (once more after a move). Objects loaded during the
+    // scan (a `_p_deactivate` that reads its object again) join the end: without a bound the
+    // scan would evict and reload them forever.
+    let visits = 2 * active.size
     for (const obj of active.values()) {
-      if (!over()) break
+      if (!over() || visits-- === 0) break
       const meta = _meta(obj)
       if (meta.usedTick > meta.lruTick) {
         // Used since it took its place: to the end, as a move at the time of use would have done.
