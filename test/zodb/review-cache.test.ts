@@ -1,9 +1,10 @@
 // Review findings on the object cache, Persistent and the class registry: each test failed
 // before its fix.
 import { expect } from 'chai'
+import { TransactionManager } from '@wendelin/transaction'
 import { Persistent, PersistentList, registerClass } from '@wendelin/zodb'
 
-import { newDB, session } from './helpers.js'
+import { Item, newDB, session } from './helpers.js'
 
 /** An object whose `_p_deactivate` reads it again (logging what it evicts): it loads itself back. */
 let deactivations = 0
@@ -33,5 +34,30 @@ describe('review: object cache', () => {
     s.tm.commit() // a boundary runs the same eviction
     expect(deactivations).to.be.below(100)
     s.conn.cacheMinimize() // already bounded: a copy of the active objects
+  })
+})
+
+describe('review: historical connections', () => {
+  it('trim their cache to cacheSize at transaction boundaries, as other connections do', () => {
+    const db = newDB({ cacheSize: 10 })
+    const w = session(db)
+    w.root.items = new PersistentList(Array.from({ length: 50 }, (_, i) => new Item(`item${i}`)))
+    w.tm.commit()
+    const tm = new TransactionManager()
+    const h = db.open({ at: db.lastTransaction(), transactionManager: tm })
+    for (const it of h.root.items as PersistentList<Item>) void it.name
+    expect(h.cache.activeCount).to.be.at.least(50)
+    tm.begin()
+    tm.commit()
+    expect(h.cache.activeCount).to.be.at.most(10)
+    // Its snapshot did not move: a later commit is not seen.
+    ;(w.root.items as PersistentList<Item>).get(0)!.name = 'changed'
+    w.tm.commit()
+    tm.begin()
+    tm.commit()
+    expect((h.root.items as PersistentList<Item>).get(0)!.name).to.equal('item0')
+    h.close()
+    tm.begin()
+    tm.commit() // a closed one no longer follows the manager
   })
 })

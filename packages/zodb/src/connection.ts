@@ -164,7 +164,9 @@ export class Connection<R extends object = Record<string, unknown>> implements P
       newTransaction: () => this.#sync(),
       afterCompletion: (txn: Transaction) => this.#afterCompletion(txn),
     }
-    if (!this.#historical) this.#registerSynch()
+    // A historical connection follows transactions too: its snapshot stays, but its cache is
+    // trimmed at their boundaries as any other's (it grew without bound otherwise).
+    this.#registerSynch()
   }
 
   #registerSynch(): void {
@@ -310,7 +312,7 @@ export class Connection<R extends object = Record<string, unknown>> implements P
         log('error in a close callback: %O', error)
       }
     }
-    if (!this.#historical) this.#unregisterSynch()
+    this.#unregisterSynch()
     this.db._connectionClosed(this as unknown as Connection<object>)
   }
 
@@ -320,8 +322,8 @@ export class Connection<R extends object = Record<string, unknown>> implements P
 
   /** @internal The database closed: stop following transactions and drop the cache. */
   _shutdown(): void {
-    if (this.#opened && !this.#historical) this.#unregisterSynch()
     if (this.#opened) {
+      this.#unregisterSynch()
       const callbacks = this.#onClose
       this.#onClose = []
       for (const fn of callbacks) {
