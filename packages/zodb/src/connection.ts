@@ -696,13 +696,26 @@ export class Connection<R extends object = Record<string, unknown>> implements P
   }
 
   #setLoadedState(obj: Persistent, className: string, state: unknown, serial: Tid, size: number): void {
-    if (isBroken(obj)) throw new UnknownClassError(className, obj._p_oid)
+    if (isBroken(obj)) this.#unbreak(obj, className)
     // Objects committed together are mostly loaded together: they share one serial bigint (each
     // record's own was 24 bytes more kept per loaded object).
     if (serial === this.#lastSerial) serial = this.#lastSerial
     else this.#lastSerial = serial
     _loadState(obj, state, serial, size)
     this.cache.accessed(obj)
+  }
+
+  /**
+   * A Broken ghost made while its class was not registered: once it is (its module imported
+   * later), the ghost takes that class and loads, or it would stay broken as long as anything
+   * holds it. A Broken class registered as a placeholder stays broken.
+   */
+  #unbreak(obj: Persistent, className: string): void {
+    const cls = findClass(className)
+    if (cls === undefined || !(cls.prototype instanceof Persistent) || cls === Broken || cls.prototype instanceof Broken) {
+      throw new UnknownClassError(className, obj._p_oid)
+    }
+    Object.setPrototypeOf(obj, cls.prototype)
   }
 
   #classFor(className: string, oid: Oid): new () => Persistent {
