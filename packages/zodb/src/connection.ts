@@ -352,6 +352,13 @@ export class Connection<R extends object = Record<string, unknown>> implements P
   /** @internal Other transactions committed changes to `oids` (called by the database). */
   _invalidate(tid: Tid, oids: readonly Oid[]): void {
     if (this.#historical) return
+    if (!this.#opened) {
+      // In the pool: nothing loads before it is reopened, so only objects cached now can be
+      // stale then. Queuing every oid made an idle pooled connection keep every oid committed
+      // since it was closed (about 45 MB per million).
+      for (const oid of oids) if (this.cache.get(oid) !== undefined) this.#invalidated.add(oid)
+      return
+    }
     if (tid === this.#finishingTid) {
       // Our own commit: what this connection stored is up to date here (tpc_finish marks it
       // so); what other data managers of the transaction stored through the storage is news.
