@@ -58,6 +58,11 @@ export class PersistentMeta {
   oid: Oid | null = null
   serial: Tid = 0n
   state: PersistentState = UPTODATE
+  /**
+   * Set by `_p_sticky = true` until `_p_sticky = false`: a change makes the object CHANGED for
+   * a while, and it must come back STICKY, not UPTODATE, once stored, taken back or reloaded.
+   */
+  sticky = false
   /** True while the jar fills in the state: writes then are not changes. */
   loading = false
   /** Estimated size of the object's record in bytes. */
@@ -435,7 +440,7 @@ export class Persistent {
       if (meta.state === GHOST) this._p_activate()
       if (meta.state !== CHANGED) beforeWrite(this)
     } else if (meta.state === CHANGED) {
-      meta.state = UPTODATE
+      meta.state = meta.sticky ? STICKY : UPTODATE
     }
   }
 
@@ -458,16 +463,18 @@ export class Persistent {
 
   /** A sticky object is never made a ghost (by the cache or `_p_deactivate`) until unstuck. */
   get _p_sticky(): boolean {
-    return metaOf(this).state === STICKY
+    return metaOf(this).sticky
   }
   set _p_sticky(value: boolean) {
     const meta = metaOf(this)
     if (value) {
       if (meta.jar === null) throw new ConnectionStateError('only an object of a connection can be sticky')
       if (meta.state === GHOST) this._p_activate()
+      meta.sticky = true
       if (meta.state === UPTODATE) meta.state = STICKY
-    } else if (meta.state === STICKY) {
-      meta.state = UPTODATE
+    } else {
+      meta.sticky = false
+      if (meta.state === STICKY) meta.state = UPTODATE
     }
   }
 
@@ -560,6 +567,7 @@ export function _detach(obj: Persistent): void {
     meta.jar = null
     meta.oid = null
     meta.state = UPTODATE
+    meta.sticky = false
     return
   }
   if (dictOf(obj) !== null) {
@@ -574,6 +582,7 @@ export function _detach(obj: Persistent): void {
   meta.oid = null
   meta.serial = 0n
   meta.state = UPTODATE
+  meta.sticky = false
 }
 
 /**
@@ -611,6 +620,7 @@ export function _loadState(obj: Persistent, state: unknown, serial: Tid, size: n
   }
   meta.serial = serial
   meta.size = size
+  if (meta.sticky) meta.state = STICKY // reloaded after an invalidation or an abort: still pinned
 }
 
 const defaultSetState = Persistent.prototype._p_setState
@@ -771,7 +781,7 @@ export function _stored(obj: Persistent, serial: Tid, size: number): boolean {
   _activateLayout(obj)
   meta.serial = serial
   meta.size = size
-  if (meta.state === CHANGED) meta.state = UPTODATE
+  if (meta.state === CHANGED) meta.state = meta.sticky ? STICKY : UPTODATE
   return true
 }
 
