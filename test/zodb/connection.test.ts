@@ -704,3 +704,36 @@ describe('DB and Connection', () => {
     })
   })
 })
+
+describe('pooled connections', () => {
+  it('do not keep the oids of every commit while they wait in the pool', () => {
+    const db = newDB()
+    const w = session(db)
+    w.root.a = new Item('a')
+    w.root.b = new Item('b')
+    w.tm.commit()
+    const pooled = session(db)
+    const a = pooled.root.a as Item
+    void a.name
+    pooled.conn.close()
+    expect(db.pooledCount).to.equal(1)
+    const gc = (globalThis as { gc?: () => void }).gc!
+    gc()
+    const before = process.memoryUsage().heapUsed
+    // What the database tells every connection of commits (here of a million new objects).
+    for (let t = 1n; t <= 100n; t++) {
+      const oids = Array.from({ length: 10_000 }, (_, i) => 1000n + t * 10_000n + BigInt(i))
+      pooled.conn._invalidate(t, oids)
+    }
+    gc()
+    expect(process.memoryUsage().heapUsed - before).to.be.below(10e6)
+    // The objects it holds are still made ghosts of their new state when it is reopened.
+    ;(w.root.a as Item).name = 'a2'
+    w.tm.commit()
+    const again = db.open({ transactionManager: new TransactionManager() })
+    expect(again).to.equal(pooled.conn)
+    expect((again.root as unknown as { a: Item }).a).to.equal(a)
+    expect(a.name).to.equal('a2')
+    again.close()
+  })
+})

@@ -1,7 +1,8 @@
 // Historical connections: `db.open({ at | before })` reads a fixed past state, never moves, and
 // refuses changes (ZODB's testhistoricalconnections).
 import { expect } from 'chai'
-import { ReadConflictError, ReadOnlyHistoryError } from '@wendelin/zodb'
+import { TransactionManager } from '@wendelin/transaction'
+import { PersistentList, ReadConflictError, ReadOnlyHistoryError } from '@wendelin/zodb'
 
 import { Item, newDB, session } from './helpers.js'
 
@@ -76,5 +77,30 @@ describe('historical connections', () => {
   it('refuses both at and before', () => {
     const { db, t1 } = history()
     expect(() => db.open({ at: t1, before: t1 })).to.throw(TypeError)
+  })
+})
+
+describe('historical connections and the cache', () => {
+  it('trim their cache to cacheSize at transaction boundaries, as other connections do', () => {
+    const db = newDB({ cacheSize: 10 })
+    const w = session(db)
+    w.root.items = new PersistentList(Array.from({ length: 50 }, (_, i) => new Item(`item${i}`)))
+    w.tm.commit()
+    const tm = new TransactionManager()
+    const h = db.open({ at: db.lastTransaction(), transactionManager: tm })
+    for (const it of h.root.items as PersistentList<Item>) void it.name
+    expect(h.cache.activeCount).to.be.at.least(50)
+    tm.begin()
+    tm.commit()
+    expect(h.cache.activeCount).to.be.at.most(10)
+    // Its snapshot did not move: a later commit is not seen.
+    ;(w.root.items as PersistentList<Item>).get(0)!.name = 'changed'
+    w.tm.commit()
+    tm.begin()
+    tm.commit()
+    expect((h.root.items as PersistentList<Item>).get(0)!.name).to.equal('item0')
+    h.close()
+    tm.begin()
+    tm.commit() // a closed one no longer follows the manager
   })
 })

@@ -2,7 +2,7 @@
 // boundaries, changed and sticky objects kept, ghosts held weakly, identity per oid
 // (the behaviours of persistent's test_picklecache).
 import { expect } from 'chai'
-import { CHANGED, GHOST, ObjectCache, PersistentList } from '@wendelin/zodb'
+import { CHANGED, GHOST, ObjectCache, Persistent, PersistentList, registerClass } from '@wendelin/zodb'
 
 import { Item, newDB, session } from './helpers.js'
 
@@ -287,5 +287,36 @@ describe('object cache', () => {
     const before = s.conn.cache.size
     await collectGarbage()
     expect(s.conn.cache.size).to.be.below(before)
+  })
+})
+
+/** An object whose `_p_deactivate` reads it again (logging what it evicts): it loads itself back. */
+let deactivations = 0
+class Reloading extends Persistent {
+  name = ''
+  override _p_deactivate(): void {
+    super._p_deactivate()
+    // Thrown only to end the test if eviction never ends.
+    if (++deactivations > 10_000) throw new Error('cache eviction does not terminate')
+    void this.name
+  }
+}
+registerClass('test.zodb.Reloading', Reloading)
+
+describe('object cache eviction', () => {
+  it('cacheGC and transaction boundaries terminate when a _p_deactivate loads its object again', () => {
+    const db = newDB({ cacheSize: 2 })
+    const w = session(db)
+    w.root.items = new PersistentList(Array.from({ length: 5 }, (_, i) => Object.assign(new Reloading(), { name: `r${i}` })))
+    w.tm.commit()
+    const s = session(db)
+    for (const o of s.root.items as PersistentList<Reloading>) void o.name
+    deactivations = 0
+    s.conn.cacheGC()
+    expect(deactivations).to.be.below(100)
+    deactivations = 0
+    s.tm.commit() // a boundary runs the same eviction
+    expect(deactivations).to.be.below(100)
+    s.conn.cacheMinimize() // already bounded: a copy of the active objects
   })
 })

@@ -409,3 +409,40 @@ describe('Persistent', () => {
     })
   })
 })
+
+describe('sticky objects', () => {
+  it('stay sticky (never evicted) through a change, its commit, an abort and an invalidation', () => {
+    const db = newDB({ cacheSize: 1 })
+    const w = session(db)
+    w.root.a = new Item('a')
+    w.root.b = new Item('b')
+    w.tm.commit()
+    const a = w.root.a as Item
+    a._p_sticky = true
+    a.value = 5
+    expect(a._p_state).to.equal(CHANGED)
+    w.tm.commit()
+    expect(a._p_sticky).to.equal(true)
+    expect(a._p_state).to.equal(STICKY)
+    void (w.root.b as Item).name
+    w.conn.cacheMinimize()
+    expect(a._p_state).to.equal(STICKY) // was evicted: stickiness was lost at the commit
+    a.value = 6
+    a._p_changed = false // taken back: sticky again, not merely up to date
+    expect(a._p_state).to.equal(STICKY)
+    a.value = 7
+    w.tm.abort()
+    expect(a.value).to.equal(5)
+    expect(a._p_state).to.equal(STICKY)
+    const o = session(db)
+    ;(o.root.a as Item).value = 8
+    o.tm.commit()
+    w.tm.begin() // the invalidation makes it a ghost: it loads the new state, still sticky
+    expect(a.value).to.equal(8)
+    expect(a._p_state).to.equal(STICKY)
+    a._p_sticky = false
+    expect(a._p_state).to.equal(UPTODATE)
+    w.conn.cacheMinimize()
+    expect(a._p_state).to.equal(GHOST)
+  })
+})
