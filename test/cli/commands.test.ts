@@ -1,4 +1,4 @@
-// The wendelin subcommands (info, dump, pack, verify, bench), each run as a child process
+// The wendelin subcommands (info, dump, pack, verify, copy, bench), each run as a child process
 // against a database made here: output and exit status, failure cases included.
 import { expect } from 'chai'
 import { spawn, spawnSync } from 'node:child_process'
@@ -26,7 +26,7 @@ function run(...args: string[]) {
   return { status: r.status, stdout: r.stdout, stderr: r.stderr }
 }
 
-describe('wendelin info, dump, pack, verify, bench', function () {
+describe('wendelin info, dump, pack, verify, copy, bench', function () {
   this.timeout(60_000)
   let dir: string
   let file: string
@@ -66,7 +66,7 @@ describe('wendelin info, dump, pack, verify, bench', function () {
   after(() => rmSync(dir, { recursive: true, force: true }))
 
   it('every subcommand has --help', () => {
-    for (const cmd of ['info', 'dump', 'pack', 'verify', 'bench', 'serve']) {
+    for (const cmd of ['info', 'dump', 'pack', 'verify', 'copy', 'bench', 'serve']) {
       const r = run(cmd, '--help')
       expect(r.status, cmd).to.equal(0)
       expect(r.stdout).to.match(new RegExp(`Usage: wendelin ${cmd}`))
@@ -122,6 +122,22 @@ describe('wendelin info, dump, pack, verify, bench', function () {
     const one = run('dump', copy, '--oid', `0x${noteOid.toString(16)}`)
     expect(one.stdout.match(/^transaction/gm)).to.have.length(1, 'only the current revision is left')
     expect(run('verify', copy).status).to.equal(0)
+  })
+
+  it('copy makes a new SQLite file with the same transactions; again, it copies only what is new; an unrelated destination is refused', () => {
+    const copy = path.join(dir, 'copy.sqlite')
+    const r = run('copy', file, copy)
+    expect(r.status).to.equal(0, r.stderr)
+    expect(r.stdout).to.match(/^copied 4 transactions \(\d+ records, [\d.]+ KiB\) from sqlite:.* to sqlite:.*copy\.sqlite in [\d.]+ s$/m)
+    expect(run('dump', copy, '--json').stdout).to.equal(run('dump', file, '--json').stdout)
+    expect(run('verify', copy).status).to.equal(0)
+    expect(run('copy', file, `sqlite:${copy}`).stdout).to.match(/^copied 0 transactions/)
+    const other = path.join(dir, 'other.sqlite')
+    new DB(new SQLiteStorage(other)).close() // a database of its own: its root's transaction
+    const refused = run('copy', file, other)
+    expect(refused.status).to.equal(1)
+    expect(refused.stderr).to.match(/^wendelin copy: .* is not an earlier copy of .*\n$/)
+    expect(run('copy', file, 'zeo://127.0.0.1:1/x?timeout=100').status).to.equal(2)
   })
 
   it('verify finds a damaged B-tree and a dangling reference, and exits 1', () => {

@@ -5,7 +5,7 @@
 // the client's frame ends the connection, and every retry after.
 import { expect } from 'chai'
 import { TransactionManager } from '@wendelin/transaction'
-import { DB, MAX_TID, Persistent, registerClass, type Oid, type Tid } from '@wendelin/zodb'
+import { DB, MAX_TID, MemoryStorage, Persistent, copyTransactions, registerClass, type Oid, type Tid } from '@wendelin/zodb'
 import type { ClientStorage } from '@wendelin/zeo'
 
 import { commitRecords } from '../zodb/storage-conformance.js'
@@ -123,5 +123,18 @@ describe('zeo replies within the client frame', function () {
       expect(await c.waitClosed(2000), JSON.stringify(args, (_, v: unknown) => (typeof v === 'bigint' ? String(v) : v))).to.equal(true)
     }
     expect([...small(name).iterator()].map((t) => t.tid)).to.deep.equal([big.tid])
+  })
+
+  it('copyTransactions from a server through such a client: every transaction whole, big ones included', async () => {
+    const name = await suite.server.addStorage()
+    const a = small(name)
+    records(a, [10])
+    records(a, [900 * KiB, 900 * KiB, 900 * KiB])
+    records(a, [20, 30])
+    const copy = new MemoryStorage()
+    expect(copyTransactions(small(name), copy)).to.deep.include({ transactions: 3, records: 6 })
+    const shape = (it: Iterable<{ tid: Tid; records: { oid: Oid; data: Uint8Array | null }[] }>) => [...it].map((t) => [t.tid, t.records.map((r) => [r.oid, r.data!.length, r.data![0]])])
+    expect(shape(copy.iterator())).to.deep.equal(shape(a.iterator()))
+    copy.close()
   })
 })

@@ -12,6 +12,7 @@ import { StorageServer } from '@wendelin/zeo'
 
 import { plainPathAsSqlite } from './commands/common.js'
 import { register as registerBench } from './commands/bench.js'
+import { register as registerCopy } from './commands/copy.js'
 import { register as registerDemo } from './commands/demo.js'
 import { register as registerDump } from './commands/dump.js'
 import { register as registerInfo } from './commands/info.js'
@@ -147,6 +148,7 @@ export function program(): Command {
   registerInfo(cli)
   registerDump(cli)
   registerPack(cli)
+  registerCopy(cli)
   registerVerify(cli)
   registerBench(cli)
   registerDemo(cli)

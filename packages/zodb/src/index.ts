@@ -6,6 +6,7 @@
 export { Persistent, GHOST, UPTODATE, CHANGED, STICKY, type PersistentState, type PersistentStatus, type PersistentJar } from './persistent.js'
 export { PersistentMapping } from './persistent-mapping.js'
 export { PersistentList } from './persistent-list.js'
+export { copyTransactions, type CopyOptions, type CopyProgress, type RestorableStorage } from './copy-transactions.js'
 export { Root } from './root.js'
 export { Broken } from './broken.js'
 export { registerClass, findClass, classForName, nameOfClass, registeredClassNames, type AnyClass } from './class-registry.js'

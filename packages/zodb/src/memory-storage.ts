@@ -7,6 +7,7 @@
 import createDebug from 'debug'
 
 import { tryToResolveConflict } from './conflict-resolution.js'
+import { restoredRecords } from './copy-transactions.js'
 import {
   ConflictError,
   ConnectionStateError,
@@ -210,6 +211,34 @@ export class MemoryStorage implements Storage {
     onTid?.(tid)
     for (const l of [...this.#listeners]) l.invalidate(tid, oids)
     return tid
+  }
+
+  restore(t: TransactionRecord): void {
+    this.#checkWritable('restore')
+    if (this.#commit !== null) throw new StorageTransactionError(`${this.#name}: restore while a transaction is committing`)
+    const records = restoredRecords(t)
+    if (t.tid <= this.#last) {
+      throw new StorageTransactionError(`${this.#name}: cannot restore transaction 0x${idToHex(t.tid)}: it is not after the last one, 0x${idToHex(this.#last)}`)
+    }
+    const entry: TransactionEntry = {
+      tid: t.tid,
+      status: t.status === 'p' ? 'p' : ' ',
+      user: t.user,
+      description: t.description,
+      extension: structuredClone(t.extension),
+      oids: [...records.keys()],
+    }
+    for (const [oid, data] of records) {
+      let revs = this.#revisions.get(oid)
+      if (revs === undefined) this.#revisions.set(oid, (revs = []))
+      // A copy: the source may reuse its buffers.
+      revs.push({ tid: t.tid, data: data === null ? null : new Uint8Array(data) })
+      if (oid >= this.#nextOid) this.#nextOid = oid + 1n
+    }
+    this.#transactions.push(entry)
+    this.#last = t.tid
+    if (log.enabled) log('restored %s: %d objects', idToHex(t.tid), entry.oids.length)
+    for (const l of [...this.#listeners]) l.invalidate(t.tid, entry.oids)
   }
 
   tpc_abort(txn: TransactionMetaData): void {

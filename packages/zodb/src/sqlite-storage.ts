@@ -29,6 +29,7 @@ import createDebug from 'debug'
 import { pack as msgpack, unpack as msgunpack } from 'msgpackr'
 
 import { tryToResolveConflict } from './conflict-resolution.js'
+import { restoredRecords } from './copy-transactions.js'
 import {
   ConflictError,
   ConnectionStateError,
@@ -999,6 +1000,40 @@ export class SQLiteStorage implements Storage {
     onTid?.(tid)
     for (const l of [...this.#listeners]) l.invalidate(tid, oids)
     return tid
+  }
+
+  restore(t: TransactionRecord): void {
+    this.#checkWritable('restore')
+    if (this.#commit !== null) throw new StorageTransactionError(`${this.getName()}: restore while a transaction is committing`)
+    const stores = new Map<Oid, PendingStore>()
+    for (const [oid, data] of restoredRecords(t)) stores.set(oid, { oldSerial: 0n, data })
+    this.#wal?.beforeWrite()
+    this.#guard('restore', () => this.#stmt.begin.run())
+    try {
+      this.#poll()
+      const last = (this.#stmt.lastTid.get() as Row).tid as bigint
+      const newest = last > this.#lastTid ? last : this.#lastTid
+      if (t.tid <= newest) {
+        throw new StorageTransactionError(`${this.getName()}: cannot restore transaction 0x${idToHex(t.tid)}: it is not after the last one, 0x${idToHex(newest)}`)
+      }
+      this.#stmt.insertTransaction.run(t.tid, t.user, t.description, msgpack(t.extension))
+      if (t.status === 'p') this.#db.prepare('UPDATE transactions SET packed = 1 WHERE tid = ?').run(t.tid)
+      this.#insertRevisions(t.tid, stores)
+      this.#guard('restore', () => this.#stmt.commit.run())
+    } catch (error) {
+      this.#rollback()
+      throw this.#translate(error, 'restore')
+    }
+    this.#restoreCache()
+    this.#wal?.afterCommit()
+    this.#lastTid = t.tid
+    const oids = [...stores.keys()]
+    // The next reservation counts the restored oids (reserveOids looks at the largest stored);
+    // the block this instance holds may not, so it is dropped if one of them reaches it.
+    for (const oid of oids) if (oid >= this.#oidNext) this.#oidNext = this.#oidEnd = 0n
+    this.#known.committed(t.tid, oids)
+    if (log.enabled) log('restored %s: %d objects', idToHex(t.tid), oids.length)
+    for (const l of [...this.#listeners]) l.invalidate(t.tid, oids)
   }
 
   tpc_abort(txn: TransactionMetaData): void {

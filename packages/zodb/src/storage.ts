@@ -193,6 +193,16 @@ export interface Storage {
    */
   loadBeforeInto?(oid: Oid, tid: Tid, parts: ReadonlyArray<readonly [offset: number, dest: Uint8Array]>): { serial: Tid; length: number } | null
 
+  /**
+   * Optional (a storage others can be copied into, see copyTransactions): write transaction `t`
+   * as it was committed elsewhere — its tid, status, metadata and records (a null `data`: the
+   * object was deleted) — in one step, without conflict checks. `t.tid` must be above
+   * lastTransaction(), and no transaction may be committing (StorageTransactionError). Oids
+   * handed out afterwards are above every oid restored. Listeners hear of it as of a commit.
+   * Meant for a storage nothing else writes meanwhile.
+   */
+  restore?(t: TransactionRecord): void
+
   /** Listen for committed transactions (each storage delivers in tid order). */
   addListener(listener: InvalidationListener): void
   removeListener(listener: InvalidationListener): void
