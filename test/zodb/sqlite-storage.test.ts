@@ -327,6 +327,27 @@ describe('SQLiteStorage', () => {
       expect(error).to.be.instanceOf(StorageFileError)
       expect((error as Error).message).to.include(file)
     })
+
+    it('reports a corrupt page read by len() as a StorageFileError naming the file (wendelin info counts objects so)', () => {
+      const file = freshFile()
+      const s = new SQLiteStorage(file)
+      for (let i = 0; i < 200; i++) commitRecords(s, [[s.newOid(), 0n, record({ value: i })]])
+      s.close()
+      const raw = new Database(file)
+      raw.pragma('wal_checkpoint(TRUNCATE)')
+      const rootPage = Number(raw.prepare("SELECT rootpage FROM sqlite_master WHERE name = 'object_revisions_by_oid'").pluck().get())
+      const pageSize = Number(raw.pragma('page_size', { simple: true }))
+      raw.close()
+      const fd = openSync(file, 'r+')
+      writeSync(fd, Buffer.alloc(pageSize, 0xa5), 0, pageSize, (rootPage - 1) * pageSize)
+      closeSync(fd)
+      const damaged = new SQLiteStorage(file, { readOnly: true })
+      try {
+        expect(() => damaged.len()).to.throw(StorageFileError, file)
+      } finally {
+        damaged.close()
+      }
+    })
   })
 
   it('its spec opens the same data from a worker thread, read at an explicit snapshot', async () => {

@@ -543,7 +543,7 @@ export class SQLiteStorage implements Storage {
 
   len(): number {
     this.#checkOpen()
-    return Number((this.#stmt.count.get(this.#visibleBefore()) as Row).n)
+    return this.#guard('len', () => Number((this.#stmt.count.get(this.#visibleBefore()) as Row).n))
   }
 
   isReadOnly(): boolean {
