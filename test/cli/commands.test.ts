@@ -2,7 +2,7 @@
 // against a database made here: output and exit status, failure cases included.
 import { expect } from 'chai'
 import { spawn, spawnSync } from 'node:child_process'
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { closeSync, copyFileSync, existsSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -187,6 +187,25 @@ describe('wendelin info, dump, pack, verify, copy, bench', function () {
     const unreachable = run('info', 'zeo://127.0.0.1:1/main')
     expect(unreachable.status).to.equal(2)
     expect(unreachable.stderr).to.match(/^wendelin info: cannot open zeo:\/\/127\.0\.0\.1:1\/main/)
+  })
+
+  it('a storage found corrupt after it opened (a bad page is seen only when read) is one line naming the file and status 2, as the README says', () => {
+    const damaged = path.join(dir, 'damaged.sqlite')
+    copyFileSync(file, damaged)
+    const raw = new Database(damaged)
+    raw.pragma('wal_checkpoint(TRUNCATE)')
+    const rootPage = Number(raw.prepare("SELECT rootpage FROM sqlite_master WHERE name = 'object_revisions'").pluck().get())
+    const pageSize = Number(raw.pragma('page_size', { simple: true }))
+    raw.close()
+    const fd = openSync(damaged, 'r+')
+    writeSync(fd, Buffer.alloc(pageSize, 0xa5), 0, pageSize, (rootPage - 1) * pageSize)
+    closeSync(fd)
+    for (const cmd of ['info', 'dump', 'verify', 'pack']) {
+      const r = run(cmd, damaged)
+      expect(r.status, cmd).to.equal(2)
+      expect(r.stderr.trim().split('\n'), cmd).to.have.length(1)
+      expect(r.stderr, cmd).to.match(new RegExp(`^wendelin ${cmd}: .*damaged\\.sqlite.*corrupt`))
+    }
   })
 
   it("bad usage (a missing argument, an unknown option or command, a malformed value) is one line 'wendelin CMD: ...' and status 2, not the help", () => {

@@ -4,7 +4,8 @@
 import { existsSync } from 'node:fs'
 
 import cliProgress from 'cli-progress'
-import { type Storage, type Tid, idToHex, openStorage, tidToDate } from '@wendelin/zodb'
+import { type Storage, StorageFileError, type Tid, idToHex, openStorage, tidToDate } from '@wendelin/zodb'
+import { ClientDisconnected } from '@wendelin/zeo'
 
 /** An error to print as one line (`wendelin CMD: message`) with its exit status. */
 export class CliError extends Error {
@@ -46,7 +47,9 @@ export function action<A extends unknown[]>(name: string, fn: (...args: A) => Pr
       const code = await fn(...args)
       process.exitCode = code ?? 0
     } catch (error) {
-      const code = error instanceof CliError ? error.exitCode : 1
+      // A storage found corrupt, or lost, after it opened is what the README's status 2 says too
+      // (a bad page surfaces only when it is read: wendelin info on a damaged file).
+      const code = error instanceof CliError ? error.exitCode : error instanceof StorageFileError || error instanceof ClientDisconnected ? 2 : 1
       process.stderr.write(`wendelin ${name}: ${(error as Error).message.split('\n')[0]}\n`)
       process.exitCode = code
     }
