@@ -2,12 +2,13 @@
 // client commits reaches another's connections at their next transaction boundary; the cache
 // never serves a stale snapshot; a reconnection verifies the cache; calls while disconnected fail
 // with ClientDisconnected (a TransientError).
+import { writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { Worker } from 'node:worker_threads'
 
 import { expect } from 'chai'
 import { TransactionManager, TransientError } from '@wendelin/transaction'
-import { DB, MAX_TID, PersistentMapping, SQLiteStorage, openStorage, type Oid, type Tid } from '@wendelin/zodb'
+import { DB, MAX_TID, PersistentMapping, SQLiteStorage, StorageNotShareableError, openStorage, specForAnotherThread, type Oid, type Tid } from '@wendelin/zodb'
 import { ClientDisconnected, ClientStorage } from '@wendelin/zeo'
 
 import { Item } from '../zodb/helpers.js'
@@ -270,6 +271,34 @@ describe('zeo invalidations and the client cache', function () {
     } finally {
       if (saved === undefined) delete process.env.WENDELIN_TOKEN
       else process.env.WENDELIN_TOKEN = saved
+    }
+  })
+
+  it('given its token in code, is not shareable unless another thread gets the token too (the spec carries no secret): a ZBigFile loader would fail to log in', async () => {
+    const name = await suite.server.addStorage()
+    const saved = { token: process.env.WENDELIN_TOKEN, file: process.env.WENDELIN_TOKEN_FILE }
+    delete process.env.WENDELIN_TOKEN
+    delete process.env.WENDELIN_TOKEN_FILE
+    const tokenFile = path.join(freshDir(), 'token')
+    writeFileSync(tokenFile, `${TOKEN}\n`)
+    try {
+      const inCode = suite.server.client(name)
+      open.push(inCode)
+      expect(inCode.shareable).to.equal(false)
+      expect(() => specForAnotherThread(inCode)).to.throw(StorageNotShareableError, /tokenFile/)
+      process.env.WENDELIN_TOKEN = TOKEN // what a worker started now inherits
+      expect(inCode.shareable).to.equal(true)
+      expect(specForAnotherThread(inCode)).to.equal(inCode.spec)
+      delete process.env.WENDELIN_TOKEN
+      const fromFile = suite.server.client(name, { token: undefined, tokenFile })
+      open.push(fromFile)
+      expect(fromFile.shareable).to.equal(true)
+      expect(specForAnotherThread(fromFile)).to.equal(fromFile.spec)
+    } finally {
+      for (const [k, v] of [['WENDELIN_TOKEN', saved.token], ['WENDELIN_TOKEN_FILE', saved.file]] as const) {
+        if (v === undefined) delete process.env[k]
+        else process.env[k] = v
+      }
     }
   })
 

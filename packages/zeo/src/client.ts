@@ -15,6 +15,7 @@ import {
   MAX_TID,
   POSError,
   ReadOnlyError,
+  StorageNotShareableError,
   StorageTransactionError,
   idToHex,
   referencesIn,
@@ -198,7 +199,6 @@ function refsOf(e: CachedRevision): Oid[] {
 /** A network client storage (see the package README). */
 export class ClientStorage implements Storage {
   readonly spec: string
-  readonly shareable = true
   readonly host: string
   readonly port: number
   readonly storageName: string
@@ -273,6 +273,38 @@ export class ClientStorage implements Storage {
   #lastRead: CachedRevision | null = null
   /** The chain #readAhead follows: the last record whose references it asked for, how many more. */
   #chain: { tid: Tid; fromEnd: number; last: CachedRevision; left: number } | null = null
+
+  /**
+   * Whether another thread (a ZBigFile's loader worker) can open `spec` and authenticate: the
+   * spec carries `tokenFile`, not the token. A token given in code (`token`) reaches such a
+   * thread only when its environment gives the same one (WENDELIN_TOKEN or WENDELIN_TOKEN_FILE).
+   */
+  get shareable(): boolean {
+    return this.#notShareable() === null
+  }
+
+  /** `spec`, or StorageNotShareableError when another thread could not authenticate with it. */
+  specForAnotherThread(): string {
+    const why = this.#notShareable()
+    if (why !== null) throw new StorageNotShareableError(`${this.spec}: ${why}`)
+    return this.spec
+  }
+
+  #notShareable(): string | null {
+    const given = this.#options.token
+    if (given === undefined || this.#options.tokenFile !== undefined) return null
+    let theirs: string | undefined
+    try {
+      theirs = readToken({ host: this.host, port: this.port })
+    } catch {
+      theirs = undefined
+    }
+    if (theirs === given) return null
+    return (
+      'another thread (a loader worker) opens its own client from this spec, which does not carry the token given in code: ' +
+      'give it as `tokenFile` (or set WENDELIN_TOKEN or WENDELIN_TOKEN_FILE to it) instead'
+    )
+  }
 
   /** Open `zeo://host:port/name` (the spec's options, then `options`, apply). */
   static open(spec: string, options: Partial<ClientStorageOptions> = {}): ClientStorage {

@@ -47,6 +47,7 @@ export async function openStorage(spec: string, options: { readOnly?: boolean } 
  * for a storage that lives in this thread's memory.
  */
 export function specForAnotherThread(storage: Storage): string {
+  if (typeof storage.specForAnotherThread === 'function') return storage.specForAnotherThread()
   if (!storage.shareable) throw specNotShareable(storage)
   return storage.spec
 }

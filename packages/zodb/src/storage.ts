@@ -85,6 +85,11 @@ export interface Storage {
   /** Whether another thread can open `spec` and see the same data. */
   readonly shareable: boolean
   /**
+   * Optional: `spec` for another thread, or a StorageNotShareableError saying why it cannot open
+   * it (what `specForAnotherThread(storage)` returns or throws when the storage has this method).
+   */
+  specForAnotherThread?(): string
+  /**
    * True when the storage has copied the `data` of every store() by the time its tpc_vote
    * returns, and keeps no reference to it after tpc_finish or tpc_abort: from the end of the
    * vote the caller may change that memory (a ZBigFile handle's commit hands SQLite records
