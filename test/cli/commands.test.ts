@@ -213,6 +213,8 @@ describe('wendelin info, dump, pack, verify, copy, bench', function () {
       [['info'], /^wendelin info: .*missing required argument 'spec'/],
       [['dump', file, '--bogus'], /^wendelin dump: .*unknown option '--bogus'/],
       [['demo', '--size', 'abc'], /^wendelin demo: .*--size/],
+      [['verify', file, '--max-problems', 'abc'], /^wendelin verify: .*--max-problems/],
+      [['verify', file, '--max-problems', '0'], /^wendelin verify: .*--max-problems/],
       [['frobnicate'], /^wendelin: .*unknown command 'frobnicate'/],
     ]
     for (const [args, re] of cases) {

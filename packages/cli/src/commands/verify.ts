@@ -1,7 +1,7 @@
 // wendelin verify SPEC: every record decodes, every reference resolves, every B-tree passes
 // check(), every ZBigFile's blocks are readable. Exit status 0 when all is well, 1 otherwise.
 
-import type { Command } from 'commander'
+import { type Command, InvalidArgumentError } from 'commander'
 import { BTree, TreeSet, check } from '@wendelin/btrees'
 import { ZBigFile } from '@wendelin/bigfile'
 import { DB, MAX_TID, type Oid, type Persistent, decodeForDump, findClass, idToHex, referencesIn } from '@wendelin/zodb'
@@ -22,17 +22,24 @@ function isA(className: string, base: abstract new (...args: never[]) => object)
   return cls !== undefined && (cls === base || cls.prototype instanceof base)
 }
 
+/** A bad value is a bad argument: one line and status 2, as for the other commands' options. */
+function positiveInt(value: string): number {
+  const n = Number(value)
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n <= 0) throw new InvalidArgumentError('expected a positive whole number')
+  return n
+}
+
 export function register(cli: Command): void {
   cli
     .command('verify')
     .description('check a database: records decode, references resolve, B-trees pass check(), ZBigFile blocks read')
     .argument('<spec>', 'storage spec or SQLite file path')
-    .option('--max-problems <n>', 'stop listing after this many problems', '50')
+    .option('--max-problems <n>', 'stop listing after this many problems', positiveInt, 50)
     .action(
-      action('verify', async (spec: string, options: { maxProblems: string }) => {
+      action('verify', async (spec: string, options: { maxProblems: number }) => {
         const storage = await openExisting(spec, { readOnly: true })
         const problems: string[] = []
-        const limit = Number(options.maxProblems) || 50
+        const limit = options.maxProblems
         const problem = (text: string) => {
           if (problems.length < limit) process.stdout.write(`problem: ${text}\n`)
           problems.push(text)
