@@ -9,7 +9,8 @@
 //   blocks after `<!-- test: continue -->` that follow it (each in a scope of its own, after the
 //   imports of all): it must end with status 0.
 // - Every `wendelin CMD --option` in a ```sh block names a subcommand and options that exist.
-// - The SQLite file format table of the zodb README is the schema SQLiteStorage creates.
+// - The SQLite file format table of the zodb README is the schema SQLiteStorage creates, and
+//   the zeo: and sqlite: spec options it and the zeo README list are those the parsers take.
 import { spawnSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -19,8 +20,8 @@ import { fileURLToPath } from 'node:url'
 import Database from 'better-sqlite3'
 import { expect } from 'chai'
 import ts from 'typescript'
-import { SQLITE_SCHEMA_VERSION, SQLiteStorage } from '@wendelin/zodb'
-import { DEFAULT_MAX_FRAME, PROTOCOL_VERSION } from '@wendelin/zeo'
+import { SQLITE_SCHEMA_VERSION, SQLiteStorage, openStorage } from '@wendelin/zodb'
+import { DEFAULT_MAX_FRAME, PROTOCOL_VERSION, parseZeoSpec } from '@wendelin/zeo'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const root = path.resolve(here, '..', '..', '..')
@@ -216,6 +217,33 @@ describe('README examples and facts', function () {
         for (const key of meta.keys()) expect(readme, `wendelin_meta's ${key}`).to.include(`\`${key}\``)
       } finally {
         db.close()
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('every option of the zeo: and sqlite: spec syntax the READMEs give is one the parsers take', async () => {
+    const zeo = readFileSync(path.join(root, 'packages', 'zeo', 'README.md'), 'utf8')
+    const syntax = /Spec: `zeo:\/\/HOST:PORT\/NAME\[\?([^\]`]+)\]`/.exec(zeo)
+    expect(syntax, 'the zeo README gives the spec syntax').to.not.equal(null)
+    const zeoOptions = syntax![1]!.split('&').map((kv) => kv.split('=')[0]!)
+    expect(zeoOptions.length).to.be.at.least(5)
+    for (const k of zeoOptions) expect(() => parseZeoSpec(`zeo://127.0.0.1:8100/main?${k}=1`), `zeo spec option ${k}`).to.not.throw()
+    const zodb = readFileSync(path.join(root, 'packages', 'zodb', 'README.md'), 'utf8')
+    const from = zodb.indexOf('Options: `durability=')
+    expect(from, 'the zodb README lists the sqlite: options').to.be.above(0)
+    const list = zodb.slice(from, zodb.indexOf('\n\n', from))
+    const sqliteOptions = [...list.matchAll(/`(\w+)=([^`]+)`/g)].map((m) => [m[1]!, m[2]!.split('|')[0]!] as const)
+    expect(sqliteOptions.map(([k]) => k)).to.include.members(['durability', 'readonly', 'busyTimeout', 'pageSize', 'mmapSize', 'autoVacuum', 'blobExtension'])
+    const dir = mkdtempSync(path.join(scratch, 'wendelin-readme-'))
+    try {
+      for (const [k, example] of sqliteOptions) {
+        const value = { ms: '1000', bytes: k === 'pageSize' ? '4096' : '0' }[example] ?? example
+        const file = path.join(dir, `${k}.sqlite`)
+        if (k === 'readonly') new SQLiteStorage(file).close()
+        const s = await openStorage(`sqlite:${file}?${k}=${value}`)
+        s.close()
       }
     } finally {
       rmSync(dir, { recursive: true, force: true })
