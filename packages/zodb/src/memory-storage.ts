@@ -96,12 +96,14 @@ export class MemoryStorage implements Storage {
   }
 
   getSize(): number {
+    this.#checkOpen()
     let size = 0
     for (const revs of this.#revisions.values()) for (const r of revs) size += r.data?.length ?? 0
     return size
   }
 
   len(): number {
+    this.#checkOpen()
     let n = 0
     for (const revs of this.#revisions.values()) if (revs[revs.length - 1]!.data !== null) n++
     return n
@@ -267,6 +269,7 @@ export class MemoryStorage implements Storage {
   *iterator(start: Tid = 0n, stop: Tid = 0xffff_ffff_ffff_ffffn): IterableIterator<TransactionRecord> {
     this.#checkOpen()
     for (const t of [...this.#transactions]) {
+      this.#checkOpen() // a walk that goes on after close() must not read on as if nothing happened
       if (t.tid < start || t.tid > stop) continue
       const records: DataRecord[] = []
       for (const oid of t.oids) {
@@ -381,6 +384,10 @@ export class MemoryStorage implements Storage {
     this.#closed = true
     this.#commit = null
     this.#listeners.clear()
+  }
+
+  [Symbol.dispose](): void {
+    this.close()
   }
 
   /** MemoryStorage lives in this thread: another thread cannot open it. */

@@ -327,6 +327,7 @@ export class SQLiteStorage implements Storage {
    * 16,000): raised while a commit writes a record it cannot hold twice, back after it.
    */
   get pageCacheKiB(): number {
+    this.#checkOpen()
     // cache_size counts KiB when negative, pages when positive.
     const cache = Number(this.#db.pragma('cache_size', { simple: true }))
     return cache < 0 ? -cache : Math.ceil((cache * Number(this.#db.pragma('page_size', { simple: true }))) / 1024)
@@ -1181,8 +1182,11 @@ export class SQLiteStorage implements Storage {
     let from = clampTid(start)
     const to = clampTid(stop) < this.#visibleBefore() ? clampTid(stop) : this.#visibleBefore() - 1n
     for (;;) {
+      this.#checkOpen()
       const page = this.#guard('iterate', () => this.#stmt.transactionsFrom.all(from, to, 100n) as Row[])
       for (const t of page) {
+        // Closed while the caller walked: say so rather than better-sqlite3's "not open".
+        this.#checkOpen()
         const tid = t.tid as bigint
         const records: DataRecord[] = (this.#guard('iterate', () => this.#stmt.recordsOf.all(tid)) as Row[]).map((r) => ({
           oid: r.oid as bigint,

@@ -75,7 +75,7 @@ export interface InvalidationListener {
  * A storage. One transaction commits at a time: `tpc_begin` starts it, and every later call that
  * takes a transaction must pass the same one, or StorageTransactionError is thrown.
  */
-export interface Storage {
+export interface Storage extends Disposable {
   /**
    * A URL-like description from which another thread opens its own instance of the same data
    * (`sqlite:/path/db.sqlite`, `zeo://host:port`). `memory:` storages cannot be reopened: see
@@ -212,6 +212,7 @@ export interface Storage {
   addListener(listener: InvalidationListener): void
   removeListener(listener: InvalidationListener): void
 
+  /** Releases what the storage holds (files, threads, sockets); harmless once closed. `using` calls it. */
   close(): void
   readonly closed: boolean
 }
