@@ -831,7 +831,8 @@ export class ClientStorage implements Storage {
 
   /** Whether the I/O worker is connected to the server now (as far as this thread knows). */
   get connected(): boolean {
-    if (!this.#closed) this.#drain()
+    if (this.#closed) return false // its worker and socket are gone, whatever was last heard
+    this.#drain()
     return this.#connected
   }
 

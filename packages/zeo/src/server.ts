@@ -379,6 +379,8 @@ export class StorageServer {
 
   /** Serve `storage` under `name` (a client's spec ends with /name). */
   addStorage(name: string, storage: Storage, options: ServedStorageOptions = {}): void {
+    // close() has closed (or passed) the storages already: this one would never be closed.
+    if (this.#closing) throw new Error(`StorageServer.addStorage(${name}): the server is closed`)
     if (!/^[A-Za-z0-9_.-]{1,100}$/.test(name)) throw new TypeError(`not a valid storage name: ${JSON.stringify(name)}`)
     if (this.#storages.has(name)) throw new Error(`a storage named ${name} is already served`)
     const readOnly = (options.readOnly ?? false) || storage.isReadOnly()
@@ -392,6 +394,9 @@ export class StorageServer {
 
   /** Listen on `port` (0: any free port) of `host` (default 127.0.0.1); resolves to the address. */
   listen(port = 0, host = '127.0.0.1'): Promise<{ host: string; port: number }> {
+    // A closed server would accept only to drop every connection, and its socket, which close()
+    // does not see any more, would keep the process alive.
+    if (this.#closing) return Promise.reject(new Error('StorageServer.listen: the server is closed'))
     return new Promise((resolve, reject) => {
       const onError = (e: Error) => reject(e)
       this.#server.once('error', onError)
