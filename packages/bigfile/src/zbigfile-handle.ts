@@ -29,7 +29,7 @@
 // abort of the transaction afterwards discards them, as any abort does.
 import { pathTo } from '@wendelin/btrees'
 import type { DataManager, Synchronizer, Transaction, TransactionManagerLike } from '@wendelin/transaction'
-import { Connection, DB, GHOST, idToHex, specForAnotherThread, type InvalidationListener, type Oid, type Storage, type Tid } from '@wendelin/zodb'
+import { Connection, ConnectionStateError, DB, GHOST, idToHex, specForAnotherThread, type InvalidationListener, type Oid, type Storage, type Tid } from '@wendelin/zodb'
 
 import { FileH, WRITEOUT_MARKSTORED, WRITEOUT_STORE, releaseFrameRecord, type Mapping, type PageRange } from './fileh.js'
 import { log } from './log.js'
@@ -82,6 +82,7 @@ interface Remains {
   storage: Storage
   listener: InvalidationListener
   zfile: ZBigFile
+  dropCloseCheck: () => void
 }
 
 /** Handles opened and neither closed nor collected. */
@@ -101,6 +102,7 @@ function closeRemains(r: Remains): boolean {
     return false
   }
   r.storage.removeListener(r.listener)
+  r.dropCloseCheck()
   openHandleCount.set(r.zfile, (openHandleCount.get(r.zfile) ?? 1) - 1)
   handleGone()
   log('zbigfile handle %d closed by the garbage collector', r.fileh.id)
@@ -166,6 +168,8 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
   #pageRecords: Array<{ zblk: ZBlk0 | null; record: Uint8Array }> = []
   /** Pages written by poke() in the current transaction: their block and the chunks written. */
   #poked = new Map<number, { zblk: ZBlk1; chunks: Set<number> }>()
+  /** Removes the check that keeps the connection from closing over this handle's changes. */
+  readonly #dropCloseCheck: () => void
 
   constructor(zfile: ZBigFile, options: ZBigFileHOptions = {}) {
     const conn = zfile._p_jar
@@ -202,10 +206,16 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
       },
     }
     this.#storage.addListener(this.#listener)
+    // Dirty pages join the transaction only at its commit: until then the connection must not
+    // close over them (as over changed objects), or they would be dropped without a word.
+    this.#dropCloseCheck = conn._addCloseCheck(() => {
+      const h = self.deref()
+      if (h !== undefined) h.#refuseToDropChanges('cannot close its connection')
+    })
     retryUnclosed()
     liveHandles++
     openHandleCount.set(zfile, (openHandleCount.get(zfile) ?? 0) + 1)
-    collected.register(this, { fileh: this.fileh, storage: this.#storage, listener: this.#listener, zfile }, this)
+    collected.register(this, { fileh: this.fileh, storage: this.#storage, listener: this.#listener, zfile, dropCloseCheck: this.#dropCloseCheck }, this)
     // Registered after the connection (which registered when it was opened): at a boundary
     // the connection has moved to its new snapshot before the handle looks at it.
     this.#tm.registerSynch(this)
@@ -451,10 +461,11 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
     return true
   }
 
-  /** Closes the file handle (refused while mappings live or the handle is in a transaction). */
+  /** Closes the file handle (refused while mappings live or the handle has uncommitted changes). */
   close(): void {
     if (this.#closed) return
     if (this.#joined !== null) throw new Error('ZBigFileH.close: the handle has changes in the current transaction; commit or abort first')
+    this.#refuseToDropChanges('ZBigFileH.close')
     if (this.#committing === null) this.#releasePageRecords()
     this.fileh.close()
     this.#closed = true
@@ -463,6 +474,7 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
       this.#storage.removeListener(this.#listener)
     }
     collected.unregister(this)
+    this.#dropCloseCheck()
     handleGone()
     openHandleCount.set(this.zfile, (openHandleCount.get(this.zfile) ?? 1) - 1)
     this.#deps.clear()
@@ -473,17 +485,31 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
     this.close()
   }
 
-  /** The connection closed: the handle closes too, or (mappings still live) stops following it. */
+  /**
+   * Throws while the handle follows its connection and has dirty pages: changes of the current
+   * transaction not joined to it yet (a handle joins at commit), which closing would drop.
+   */
+  #refuseToDropChanges(what: string): void {
+    if (this.#closed || !this.#following) return
+    const dirty = this.fileh.dirtyPages().length
+    if (dirty === 0) return
+    throw new ConnectionStateError(`${what}: ZBigFile handle ${this.fileh.id} has uncommitted changes (${dirty} dirty pages); commit or abort the transaction first`)
+  }
+
+  /**
+   * The connection closed: the handle stops following it and closes too, unless mappings still
+   * live. (Changes left, only after db.close(), which closes connections whatever they hold, are dropped.)
+   */
   #connectionClosed(): void {
     if (this.#closed) return
+    this.#tm.unregisterSynch(this)
+    this.#storage.removeListener(this.#listener)
+    this.#following = false
     if (this.fileh.liveMappings().length === 0) {
       this.#joined = null
       this.close()
       return
     }
-    this.#tm.unregisterSynch(this)
-    this.#storage.removeListener(this.#listener)
-    this.#following = false
     log('zbigfile handle %d: its connection closed; pages stay at snapshot %s', this.fileh.id, idToHex(this.#snapshot))
   }
 

@@ -144,6 +144,8 @@ export class Connection<R extends object = Record<string, unknown>> implements P
   /** While this connection finishes a commit: its tid, once the storage chose it. */
   #finishingTid: Tid | null = null
   #onClose: (() => void)[] = []
+  /** Asked by close() before it closes: each throws to refuse (see _addCloseCheck). */
+  readonly #closeChecks = new Set<() => void>()
   readonly #synchronizer
   /**
    * The manager the synchronizer is registered with: with the async-scoped manager, the one of
@@ -296,12 +298,24 @@ export class Connection<R extends object = Record<string, unknown>> implements P
     this.#onClose.push(fn)
   }
 
+  /**
+   * @internal A part of the connection with changes of its own, not joined to the transaction
+   * yet (a ZBigFile handle's dirty pages join at commit): `check` throws to refuse close() as
+   * changed objects do. Returns the function that removes the check.
+   */
+  _addCloseCheck(check: () => void): () => void {
+    this.#closeChecks.add(check)
+    return () => this.#closeChecks.delete(check)
+  }
+
   /** Close the connection (it returns to its database's pool). Error while it has uncommitted changes. */
   close(): void {
     if (!this.#opened) return
     if (this.#txn !== null) {
       throw new ConnectionStateError('cannot close a connection joined to a transaction: commit or abort the transaction first')
     }
+    for (const check of this.#closeChecks) check()
+    this.#closeChecks.clear()
     this.#opened = false
     const callbacks = this.#onClose
     this.#onClose = []
@@ -322,6 +336,7 @@ export class Connection<R extends object = Record<string, unknown>> implements P
 
   /** @internal The database closed: stop following transactions and drop the cache. */
   _shutdown(): void {
+    this.#closeChecks.clear()
     if (this.#opened) {
       this.#unregisterSynch()
       const callbacks = this.#onClose

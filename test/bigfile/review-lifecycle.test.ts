@@ -1,0 +1,95 @@
+// Resource lifecycle of file handles: closing a ZBigFile handle, or its connection, with pages
+// written and not committed yet is refused as closing a connection with changed objects is —
+// never a silent loss of the writes.
+import { expect } from 'chai'
+
+import { RAM, ZBigFile } from '@wendelin/bigfile'
+import { TransactionManager } from '@wendelin/transaction'
+import { ConnectionStateError, DB, SQLiteStorage, type Connection } from '@wendelin/zodb'
+
+import { PS, ScratchFiles } from './helpers.js'
+
+const scratch = new ScratchFiles()
+after(() => scratch.removeAll())
+
+describe('ZBigFile handle lifecycle', () => {
+  let db: DB
+  let tm: TransactionManager
+  let conn: Connection
+  let ram: RAM
+  let zf: ZBigFile
+  beforeEach(() => {
+    db = new DB(new SQLiteStorage(scratch.sqlite()))
+    tm = new TransactionManager()
+    conn = db.open({ transactionManager: tm }) as unknown as Connection
+    ram = new RAM({ pageSize: PS, limit: 16 * PS })
+    zf = new ZBigFile(PS)
+    ;(conn.root as Record<string, unknown>).f = zf
+    tm.commit()
+  })
+  afterEach(() => {
+    db.close()
+    ram.close()
+  })
+
+  /** Byte 0 of the file as a new connection reads it. */
+  function committedByte(): number {
+    const c = db.open({ transactionManager: new TransactionManager() }) as unknown as Connection
+    const h = ((c.root as Record<string, unknown>).f as ZBigFile).open({ ram })
+    const m = h.mmap(0, 1)
+    const b = m.bytes()[0]!
+    m.unmap()
+    h.close()
+    c.close()
+    return b
+  }
+
+  it('refuses to close a handle with written pages not committed; after commit it closes', () => {
+    const h = zf.open({ ram })
+    const m = h.mmap(0, 1)
+    m.bytes()[0] = 42
+    m.unmap()
+    expect(() => h.close()).to.throw(ConnectionStateError, /uncommitted changes.*commit or abort/)
+    expect(h.closed).to.equal(false)
+    tm.commit()
+    h.close()
+    expect(committedByte()).to.equal(42)
+  })
+
+  it('closes a handle whose written pages were aborted', () => {
+    const h = zf.open({ ram })
+    const m = h.mmap(0, 1)
+    m.bytes()[0] = 42
+    m.unmap()
+    tm.abort()
+    h.close()
+    expect(committedByte()).to.equal(0)
+  })
+
+  for (const mapped of [false, true]) {
+    it(`refuses to close the connection of a handle with written pages not committed (${mapped ? 'mapping live' : 'unmapped'})`, () => {
+      const h = zf.open({ ram })
+      const m = h.mmap(0, 1)
+      m.bytes()[0] = 7
+      if (!mapped) m.unmap()
+      expect(() => conn.close()).to.throw(ConnectionStateError, /uncommitted changes.*commit or abort/)
+      expect(conn.opened).to.equal(true)
+      tm.commit()
+      expect(committedByte()).to.equal(7)
+      if (mapped) m.unmap()
+      conn.close()
+      expect(h.closed).to.equal(true)
+    })
+  }
+
+  it('a handle closed before its connection does not hold the connection back', () => {
+    const h = zf.open({ ram })
+    const m = h.mmap(0, 1)
+    m.bytes()[0] = 1
+    m.unmap()
+    tm.commit()
+    h.close()
+    conn.close()
+    expect(conn.opened).to.equal(false)
+  })
+})
