@@ -3,11 +3,13 @@
 // never a silent loss of the writes.
 import { expect } from 'chai'
 
-import { RAM, ZBigFile } from '@wendelin/bigfile'
+import { FileBigFile, FileH, PatternBigFile, RAM, ZBigFile } from '@wendelin/bigfile'
 import { TransactionManager } from '@wendelin/transaction'
 import { ConnectionStateError, DB, SQLiteStorage, type Connection } from '@wendelin/zodb'
 
-import { PS, ScratchFiles } from './helpers.js'
+import { PS, ScratchFiles, tmpDir } from './helpers.js'
+import fs from 'node:fs'
+import path from 'node:path'
 
 const scratch = new ScratchFiles()
 after(() => scratch.removeAll())
@@ -91,5 +93,55 @@ describe('ZBigFile handle lifecycle', () => {
     h.close()
     conn.close()
     expect(conn.opened).to.equal(false)
+  })
+})
+
+describe('RAM, FileH, BigFile and Mapping lifecycle', () => {
+  it('RAM, FileH and a FileBigFile are closed by `using`, in reverse order, and a second close is harmless', () => {
+    const dir = tmpDir()
+    try {
+      let kept: { ram: RAM; fh: FileH; file: FileBigFile }
+      {
+        using ram = new RAM({ pageSize: PS, limit: 4 * PS })
+        using file = new FileBigFile(path.join(dir, 'f'), { blksize: PS })
+        using fh = new FileH(file, { ram })
+        kept = { ram, fh, file }
+        using m = fh.mmap(0, 1)
+        m.bytes()[0] = 5
+        fh.dirtyWriteout()
+        expect(file.size()).to.equal(PS) // opened its descriptor
+      }
+      expect(kept.fh.isClosed).to.equal(true)
+      expect(kept.ram.isClosed).to.equal(true)
+      kept.fh.close()
+      kept.ram.close()
+      kept.file.close()
+      expect(fs.readFileSync(path.join(dir, 'f'))[0]).to.equal(5)
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('a closed FileH says so when asked about its pages, instead of answering "empty"', () => {
+    const ram = new RAM({ pageSize: PS, limit: 4 * PS })
+    const fh = new FileH(new PatternBigFile({ blksize: PS }), { ram })
+    const m = fh.mmap(0, 1)
+    m.bytes()[0] = 1
+    m.unmap()
+    fh.close()
+    expect(() => fh.pageState(0)).to.throw(/file handle is closed/)
+    expect(() => fh.isDirty(0)).to.throw(/file handle is closed/)
+    expect(() => fh.dirtyPages()).to.throw(/file handle is closed/)
+    ram.close()
+  })
+
+  it('an unmapped Mapping says so when asked for its bytes', () => {
+    const ram = new RAM({ pageSize: PS, limit: 4 * PS })
+    const fh = new FileH(new PatternBigFile({ blksize: PS }), { ram })
+    const m = fh.mmap(0, 1)
+    m.unmap()
+    expect(() => m.bytes()).to.throw(/mapping is unmapped/)
+    fh.close()
+    ram.close()
   })
 })

@@ -24,7 +24,7 @@ export interface LoadContext {
   filehId: number
 }
 
-export abstract class BigFile {
+export abstract class BigFile implements Disposable {
   /** Block size in bytes; equals the page size of the RAM the file is opened on. */
   abstract readonly blksize: number
 
@@ -68,6 +68,10 @@ export abstract class BigFile {
 
   /** Releases resources (a loader calls it when the handle closes). */
   close(): void {}
+
+  [Symbol.dispose](): void {
+    this.close()
+  }
 
   /**
    * Native backends (tests, benchmarks) are served without loader workers.

@@ -37,7 +37,7 @@ export interface PageRange {
   pglen: number
 }
 
-export class FileH {
+export class FileH implements Disposable {
   readonly file: BigFile
   readonly ram: RAM
   readonly id: number
@@ -166,10 +166,12 @@ export class FileH {
 
   /** Dirty page offsets, ascending. */
   dirtyPages(): number[] {
+    this.checkOpen() // a closed handle has no pages: "none" would read as "nothing to write"
     return addon.filehDirtyPages(this.native)
   }
 
   pageState(pgoffset: number): PageState {
+    this.checkOpen()
     return addon.filehPageState(this.native, pgoffset)
   }
 
@@ -231,6 +233,10 @@ export class FileH {
     log('close fileh %d', this.id)
   }
 
+  [Symbol.dispose](): void {
+    this.close()
+  }
+
   /** Mappings not yet unmapped (nor collected). */
   liveMappings(): Mapping[] {
     const out: Mapping[] = []
@@ -287,6 +293,8 @@ export class Mapping implements Disposable {
   }
 
   bytes(): Uint8Array {
+    // Unmapping detaches the buffer (length 0; a live mapping is never empty).
+    if (this.buf.byteLength === 0) throw new Error('mapping is unmapped')
     return new Uint8Array(this.buf)
   }
 

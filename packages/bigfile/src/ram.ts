@@ -19,7 +19,7 @@ export interface RAMOptions {
   highWater?: number
 }
 
-export class RAM {
+export class RAM implements Disposable {
   readonly pageSize: number
   /** Bytes above which non-dirty pages are evicted. */
   readonly limit: number
@@ -54,6 +54,10 @@ export class RAM {
     if (!this.nativeRam) return
     addon.ramDestroy(this.nativeRam)
     this.nativeRam = null
+  }
+
+  [Symbol.dispose](): void {
+    this.close()
   }
 
   stats(): RAMStats {
