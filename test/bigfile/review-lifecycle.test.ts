@@ -84,6 +84,17 @@ describe('ZBigFile handle lifecycle', () => {
     })
   }
 
+  it('refuses to open a handle over a closed connection (which the pool may hand to another user)', () => {
+    conn.close()
+    expect(() => zf.open({ ram })).to.throw(ConnectionStateError, /ZBigFile.open: .*connection.* is closed/)
+    // Had it opened, its writes would have gone into the commit of whoever reopens the connection.
+    const again = db.open({ transactionManager: tm }) as unknown as Connection
+    expect(again).to.equal(conn)
+    ;(again.root as Record<string, unknown>).other = 1
+    tm.commit()
+    expect(committedByte()).to.equal(0)
+  })
+
   it('a handle closed before its connection does not hold the connection back', () => {
     const h = zf.open({ ram })
     const m = h.mmap(0, 1)

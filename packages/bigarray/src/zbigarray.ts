@@ -6,7 +6,7 @@
 import type { NdArray } from 'ndarray'
 import type ndarray from 'ndarray'
 import { ZBigFile, defaultRAM, DEFAULT_PAGE_SIZE, type RAM, type ZBigFileFormat, type ZBigFileH } from '@wendelin/bigfile'
-import { Connection, Persistent, registerClass } from '@wendelin/zodb'
+import { Connection, ConnectionStateError, Persistent, registerClass } from '@wendelin/zodb'
 
 import {
   BigArray,
@@ -77,6 +77,8 @@ export class ZBigArray<D extends DType = DType> extends Persistent implements Bi
       return h
     }
     if (!(this._p_jar instanceof Connection)) throw new TypeError('ZBigArray: the array must belong to a connection first (store it in an object of the connection, or conn.add(array))')
+    // Before the close callback below: a closed connection would keep it for its next user.
+    if (!this._p_jar.opened) throw new ConnectionStateError('ZBigArray.open: the connection of the array is closed')
     const zfile = this.zfile
     if (zfile._p_jar === null) this._p_jar.add(zfile)
     // Before the handle's own callback: the page get/set keep mapped must not keep the handle

@@ -176,6 +176,8 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
     if (!(conn instanceof Connection)) {
       throw new TypeError('ZBigFile.open: the file must belong to a connection first (conn.add(zfile), or store it in an object of the connection)')
     }
+    // It would never hear of the close, and would follow whoever the pool hands the connection to next.
+    if (!conn.opened) throw new ConnectionStateError('ZBigFile.open: the connection of the file is closed')
     const storageSpec = specForAnotherThread(conn.db.storage) // StorageNotShareableError for memory:
     if (zfile._p_oid === null) conn.add(zfile)
     this.zfile = zfile
