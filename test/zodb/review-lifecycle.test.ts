@@ -2,7 +2,7 @@
 // iterator left half-way included) says which storage is closed instead of giving data or a
 // low-level error.
 import { expect } from 'chai'
-import { ConnectionStateError, DB, MemoryStorage, SQLiteStorage, type Storage } from '@wendelin/zodb'
+import { ConnectionStateError, DB, MemoryStorage, POSError, SQLiteStorage, registerStorageScheme, type Storage } from '@wendelin/zodb'
 import { TransactionManager } from '@wendelin/transaction'
 
 import { freshSQLiteFile, removeSQLiteFiles } from './sqlite-helpers.js'
@@ -73,5 +73,28 @@ describe('SQLiteStorage lifecycle', () => {
     const s = new SQLiteStorage(freshSQLiteFile())
     s.close()
     expect(() => s.pageCacheKiB).to.throw(ConnectionStateError, /SQLiteStorage\(.*\) is closed/)
+  })
+})
+
+describe('DB.open(spec) lifecycle', () => {
+  it('closes the storage it opened when the database cannot start over it', async () => {
+    const opened: Storage[] = []
+    registerStorageScheme('review-broken', () => {
+      const s = new MemoryStorage()
+      s.loadBefore = () => {
+        throw new POSError('the root cannot be read')
+      }
+      opened.push(s)
+      return s
+    })
+    let error: unknown
+    try {
+      await DB.open('review-broken:')
+    } catch (e) {
+      error = e
+    }
+    expect(error).to.be.instanceOf(POSError)
+    expect(opened).to.have.length(1)
+    expect(opened[0]!.closed).to.equal(true, 'the storage DB.open opened is left open')
   })
 })

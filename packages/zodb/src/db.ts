@@ -57,7 +57,12 @@ export class DB<R extends object = Root> implements Disposable {
   /** Open a database over a storage or a storage spec (`memory:`, ...). */
   static async open<R extends object = Root>(storage: Storage | string, options: DBOptions = {}): Promise<DB<R>> {
     const s = typeof storage === 'string' ? await openStorage(storage, options.readOnly ? { readOnly: true } : {}) : storage
-    return new DB<R>(s, options)
+    try {
+      return new DB<R>(s, options)
+    } catch (error) {
+      if (s !== storage) s.close() // opened here for the database alone: nobody else would close it
+      throw error
+    }
   }
 
   constructor(storage: Storage, options: DBOptions = {}) {
@@ -74,7 +79,12 @@ export class DB<R extends object = Root> implements Disposable {
       },
     }
     storage.addListener(this.#listener)
-    this.#ensureRoot()
+    try {
+      this.#ensureRoot()
+    } catch (error) {
+      storage.removeListener(this.#listener) // the storage must not keep a database that never was
+      throw error
+    }
   }
 
   #ensureRoot(): void {
