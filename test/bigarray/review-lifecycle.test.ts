@@ -1,13 +1,14 @@
 // ZBigArray lifecycle: an array with elements set and not committed cannot be closed (nor its
 // connection) without a word about the lost change, and an array of a closed connection says so.
 import { expect } from 'chai'
+import { spawnSync } from 'node:child_process'
 import path from 'node:path'
 
 import { ZBigArray } from '@wendelin/bigarray'
 import { TransactionManager } from '@wendelin/transaction'
 import { ConnectionStateError, DB, SQLiteStorage, type Connection } from '@wendelin/zodb'
 
-import { PS, cleanup, ram, tmpDir } from './helpers.js'
+import { PS, cleanup, here, ram, tmpDir } from './helpers.js'
 
 type Root = Record<string, unknown>
 
@@ -65,5 +66,17 @@ describe('ZBigArray lifecycle', () => {
     expect(() => a.get(3)).to.throw(ConnectionStateError, /closed/)
     expect(() => a.set(3, 5)).to.throw(ConnectionStateError, /closed/)
     expect(committed()).to.equal(4)
+  })
+})
+
+describe('a process that closes what it opened', () => {
+  it('exits by itself: no worker, timer, handle or mapping keeps it alive', function () {
+    this.timeout(30_000)
+    const dir = tmpDir()
+    const r = spawnSync(process.execPath, [path.join(here, 'fixtures', 'review-exit.js'), dir], { encoding: 'utf8', timeout: 10_000 })
+    cleanup()
+    expect(r.error, 'did not exit within 10 s').to.equal(undefined)
+    expect(r.status).to.equal(0, r.stderr)
+    expect(r.stdout).to.equal('done')
   })
 })
