@@ -71,75 +71,75 @@ describe('copyTransactions', function () {
   for (const [from, makeSource] of Object.entries(kinds)) {
     for (const [to, makeDestination] of Object.entries(kinds)) {
       it(`copies ${from} into ${to}: the same transactions, revisions and tids, deletions included`, () => {
-        using source = disposable(makeSource())
-        using destination = disposable(makeDestination())
-        const { oids, tids } = makeHistory(source.s)
+        using source = makeSource()
+        using destination = makeDestination()
+        const { oids, tids } = makeHistory(source)
         const seen: CopyProgress[] = []
-        const copied = copyTransactions(source.s, destination.s, { onProgress: (p) => void seen.push({ ...p }) })
+        const copied = copyTransactions(source, destination, { onProgress: (p) => void seen.push({ ...p }) })
         expect(copied).to.deep.include({ transactions: 5, records: 7, tid: tids[4] })
         expect(copied.bytes).to.be.above(300_000)
         expect(seen.map((p) => p.tid)).to.deep.equal(tids)
-        expect(historyOf(destination.s)).to.deep.equal(historyOf(source.s))
-        expect(snapshotsOf(destination.s, oids, tids)).to.deep.equal(snapshotsOf(source.s, oids, tids))
-        expect(destination.s.lastTransaction()).to.equal(source.s.lastTransaction())
-        expect(destination.s.len()).to.equal(source.s.len())
-        expect(destination.s.history(oids[0]!, 10).map((h) => [h.tid, h.user, h.description])).to.deep.equal(
-          source.s.history(oids[0]!, 10).map((h) => [h.tid, h.user, h.description]),
+        expect(historyOf(destination)).to.deep.equal(historyOf(source))
+        expect(snapshotsOf(destination, oids, tids)).to.deep.equal(snapshotsOf(source, oids, tids))
+        expect(destination.lastTransaction()).to.equal(source.lastTransaction())
+        expect(destination.len()).to.equal(source.len())
+        expect(destination.history(oids[0]!, 10).map((h) => [h.tid, h.user, h.description])).to.deep.equal(
+          source.history(oids[0]!, 10).map((h) => [h.tid, h.user, h.description]),
         )
         // The copy goes on as a database of its own: new oids and tids come after the copied ones.
-        const oid = destination.s.newOid()
+        const oid = destination.newOid()
         expect(oid > oids[2]!).to.equal(true)
-        const tid = commitRecords(destination.s, [[oid, 0n, record({ value: 4 })], [oids[0]!, tids[4]!, record({ value: 5 })]])
+        const tid = commitRecords(destination, [[oid, 0n, record({ value: 4 })], [oids[0]!, tids[4]!, record({ value: 5 })]])
         expect(tid > tids[4]!).to.equal(true)
-        expect(stateOf(destination.s.loadBefore(oids[0]!, tid + 1n)!.data)).to.deep.equal({ value: 5 })
+        expect(stateOf(destination.loadBefore(oids[0]!, tid + 1n)!.data)).to.deep.equal({ value: 5 })
       })
     }
   }
 
   it('keeps the pack status of a packed source', () => {
-    using source = disposable(kinds.sqlite!())
-    using destination = disposable(kinds.memory!())
-    const { tids } = makeHistory(source.s)
-    source.s.pack(tids[2]!, false)
-    copyTransactions(source.s, destination.s)
-    expect([...destination.s.iterator()].map((t) => t.status)).to.deep.equal([...source.s.iterator()].map((t) => t.status))
-    expect([...destination.s.iterator()].some((t) => t.status === 'p')).to.equal(true)
+    using source = kinds.sqlite!()
+    using destination = kinds.memory!()
+    const { tids } = makeHistory(source)
+    source.pack(tids[2]!, false)
+    copyTransactions(source, destination)
+    expect([...destination.iterator()].map((t) => t.status)).to.deep.equal([...source.iterator()].map((t) => t.status))
+    expect([...destination.iterator()].some((t) => t.status === 'p')).to.equal(true)
   })
 
   it('into an earlier copy copies only what came after it (an incremental backup), and into a file that outlives its process', () => {
-    using source = disposable(kinds.memory!())
+    using source = kinds.memory!()
     const file = freshSQLiteFile('wendelin-copy-')
-    const { oids, tids } = makeHistory(source.s)
+    const { oids, tids } = makeHistory(source)
     {
-      using destination = disposable(SQLiteStorage.open(file))
-      copyTransactions(source.s, destination.s)
+      using destination = SQLiteStorage.open(file)
+      copyTransactions(source, destination)
     }
-    const later = commitRecords(source.s, [[oids[1]!, 0n, record({ value: 11 })]], meta('later'))
-    using destination = disposable(SQLiteStorage.open(file))
-    expect(copyTransactions(source.s, destination.s)).to.deep.include({ transactions: 1, records: 1, tid: later })
-    expect(copyTransactions(source.s, destination.s).transactions).to.equal(0)
-    expect(historyOf(destination.s)).to.deep.equal(historyOf(source.s))
-    expect(snapshotsOf(destination.s, oids, [...tids, later])).to.deep.equal(snapshotsOf(source.s, oids, [...tids, later]))
+    const later = commitRecords(source, [[oids[1]!, 0n, record({ value: 11 })]], meta('later'))
+    using destination = SQLiteStorage.open(file)
+    expect(copyTransactions(source, destination)).to.deep.include({ transactions: 1, records: 1, tid: later })
+    expect(copyTransactions(source, destination).transactions).to.equal(0)
+    expect(historyOf(destination)).to.deep.equal(historyOf(source))
+    expect(snapshotsOf(destination, oids, [...tids, later])).to.deep.equal(snapshotsOf(source, oids, [...tids, later]))
   })
 
   it('refuses a destination that is not empty and not an earlier copy, before writing anything', () => {
-    using source = disposable(kinds.memory!())
-    using destination = disposable(kinds.sqlite!())
-    makeHistory(source.s)
-    const own = commitRecords(destination.s, [[destination.s.newOid(), 0n, record({ value: 1 })]])
-    expect(() => copyTransactions(source.s, destination.s)).to.throw(POSError, /not an earlier copy/)
-    expect([...destination.s.iterator()].map((t) => t.tid)).to.deep.equal([own])
+    using source = kinds.memory!()
+    using destination = kinds.sqlite!()
+    makeHistory(source)
+    const own = commitRecords(destination, [[destination.newOid(), 0n, record({ value: 1 })]])
+    expect(() => copyTransactions(source, destination)).to.throw(POSError, /not an earlier copy/)
+    expect([...destination.iterator()].map((t) => t.tid)).to.deep.equal([own])
     // And a storage without restore (a read-only one refuses to be written).
     const plain = { getName: () => 'plain', restore: undefined } as unknown as Storage
-    expect(() => copyTransactions(source.s, plain)).to.throw(TypeError, /cannot be copied into/)
+    expect(() => copyTransactions(source, plain)).to.throw(TypeError, /cannot be copied into/)
   })
 
   it('a DB open on the destination sees the transactions restored into it at its next transaction', () => {
-    using source = disposable(kinds.memory!())
-    using destination = disposable(kinds.sqlite!())
-    const w = new DB(source.s) // (makes the root)
-    copyTransactions(source.s, destination.s)
-    const db = new DB(destination.s)
+    using source = kinds.memory!()
+    using destination = kinds.sqlite!()
+    const w = new DB(source) // (makes the root)
+    copyTransactions(source, destination)
+    const db = new DB(destination)
     const tm2 = new TransactionManager({ explicit: true })
     const reader = db.open({ transactionManager: tm2 })
     tm2.begin()
@@ -149,7 +149,7 @@ describe('copyTransactions', function () {
     tm.begin()
     ;(conn.root as Record<string, unknown>).item = new Item('one')
     tm.commit()
-    copyTransactions(source.s, destination.s)
+    copyTransactions(source, destination)
     expect((reader.root as Record<string, unknown>).item).to.equal(undefined) // its snapshot
     tm2.abort()
     tm2.begin()
@@ -161,37 +161,32 @@ describe('copyTransactions', function () {
 
   for (const [kind, make] of Object.entries(kinds)) {
     it(`${kind}: restore refuses what it cannot write, and writes nothing then`, () => {
-      using s = disposable(make())
+      using s = make()
       const t = (tid: Tid, records: TransactionRecord['records'], status: ' ' | 'p' = ' '): TransactionRecord => ({ tid, status, user: 'u', description: 'd', extension: {}, records })
       const data = record({ value: 1 })
-      s.s.restore!(t(100n, [{ oid: 5n, tid: 100n, data }]))
-      expect(() => s.s.restore!(t(100n, []))).to.throw(StorageTransactionError, /not after the last one/)
-      expect(() => s.s.restore!(t(50n, []))).to.throw(StorageTransactionError, /not after the last one/)
-      expect(() => s.s.restore!(t(0n, []))).to.throw(StorageTransactionError, /tid 0/)
-      expect(() => s.s.restore!(t(200n, [{ oid: 6n, tid: 200n, data }, { oid: 6n, tid: 200n, data }]))).to.throw(StorageTransactionError, /two records/)
-      expect(() => s.s.restore!(t(200n, [{ oid: 6n, tid: 200n, data: 'x' as unknown as Uint8Array }]))).to.throw(TypeError, /Uint8Array or null/)
-      expect(() => s.s.restore!(t(200n, [{ oid: -1n, tid: 200n, data }]))).to.throw(TypeError, /oid/)
-      expect(() => s.s.restore!({ ...t(200n, []), user: 3 as unknown as string })).to.throw(TypeError, /metadata/)
+      s.restore!(t(100n, [{ oid: 5n, tid: 100n, data }]))
+      expect(() => s.restore!(t(100n, []))).to.throw(StorageTransactionError, /not after the last one/)
+      expect(() => s.restore!(t(50n, []))).to.throw(StorageTransactionError, /not after the last one/)
+      expect(() => s.restore!(t(0n, []))).to.throw(StorageTransactionError, /tid 0/)
+      expect(() => s.restore!(t(200n, [{ oid: 6n, tid: 200n, data }, { oid: 6n, tid: 200n, data }]))).to.throw(StorageTransactionError, /two records/)
+      expect(() => s.restore!(t(200n, [{ oid: 6n, tid: 200n, data: 'x' as unknown as Uint8Array }]))).to.throw(TypeError, /Uint8Array or null/)
+      expect(() => s.restore!(t(200n, [{ oid: -1n, tid: 200n, data }]))).to.throw(TypeError, /oid/)
+      expect(() => s.restore!({ ...t(200n, []), user: 3 as unknown as string })).to.throw(TypeError, /metadata/)
       const txn = meta()
-      s.s.tpc_begin(txn)
-      expect(() => s.s.restore!(t(200n, []))).to.throw(StorageTransactionError, /committing/)
-      s.s.tpc_abort(txn)
-      expect([...s.s.iterator()].map((x) => x.tid)).to.deep.equal([100n])
-      expect(s.s.newOid() > 5n).to.equal(true)
+      s.tpc_begin(txn)
+      expect(() => s.restore!(t(200n, []))).to.throw(StorageTransactionError, /committing/)
+      s.tpc_abort(txn)
+      expect([...s.iterator()].map((x) => x.tid)).to.deep.equal([100n])
+      expect(s.newOid() > 5n).to.equal(true)
     })
   }
 
   it('a read-only storage refuses restore', () => {
     const file = freshSQLiteFile('wendelin-copy-')
     SQLiteStorage.open(file).close()
-    using s = disposable(SQLiteStorage.open(file, { readOnly: true }))
-    expect(() => s.s.restore!({ tid: 1n, status: ' ', user: '', description: '', extension: {}, records: [] })).to.throw(ReadOnlyError)
-    using m = disposable(new MemoryStorage({ readOnly: true }))
-    expect(() => m.s.restore!({ tid: 1n, status: ' ', user: '', description: '', extension: {}, records: [] })).to.throw(ReadOnlyError)
+    using s = SQLiteStorage.open(file, { readOnly: true })
+    expect(() => s.restore!({ tid: 1n, status: ' ', user: '', description: '', extension: {}, records: [] })).to.throw(ReadOnlyError)
+    using m = new MemoryStorage({ readOnly: true })
+    expect(() => m.restore!({ tid: 1n, status: ' ', user: '', description: '', extension: {}, records: [] })).to.throw(ReadOnlyError)
   })
 })
-
-/** `using` for a storage (MemoryStorage has no Symbol.dispose). */
-function disposable(s: Storage): { s: Storage } & Disposable {
-  return { s, [Symbol.dispose]: () => s.close() }
-}

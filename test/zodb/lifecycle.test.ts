@@ -79,7 +79,7 @@ describe('SQLiteStorage lifecycle', () => {
 describe('DB.open(spec) lifecycle', () => {
   it('closes the storage it opened when the database cannot start over it', async () => {
     const opened: Storage[] = []
-    registerStorageScheme('review-broken', () => {
+    registerStorageScheme('unreadable-root', () => {
       const s = new MemoryStorage()
       s.loadBefore = () => {
         throw new POSError('the root cannot be read')
@@ -89,7 +89,7 @@ describe('DB.open(spec) lifecycle', () => {
     })
     let error: unknown
     try {
-      await DB.open('review-broken:')
+      await DB.open('unreadable-root:')
     } catch (e) {
       error = e
     }

@@ -73,7 +73,7 @@ describe('a process that closes what it opened', () => {
   it('exits by itself: no worker, timer, handle or mapping keeps it alive', function () {
     this.timeout(30_000)
     const dir = tmpDir()
-    const r = spawnSync(process.execPath, [path.join(here, 'fixtures', 'review-exit.js'), dir], { encoding: 'utf8', timeout: 10_000 })
+    const r = spawnSync(process.execPath, [path.join(here, 'fixtures', 'exit-after-close.js'), dir], { encoding: 'utf8', timeout: 10_000 })
     cleanup()
     expect(r.error, 'did not exit within 10 s').to.equal(undefined)
     expect(r.status).to.equal(0, r.stderr)

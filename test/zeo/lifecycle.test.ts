@@ -44,7 +44,7 @@ describe('zeo lifecycle', function () {
 
   for (const when of ['never listened', 'listened']) {
     it(`a closed server (${when}) refuses to listen or serve again, and its process exits by itself`, async () => {
-      const { code, out, err } = await runFixture('review-server-lifecycle.js', when === 'listened' ? ['listened'] : [])
+      const { code, out, err } = await runFixture('server-closed.js', when === 'listened' ? ['listened'] : [])
       expect(code).to.equal(0, err)
       const outcome = JSON.parse(out) as { listen: string; addStorage: string }
       expect(outcome.listen).to.match(/^refused: .*closed/)
