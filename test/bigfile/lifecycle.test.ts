@@ -3,7 +3,7 @@
 // never a silent loss of the writes.
 import { expect } from 'chai'
 
-import { FileBigFile, FileH, PatternBigFile, RAM, ZBigFile } from '@wendelin/bigfile'
+import { FileBigFile, FileH, PatternBigFile, RAM, ZBigFile, type ZBigFileH } from '@wendelin/bigfile'
 import { TransactionManager } from '@wendelin/transaction'
 import { ConnectionStateError, DB, SQLiteStorage, type Connection } from '@wendelin/zodb'
 
@@ -46,11 +46,16 @@ describe('ZBigFile handle lifecycle', () => {
     return b
   }
 
-  it('refuses to close a handle with written pages not committed; after commit it closes', () => {
-    const h = zf.open({ ram })
+  /** `h` after writing `value` at byte 0 through a mapping, unmapped again. */
+  function written(h: ZBigFileH, value: number): ZBigFileH {
     const m = h.mmap(0, 1)
-    m.bytes()[0] = 42
+    m.bytes()[0] = value
     m.unmap()
+    return h
+  }
+
+  it('refuses to close a handle with written pages not committed; after commit it closes', () => {
+    const h = written(zf.open({ ram }), 42)
     expect(() => h.close()).to.throw(ConnectionStateError, /uncommitted changes.*commit or abort/)
     expect(h.closed).to.equal(false)
     tm.commit()
@@ -59,10 +64,7 @@ describe('ZBigFile handle lifecycle', () => {
   })
 
   it('closes a handle whose written pages were aborted', () => {
-    const h = zf.open({ ram })
-    const m = h.mmap(0, 1)
-    m.bytes()[0] = 42
-    m.unmap()
+    const h = written(zf.open({ ram }), 42)
     tm.abort()
     h.close()
     expect(committedByte()).to.equal(0)
@@ -96,10 +98,7 @@ describe('ZBigFile handle lifecycle', () => {
   })
 
   it('a handle closed before its connection does not hold the connection back', () => {
-    const h = zf.open({ ram })
-    const m = h.mmap(0, 1)
-    m.bytes()[0] = 1
-    m.unmap()
+    const h = written(zf.open({ ram }), 1)
     tm.commit()
     h.close()
     conn.close()

@@ -2,7 +2,7 @@
 // against a database made here: output and exit status, failure cases included.
 import { expect } from 'chai'
 import { spawn, spawnSync } from 'node:child_process'
-import { closeSync, copyFileSync, existsSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs'
+import { copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -11,6 +11,8 @@ import { TransactionManager } from '@wendelin/transaction'
 import { DB, Persistent, SQLiteStorage, registerClass } from '@wendelin/zodb'
 import { IOBTree, OOBTree } from '@wendelin/btrees'
 import { RAM, ZBigFile } from '@wendelin/bigfile'
+
+import { damageRootPage } from '../zodb/sqlite-helpers.js'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..')
 const wendelin = path.join(root, 'packages/cli/bin/wendelin.js')
@@ -192,14 +194,7 @@ describe('wendelin info, dump, pack, verify, copy, bench', function () {
   it('a storage found corrupt after it opened (a bad page is seen only when read) is one line naming the file and status 2, as the README says', () => {
     const damaged = path.join(dir, 'damaged.sqlite')
     copyFileSync(file, damaged)
-    const raw = new Database(damaged)
-    raw.pragma('wal_checkpoint(TRUNCATE)')
-    const rootPage = Number(raw.prepare("SELECT rootpage FROM sqlite_master WHERE name = 'object_revisions'").pluck().get())
-    const pageSize = Number(raw.pragma('page_size', { simple: true }))
-    raw.close()
-    const fd = openSync(damaged, 'r+')
-    writeSync(fd, Buffer.alloc(pageSize, 0xa5), 0, pageSize, (rootPage - 1) * pageSize)
-    closeSync(fd)
+    damageRootPage(damaged, 'object_revisions')
     for (const cmd of ['info', 'dump', 'verify', 'pack']) {
       const r = run(cmd, damaged)
       expect(r.status, cmd).to.equal(2)

@@ -231,23 +231,24 @@ describe('serialization', () => {
   })
 
   describe('unknown classes', () => {
-    it('load as Broken ghosts whose activation names the class; the database can still be dumped', () => {
+    /** A database whose root holds `t`, an object stored under class `stored`, a name no one registered (yet). */
+    function storedUnderUnknownClass(stored: string): { db: ReturnType<typeof newDB>; oid: bigint } {
       const db = newDB()
       const a = session(db)
       class Temporary extends Persistent {
         x = 1
       }
-      registerClass('test.serialize.Temporary', Temporary)
+      // Of the same length: the rename below must keep the record's MessagePack valid.
+      const before = `${stored.slice(0, -1)}#`
+      registerClass(before, Temporary)
       a.root.t = new Temporary()
       a.tm.commit()
       const oid = (a.root.t as Temporary)._p_oid!
-      // Simulate the class being gone: rewrite the record under a name no one registered.
-      const rec = db.storage.loadBefore(oid, 2n ** 64n - 1n)!
-      const dump = decodeForDump(rec.data)
-      expect(dump).to.deep.equal({ className: 'test.serialize.Temporary', state: { x: 1 } })
+      expect(decodeForDump(db.storage.loadBefore(oid, 2n ** 64n - 1n)!.data)).to.deep.equal({ className: before, state: { x: 1 } })
+      // The class is gone: its records (the object's, and the root's reference) name another.
+      const rename = (data: Uint8Array) => new Uint8Array(Buffer.from(Buffer.from(data).toString('latin1').replace(before, stored), 'latin1'))
       const storage = db.storage
-      const rename = (data: Uint8Array) =>
-        new Uint8Array(Buffer.from(Buffer.from(data).toString('latin1').replace('test.serialize.Temporary', 'test.serialize.Vanished!'), 'latin1'))
+      const rec = storage.loadBefore(oid, 2n ** 64n - 1n)!
       const rootRev = storage.loadBefore(0n, 2n ** 64n - 1n)!
       const txn = { user: '', description: '', extension: {} }
       storage.tpc_begin(txn)
@@ -255,6 +256,11 @@ describe('serialization', () => {
       storage.store(0n, rootRev.serial, rename(rootRev.data), txn)
       storage.tpc_vote(txn)
       storage.tpc_finish(txn)
+      return { db, oid }
+    }
+
+    it('load as Broken ghosts whose activation names the class; the database can still be dumped', () => {
+      const { db, oid } = storedUnderUnknownClass('test.serialize.Vanished!')
       const b = session(db)
       const t = b.root.t as Persistent
       expect(t).to.be.instanceOf(Broken)
@@ -262,6 +268,32 @@ describe('serialization', () => {
       expect(() => b.conn.get(oid)).to.not.throw()
       const rootRecord = db.storage.loadBefore(0n, 2n ** 64n - 1n)!.data
       expect(decodeForDump(rootRecord).state).to.deep.equal({ t: { $ref: `0x${oid.toString(16).padStart(16, '0')}`, class: 'test.serialize.Vanished!' } })
+    })
+
+    it('a Broken ghost made before its class was registered loads as that class once it is', () => {
+      const { db } = storedUnderUnknownClass('test.serialize.Late')
+      const b = session(db)
+      const t = b.root.t as Persistent
+      expect(t).to.be.instanceOf(Broken)
+      expect(() => (t as unknown as { x: number }).x).to.throw(UnknownClassError, /test\.serialize\.Late/)
+      // The module that defines the class is imported now (a dynamic import).
+      class Late extends Persistent {
+        x = 0
+        double() {
+          return this.x * 2
+        }
+      }
+      registerClass('test.serialize.Late', Late)
+      b.tm.abort()
+      const again = b.root.t as Late
+      expect(again).to.equal(t) // the same object: the root still holds it
+      expect(again.x).to.equal(1)
+      expect(again).to.be.instanceOf(Late)
+      expect(again.double()).to.equal(2)
+      again.x = 5
+      b.tm.commit()
+      const c = session(db)
+      expect((c.root.t as Late).x).to.equal(5)
     })
 
     it('an application Broken subclass, registered as a placeholder, is refused at load as Broken', () => {

@@ -1,8 +1,9 @@
 // What the SQLiteStorage test files share: scratch files, transaction metadata, a commit of raw
 // records through the storage's two-phase commit.
-import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { closeSync, existsSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
+import Database from 'better-sqlite3'
 import type { SQLiteStorage, Tid } from '@wendelin/zodb'
 
 const scratch = existsSync('/dev/shm') ? '/dev/shm' : tmpdir()
@@ -54,4 +55,20 @@ export function patternBytes(n: number, seed: number, step = 7): Uint8Array {
   const b = new Uint8Array(n)
   for (let i = 0; i < n; i++) b[i] = (i * step + seed) & 0xff
   return b
+}
+
+/**
+ * Overwrite the root page of table or index `name` of the (closed) database `file` with garbage,
+ * after checkpointing its WAL into it: the file still opens, and reads through `name` find the
+ * page corrupt.
+ */
+export function damageRootPage(file: string, name: string): void {
+  const raw = new Database(file)
+  raw.pragma('wal_checkpoint(TRUNCATE)')
+  const rootPage = Number(raw.prepare('SELECT rootpage FROM sqlite_master WHERE name = ?').pluck().get(name))
+  const pageSize = Number(raw.pragma('page_size', { simple: true }))
+  raw.close()
+  const fd = openSync(file, 'r+')
+  writeSync(fd, Buffer.alloc(pageSize, 0xa5), 0, pageSize, (rootPage - 1) * pageSize)
+  closeSync(fd)
 }

@@ -24,7 +24,7 @@ import Database from 'better-sqlite3'
 
 import { describeStorageConformance, record } from './storage-conformance.js'
 import { Thing } from './fixtures/sqlite-worker-classes.js'
-import { commitRecords, freshSQLiteFile, meta, removeSQLiteFiles, voteError } from './sqlite-helpers.js'
+import { commitRecords, damageRootPage, freshSQLiteFile, meta, removeSQLiteFiles, voteError } from './sqlite-helpers.js'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const workerScript = path.join(here, 'fixtures', 'sqlite-worker.js')
@@ -310,14 +310,7 @@ describe('SQLiteStorage', () => {
       const s = new SQLiteStorage(file)
       for (let i = 0; i < 200; i++) commitRecords(s, [[s.newOid(), 0n, record({ value: i })]])
       s.close()
-      const raw = new Database(file)
-      raw.pragma('wal_checkpoint(TRUNCATE)')
-      const rootPage = Number(raw.prepare("SELECT rootpage FROM sqlite_master WHERE name = 'transactions'").pluck().get())
-      const pageSize = Number(raw.pragma('page_size', { simple: true }))
-      raw.close()
-      const fd = openSync(file, 'r+')
-      writeSync(fd, Buffer.alloc(pageSize, 0xa5), 0, pageSize, (rootPage - 1) * pageSize)
-      closeSync(fd)
+      damageRootPage(file, 'transactions')
       let error: unknown
       try {
         new SQLiteStorage(file).close()
@@ -333,14 +326,7 @@ describe('SQLiteStorage', () => {
       const s = new SQLiteStorage(file)
       for (let i = 0; i < 200; i++) commitRecords(s, [[s.newOid(), 0n, record({ value: i })]])
       s.close()
-      const raw = new Database(file)
-      raw.pragma('wal_checkpoint(TRUNCATE)')
-      const rootPage = Number(raw.prepare("SELECT rootpage FROM sqlite_master WHERE name = 'object_revisions_by_oid'").pluck().get())
-      const pageSize = Number(raw.pragma('page_size', { simple: true }))
-      raw.close()
-      const fd = openSync(file, 'r+')
-      writeSync(fd, Buffer.alloc(pageSize, 0xa5), 0, pageSize, (rootPage - 1) * pageSize)
-      closeSync(fd)
+      damageRootPage(file, 'object_revisions_by_oid')
       const damaged = new SQLiteStorage(file, { readOnly: true })
       try {
         expect(() => damaged.len()).to.throw(StorageFileError, file)
