@@ -134,7 +134,7 @@ function iteratorPage(transactions: Iterable<TransactionRecord>, start: Tid, lim
   const out: IteratedTransaction[] = []
   let bytes = 0
   for (const t of transactions) {
-    bytes += TRANSACTION_OVERHEAD + t.user.length + t.description.length + JSON.stringify(t.extension).length
+    bytes += TRANSACTION_OVERHEAD + t.user.length + t.description.length + JSON.stringify(t.extension, (_k, v: unknown) => (typeof v === 'bigint' ? 0 : v)).length
     if (out.length > 0 && bytes > budget) break
     const records: [Oid, Uint8Array | null][] = []
     const from = t.tid === start ? skip : 0
@@ -716,7 +716,7 @@ class ClientConn {
    * #loadBeforeMany of `oids` in their order while the reply stays within `budget` bytes (each
    * record counting its data and REPLY_RECORD_OVERHEAD; the first record comes whatever its
    * size): the first that would not fit and those after it are left out, as if they had not
-   * existed — the client asks again for what came after the last record it got. Loaded in
+   * existed — the client asks again for what did not come. Loaded in
    * batches the budget left should hold at the mean size so far (one record first): file blocks
    * stop it after the first record or two, small objects come in a second query.
    */
