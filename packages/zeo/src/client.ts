@@ -1331,7 +1331,9 @@ export class ClientStorage implements Storage {
     let partial: TransactionRecord | null = null
     for (;;) {
       if (from > stop) return
-      const page = this.#call('iterator', from, stop, 100, budget, partial?.records.length ?? 0) as IteratedTransaction[]
+      // `after`, the oid of the last record of the partial transaction: a count (`skip`, for
+      // servers before `after`) skips records not sent yet if a pack removed some meanwhile.
+      const page = this.#call('iterator', from, stop, 100, budget, partial?.records.length ?? 0, partial?.records.at(-1)?.oid ?? null) as IteratedTransaction[]
       if (page.length === 0) {
         if (partial !== null) throw new POSError(`${this.getName()}: transaction 0x${idToHex(partial.tid)} went away (packed?) while its records were being read`)
         return

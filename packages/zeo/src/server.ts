@@ -32,6 +32,7 @@ import {
   type LoadedRevision,
   type Oid,
   type Storage,
+  type DataRecord,
   type Tid,
   type TransactionMetaData,
   type TransactionRecord,
@@ -126,21 +127,28 @@ function iteratorPageWhole(transactions: Iterable<TransactionRecord>, limit: num
  * An iterator page within `budget` bytes (records counting their data and REPLY_RECORD_OVERHEAD,
  * transactions their strings and TRANSACTION_OVERHEAD): up to `limit` transactions (at most
  * 1,000); the first record always comes. A transaction whose records do not all fit comes with
- * those that do and `true` after them (cut): the client asks again from its tid, skipping the
- * `skip` records it has — a transaction's records come in the same order every time. `skip`
- * applies to the transaction at `start` only (if it is gone, there is nothing to skip).
+ * those that do and `true` after them (cut): the client asks again from its tid, with `after` the
+ * oid of the last record it has (or `skip`, the number it has, from clients before `after`).
+ * Records come in oid order, so that `after` holds even if a pack removed records of the
+ * transaction between the two replies (a count then skipped records not sent yet). `skip` and
+ * `after` apply to the transaction at `start` only (if it is gone, there is nothing to skip).
  */
-function iteratorPage(transactions: Iterable<TransactionRecord>, start: Tid, limit: number, budget: number, skip: number): IteratedTransaction[] {
+function iteratorPage(transactions: Iterable<TransactionRecord>, start: Tid, limit: number, budget: number, skip: number, after: Oid | null): IteratedTransaction[] {
   const out: IteratedTransaction[] = []
   let bytes = 0
   for (const t of transactions) {
     bytes += TRANSACTION_OVERHEAD + t.user.length + t.description.length + JSON.stringify(t.extension, (_k, v: unknown) => (typeof v === 'bigint' ? 0 : v)).length
     if (out.length > 0 && bytes > budget) break
+    const all = byOid(t.records)
     const records: [Oid, Uint8Array | null][] = []
-    const from = t.tid === start ? skip : 0
+    let from = 0
+    if (t.tid === start) {
+      if (after === null) from = skip
+      else while (from < all.length && all[from]!.oid <= after) from++
+    }
     let cut = false
-    for (let i = from; i < t.records.length; i++) {
-      const r = t.records[i]!
+    for (let i = from; i < all.length; i++) {
+      const r = all[i]!
       const size = (r.data?.length ?? 0) + REPLY_RECORD_OVERHEAD
       if (bytes + size > budget && (out.length > 0 || records.length > 0)) {
         cut = true
@@ -155,6 +163,14 @@ function iteratorPage(transactions: Iterable<TransactionRecord>, start: Tid, lim
     if (cut || out.length >= Math.min(limit, 1000)) break
   }
   return out
+}
+
+/** `records` in oid order (as they are, when they already are: SQLiteStorage's come so). */
+function byOid(records: readonly DataRecord[]): readonly DataRecord[] {
+  for (let i = 1; i < records.length; i++) {
+    if (records[i - 1]!.oid > records[i]!.oid) return [...records].sort((x, y) => (x.oid < y.oid ? -1 : x.oid > y.oid ? 1 : 0))
+  }
+  return records
 }
 
 interface PendingStore {
@@ -975,14 +991,15 @@ class ClientConn {
         return entries.map((h) => [h.tid, h.user, h.description, h.extension, h.size])
       }
       case 'iterator': {
-        const [start, stop, limit, budget, skip] = args
+        const [start, stop, limit, budget, skip, after] = args
         if (!isBigint(start) || !isBigint(stop) || typeof limit !== 'number') throw new ProtocolError('malformed iterator')
         const within = budget !== undefined && budget !== null
         if (within && !(Number.isInteger(budget) && (budget as number) > 0 && (budget as number) <= MAX_REPLY_BUDGET)) throw new ProtocolError('malformed iterator budget')
         if (skip !== undefined && skip !== null && !(within && Number.isInteger(skip) && (skip as number) >= 0)) throw new ProtocolError('malformed iterator skip')
+        if (after !== undefined && after !== null && !(within && isBigint(after))) throw new ProtocolError('malformed iterator after')
         const readLimit = this.served!.readLimit()
         const transactions = storage.iterator(start, readLimit !== null && readLimit < stop ? readLimit : stop)
-        return within ? iteratorPage(transactions, start, limit, budget as number, (skip as number | null | undefined) ?? 0) : iteratorPageWhole(transactions, limit)
+        return within ? iteratorPage(transactions, start, limit, budget as number, (skip as number | null | undefined) ?? 0, (after as Oid | null | undefined) ?? null) : iteratorPageWhole(transactions, limit)
       }
       case 'pack': {
         const [tid, gc] = args
