@@ -1,10 +1,11 @@
 // Review findings: the iterator's cut transactions and copies through a server.
 import { expect } from 'chai'
-import { type Oid, type Tid, type TransactionRecord } from '@wendelin/zodb'
+import path from 'node:path'
+import { SQLiteStorage, type Oid, type Tid, type TransactionRecord } from '@wendelin/zodb'
 import type { ClientStorage } from '@wendelin/zeo'
 
 import { commitRecords } from '../zodb/storage-conformance.js'
-import { serverForSuite } from './helpers.js'
+import { freshDir, serverForSuite } from './helpers.js'
 
 const KiB = 1024
 
@@ -32,5 +33,16 @@ describe('zeo iterator: review', function () {
     const got = new Set(t.records.map((r) => r.oid))
     for (const o of oids.slice(1)) expect(got.has(o), `record of 0x${o.toString(16)}`).to.equal(true)
     void ([] as Tid[])
+  })
+
+  it('a transaction whose extension holds a bigint is iterated through a budget (msgpack carries it; JSON cannot size it)', async () => {
+    const file = path.join(freshDir(), 'db.sqlite')
+    const s = new SQLiteStorage(file)
+    const txn = { user: 'u', description: 'd', extension: { count: 5n, big: 1n << 60n } }
+    const tid = commitRecords(s, [[s.newOid(), 0n, new Uint8Array([1, 2, 3])]], txn)
+    s.close()
+    const name = await suite.server.addStorage(`sqlite:${file}`)
+    const seen = [...small(name).iterator()]
+    expect(seen.map((t) => [t.tid, t.extension])).to.deep.equal([[tid, { count: 5n, big: 1n << 60n }]])
   })
 })

@@ -137,7 +137,8 @@ function iteratorPage(transactions: Iterable<TransactionRecord>, start: Tid, lim
   const out: IteratedTransaction[] = []
   let bytes = 0
   for (const t of transactions) {
-    bytes += TRANSACTION_OVERHEAD + t.user.length + t.description.length + JSON.stringify(t.extension, (_k, v: unknown) => (typeof v === 'bigint' ? 0 : v)).length
+    // Their encoding as sent: JSON cannot size an extension with a bigint (msgpack carries it) and counted characters, not bytes.
+    bytes += TRANSACTION_OVERHEAD + encodeFrame([t.user, t.description, t.extension]).length
     if (out.length > 0 && bytes > budget) break
     const all = byOid(t.records)
     const records: [Oid, Uint8Array | null][] = []
