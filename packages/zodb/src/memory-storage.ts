@@ -239,6 +239,8 @@ export class MemoryStorage implements Storage {
     }
     this.#transactions.push(entry)
     this.#last = t.tid
+    // A packed transaction is at or before a pack's time: undo refuses it, as in the source.
+    if (entry.status === 'p' && t.tid > this.#packedTo) this.#packedTo = t.tid
     if (log.enabled) log('restored %s: %d objects', idToHex(t.tid), entry.oids.length)
     for (const l of [...this.#listeners]) l.invalidate(t.tid, entry.oids)
   }
@@ -330,6 +332,9 @@ export class MemoryStorage implements Storage {
       t.status = 'p'
       if (t.oids.length === 0 && t.tid <= packTid) this.#transactions.splice(i, 1)
     }
+    // Every transaction up to packTid is packed (undo refuses it), as SQLiteStorage marks them: a
+    // copy (restore) learns that from the status alone.
+    for (const t of this.#transactions) if (t.tid <= packTid) t.status = 'p'
     log('packed to %s (gc %s)', idToHex(packTid), gc)
   }
 

@@ -1,0 +1,51 @@
+// Review findings on copyTransactions and restore.
+import { expect } from 'chai'
+import { MemoryStorage, SQLiteStorage, UndoError, copyTransactions, type Storage, type Tid } from '@wendelin/zodb'
+
+import { commitRecords, meta, record, stateOf } from './storage-conformance.js'
+import { freshSQLiteFile, removeSQLiteFiles } from './sqlite-helpers.js'
+
+const kinds: Record<string, () => Storage> = {
+  memory: () => new MemoryStorage(),
+  sqlite: () => SQLiteStorage.open(freshSQLiteFile('wendelin-review-copy-')),
+}
+
+/** Undo `tid` in `s`: the objects it changes, or the UndoError. */
+function tryUndo(s: Storage, tid: Tid): unknown {
+  const txn = meta('undo')
+  s.tpc_begin(txn)
+  try {
+    const oids = s.undo!(tid, txn)
+    s.tpc_vote(txn)
+    s.tpc_finish(txn)
+    return oids
+  } catch (error) {
+    s.tpc_abort(txn)
+    if (error instanceof UndoError) return 'UndoError'
+    throw error
+  }
+}
+
+describe('copyTransactions: review', function () {
+  after(removeSQLiteFiles)
+
+  for (const [from, makeSource] of Object.entries(kinds)) {
+    for (const [to, makeDestination] of Object.entries(kinds)) {
+      it(`${from} into ${to}: a transaction at or before a pack of the source cannot be undone in the copy either`, () => {
+        using source = makeSource()
+        using destination = makeDestination()
+        const x = source.newOid()
+        const y = source.newOid()
+        const t0 = commitRecords(source, [[x, 0n, record({ value: 1 })]])
+        const t1 = commitRecords(source, [[x, t0, record({ value: 2 })]])
+        commitRecords(source, [[y, 0n, record({ value: 3 })]])
+        // The pack removes x's first revision: undoing t1 would find nothing to go back to.
+        source.pack(t1, false)
+        expect(tryUndo(source, t1)).to.equal('UndoError')
+        copyTransactions(source, destination)
+        expect(tryUndo(destination, t1)).to.equal('UndoError')
+        expect(stateOf(destination.loadBefore(x, destination.lastTransaction() + 1n)!.data)).to.deep.equal({ value: 2 })
+      })
+    }
+  }
+})
