@@ -48,4 +48,21 @@ describe('copyTransactions: review', function () {
       })
     }
   }
+
+  it('another instance of the destination file hands out no oid a restore wrote, once it saw the restore', () => {
+    using source = kinds.memory!()
+    const restored = Array.from({ length: 10 }, () => source.newOid())
+    commitRecords(source, restored.map((o) => [o, 0n, record({ value: Number(o) })]))
+    const file = freshSQLiteFile('wendelin-review-copy-')
+    using other = SQLiteStorage.open(file)
+    other.newOid() // reserves a block of oids in the file, before the copy
+    {
+      using destination = SQLiteStorage.open(file)
+      copyTransactions(source, destination)
+    }
+    other.lastTransaction() // as a connection does at its next transaction
+    const oid = other.newOid()
+    expect(restored.includes(oid), `oid 0x${oid.toString(16)}`).to.equal(false)
+    commitRecords(other, [[oid, 0n, record({ value: 0 })]])
+  })
 })

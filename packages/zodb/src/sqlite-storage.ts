@@ -582,6 +582,9 @@ export class SQLiteStorage implements Storage {
     for (const c of changes) {
       this.#known.committed(c.tid, c.oids)
       if (c.tid > this.#lastTid) this.#lastTid = c.tid
+      // Another instance's restore (a copy) writes oids nobody reserved, maybe in the block this
+      // instance holds: drop the block, or its new objects would take those oids (and conflict).
+      for (const oid of c.oids) if (oid >= this.#oidNext && oid < this.#oidEnd) this.#oidNext = this.#oidEnd = 0n
     }
     if (last > this.#lastTid) this.#lastTid = last
     this.#dataVersion = version
