@@ -65,4 +65,28 @@ describe('copyTransactions: review', function () {
     expect(restored.includes(oid), `oid 0x${oid.toString(16)}`).to.equal(false)
     commitRecords(other, [[oid, 0n, record({ value: 0 })]])
   })
+
+  for (const [to, makeDestination] of Object.entries(kinds)) {
+    it(`sqlite into ${to}, the source packed during the copy: what the copy holds undoes as the source would`, () => {
+      using source = kinds.sqlite!()
+      using destination = makeDestination()
+      const x = source.newOid()
+      const y = source.newOid()
+      const ty = commitRecords(source, [[y, 0n, record({ value: 0 })]])
+      const t0 = commitRecords(source, [[x, 0n, record({ value: 1 })]])
+      const t1 = commitRecords(source, [[x, t0, record({ value: 2 })]])
+      commitRecords(source, [[y, ty, record({ value: 3 })]])
+      let packed = false
+      // The pack comes after the first transaction is copied: x's first revision goes before it is.
+      copyTransactions(source, destination, {
+        onProgress: () => {
+          if (!packed) source.pack(t1, false)
+          packed = true
+        },
+      })
+      expect(tryUndo(source, t1)).to.equal('UndoError')
+      expect(tryUndo(destination, t1)).to.equal('UndoError')
+      expect(stateOf(destination.loadBefore(x, destination.lastTransaction() + 1n)!.data)).to.deep.equal({ value: 2 })
+    })
+  }
 })

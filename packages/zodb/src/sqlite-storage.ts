@@ -1196,9 +1196,13 @@ export class SQLiteStorage implements Storage {
           tid,
           data: r.data === null ? null : toBytes(r.data),
         }))
+        // The status read again after the records: a pack between the page and them removed
+        // records of this transaction, and it must then say 'p' (a copy would let undo go back to
+        // revisions it never got). Gone meanwhile: packed too.
+        const packed = t.packed === 1n || this.#guard('iterate', () => this.#stmt.transactionPacked.get(tid)) !== 0n
         yield {
           tid,
-          status: t.packed === 1n ? 'p' : ' ',
+          status: packed ? 'p' : ' ',
           user: t.user as string,
           description: t.description as string,
           extension: msgunpack(toBytes(t.extension)) as Record<string, unknown>,
