@@ -1,6 +1,6 @@
 // Review findings on copyTransactions and restore.
 import { expect } from 'chai'
-import { MemoryStorage, SQLiteStorage, UndoError, copyTransactions, type Storage, type Tid } from '@wendelin/zodb'
+import { MemoryStorage, SQLiteStorage, UndoError, copyTransactions, type Storage, type Tid, type TransactionRecord } from '@wendelin/zodb'
 
 import { commitRecords, meta, record, stateOf } from './storage-conformance.js'
 import { freshSQLiteFile, removeSQLiteFiles } from './sqlite-helpers.js'
@@ -89,4 +89,17 @@ describe('copyTransactions: review', function () {
       expect(stateOf(destination.loadBefore(x, destination.lastTransaction() + 1n)!.data)).to.deep.equal({ value: 2 })
     })
   }
+
+  it('oids handed out after a restore stay above every oid restored, even once a pack took the objects away', () => {
+    const file = freshSQLiteFile('wendelin-review-copy-')
+    {
+      using s = SQLiteStorage.open(file)
+      const t = (tid: Tid, oid: bigint): TransactionRecord => ({ tid, status: ' ', user: '', description: '', extension: {}, records: [{ oid, tid, data: record({ value: 1 }) }] })
+      s.restore!(t(100n, 0n)) // the root, referring to nothing
+      s.restore!(t(200n, 500n)) // an object nothing refers to
+      s.pack(200n, true) // takes it away
+    }
+    using again = SQLiteStorage.open(file)
+    expect(again.newOid() > 500n).to.equal(true)
+  })
 })

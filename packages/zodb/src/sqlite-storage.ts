@@ -1023,6 +1023,13 @@ export class SQLiteStorage implements Storage {
       this.#stmt.insertTransaction.run(t.tid, t.user, t.description, msgpack(t.extension))
       if (t.status === 'p') this.#db.prepare('UPDATE transactions SET packed = 1 WHERE tid = ?').run(t.tid)
       this.#insertRevisions(t.tid, stores)
+      // Recorded as reserved: the next reservation looks at the largest oid stored too, but a
+      // pack may take the restored objects away, and their oids must not come back.
+      let top = -1n
+      for (const oid of stores.keys()) if (oid > top) top = oid
+      if (top >= 0n) {
+        this.#statement('restoreOids', () => this.#db.prepare("UPDATE wendelin_meta SET value = max(value, ?) WHERE key = 'next_oid'")).run(top + 1n)
+      }
       this.#guard('restore', () => this.#stmt.commit.run())
     } catch (error) {
       this.#rollback()
@@ -1032,8 +1039,8 @@ export class SQLiteStorage implements Storage {
     this.#wal?.afterCommit()
     this.#lastTid = t.tid
     const oids = [...stores.keys()]
-    // The next reservation counts the restored oids (reserveOids looks at the largest stored);
-    // the block this instance holds may not, so it is dropped if one of them reaches it.
+    // The next reservation counts the restored oids (see next_oid above); the block this
+    // instance holds may not, so it is dropped if one of them reaches it.
     for (const oid of oids) if (oid >= this.#oidNext) this.#oidNext = this.#oidEnd = 0n
     this.#known.committed(t.tid, oids)
     if (log.enabled) log('restored %s: %d objects', idToHex(t.tid), oids.length)
