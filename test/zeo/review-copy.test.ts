@@ -1,11 +1,11 @@
 // Review findings: the iterator's cut transactions and copies through a server.
 import { expect } from 'chai'
 import path from 'node:path'
-import { SQLiteStorage, type Oid, type Tid, type TransactionRecord } from '@wendelin/zodb'
+import { MAX_TID, SQLiteStorage, type Oid, type Tid, type TransactionRecord } from '@wendelin/zodb'
 import type { ClientStorage } from '@wendelin/zeo'
 
 import { commitRecords } from '../zodb/storage-conformance.js'
-import { freshDir, serverForSuite } from './helpers.js'
+import { RawClient, freshDir, serverForSuite } from './helpers.js'
 
 const KiB = 1024
 
@@ -44,5 +44,20 @@ describe('zeo iterator: review', function () {
     const name = await suite.server.addStorage(`sqlite:${file}`)
     const seen = [...small(name).iterator()]
     expect(seen.map((t) => [t.tid, t.extension])).to.deep.equal([[tid, { count: 5n, big: 1n << 60n }]])
+  })
+
+  it('a malformed `after` (not an oid, or without a budget) drops only that client', async () => {
+    const name = await suite.server.addStorage()
+    for (const args of [[0n, MAX_TID, 100, 1024, 0, 'x'], [0n, MAX_TID, 100, null, null, 5n]]) {
+      const c = await RawClient.connect(suite.server.port, name)
+      await c.welcome()
+      void c.call('iterator', ...args)
+      expect(await c.waitClosed(2000)).to.equal(true)
+    }
+    const ok = await RawClient.connect(suite.server.port, name)
+    await ok.welcome()
+    const [, status] = (await ok.call('iterator', 0n, MAX_TID, 100, 1024, 0, 5n)) as [number, number]
+    expect(status).to.equal(0)
+    ok.close()
   })
 })
