@@ -5,7 +5,7 @@
 // the client's frame ends the connection, and every retry after.
 import { expect } from 'chai'
 import { TransactionManager } from '@wendelin/transaction'
-import { DB, MAX_TID, MemoryStorage, Persistent, copyTransactions, registerClass, type Oid, type Tid } from '@wendelin/zodb'
+import { DB, MAX_TID, MemoryStorage, Persistent, copyTransactions, registerClass, type Oid, type Tid, type TransactionRecord } from '@wendelin/zodb'
 import type { ClientStorage } from '@wendelin/zeo'
 
 import { commitRecords } from '../zodb/storage-conformance.js'
@@ -137,5 +137,40 @@ describe('zeo replies within the client frame', function () {
     const shape = (it: Iterable<{ tid: Tid; records: { oid: Oid; data: Uint8Array | null }[] }>) => [...it].map((t) => [t.tid, t.records.map((r) => [r.oid, r.data!.length, r.data![0]])])
     expect(shape(copy.iterator())).to.deep.equal(shape(a.iterator()))
     copy.close()
+  })
+
+  it('a transaction cut across replies and packed between them loses none of its remaining records', async () => {
+    const name = await suite.server.addStorage()
+    const a = small(name)
+    const first = commitRecords(a, [[a.newOid(), 0n, new Uint8Array(10).fill(9)]])
+    // 8 records of 100 KiB: a 256 KiB budget cuts the transaction after the first two.
+    const oids: Oid[] = Array.from({ length: 8 }, () => a.newOid())
+    const big = commitRecords(a, oids.map((o, i) => [o, 0n, new Uint8Array(100 * KiB).fill(i + 1)]))
+    const b = small(name)
+    const it = b.iterator()
+    expect((it.next().value as TransactionRecord).tid).to.equal(first) // the first reply also brought the cut transaction's first records
+    // The first of those is superseded and packed away before the next reply.
+    const later = commitRecords(a, [[oids[0]!, big, new Uint8Array(10).fill(99)]])
+    a.pack(later, false)
+    const t = it.next().value as TransactionRecord
+    expect(t.tid).to.equal(big)
+    // Every record still in the transaction comes (those already read may stay).
+    const got = new Set(t.records.map((r) => r.oid))
+    for (const o of oids.slice(1)) expect(got.has(o), `record of 0x${o.toString(16)}`).to.equal(true)
+  })
+
+  it('a malformed `after` (not an oid, or without a budget) drops only that client', async () => {
+    const name = await suite.server.addStorage()
+    for (const args of [[0n, MAX_TID, 100, 1024, 0, 'x'], [0n, MAX_TID, 100, null, null, 5n]]) {
+      const c = await RawClient.connect(suite.server.port, name)
+      await c.welcome()
+      void c.call('iterator', ...args)
+      expect(await c.waitClosed(2000)).to.equal(true)
+    }
+    const ok = await RawClient.connect(suite.server.port, name)
+    await ok.welcome()
+    const [, status] = (await ok.call('iterator', 0n, MAX_TID, 100, 1024, 0, 5n)) as [number, number]
+    expect(status).to.equal(0)
+    ok.close()
   })
 })
