@@ -3,7 +3,7 @@
 // The algorithms are in tree-node.ts; this file gives them a face.
 
 import { BucketMergeConflict, mergeBuckets } from './bucket-merge.js'
-import { sameLink } from './bucket.js'
+import { checkOneKeyKind, sameLink } from './bucket.js'
 import type { Family } from './family.js'
 import { Length } from './length.js'
 import { sameValue } from './same-value.js'
@@ -72,6 +72,7 @@ function resolveTreeConflict(family: Family<unknown, unknown>, old: TreeState | 
   }
   const asContents = (s: TreeState) => (s._values === null ? { keys: s._keys! } : { keys: s._keys!, values: s._values })
   const merged = mergeBuckets(asContents(old), asContents(committed), asContents(mine), family.keys.compare, sameValue)
+  checkOneKeyKind(family, merged.keys)
   return { ...mine, _keys: merged.keys, _values: merged.values ?? null, _children: null, _separators: null }
 }
 

@@ -18,6 +18,7 @@ export type MergeConflictReason =
   | 'empty bucket'
   | 'internal node changed'
   | 'first key deleted'
+  | 'keys of different kinds'
 
 const explanations: Record<MergeConflictReason, string> = {
   'bucket split': 'the bucket was split (its next-bucket link changed) in one of the transactions',
@@ -28,6 +29,7 @@ const explanations: Record<MergeConflictReason, string> = {
   'empty bucket': 'a transaction emptied the bucket, which only its parent can unlink',
   'internal node changed': 'both transactions changed an internal node of the tree',
   'first key deleted': 'the first key of the bucket was deleted, which changes the parent node',
+  'keys of different kinds': 'the transactions left keys of different kinds (a string and a number, say), which cannot share a tree',
 }
 
 /** Raised when two states of a bucket cannot be merged; `reason` says why, `key` where (if known). */

@@ -31,7 +31,19 @@ export function resolveBucketConflict<K, V>(
   if (!sameLink(committed._next, old._next) || !sameLink(mine._next, old._next)) throw new BucketMergeConflict('bucket split')
   const asContents = (s: BucketState<K, V>) => (s._values === null ? { keys: s._keys } : { keys: s._keys, values: s._values })
   const merged = mergeBuckets(asContents(old), asContents(committed), asContents(mine), family.keys.compare, sameValue)
+  checkOneKeyKind(family, merged.keys)
   return { _keys: merged.keys, _values: merged.values ?? null, _next: old._next }
+}
+
+/**
+ * Each side checked its keys against the keys it saw, but two sides that started from an empty
+ * leaf (or replaced all its keys) may each bring keys of another kind, which the object key order
+ * sorts apart instead of refusing (Python 3 refuses to compare them, and BTrees then conflicts).
+ */
+export function checkOneKeyKind<K>(family: Family<K, unknown>, keys: readonly K[]): void {
+  for (let i = 1; i < keys.length; i++) {
+    if (!family.keys.sameClass(keys[0]!, keys[i]!)) throw new BucketMergeConflict('keys of different kinds', keys[i])
+  }
 }
 
 export function sameLink(a: unknown, b: unknown): boolean {
