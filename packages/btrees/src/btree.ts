@@ -92,8 +92,11 @@ export const treeStructure: Structure = {
     return r
   },
   clear(c) {
-    treeClear(shapeOf(c), c as AnyTree)
-    ;(c as AnyTree)._length?.set(0)
+    const tree = c as AnyTree
+    treeClear(shapeOf(tree), tree)
+    // A fresh Length, not set(0): an insert committed meanwhile into a bucket this clear drops
+    // would otherwise merge its +1 into the zero (Length adds deltas), counting a lost key.
+    if (tree._length !== null) tree._length = new Length()
   },
   count: (c) => (c as AnyTree)._length?.value ?? treeCount(shapeOf(c), c as AnyTree),
   resolve: (family, old, committed, mine) =>
