@@ -2,7 +2,7 @@
 // keep the tree's invariants (check()), and a merge that cannot be stored must not commit.
 import { expect } from 'chai'
 import { TransactionManager } from '@wendelin/transaction'
-import { ConflictError, DB, MemoryStorage, type Connection, type Persistent, type Root } from '@wendelin/zodb'
+import { ConflictError, DB, MemoryStorage, Persistent, registerClass, type Connection, type Root } from '@wendelin/zodb'
 import { IOBTree, OOBTree, OOBucket, OOTreeSet, check, type BTree, type Bucket, type TreeSet } from '@wendelin/btrees'
 
 interface Client {
@@ -98,5 +98,31 @@ describe('review: B-tree conflict resolution', () => {
     expect(tree.size).to.equal([...tree.keys()].length)
     check(tree)
     db.close()
+  })
+
+  describe('a resolver whose merged state is not an object of attributes', () => {
+    class ResolvesTo extends Persistent {
+      static result: unknown = null
+      value = 0
+      override _p_resolveConflict(): Record<string, unknown> {
+        return ResolvesTo.result as Record<string, unknown>
+      }
+    }
+    registerClass('test.review.ResolvesTo', ResolvesTo)
+
+    for (const result of [null, undefined, 42, 'state']) {
+      it(`(${String(result)}) fails the commit instead of storing a record that cannot be loaded`, async () => {
+        ResolvesTo.result = result
+        const { db, error, loaded } = await race(
+          new ResolvesTo(),
+          (r: ResolvesTo) => (r.value = 1),
+          (r: ResolvesTo) => (r.value = 2),
+        )
+        expect(error).to.be.instanceOf(ConflictError)
+        expect((error as ConflictError).className).to.equal('test.review.ResolvesTo')
+        expect((loaded as ResolvesTo).value).to.equal(1)
+        db.close()
+      })
+    }
   })
 })

@@ -57,7 +57,10 @@ export function tryToResolveConflict(
     const committed = stateOf(loadSerial(oid, committedSerial))
     const mine = stateOf(newData)
     const instance = Persistent._p_new(cls as unknown as new () => Persistent)
-    const merged = resolve.call(instance, old, committed, mine)
+    const merged: unknown = resolve.call(instance, old, committed, mine)
+    // Stored, a state that is not an object of attributes would make the object unloadable
+    // (_p_setState refuses it) for every later reader: fail this commit instead.
+    if (merged === null || typeof merged !== 'object') throw new TypeError(`it returned ${merged === null ? 'null' : typeof merged}, not a state object`)
     const data = encodeStateRecord(className, merged, {
       persistentRef: (obj, path) => {
         throw new TypeError(`conflict resolution cannot create persistent objects (${obj.constructor.name} at ${path()})`)
