@@ -125,4 +125,22 @@ describe('review: B-tree conflict resolution', () => {
       })
     }
   })
+
+  it('a resolver that throws something other than an Error: the ConflictError says what it threw', async () => {
+    class ThrowsString extends Persistent {
+      value = 0
+      override _p_resolveConflict(): Record<string, unknown> {
+        throw 'the two totals disagree'
+      }
+    }
+    registerClass('test.review.ThrowsString', ThrowsString)
+    const { db, error } = await race(
+      new ThrowsString(),
+      (r: ThrowsString) => (r.value = 1),
+      (r: ThrowsString) => (r.value = 2),
+    )
+    expect(error).to.be.instanceOf(ConflictError)
+    expect((error as Error).message).to.match(/the two totals disagree/)
+    db.close()
+  })
 })

@@ -72,6 +72,6 @@ export function tryToResolveConflict(
     // A resolver's own ConflictError (one that says which key clashed, say) usually cannot name
     // the object: as in ZODB, the conflict that leaves the storage always does.
     if (error instanceof ConflictError && error.oid !== null) throw error
-    throw fail(`${className}._p_resolveConflict could not merge the changes: ${(error as Error).message}`, error)
+    throw fail(`${className}._p_resolveConflict could not merge the changes: ${error instanceof Error ? error.message : String(error)}`, error)
   }
 }
