@@ -36,6 +36,25 @@ class RefusesWithConflict extends Persistent {
 }
 registerClass('test.conflict.RefusesWithConflict', RefusesWithConflict)
 
+/** Throws a string, not an Error. */
+class ThrowsString extends Persistent {
+  value = 0
+  override _p_resolveConflict(): Record<string, unknown> {
+    throw 'the two totals disagree'
+  }
+}
+registerClass('test.conflict.ThrowsString', ThrowsString)
+
+/** Returns what the test sets: a state that is not an object of attributes. */
+class ResolvesTo extends Persistent {
+  static result: unknown = null
+  value = 0
+  override _p_resolveConflict(): Record<string, unknown> {
+    return ResolvesTo.result as Record<string, unknown>
+  }
+}
+registerClass('test.conflict.ResolvesTo', ResolvesTo)
+
 describe('conflict resolution', () => {
   it('merges concurrent increments of a resolving counter', () => {
     const db = newDB()
@@ -100,6 +119,25 @@ describe('conflict resolution', () => {
     b.tm.abort()
     expect((b.root.r as Refuses).value).to.equal(1)
   })
+
+  it('a resolver that throws something other than an Error: the ConflictError says what it threw', () => {
+    const { b, error } = conflictingCommit(ThrowsString)
+    expect(error).to.be.instanceOf(ConflictError)
+    expect((error as Error).message).to.match(/the two totals disagree/)
+    b.tm.abort()
+  })
+
+  for (const result of [null, undefined, 42, 'state']) {
+    it(`a resolver whose merged state is not an object (${String(result)}) fails the commit, instead of storing a record no one can load`, () => {
+      ResolvesTo.result = result
+      const { a, b, error } = conflictingCommit(ResolvesTo)
+      expect(error).to.be.instanceOf(ConflictError)
+      expect((error as ConflictError).className).to.equal('test.conflict.ResolvesTo')
+      b.tm.abort()
+      a.tm.begin()
+      expect((a.root.r as ResolvesTo).value).to.equal(1)
+    })
+  }
 
   it('a ConflictError thrown by the resolver still names the object, its class and serials', () => {
     const { a, b, error } = conflictingCommit(RefusesWithConflict)
