@@ -82,6 +82,27 @@ describe('zeo invalidations and the client cache', function () {
     expect(heard.length).to.equal(30)
   })
 
+  it("sees at its next transaction a commit another client of this thread made right after its own, in the same synchronous run", async () => {
+    const name = await suite.server.addStorage()
+    const a = dbOn(name)
+    const b = dbOn(name)
+    a.tm.begin()
+    a.root().item = new Item('x', 1)
+    a.root().mine = new PersistentMapping()
+    a.tm.commit()
+    b.tm.begin()
+    void (b.root().item as Item).value
+    // No await from here on: a commits, b commits after it, then a begins.
+    a.tm.begin()
+    ;(a.root().mine as PersistentMapping).set('k', 1)
+    a.tm.commit()
+    ;(b.root().item as Item).value = 2
+    b.tm.commit()
+    a.tm.begin()
+    expect((a.root().item as Item).value).to.equal(2) // b's commit returned before this transaction began
+    a.tm.abort()
+  })
+
   it('serves old snapshots and the new state correctly from its cache', async () => {
     const name = await suite.server.addStorage()
     const a = suite.server.client(name)

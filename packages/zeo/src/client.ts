@@ -159,6 +159,9 @@ let nextTxnId = 1
 /** Most oids in one loadBeforeMany message (the server's limit is 10,000). */
 const LOAD_MANY_MAX = 5_000
 
+/** Commits finished by the clients of this thread (see #justCommitted). */
+let commitsInThisThread = 0
+
 /** How #prefetchAt asks for records. */
 interface PrefetchPlan {
   /** How many more levels of the records they refer to are prefetched after them (default 0). */
@@ -246,11 +249,13 @@ export class ClientStorage implements Storage {
   #probedAt = 0
   readonly #callCounts = new Map<string, number>()
   /**
-   * Set by our own tpc_finish until the current synchronous run ends (a microtask): the tid it
-   * returned is the server's newest, and nothing committed since can be causally before a
-   * lastTransaction() call in the same run, which then needs no round trip.
+   * Set by our own tpc_finish until the current synchronous run ends (a microtask), to the
+   * thread's count of commits then: the tid it returned is the server's newest, and nothing
+   * committed since can be causally before a lastTransaction() call in the same run, which then
+   * needs no round trip — unless another client of this thread committed meanwhile (the count
+   * moved): that commit returned before the call, which must see it.
    */
-  #justCommitted = false
+  #justCommitted: number | null = null
   /** One-way frames (tpc_begin, store, checkCurrent) not yet handed to the worker. */
   #outgoing: Uint8Array[] = []
   #outgoingBytes = 0
@@ -858,7 +863,7 @@ export class ClientStorage implements Storage {
 
   lastTransaction(): Tid {
     this.#checkOpen()
-    if ((this.#options.serverSync ?? true) && !this.#justCommitted) {
+    if ((this.#options.serverSync ?? true) && this.#justCommitted !== commitsInThisThread) {
       const last = this.#call('sync') as Tid
       // Every invalidation up to `last` came before the reply.
       if (last > this.#lastTid) this.#lastTid = last
@@ -1281,10 +1286,9 @@ export class ClientStorage implements Storage {
     // right after ours) stays queued for the next boundary (lastTransaction, which the connection
     // calls at the end of this transaction): told now, it would reach the committing connection
     // while it finishes, which ignores invalidations, and be lost to it.
-    if (!this.#justCommitted) {
-      this.#justCommitted = true
-      queueMicrotask(() => (this.#justCommitted = false))
-    }
+    commitsInThisThread++
+    if (this.#justCommitted === null) queueMicrotask(() => (this.#justCommitted = null))
+    this.#justCommitted = commitsInThisThread
     log('committed %s (%d objects)', idToHex(tid), oids.length)
     onTid?.(tid)
     for (const l of [...this.#listeners]) l.invalidate(tid, oids)
