@@ -46,7 +46,8 @@ export class ZBigFile extends Persistent {
 
   /**
    * Stores `src` (one block) as block `blk` in the format the file asks for. A block stored
-   * before in another format is replaced by a new block object holding the same data.
+   * before in another format is replaced by a new block object holding the same data, and the
+   * old object is retired (changed, emptied): a concurrent write of the block conflicts.
    */
   storeblk(blk: number, src: Uint8Array, overPage?: PageRecord): void {
     const blktab = this.blktab
@@ -60,6 +61,9 @@ export class ZBigFile extends Persistent {
     const zblk = format === 'ZBlk0' ? new ZBlk0() : new ZBlk1()
     zblk.storeFrom(src, old === null ? auto?.differs : undefined, overPage)
     blktab.set(blk, zblk)
+    // Else a transaction writing this block into the old object (from its snapshot) would commit
+    // beside this one, and whichever of the two came first would be lost.
+    old?.retire()
   }
 
   /** Reads block `blk` into `dest` from this object's connection (zeros for a hole). */

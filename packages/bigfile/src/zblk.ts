@@ -81,6 +81,12 @@ export abstract class ZBlk extends Persistent {
   release(): void {
     this._p_deactivate()
   }
+  /**
+   * The file replaced this block object with another (a change of format): it is changed too,
+   * with a small record, so that a transaction that changed it concurrently conflicts with the
+   * replacement, in either commit order, instead of one of the two writes being lost.
+   */
+  abstract retire(): void
 }
 
 const ZBLK0_CLASS = 'wendelin.bigfile.ZBlk0'
@@ -131,6 +137,10 @@ export class ZBlk0 extends ZBlk {
 
   get format(): ZBlkFormat {
     return 'ZBlk0'
+  }
+
+  retire(): void {
+    this.data = new Uint8Array(0) // nothing reads it any more: no need to write the block again
   }
 
   loadInto(dest: Uint8Array): void {
@@ -287,6 +297,10 @@ export class ZBlk1 extends ZBlk {
 
   get format(): ZBlkFormat {
     return 'ZBlk1'
+  }
+
+  retire(): void {
+    this.version = this.version + 1 // its chunks stay as they are
   }
 
   loadInto(dest: Uint8Array): void {
