@@ -6,7 +6,7 @@
 import type { NdArray } from 'ndarray'
 import type ndarray from 'ndarray'
 import { ZBigFile, defaultRAM, DEFAULT_PAGE_SIZE, type RAM, type ZBigFileFormat, type ZBigFileH } from '@wendelin/bigfile'
-import { Connection, ConnectionStateError, Persistent, registerClass } from '@wendelin/zodb'
+import { Connection, ConnectionStateError, Persistent, ReadOnlyHistoryError, idToHex, registerClass } from '@wendelin/zodb'
 
 import {
   BigArray,
@@ -153,6 +153,7 @@ export class ZBigArray<D extends DType = DType> extends Persistent implements Bi
     return arrayOf(this).get(...index)
   }
   set(...args: [...number[], ValueOf<D>]): void {
+    refuseHistorical(this, 'set an element of')
     arrayOf(this).set(...args)
   }
   /** Unmaps the page(s) get/set keep mapped until the end of the current job. */
@@ -160,6 +161,7 @@ export class ZBigArray<D extends DType = DType> extends Persistent implements Bi
     arrays.get(this)?.array.releaseMappings()
   }
   assign(value: Assignable<D>, ...index: Index[]): void {
+    refuseHistorical(this, 'assign to')
     arrayOf(this).assign(value, ...index)
   }
   chunks(options?: ChunksOptions): Generator<Chunk<D>, void, undefined> {
@@ -177,6 +179,7 @@ export class ZBigArray<D extends DType = DType> extends Persistent implements Bi
    * past the new end (and zeroes the tail of the last one); growing reads as zeros.
    */
   resize(shape: readonly number[]): void {
+    refuseHistorical(this, 'resize')
     const newShape = checkShape(shape)
     const array = arrayOf(this)
     array.releaseMappings()
@@ -210,6 +213,7 @@ export class ZBigArray<D extends DType = DType> extends Persistent implements Bi
   }
 
   append(values: NdArray<ndarray.Data<number | bigint>> | ArrayLike<ValueOf<D>>): void {
+    refuseHistorical(this, 'append to')
     appendTo(this, values)
   }
 
@@ -234,6 +238,18 @@ function arrayOf<D extends DType>(za: ZBigArray<D>): BigArray<D> {
   const array = new BigArray(za._shape, parseDType(za._dtype) as D, fh, { order: za.order })
   arrays.set(za, { key, array, fh })
   return array
+}
+
+/**
+ * A historical connection's objects cannot change (ZODB refuses at the change): neither can its
+ * arrays. Checked before anything is written: the data pages would take the write silently and
+ * show it, and the commit would fail only later.
+ */
+function refuseHistorical(za: ZBigArray<DType>, what: string): void {
+  const jar = za._p_jar
+  if (jar instanceof Connection && jar.historical) {
+    throw new ReadOnlyHistoryError(`cannot ${what} ${za.toString()}: it was read by a historical connection (before 0x${idToHex(jar.before)})`)
+  }
 }
 
 function currentTransaction(za: ZBigArray<DType>): object {

@@ -29,7 +29,7 @@
 // abort of the transaction afterwards discards them, as any abort does.
 import { pathTo } from '@wendelin/btrees'
 import type { DataManager, Synchronizer, Transaction, TransactionManagerLike } from '@wendelin/transaction'
-import { Connection, ConnectionStateError, DB, GHOST, idToHex, specForAnotherThread, type InvalidationListener, type Oid, type Storage, type Tid } from '@wendelin/zodb'
+import { Connection, ConnectionStateError, DB, GHOST, ReadOnlyHistoryError, idToHex, specForAnotherThread, type InvalidationListener, type Oid, type Storage, type Tid } from '@wendelin/zodb'
 
 import { FileH, WRITEOUT_MARKSTORED, WRITEOUT_STORE, releaseFrameRecord, type Mapping, type PageRange } from './fileh.js'
 import { log } from './log.js'
@@ -564,6 +564,14 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
   }
 
   commit(txn: Transaction): void {
+    if (this.conn.historical) {
+      // Written through a mapping (nothing else writes its pages): they cannot be stored, and
+      // the connection's own refusal would name a node of the block table.
+      throw new ReadOnlyHistoryError(
+        `cannot commit the written pages of ZBigFile(oid 0x${idToHex(this.zfile._p_oid!)}): its handle reads a historical connection ` +
+          `(before 0x${idToHex(this.conn.before)}), which cannot change anything; abort the transaction to drop them`,
+      )
+    }
     this.#stored = this.fileh.dirtyPages()
     this.#storedIn = txn
     let byFile = lastStorers.get(txn)
