@@ -158,6 +158,8 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
   #stored: number[] | null = null
   /** The transaction whose commit stored #stored. */
   #storedIn: Transaction | null = null
+  /** What each page of #stored depended on as committed (taken at tpc_finish, see #boundary). */
+  #storedDeps = new Map<number, BlockDeps>()
   #closed = false
   /** Whether the handle follows its connection's transactions (until the connection closes). */
   #following = true
@@ -630,6 +632,17 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
 
   tpc_finish(txn: Transaction): void {
     void txn
+    // The blocks as this commit leaves them (the new objects have their oids by now): at the
+    // boundary the connection may already see later commits of others, which must not pass
+    // for the state of these pages.
+    this.#storedDeps = new Map()
+    for (const pg of this.#stored ?? []) {
+      try {
+        this.#storedDeps.set(pg, lookupBlock(this.zfile, pg).deps) // in memory: storeblk walked it
+      } catch (e) {
+        log('zbigfile handle %d: block %d as committed could not be looked up: %O', this.fileh.id, pg, e) // looked up at the boundary
+      }
+    }
     this.fileh.dirtyWriteout(WRITEOUT_MARKSTORED)
     this.#committing = null
     this.#joined = null
@@ -677,8 +690,12 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
     // 3. pages in memory
     const stored = new Set(this.#stored ?? [])
     const storers = this.#storedIn === null ? undefined : lastStorers.get(this.#storedIn)?.get(this.zfile)
+    const storedDeps = this.#storedDeps
+    // Stored pages show the blocks as of our commit: only later commits can have changed them.
+    const ownTid = stored.size > 0 ? this.conn._lastCommitTid : 0n
     this.#stored = null
     this.#storedIn = null
+    this.#storedDeps = new Map()
     const deps = new Map<number, Deps>()
     const invalidate: number[] = []
     const restart: number[] = []
@@ -700,7 +717,8 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
         // ZBlk1 keeps its chunks (the cache's size bounds them): the next storeblk compares
         // the block with them, and reloading 512 chunks per commit costs 10x the commit.
         if (zblk instanceof ZBlk0) zblk.release()
-        deps.set(pg, { ...now, snapshot: newSnapshot })
+        const mine = storedDeps.get(pg)
+        deps.set(pg, mine === undefined ? { ...now, snapshot: newSnapshot } : { ...mine, snapshot: ownTid })
         continue
       }
       const d = reports.get(pg) ?? this.#deps.get(pg)
@@ -713,26 +731,33 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
     }
     // 4. changes committed since the old snapshot
     let changed: Set<Oid> | null = null
+    /** Of `changed`, what commits after our own changed (for the pages it stored). */
+    let changedAfterOwn: Set<Oid> | null = null
     let everything = false
     if (newSnapshot !== oldSnapshot || this.#pending.length > 0) {
       changed = new Set()
+      changedAfterOwn = new Set()
       const keep: Array<{ tid: Tid; oids: readonly Oid[] }> = []
       for (const p of this.#pending) {
         if (p.tid === -1n) everything = true
         else if (p.tid > newSnapshot) keep.push(p)
-        else for (const oid of p.oids) changed.add(oid)
+        else {
+          for (const oid of p.oids) changed.add(oid)
+          if (ownTid !== 0n && p.tid > ownTid) for (const oid of p.oids) changedAfterOwn.add(oid)
+        }
       }
       this.#pending = keep
     }
     if (changed !== null) {
       for (const [pg, d] of deps) {
         if (d.snapshot >= newSnapshot || this.pageState(pg) !== 'loaded') continue
-        if (everything || (d.zblk !== null && changed.has(d.zblk))) {
+        const changed_ = ownTid !== 0n && d.snapshot === ownTid && stored.has(pg) ? changedAfterOwn! : changed
+        if (everything || (d.zblk !== null && changed_.has(d.zblk))) {
           invalidate.push(pg)
           deps.delete(pg)
           continue
         }
-        if (!d.path.some((oid) => changed.has(oid))) {
+        if (!d.path.some((oid) => changed_.has(oid))) {
           d.snapshot = newSnapshot
           continue
         }

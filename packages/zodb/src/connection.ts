@@ -143,6 +143,8 @@ export class Connection<R extends object = Record<string, unknown>> implements P
   #resolved: Oid[] = []
   /** While this connection finishes a commit: its tid, once the storage chose it. */
   #finishingTid: Tid | null = null
+  /** The tid of the last transaction this connection committed (0n: none yet). */
+  #lastCommitTid: Tid = 0n
   #onClose: (() => void)[] = []
   /** Asked by close() before it closes: each throws to refuse (see _addCloseCheck). */
   readonly #closeChecks = new Set<() => void>()
@@ -210,6 +212,14 @@ export class Connection<R extends object = Record<string, unknown>> implements P
   /** The tid this connection reads before (its snapshot is everything committed before it). */
   get before(): Tid {
     return this.#before
+  }
+
+  /**
+   * @internal The tid of the last transaction this connection committed (0n: none yet): what a
+   * BigFile handle's pages stored in it show, whatever the snapshot moved past since.
+   */
+  get _lastCommitTid(): Tid {
+    return this.#lastCommitTid
   }
 
   get transactionManager(): TransactionManagerLike {
@@ -561,6 +571,7 @@ export class Connection<R extends object = Record<string, unknown>> implements P
     } finally {
       this.#finishingTid = null
     }
+    this.#lastCommitTid = tid
     for (const { obj, size, added } of this.#stored) {
       if (!_stored(obj, tid, size)) continue  // a ghost is not active: the cache must not hold it
       // Counted again with its stored size; a new object was used when it was added (this
