@@ -10,6 +10,7 @@ import { ZBigArray } from '@wendelin/bigarray'
 import { TransactionManager } from '@wendelin/transaction'
 import { type Connection, DB, ReadOnlyHistoryError, SQLiteStorage } from '@wendelin/zodb'
 
+import { closeRamWhenFree } from '../bigfile/helpers.js'
 import { PS, tmpDir } from './helpers.js'
 
 describe('ZBigArray of a historical connection', () => {
@@ -48,14 +49,7 @@ describe('ZBigArray of a historical connection', () => {
     hist.close()
     conn.close()
     db.close()
-    for (;;) {
-      try {
-        ram.close()
-        break
-      } catch {
-        await new Promise<void>((resolve) => setTimeout(resolve, 1))
-      }
-    }
+    await closeRamWhenFree(ram)
     fs.rmSync(dir, { recursive: true, force: true })
   })
 

@@ -96,3 +96,18 @@ export function stressAddon(): StressAddon {
   const file = process.env.WENDELIN_VIRTMEM_ADDON || path.resolve(here, '../../../build/Release/virtmem.node')
   return createRequire(import.meta.url)(file) as StressAddon
 }
+
+/**
+ * Close `ram` once its pages are released: a handle closed a moment ago may still hold pages
+ * until its mappings are collected, and RAM.close refuses while pages are in use.
+ */
+export async function closeRamWhenFree(ram: RAM): Promise<void> {
+  for (;;) {
+    try {
+      ram.close()
+      return
+    } catch {
+      await new Promise<void>((resolve) => setTimeout(resolve, 1))
+    }
+  }
+}

@@ -10,7 +10,7 @@ import { type Mapping, RAM, ZBigFile, type ZBigFileH } from '@wendelin/bigfile'
 import { TransactionManager } from '@wendelin/transaction'
 import { DB, SQLiteStorage, type Connection } from '@wendelin/zodb'
 
-import { PS, tmpDir } from './helpers.js'
+import { PS, closeRamWhenFree, tmpDir } from './helpers.js'
 
 describe('ZBigFileH: a commit of another process right after our own', () => {
   let dir: string
@@ -29,14 +29,7 @@ describe('ZBigFileH: a commit of another process right after our own', () => {
       h.close()
     }
     for (const db of dbs.splice(0)) db.close()
-    for (;;) {
-      try {
-        ram.close()
-        break
-      } catch {
-        await new Promise<void>((resolve) => setTimeout(resolve, 1))
-      }
-    }
+    await closeRamWhenFree(ram)
     fs.rmSync(dir, { recursive: true, force: true })
   })
 
