@@ -2,8 +2,12 @@
 //
 // Loads for faults never pass through here: the faulting thread hands them to the loaders
 // natively (native/binding/loader_pool.h). Only async loads report back, by message.
+//
+// Every thread that opens a file handle has a pool of its own, but the loaders are shared: a
+// load asked for by one thread may be served by a loader another thread started. So a loader
+// reports on a broadcast channel, not to its parent, and async ids are unique in the process.
 import { availableParallelism } from 'node:os'
-import { Worker } from 'node:worker_threads'
+import { Worker, threadId } from 'node:worker_threads'
 
 import { loaderLog } from './log.js'
 import { addon } from './native.js'
@@ -28,6 +32,9 @@ export interface LoaderWorkerData {
  */
 export type LoaderMessage = { warm: number } | { closed: number }
 
+/** The broadcast channel loaders report async loads on (AsyncLoadResult). */
+export const LOAD_RESULTS_CHANNEL = 'wendelin:bigfile:load-results'
+
 export interface AsyncLoadResult {
   asyncId: number
   status: 'loaded' | 'invalidated' | 'failed'
@@ -42,9 +49,13 @@ interface Pending {
 class LoaderPool {
   private workers: Worker[] = []
   private pending = new Map<number, Pending>()
-  private nextAsyncId = 1
+  // This thread's ids: [threadId * 2^32 + 1, ...) (native requests keep them as doubles).
+  private nextAsyncId = threadId * 2 ** 32 + 1
+  private readonly results = new BroadcastChannel(LOAD_RESULTS_CHANNEL)
 
   constructor(private readonly options: Required<LoaderOptions>) {
+    this.results.onmessage = (e) => this.settle((e as { data: AsyncLoadResult }).data)
+    this.results.unref() // referenced only while loads are awaited (after onmessage: it refs)
     for (let i = 0; i < options.count; i++) this.spawn(i)
   }
 
@@ -54,7 +65,6 @@ class LoaderPool {
       retryDelayMs: this.options.retryDelayMs,
     }
     const worker = new Worker(new URL('./loader-worker.js', import.meta.url), { workerData })
-    worker.on('message', (m: AsyncLoadResult) => this.settle(m))
     worker.on('error', (e) => {
       loaderLog('loader %d failed: %O', index, e)
       process.emitWarning(`wendelin:bigfile loader worker ${index} failed: ${e.message}`)
@@ -70,7 +80,11 @@ class LoaderPool {
     const done = new Promise<'loaded' | 'invalidated'>((resolve, reject) => {
       this.pending.set(asyncId, { resolve, reject })
     })
-    if (this.pending.size === 1) for (const w of this.workers) w.ref() // keep alive while awaited
+    if (this.pending.size === 1) {
+      // keep alive while awaited
+      this.results.ref()
+      for (const w of this.workers) w.ref()
+    }
     return { asyncId, done }
   }
 
@@ -87,12 +101,15 @@ class LoaderPool {
   }
 
   forget(asyncId: number): void {
-    if (this.pending.delete(asyncId) && this.pending.size === 0) for (const w of this.workers) w.unref()
+    if (this.pending.delete(asyncId) && this.pending.size === 0) {
+      this.results.unref()
+      for (const w of this.workers) w.unref()
+    }
   }
 
   private settle(m: AsyncLoadResult): void {
     const p = this.pending.get(m.asyncId)
-    if (!p) return
+    if (!p) return // another thread's
     this.forget(m.asyncId)
     if (m.status === 'failed') p.reject(new Error(m.error ?? 'load failed'))
     else p.resolve(m.status)

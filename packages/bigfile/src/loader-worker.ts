@@ -7,13 +7,16 @@
 import { parentPort, workerData } from 'node:worker_threads'
 
 import { type BigFile, type BigFileSpec, openBigFile } from './bigfile.js'
-import type { AsyncLoadResult, LoaderMessage, LoaderWorkerData } from './loader-pool.js'
+import { type AsyncLoadResult, LOAD_RESULTS_CHANNEL, type LoaderMessage, type LoaderWorkerData } from './loader-pool.js'
 import { loaderLog } from './log.js'
 import { addon } from './native.js'
 
 const options = workerData as LoaderWorkerData
 const opening = new Map<number, Promise<BigFile>>()
 const opened = new Map<number, BigFile>()
+// Async loads are reported to every thread's pool: the one that asked may not be our parent.
+const results = new BroadcastChannel(LOAD_RESULTS_CHANNEL)
+results.unref()
 
 const transientCodes = new Set(['EAGAIN', 'EBUSY', 'EINTR', 'ETIMEDOUT', 'ECONNRESET', 'ECONNREFUSED', 'EMFILE', 'ENFILE'])
 
@@ -83,7 +86,7 @@ function complete(filehId: number, blk: number, job: number, asyncId: number | n
   const status = report ? addon.completeLoad(job, error, report) : addon.completeLoad(job, error)
   if (asyncId !== null) {
     const result: AsyncLoadResult = { asyncId, status, error }
-    parentPort?.postMessage(result)
+    results.postMessage(result)
   }
 }
 
