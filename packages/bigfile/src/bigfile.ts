@@ -30,8 +30,8 @@ export abstract class BigFile implements Disposable {
 
   /**
    * Fills all of `dest` (blksize bytes) with block `blk` — zeros where the file has no data.
-   * Runs in a loader worker. A thrown error with `transient: true` or a code such as EAGAIN
-   * is retried; any other error fails the load.
+   * Runs in a loader worker. A thrown TransientError, or an error with `transient: true` or a
+   * code such as EAGAIN, is retried; any other error fails the load.
    *
    * It may return a report (bytes) about the load; the owning thread drains the reports of
    * its handle (ZBigFile reports the database objects the block depended on).

@@ -6,6 +6,8 @@
 // memory must never show wrong data); for fileh.load the promise rejects.
 import { parentPort, workerData } from 'node:worker_threads'
 
+import { TransientError } from '@wendelin/transaction'
+
 import { type BigFile, type BigFileSpec, openBigFile } from './bigfile.js'
 import { type AsyncLoadResult, LOAD_RESULTS_CHANNEL, type LoaderMessage, type LoaderWorkerData } from './loader-pool.js'
 import { loaderLog } from './log.js'
@@ -21,6 +23,9 @@ results.unref()
 const transientCodes = new Set(['EAGAIN', 'EBUSY', 'EINTR', 'ETIMEDOUT', 'ECONNRESET', 'ECONNREFUSED', 'EMFILE', 'ENFILE'])
 
 function isTransient(e: unknown): boolean {
+  // The network client's ClientDisconnected is one: a call in flight when the connection drops
+  // fails at once, and the client reconnects by itself.
+  if (e instanceof TransientError) return true
   if (typeof e !== 'object' || e === null) return false
   const err = e as { transient?: unknown; code?: unknown }
   return err.transient === true || (typeof err.code === 'string' && transientCodes.has(err.code))
