@@ -1,5 +1,5 @@
 // Failure paths of loading blocks (found in review): loads asked for by several threads, loads
-// failing with the project's own TransientError.
+// failing with the project's own TransientError, what a failed load leaves open in a loader.
 import fs from 'node:fs'
 import path from 'node:path'
 import { Worker } from 'node:worker_threads'
@@ -8,8 +8,8 @@ import { expect } from 'chai'
 
 import { FileH, RAM } from '@wendelin/bigfile'
 
-import { KillerFile, TransientFile } from './fixtures/review-files.js'
-import { here, tmpDir } from './helpers.js'
+import { FailingTracedFile, KillerFile, TransientFile } from './fixtures/review-files.js'
+import { here, tmpDir, until } from './helpers.js'
 
 const PS = 64 * 1024
 
@@ -56,4 +56,22 @@ describe('review: load failures', function () {
     }
   })
 
+
+  it('closes the loader\'s instance of a file whose load failed (it is reopened, not left open)', async () => {
+    const marker = path.join(dir, 'trace')
+    fs.writeFileSync(marker, '')
+    const ram = new RAM({ pageSize: PS, limit: 4 * PS })
+    const fh = new FileH(new FailingTracedFile({ blksize: PS, marker }), { ram })
+    for (let i = 0; i < 3; i++) {
+      let error: unknown = null
+      await fh.load({ pgoffset: i, pglen: 1 }).catch((e: unknown) => (error = e))
+      expect((error as Error).message).to.match(/block unreadable/)
+    }
+    fh.close()
+    ram.close()
+    const count = (c: string) => fs.readFileSync(marker, 'utf8').split(c).length - 1
+    const deadline = Date.now() + 2000
+    await until(() => count('c') >= count('o') || Date.now() > deadline)
+    expect(count('c')).to.equal(count('o'), `every instance opened was closed once: ${fs.readFileSync(marker, 'utf8')}`)
+  })
 })

@@ -64,16 +64,55 @@ function closeFile(filehId: number, file: BigFile): void {
   }
 }
 
+/** Loads and warm-ups under way per instance: one dropped meanwhile is closed when they end. */
+const users = new Map<BigFile, number>()
+const dropped = new Set<BigFile>()
+
+function use(file: BigFile): void {
+  users.set(file, (users.get(file) ?? 0) + 1)
+}
+
+function release(filehId: number, file: BigFile): void {
+  const n = (users.get(file) ?? 1) - 1
+  if (n > 0) {
+    users.set(file, n)
+    return
+  }
+  users.delete(file)
+  if (dropped.delete(file)) closeFile(filehId, file)
+}
+
 /** A handle opened: open its file and let it prepare (imports, storage) before the first load. */
 function warm(filehId: number): void {
   open(filehId)
-    .then((f) => (addon.filehSpec(filehId) === undefined ? undefined : f.warm({ filehId })))
+    .then(async (f) => {
+      if (addon.filehSpec(filehId) === undefined) return
+      use(f)
+      try {
+        await f.warm({ filehId })
+      } finally {
+        release(filehId, f)
+      }
+    })
     .catch((e: unknown) => loaderLog('fileh %d: warm-up failed (the first load opens again): %s', filehId, describeError(e)))
 }
 
 function forget(filehId: number): void {
   opening.delete(filehId)
   opened.delete(filehId)
+}
+
+/**
+ * A load failed: the next one opens the file afresh, and this instance is closed (at once, or
+ * when the loads using it end) — dropped without a close it kept what it had opened (a
+ * ZBigFile's: its connection and its share of the loader's storage, never closed then).
+ */
+function drop(filehId: number): void {
+  const file = opened.get(filehId)
+  forget(filehId)
+  if (file === undefined) return
+  if (users.has(file)) dropped.add(file)
+  else closeFile(filehId, file)
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
@@ -86,7 +125,7 @@ function reportOf(result: unknown): Uint8Array | undefined {
 function complete(filehId: number, blk: number, job: number, asyncId: number | null, error: string | null, report?: Uint8Array): void {
   if (error !== null) {
     loaderLog('fileh %d block %d: load failed: %s', filehId, blk, error)
-    forget(filehId) // reopen next time
+    drop(filehId) // reopen next time
   }
   const status = report ? addon.completeLoad(job, error, report) : addon.completeLoad(job, error)
   if (asyncId !== null) {
@@ -114,8 +153,14 @@ async function serveAsync(filehId: number, blk: number, dest: Uint8Array, job: n
     attempts++
     try {
       const file = await open(filehId)
-      const report = reportOf(await file.loadblk(blk, dest, { filehId }))
-      complete(filehId, blk, job, asyncId, null, report)
+      use(file)
+      let result: Awaited<ReturnType<BigFile['loadblk']>>
+      try {
+        result = await file.loadblk(blk, dest, { filehId })
+      } finally {
+        release(filehId, file)
+      }
+      complete(filehId, blk, job, asyncId, null, reportOf(result))
       return
     } catch (e) {
       failed = { error: e }
@@ -127,20 +172,29 @@ async function serveAsync(filehId: number, blk: number, dest: Uint8Array, job: n
 function serve(filehId: number, blk: number, dest: Uint8Array, job: number, asyncId: number | null): void {
   const file = opened.get(filehId)
   if (file) {
+    use(file)
     let result: ReturnType<BigFile['loadblk']>
     try {
       result = file.loadblk(blk, dest, { filehId })
     } catch (e) {
+      release(filehId, file)
       void serveAsync(filehId, blk, dest, job, asyncId, { error: e })
       return
     }
     if (typeof (result as PromiseLike<unknown> | undefined)?.then !== 'function') {
+      release(filehId, file)
       complete(filehId, blk, job, asyncId, null, reportOf(result))
       return
     }
     ;(result as PromiseLike<unknown>).then(
-      (r) => complete(filehId, blk, job, asyncId, null, reportOf(r)),
-      (e: unknown) => void serveAsync(filehId, blk, dest, job, asyncId, { error: e }),
+      (r) => {
+        release(filehId, file)
+        complete(filehId, blk, job, asyncId, null, reportOf(r))
+      },
+      (e: unknown) => {
+        release(filehId, file)
+        void serveAsync(filehId, blk, dest, job, asyncId, { error: e })
+      },
     )
     return
   }
