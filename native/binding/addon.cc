@@ -685,6 +685,9 @@ struct LoadJob {
   Napi::Reference<Napi::ArrayBuffer> buffer;
 };
 
+const char kOrphanedLoad[] =
+    "the loader worker serving it stopped (an uncaught exception in it, or it was terminated)";
+
 // The state of the loader served by this thread (one per worker).
 struct Loader {
   napi_env env = nullptr;
@@ -693,6 +696,7 @@ struct Loader {
   std::map<std::uint32_t, LoadJob> jobs;
   std::uint32_t nextJob = 1;
   napi_async_cleanup_hook_handle cleanupHook = nullptr;
+  bool stopping = false;  // its handler could not be called: it takes no more requests
 };
 thread_local Loader* tlsLoader = nullptr;
 
@@ -701,6 +705,21 @@ thread_local Loader* tlsLoader = nullptr;
 // escape from here: this runs in a uv callback, where a C++ exception ends the process.
 void failJob(Loader* loader, uv_async_t* wake, LoadRequest* request, std::uint32_t job, bool registered,
              const char* why) noexcept {
+  if (request->async) {
+    // Only a worker that is stopping (process.exit() in a loadblk, terminated) fails to call
+    // its handler: the job is kept for the cleanup hook, which hands it to the pool (a loader
+    // then reports a fileh.load failed: only JS can post its result). Failed here, its page
+    // stayed LOADING for ever (close() waited for it) and fileh.load never settled.
+    if (registered && loader->jobs.find(job) == loader->jobs.end()) return;  // completed already
+    loader->stopping = true;
+    try {
+      if (!registered) loader->jobs.emplace(job, LoadJob{request, Napi::Reference<Napi::ArrayBuffer>()});
+    } catch (...) {
+      vm().finishLoad(request->pending, false);  // no memory left: at least the page is let go
+      delete request;
+    }
+    return;
+  }
   if (registered) {
     auto it = loader->jobs.find(job);
     if (it == loader->jobs.end()) return;  // completed already, by completeLoad
@@ -711,7 +730,8 @@ void failJob(Loader* loader, uv_async_t* wake, LoadRequest* request, std::uint32
     }
     loader->jobs.erase(it);
   }
-  std::snprintf(request->error, sizeof request->error, "loader handler threw: %s", why);
+  std::snprintf(request->error, sizeof request->error, "loader handler threw: %s",
+                why[0] != '\0' ? why : "(nothing: its worker is stopping)");
   request->ok = false;
   LoaderPool::instance().finished(wake, request);
   request->done.set();
@@ -721,7 +741,9 @@ void onLoaderWake(uv_async_t* wake) {
   Loader* loader = static_cast<Loader*>(wake->data);
   Napi::Env env(loader->env);
   Napi::HandleScope scope(env);
-  while (LoadRequest* request = LoaderPool::instance().take(wake)) {
+  while (!loader->stopping) {
+    LoadRequest* request = LoaderPool::instance().take(wake);
+    if (!request) break;
     std::uint32_t job = loader->nextJob++;
     bool registered = false;
     try {
@@ -734,7 +756,9 @@ void onLoaderWake(uv_async_t* wake) {
           {Napi::Number::New(env, static_cast<double>(request->filehId)),
            Napi::Number::New(env, static_cast<double>(request->blk)), Napi::Uint8Array::New(env, request->len, ab, 0),
            Napi::Number::New(env, job),
-           request->async && request->asyncId >= 0 ? Napi::Number::New(env, request->asyncId) : env.Null()});
+           request->async && request->asyncId >= 0 ? Napi::Number::New(env, request->asyncId) : env.Null(),
+           // a fileh.load whose loader stopped under it: reported failed, not run again
+           request->async && request->orphaned > 0 ? Napi::String::New(env, kOrphanedLoad) : env.Undefined()});
     } catch (const Napi::Error& e) {
       failJob(loader, wake, request, job, registered, e.Message().c_str());
     } catch (const std::exception& e) {  // std::bad_alloc from the job table, say
@@ -745,10 +769,16 @@ void onLoaderWake(uv_async_t* wake) {
 
 void onLoaderCleanup(napi_async_cleanup_hook_handle handle, void* arg) {
   Loader* loader = static_cast<Loader*>(arg);
-  LoaderPool::instance().removeLoader(&loader->wake);
-  // Jobs taken but not finished go back to the queue for another loader.
-  for (auto& entry : loader->jobs) LoaderPool::instance().requeue(entry.second.request);
+  // Jobs taken but not finished: the pool gives them to another loader or fails them; they were
+  // put back in the queue unconditionally, where a fault's load waited forever once no loader
+  // was left (the only one, by default on 2 CPUs) — and one that killed its loader killed the next.
+  std::vector<LoadRequest*> taken;
+  for (auto& entry : loader->jobs) taken.push_back(entry.second.request);
   loader->jobs.clear();
+  for (LoadRequest* request : LoaderPool::instance().loaderStopped(&loader->wake, taken)) {
+    vm().finishLoad(request->pending, false);  // readahead: the page is dropped, loaded again on use
+    delete request;
+  }
   loader->handler.Reset();
   loader->cleanupHook = handle;
   uv_close(reinterpret_cast<uv_handle_t*>(&loader->wake), [](uv_handle_t* h) {
@@ -808,6 +838,18 @@ Napi::Value CompleteLoad(const Napi::CallbackInfo& info) {
   request->ok = ok;
   request->done.set();  // after this the faulting thread owns (and may free) the request
   return Napi::String::New(env, ok ? "loaded" : "failed");
+}
+
+// loaderStarting(): a loader worker is being started; loaderStartFailed(): it stopped before it
+// served (see LoaderPool::starting).
+Napi::Value LoaderStarting(const Napi::CallbackInfo& info) {
+  LoaderPool::instance().starting();
+  return info.Env().Undefined();
+}
+
+Napi::Value LoaderStartFailed(const Napi::CallbackInfo& info) {
+  LoaderPool::instance().startFailed();
+  return info.Env().Undefined();
 }
 
 Napi::Value LoaderCount(const Napi::CallbackInfo& info) {
@@ -878,6 +920,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   fn("serveLoads", ServeLoads);
   fn("completeLoad", CompleteLoad);
   fn("loaderCount", LoaderCount);
+  fn("loaderStarting", LoaderStarting);
+  fn("loaderStartFailed", LoaderStartFailed);
   fn("virtmemStats", VirtmemStatsJs);
   fn("stressReadersStart", StressReadersStart);
   fn("stressReadersStop", StressReadersStop);

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 
 namespace wendelin {
@@ -56,10 +57,41 @@ void LoaderPool::wakeLocked(int cpu) {
 
 int LoaderPool::headUrgentCpu() const { return head_ && head_->urgent ? head_->cpu : -1; }
 
+namespace {
+const char kLoaderStopped[] =
+    "the loader worker serving it stopped (an uncaught exception in it, or it was terminated)";
+const char kNoLoader[] = "no loader worker is left (the last one stopped)";
+}  // namespace
+
+void LoaderPool::fail(LoadRequest* request, const char* why) {
+  std::snprintf(request->error, sizeof request->error, "%s", why);
+  request->ok = false;
+  request->done.set();  // after this the faulting thread owns (and may free) the request
+}
+
+void LoaderPool::failQueuedUrgentLocked(const char* why) {
+  LoadRequest** at = &head_;
+  tail_ = nullptr;
+  while (LoadRequest* request = *at) {
+    if (request->urgent && !request->async) {
+      *at = request->next;
+      queued_--;
+      fail(request, why);
+    } else {
+      tail_ = request;
+      at = &request->next;
+    }
+  }
+}
+
 void LoaderPool::submit(LoadRequest* request, bool urgent) {
   int cpu = urgent ? ::sched_getcpu() : -1;  // vDSO/rseq: fine in the SIGSEGV handler
   if (cpu >= CPU_SETSIZE) cpu = -1;            // beyond a cpu_set_t: not pinned
   std::lock_guard<std::mutex> g(mutex_);
+  if (urgent && !request->async && noLoaderLocked()) {
+    fail(request, kNoLoader);  // nobody would ever serve it
+    return;
+  }
   if (urgent) {
     // After the urgent ones already queued, before the rest (FIFO among urgent requests).
     LoadRequest** at = &head_;
@@ -90,14 +122,15 @@ void LoaderPool::submit(LoadRequest* request, bool urgent) {
       if (!slot.asleep && slot.pinnedTo == cpu) request->steered = true;
 }
 
-void LoaderPool::requeue(LoadRequest* request) {
+void LoaderPool::starting() {
   std::lock_guard<std::mutex> g(mutex_);
-  request->pinnedLoad = false;  // its loader is gone
-  request->next = head_;
-  head_ = request;
-  if (!tail_) tail_ = request;
-  queued_++;
-  wakeLocked(headUrgentCpu());
+  promised_++;
+}
+
+void LoaderPool::startFailed() {
+  std::lock_guard<std::mutex> g(mutex_);
+  if (promised_ > 0) promised_--;
+  if (noLoaderLocked()) failQueuedUrgentLocked(kNoLoader);
 }
 
 LoadRequest* LoaderPool::take(uv_async_t* wake) {
@@ -155,17 +188,39 @@ void LoaderPool::addLoader(uv_async_t* wake, pid_t tid) {
   Slot slot{wake, /*asleep=*/true, /*woken=*/false, tid, {}, /*pinnedTo=*/-1, /*pinnedLoads=*/0};
   if (::sched_getaffinity(tid, sizeof slot.home, &slot.home) != 0) std::memset(&slot.home, 0xff, sizeof slot.home);
   std::lock_guard<std::mutex> g(mutex_);
+  if (promised_ > 0) promised_--;  // started: counted in loaders_ from now on
   loaders_.push_back(slot);
   wakeLocked(headUrgentCpu());  // requests queued before any loader was up
 }
 
-void LoaderPool::removeLoader(uv_async_t* wake) {
+std::vector<LoadRequest*> LoaderPool::loaderStopped(uv_async_t* wake, const std::vector<LoadRequest*>& taken) {
   std::lock_guard<std::mutex> g(mutex_);
   if (Slot* slot = slotOf(wake); slot && slot->woken) woken_--;
   loaders_.erase(std::remove_if(loaders_.begin(), loaders_.end(),
                                 [wake](const Slot& slot) { return slot.wake == wake; }),
                  loaders_.end());
+  std::vector<LoadRequest*> notGiven;
+  for (LoadRequest* request : taken) {
+    request->pinnedLoad = false;  // its loader is gone
+    const bool again = request->orphaned++ > 0;
+    if (request->async && request->asyncId < 0) {
+      notGiven.push_back(request);  // readahead: nobody waits for it
+      continue;
+    }
+    if (!request->async && (again || noLoaderLocked())) {
+      fail(request, kLoaderStopped);
+      continue;
+    }
+    // A fault's load to run again; fileh.load's for the next loader to report failed (JS waits
+    // for its result, and only a loader can post one).
+    request->next = head_;  // first: it waited longest
+    head_ = request;
+    if (!tail_) tail_ = request;
+    queued_++;
+  }
+  if (noLoaderLocked()) failQueuedUrgentLocked(kNoLoader);
   wakeLocked(headUrgentCpu());  // a wake-up it never answered goes to another loader
+  return notGiven;
 }
 
 std::size_t LoaderPool::loaderCount() {

@@ -20,7 +20,9 @@
 //   queued (in the pool) ──take──► taken (owned by one loader, a job id names it to JS)
 //     ──completeLoad──► done: fault requests wake their waiting thread; async requests
 //                        (fileh.load from JS) finish the page here and are freed.
-//   A loader that shuts down with jobs taken puts them back in the queue for another loader.
+//   A loader that stops with jobs taken (an uncaught exception in it, or terminated) hands
+//   them to loaderStopped(): a fault's load goes back to the queue once, for another loader;
+//   fileh.load's and readahead's fail (see there).
 #pragma once
 
 #include <sched.h>
@@ -55,6 +57,7 @@ struct LoadRequest {
   int cpu = -1;                      // urgent: the CPU the faulting thread submitted it from
   bool steered = false;              // a loader pinned to that CPU will serve it
   bool pinnedLoad = false;           // taken by a loader pinned to `cpu` (until finished())
+  int orphaned = 0;                  // how many loaders stopped while they had it taken
   LoadRequest* next = nullptr;
 };
 
@@ -67,8 +70,11 @@ class LoaderPool {
   // for it) goes before the queued readahead and fileh.load requests, and the loader woken for
   // it is pinned to the caller's CPU: `request->steered` says a loader will run there.
   void submit(LoadRequest* request, bool urgent = false);
-  // Puts back a request a loader took but could not finish (it is shutting down).
-  void requeue(LoadRequest* request);
+  // A loader worker is being started (before serveLoads): until it has stopped, fault loads wait
+  // for loaders instead of failing (see loaderStopped).
+  void starting();
+  // A loader started with starting() stopped before it served (it never called addLoader).
+  void startFailed();
   // The next request for the loader woken through `wake`; nullptr when the queue is empty,
   // and the loader counts as asleep from then until it is woken again. Called on the loader's
   // own thread: a loader pinned for a fault gets its CPU mask back here when it takes other
@@ -80,7 +86,14 @@ class LoaderPool {
 
   // `tid`: the loader's thread; its CPU mask now is the one it gets back after a pinned load.
   void addLoader(uv_async_t* wake, pid_t tid);
-  void removeLoader(uv_async_t* wake);
+  // The loader of `wake` stops with `taken` unfinished; returns the readahead requests among
+  // them, for the caller to fail. A fault's load goes back to the queue for another loader the
+  // first time; it fails (its thread ends the process with a message) when it was given back
+  // before, or when no loader is left nor starting — then so do the fault loads queued, and
+  // those submitted until a loader starts: they would wait forever. A fileh.load request goes
+  // back marked `orphaned`: the loader that takes it reports it failed without running it. (A
+  // load whose loader stopped under it most likely made it stop.)
+  std::vector<LoadRequest*> loaderStopped(uv_async_t* wake, const std::vector<LoadRequest*>& taken);
   std::size_t loaderCount();
 
  private:
@@ -100,6 +113,10 @@ class LoaderPool {
   void wakeLocked(int cpu = -1);
   // The CPU of the urgent request at the head of the queue, or -1.
   int headUrgentCpu() const;
+  // No loader is running nor starting: fault loads fail at once.
+  bool noLoaderLocked() const { return loaders_.empty() && promised_ == 0; }
+  void failQueuedUrgentLocked(const char* why);
+  static void fail(LoadRequest* request, const char* why);
   // The loader of `slot` (the calling thread) gets its own CPU mask back.
   static void unpinLocked(Slot* slot);
   std::mutex mutex_;
@@ -107,6 +124,7 @@ class LoaderPool {
   LoadRequest* tail_ = nullptr;
   std::size_t queued_ = 0;
   std::size_t woken_ = 0;            // slots with `woken` set
+  std::size_t promised_ = 0;         // loaders started (starting()) and not yet serving
   std::vector<Slot> loaders_;
 };
 

@@ -1,5 +1,6 @@
-// Failure paths of loading blocks (found in review): loads asked for by several threads, loads
-// failing with the project's own TransientError, what a failed load leaves open in a loader.
+// Failure paths of loading blocks (found in review): loads asked for by several threads, a
+// loader worker that dies under a load, loads failing with the project's own TransientError,
+// what a failed load leaves open in a loader.
 import fs from 'node:fs'
 import path from 'node:path'
 import { Worker } from 'node:worker_threads'
@@ -9,7 +10,7 @@ import { expect } from 'chai'
 import { FileH, RAM } from '@wendelin/bigfile'
 
 import { FailingTracedFile, KillerFile, TransientFile } from './fixtures/review-files.js'
-import { here, tmpDir, until } from './helpers.js'
+import { here, runFixture, tmpDir, until } from './helpers.js'
 
 const PS = 64 * 1024
 
@@ -39,6 +40,24 @@ describe('review: load failures', function () {
       ram.close()
     }
   })
+
+  for (const how of ['throw', 'exit']) {
+    const dies = how === 'throw' ? 'dies (an uncaught exception)' : 'ends (process.exit() in loadblk)'
+    it(`a loader worker that ${dies} under a fault ends the process with a message instead of hanging`, () => {
+      const r = runFixture('review-loader-dies', ['fault', how])
+      expect(r.signal, `hung (killed by spawnSync's timeout); stderr: ${r.stderr}`).to.equal(null)
+      expect(r.status).to.equal(70, r.stderr)
+      expect(r.stderr).to.match(/FATAL: cannot load block 1 of KillerFile .*: (the loader worker serving it stopped|loader handler threw: .*stopping)/)
+      expect(r.stdout).to.equal('')
+    })
+
+    it(`a loader worker that ${dies} under fileh.load rejects it, and a new loader serves the next faults`, () => {
+      const r = runFixture('review-loader-dies', ['load', how])
+      expect(r.signal, `hung (killed by spawnSync's timeout); stderr: ${r.stderr}`).to.equal(null)
+      expect(r.status).to.equal(0, r.stderr)
+      expect(r.stdout).to.match(/^rejected: .*the loader worker serving it stopped.*\npage 0 reads 7\nclosed\n$/)
+    })
+  }
 
   it('retries a load that fails with a TransientError (as the network client\'s ClientDisconnected)', async () => {
     const marker = path.join(dir, 'attempts')

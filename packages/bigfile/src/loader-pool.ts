@@ -64,14 +64,33 @@ class LoaderPool {
       attempts: this.options.attempts,
       retryDelayMs: this.options.retryDelayMs,
     }
+    addon.loaderStarting() // until it serves or stops, fault loads wait for it
     const worker = new Worker(new URL('./loader-worker.js', import.meta.url), { workerData })
+    let serving = false
+    worker.on('message', (m: { serving?: boolean }) => {
+      if (m.serving === true) serving = true
+    })
     worker.on('error', (e) => {
       loaderLog('loader %d failed: %O', index, e)
       process.emitWarning(`wendelin:bigfile loader worker ${index} failed: ${e.message}`)
     })
-    worker.unref() // loaders never keep the process alive by themselves (after on(): it refs)
+    worker.on('exit', (code) => this.exited(index, worker, serving, code))
+    // loaders never keep the process alive by themselves (after on(): it refs)
+    if (this.pending.size === 0) worker.unref()
     loaderLog('loader %d started', index)
-    this.workers.push(worker)
+    this.workers[index] = worker
+  }
+
+  /**
+   * A loader stopped (an uncaught exception in it, or terminated): the loads it had taken were
+   * failed or given to another loader natively; one that served is replaced, so that loads go
+   * on being served (one that stopped before it served would only stop again).
+   */
+  private exited(index: number, worker: Worker, serving: boolean, code: number): void {
+    if (!serving) addon.loaderStartFailed()
+    if (this.workers[index] !== worker || processExiting || !serving) return
+    loaderLog('loader %d stopped (exit code %d): starting another', index, code)
+    this.spawn(index)
   }
 
   /** Registers an async load; the returned id goes to the native request. */
@@ -115,6 +134,11 @@ class LoaderPool {
     else p.resolve(m.status)
   }
 }
+
+let processExiting = false
+process.once('exit', () => {
+  processExiting = true
+})
 
 let pool: LoaderPool | null = null
 /**

@@ -169,7 +169,11 @@ async function serveAsync(filehId: number, blk: number, dest: Uint8Array, job: n
 }
 
 /** Serves one load: synchronously when the file is open and loadblk is synchronous. */
-function serve(filehId: number, blk: number, dest: Uint8Array, job: number, asyncId: number | null): void {
+function serve(filehId: number, blk: number, dest: Uint8Array, job: number, asyncId: number | null, failure?: string): void {
+  if (failure !== undefined) {
+    complete(filehId, blk, job, asyncId, failure)
+    return
+  }
   const file = opened.get(filehId)
   if (file) {
     use(file)
@@ -202,6 +206,7 @@ function serve(filehId: number, blk: number, dest: Uint8Array, job: number, asyn
 }
 
 addon.serveLoads(serve)
+parentPort?.postMessage({ serving: true }) // a loader that stops from now on is replaced
 
 parentPort?.on('message', (m: LoaderMessage) => {
   if ('warm' in m) return warm(m.warm)

@@ -67,6 +67,8 @@ export type LoadHandler = (
   dest: Uint8Array,
   job: number,
   asyncId: number | null,
+  /** Set for a fileh.load whose previous loader stopped under it: report it failed, do not run it. */
+  failure?: string,
 ) => void
 
 export interface VirtmemAddon {
@@ -113,6 +115,10 @@ export interface VirtmemAddon {
   /** `report` (successful loads only) is kept for filehTakeLoadReports of the handle. */
   completeLoad(job: number, error: string | null, report?: Uint8Array): 'loaded' | 'invalidated' | 'failed'
   loaderCount(): number
+  /** A loader worker is being started (fault loads wait for it instead of failing). */
+  loaderStarting(): void
+  /** A loader worker started with loaderStarting() stopped before it served. */
+  loaderStartFailed(): void
   virtmemStats(): VirtmemStats
   /** Tests: plain threads reading `buffer` at random, page p checked against expected[p]. */
   stressReadersStart(buffer: ArrayBuffer, pageSize: number, expected: Uint8Array, threads: number): NativeHandle<'stress'>
