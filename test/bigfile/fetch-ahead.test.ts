@@ -7,7 +7,7 @@ import { expect } from 'chai'
 
 import { ZBigFile, fetchBlocksAhead, readBlockAt } from '@wendelin/bigfile'
 import { TransactionManager } from '@wendelin/transaction'
-import { DB, MemoryStorage, type Connection, type LoadedRevision, type Oid, type Tid } from '@wendelin/zodb'
+import { DB, MemoryStorage, POSKeyError, type Connection, type LoadedRevision, type Oid, type Tid } from '@wendelin/zodb'
 
 const BLK = 4096
 
@@ -74,7 +74,7 @@ describe('fetchBlocksAhead (a loader reading ahead over the network)', () => {
     plain.close()
   })
 
-  it('is handed the file by readBlockAt, before the block is read; a file not committed yet is not looked for twice', () => {
+  it('is handed the file by readBlockAt, before the block is read; a file with no record is not looked for twice', () => {
     const storage = new PrefetchingStorage()
     const db = new DB(storage)
     const { oid, blocks } = fileIn(db)
@@ -90,14 +90,14 @@ describe('fetchBlocksAhead (a loader reading ahead over the network)', () => {
     expect(storage.asked.map((a) => a.oids)).to.deep.equal([[blocks.get(0)], [blocks.get(1)]])
     expect(dest[0]).to.equal(1)
 
-    // A ZBigFile added in a transaction not committed yet: no record in the storage.
-    const uncommitted = storage.newOid()
+    // No record in the storage: a damaged database (a file never committed is read at snapshot
+    // 0 without readBlockAt), not holes — zeros would be wrong data in every page.
+    const missing = storage.newOid()
     storage.loads.clear()
     let called = false
-    readBlockAt(conn, uncommitted, 0, dest, 'test', () => (called = true))
-    expect(called).to.equal(false) // all holes, nothing to read ahead
-    expect(dest.every((b) => b === 0)).to.equal(true)
-    expect(storage.loads.get(uncommitted)).to.equal(1)
+    expect(() => readBlockAt(conn, missing, 0, dest, 'test', () => (called = true))).to.throw(POSKeyError)
+    expect(called).to.equal(false) // nothing to read ahead
+    expect(storage.loads.get(missing)).to.equal(1)
     db.close()
   })
 

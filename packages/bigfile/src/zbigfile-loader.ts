@@ -2,7 +2,7 @@
 // through the handle's ZBigFile (storeblk); in a loader worker (reopened from its spec) it reads
 // blocks from the loader's own instance of the storage, at the handle's snapshot, with a
 // historical connection, and reports which objects each block depended on.
-import { DB, hexToId, idToHex, openStorage, POSKeyError, type Connection, type Oid, type Storage } from '@wendelin/zodb'
+import { DB, hexToId, idToHex, openStorage, type Connection, type Oid, type Storage } from '@wendelin/zodb'
 
 import { BigFile, type BigFileSpec, type JsonValue, type LoadContext } from './bigfile.js'
 import { loaderLog } from './log.js'
@@ -57,15 +57,12 @@ function releaseDatabase(spec: string): void {
  * `beforeRead` is given the file once it is loaded, before the block is looked up and read.
  */
 export function readBlockAt(conn: Connection, oid: Oid, blk: number, dest: Uint8Array, describe: string, beforeRead?: (zfile: ZBigFile) => void): BlockDeps {
-  let zfile: ZBigFile
-  try {
-    zfile = conn.get(oid) as ZBigFile
-    void zfile.blksize // load it: the file may not exist at this snapshot
-  } catch (e) {
-    if (!(e instanceof POSKeyError)) throw e
-    dest.fill(0) // created after the snapshot (not committed yet): all holes
-    return { path: [oid], zblk: null }
-  }
+  // Never committed yet is snapshot 0, which reads holes without a connection: here the file
+  // exists, and a POSKeyError is a record missing (a damaged database), not a new file — it
+  // was taken for one, and every page read as zeros. (A file created after the snapshot would
+  // be a ReadConflictError of the historical connection.)
+  const zfile = conn.get(oid) as ZBigFile
+  void zfile.blksize // load it
   if (!(zfile instanceof ZBigFile)) throw new TypeError(`${describe}: object 0x${idToHex(oid)} is not a ZBigFile`)
   beforeRead?.(zfile)
   const { zblk, deps } = lookupBlock(zfile, blk)
