@@ -26,7 +26,8 @@
 // the commit); it sorts before the connection; commit() stores dirty pages as block objects
 // of the connection (storeblk, virtmem lock released); tpc_finish marks them stored; abort
 // discards them. A failed commit leaves the pages dirty (memory as before the commit); an
-// abort of the transaction afterwards discards them, as any abort does.
+// abort of the transaction afterwards discards them, as any abort does. One that fails after
+// our tpc_finish (in the storage's) drops the pages it marked stored (tpc_abort).
 import { pathTo } from '@wendelin/btrees'
 import type { DataManager, Synchronizer, Transaction, TransactionManagerLike } from '@wendelin/transaction'
 import { Connection, ConnectionStateError, DB, GHOST, ReadOnlyHistoryError, idToHex, specForAnotherThread, type InvalidationListener, type Oid, type Storage, type Tid } from '@wendelin/zodb'
@@ -649,7 +650,11 @@ export class ZBigFileH implements DataManager, Synchronizer, Disposable {
   }
 
   tpc_abort(txn: Transaction): void {
-    void txn
+    // After our tpc_finish (the storage's own failed after it: a disk error at COMMIT, a lost
+    // server): the pages it marked stored may show what the database never got, and stayed so
+    // through the abort and after it — they are loaded again, from what the database has.
+    if (this.#committing === null && this.#storedIn === txn && this.#stored !== null && !this.#closed)
+      for (const pg of this.#stored) if (this.fileh.pageState(pg) === 'loaded') this.fileh.invalidatePage(pg)
     // The storage forgets what storeblk wrote; the pages stay dirty. The handle stays among
     // the transaction's managers: aborting the failed transaction discards them.
     this.#committing = null
