@@ -1,4 +1,4 @@
-// Failure paths of loading blocks (found in review): loads asked for by several threads, a
+// Failure paths of loading blocks: loads asked for by several threads, a
 // loader worker that dies under a load, loads failing with the project's own TransientError,
 // what a failed load leaves open in a loader.
 import fs from 'node:fs'
@@ -9,12 +9,12 @@ import { expect } from 'chai'
 
 import { FileH, RAM } from '@wendelin/bigfile'
 
-import { FailingTracedFile, KillerFile, TransientFile } from './fixtures/review-files.js'
+import { FailingTracedFile, KillerFile, TransientFile } from './fixtures/failing-files.js'
 import { here, runFixture, tmpDir, until } from './helpers.js'
 
 const PS = 64 * 1024
 
-describe('review: load failures', function () {
+describe('load failures', function () {
   this.timeout(60_000)
   let dir: string
   beforeEach(() => {
@@ -26,7 +26,7 @@ describe('review: load failures', function () {
     const ram = new RAM({ pageSize: PS, limit: 8 * PS })
     const fh = new FileH(new KillerFile({ blksize: PS, killer: -1 }), { ram })
     await fh.load({ pgoffset: 0, pglen: 1 }) // this thread's loaders serve
-    const worker = new Worker(path.join(here, 'fixtures', 'review-worker-load.js'), { workerData: { blksize: PS, pages: 8 } })
+    const worker = new Worker(path.join(here, 'fixtures', 'worker-load.js'), { workerData: { blksize: PS, pages: 8 } })
     try {
       const said = await new Promise<unknown>((resolve, reject) => {
         worker.once('message', resolve)
@@ -44,7 +44,7 @@ describe('review: load failures', function () {
   for (const how of ['throw', 'exit']) {
     const dies = how === 'throw' ? 'dies (an uncaught exception)' : 'ends (process.exit() in loadblk)'
     it(`a loader worker that ${dies} under a fault ends the process with a message instead of hanging`, () => {
-      const r = runFixture('review-loader-dies', ['fault', how])
+      const r = runFixture('loader-dies', ['fault', how])
       expect(r.signal, `hung (killed by spawnSync's timeout); stderr: ${r.stderr}`).to.equal(null)
       expect(r.status).to.equal(70, r.stderr)
       expect(r.stderr).to.match(/FATAL: cannot load block 1 of KillerFile .*: (the loader worker serving it stopped|loader handler threw: .*stopping)/)
@@ -52,7 +52,7 @@ describe('review: load failures', function () {
     })
 
     it(`a loader worker that ${dies} under fileh.load rejects it, and a new loader serves the next faults`, () => {
-      const r = runFixture('review-loader-dies', ['load', how])
+      const r = runFixture('loader-dies', ['load', how])
       expect(r.signal, `hung (killed by spawnSync's timeout); stderr: ${r.stderr}`).to.equal(null)
       expect(r.status).to.equal(0, r.stderr)
       expect(r.stdout).to.match(/^rejected: .*the loader worker serving it stopped.*\npage 0 reads 7\nclosed\n$/)

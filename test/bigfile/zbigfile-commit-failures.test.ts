@@ -1,4 +1,4 @@
-// A commit of a ZBigFile handle's pages that fails in its second phase (found in review): the
+// A commit of a ZBigFile handle's pages that fails in its second phase: the
 // storage's tpc_finish fails after the handle marked its pages stored (a disk error at SQLite's
 // COMMIT, a network client losing its server during finish).
 import { expect } from 'chai'
@@ -12,7 +12,7 @@ import { PS, ScratchFiles } from './helpers.js'
 const scratch = new ScratchFiles()
 after(() => scratch.removeAll())
 
-describe('review: a ZBigFile commit that fails in tpc_finish', () => {
+describe('a ZBigFile commit that fails in tpc_finish', () => {
   it('leaves no page showing data the database does not have, after the abort nor later', () => {
     const file = scratch.sqlite()
     const storage = new SQLiteStorage(file)

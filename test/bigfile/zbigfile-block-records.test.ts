@@ -1,5 +1,5 @@
 // What a ZBigFile handle shows when the records behind a block are missing, damaged or of the
-// wrong class (found in review): a load fails (fileh.load rejects; a fault would end the
+// wrong class: a load fails (fileh.load rejects; a fault would end the
 // process) — a page never shows zeros or garbage in place of the data.
 import Database from 'better-sqlite3'
 import { expect } from 'chai'
@@ -13,7 +13,7 @@ import { PS, ScratchFiles } from './helpers.js'
 const scratch = new ScratchFiles()
 after(() => scratch.removeAll())
 
-describe('review: ZBigFile blocks whose records are missing or damaged', () => {
+describe('ZBigFile blocks whose records are missing or damaged', () => {
   let file: string
   let db: DB
   let tm: TransactionManager
