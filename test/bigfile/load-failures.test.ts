@@ -9,7 +9,7 @@ import { expect } from 'chai'
 
 import { FileH, RAM } from '@wendelin/bigfile'
 
-import { FailingTracedFile, KillerFile, TransientFile } from './fixtures/failing-files.js'
+import { FailingTracedFile, KillerFile, TransientFile } from './fixtures/files.js'
 import { here, runFixture, tmpDir, until } from './helpers.js'
 
 const PS = 64 * 1024
