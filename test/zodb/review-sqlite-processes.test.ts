@@ -1,16 +1,29 @@
-// Review findings on SQLiteStorage shared by several processes.
+// Review findings on SQLiteStorage shared by several processes: checkpoints of a WAL another
+// reader or process kept from being copied whole, undo racing a pack.
 import { expect } from 'chai'
+import { fork } from 'node:child_process'
 import { existsSync, statSync } from 'node:fs'
-import { SQLiteStorage } from '@wendelin/zodb'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { TransactionManager } from '@wendelin/transaction'
+import { DB, POSKeyError, SQLiteStorage, UndoError, type Tid } from '@wendelin/zodb'
 import Database from 'better-sqlite3'
 
 import { bigRecord } from './big-record-helpers.js'
+import { Thing } from './fixtures/sqlite-worker-classes.js'
 import { freshSQLiteFile, meta, removeSQLiteFiles } from './sqlite-helpers.js'
 
+const here = path.dirname(fileURLToPath(import.meta.url))
+const MAX = 0xffffffffffffffffn
 after(removeSQLiteFiles)
 
 function walBytes(file: string): number {
   return existsSync(`${file}-wal`) ? statSync(`${file}-wal`).size : 0
+}
+
+function runChild(script: string, args: string[]): Promise<number | null> {
+  const child = fork(path.join(here, 'fixtures', script), args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  return new Promise((resolve) => child.once('exit', resolve))
 }
 
 describe('SQLiteStorage WAL after a checkpoint a reader kept partial', () => {
@@ -40,5 +53,51 @@ describe('SQLiteStorage WAL after a checkpoint a reader kept partial', () => {
     for (let i = 0; i < 10; i++) commit(++k) // ~4,200 frames
     expect(walBytes(file)).to.equal(size, 'the WAL is written from its start again')
     s.close()
+  })
+})
+
+describe('SQLiteStorage undo racing a pack in another process', function () {
+  this.timeout(30_000)
+
+  it('an undo whose transaction a pack packed before the vote is refused: it would bring back references to objects the pack collected', async () => {
+    const file = freshSQLiteFile()
+    const db = new DB(new SQLiteStorage(file))
+    const tm = new TransactionManager({ explicit: true })
+    const conn = db.open({ transactionManager: tm })
+    tm.begin()
+    const root = conn.root as Record<string, unknown>
+    const x = new Thing()
+    const z = new Thing()
+    z.value = 42
+    root.x = x
+    ;(x as unknown as Record<string, unknown>).child = z
+    tm.commit()
+    const zOid = z._p_oid!
+    tm.begin()
+    ;(x as unknown as Record<string, unknown>).child = null // z is garbage from here on
+    x.value = 1
+    tm.commit()
+    const t2: Tid = db.storage.lastTransaction()
+    conn.close()
+    // Undo of t2 (which would make x point at z again) reads what it restores...
+    const s = db.storage as SQLiteStorage
+    const txn = meta()
+    s.tpc_begin(txn)
+    s.undo(t2, txn)
+    // ... and another process packs, with gc, before the undo's vote takes the write lock
+    // (a pack running when the undo began: the vote waits for its lock).
+    expect(await runChild('review-sqlite-packer.js', [file])).to.equal(0)
+    expect(() => s.loadBefore(zOid, MAX)).to.throw(POSKeyError)
+    let error: unknown
+    try {
+      s.tpc_vote(txn)
+      s.tpc_finish(txn)
+    } catch (e) {
+      error = e
+      s.tpc_abort(txn)
+    }
+    // Undone anyway, x refers to an object that no longer exists.
+    expect(error).to.be.instanceOf(UndoError)
+    db.close()
   })
 })

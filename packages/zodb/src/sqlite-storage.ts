@@ -199,6 +199,8 @@ interface Commit {
   stores: Map<Oid, PendingStore>
   readCurrent: Map<Oid, Tid>
   resolved: Oid[]
+  /** Transactions undone: checked again at vote, holding the write lock (see tpc_vote). */
+  undone: Tid[]
   /** Set at vote, while the write lock is held. */
   tid: Tid | null
 }
@@ -889,7 +891,7 @@ export class SQLiteStorage implements Storage {
       if (this.#commit.txn === txn) return
       throw new StorageTransactionError(`${this.getName()}: tpc_begin while another transaction is committing (one commit at a time)`)
     }
-    this.#commit = { txn, stores: new Map(), readCurrent: new Map(), resolved: [], tid: null }
+    this.#commit = { txn, stores: new Map(), readCurrent: new Map(), resolved: [], undone: [], tid: null }
   }
 
   store(oid: Oid, oldSerial: Tid, data: Uint8Array, txn: TransactionMetaData): void {
@@ -921,6 +923,7 @@ export class SQLiteStorage implements Storage {
       // "the previous revision" of each of its objects is gone, and would read as a creation.
       if (packed !== 0n) throw new UndoError(`cannot undo transaction 0x${idToHex(tid)}: it is at or before the time of a pack, which removed the revisions it would go back to`)
       const records = this.#stmt.recordsOf.all(clampTid(tid)) as Row[]
+      commit.undone.push(tid)
       const oids: Oid[] = []
       for (const r of records) {
         const oid = r.oid as bigint
@@ -950,6 +953,14 @@ export class SQLiteStorage implements Storage {
       if (packCount !== this.#packCount) {
         this.#packCount = packCount
         this.#known.reset(this.#lastTid)
+      }
+      // undo() read the revisions it goes back to without the lock: a pack by another process
+      // since (one running then, whose lock this vote waited for) may have collected objects
+      // they refer to. The serial checks below do not see it (a pack keeps current revisions).
+      for (const tid of commit.undone) {
+        if (this.#stmt.transactionPacked.get(clampTid(tid)) !== 0n) {
+          throw new UndoError(`cannot undo transaction 0x${idToHex(tid)}: a pack reached it while the undo was committing`)
+        }
       }
       for (const [oid, expected] of commit.readCurrent) {
         const current = this.#currentSerial(oid)
