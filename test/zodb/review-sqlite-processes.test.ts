@@ -1,7 +1,7 @@
 // Review findings on SQLiteStorage shared by several processes: checkpoints of a WAL another
 // reader or process kept from being copied whole, undo racing a pack.
 import { expect } from 'chai'
-import { fork } from 'node:child_process'
+import { execFileSync, fork } from 'node:child_process'
 import { existsSync, statSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -99,5 +99,34 @@ describe('SQLiteStorage undo racing a pack in another process', function () {
     // Undone anyway, x refers to an object that no longer exists.
     expect(error).to.be.instanceOf(UndoError)
     db.close()
+  })
+})
+
+describe('SQLiteStorage closed while another instance of the process holds SQLite locks', function () {
+  this.timeout(30_000)
+
+  it('another process still waits for the write lock a voted transaction of this process holds: no commit beside it, none lost', () => {
+    const file = freshSQLiteFile()
+    const a = new SQLiteStorage(file)
+    const b = new SQLiteStorage(file) // another instance of this process: a second DB, a server's, a worker thread's
+    const oid = b.newOid()
+    let txn = meta()
+    b.tpc_begin(txn)
+    b.store(oid, 0n, bigRecord(1, 100), txn)
+    b.tpc_vote(txn)
+    const t1 = b.tpc_finish(txn)
+    txn = { ...meta(), description: 'voted' }
+    b.tpc_begin(txn)
+    b.store(oid, t1, bigRecord(2, 100_000), txn)
+    b.tpc_vote(txn) // b holds SQLite's write lock until it finishes
+    a.close() // closing the other instance must not give the lock away
+    const out = execFileSync(process.execPath, [path.join(here, 'fixtures', 'review-sqlite-committer.js'), file, '300']).toString().trim()
+    b.tpc_finish(txn)
+    expect(out).to.equal('failed SQLITE_BUSY', 'the other process waits for our lock')
+    b.close()
+    const c = new SQLiteStorage(file)
+    expect(c.integrityCheck()).to.deep.equal([])
+    expect([...c.iterator()].map((t) => t.description)).to.deep.equal(['', 'voted'])
+    c.close()
   })
 })

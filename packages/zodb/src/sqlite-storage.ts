@@ -54,7 +54,7 @@ import type {
 import { type BlobIO, blobIO, unavailable } from './sqlite-blob-io.js'
 import { registerStorageScheme } from './storage-spec.js'
 import { type Oid, type Tid, MAX_TID, checkId, idToHex, newTid, tidFromDate, tidToDate } from './tid.js'
-import { CHECKPOINT_FRAMES, WalKeeper } from './wal-checkpointer.js'
+import { CHECKPOINT_FRAMES, WalKeeper, releaseWalIndexes } from './wal-checkpointer.js'
 
 const log = createDebug('wendelin:zodb:sqlite')
 
@@ -1387,6 +1387,8 @@ export class SQLiteStorage implements Storage {
       }
     }
     this.#db.close()
+    // Our connection was maybe the last: SQLite then removed the WAL-index, whose descriptor can go.
+    if (this.#wal !== null) releaseWalIndexes()
   }
 
   [Symbol.dispose](): void {

@@ -12,7 +12,7 @@
 // The thread and the storage talk through a few words of shared memory (see Slot), so that
 // the storage, whose API is synchronous, can wait for a checkpoint (Atomics.wait) without
 // its event loop.
-import { closeSync, existsSync, openSync, readSync } from 'node:fs'
+import { closeSync, existsSync, fstatSync, openSync, readSync, statSync } from 'node:fs'
 import { endianness } from 'node:os'
 import { Worker } from 'node:worker_threads'
 
@@ -169,6 +169,65 @@ const shmWord: (header: Buffer, at: number) => number =
   endianness() === 'LE' ? (header, at) => header.readUInt32LE(at) : (header, at) => header.readUInt32BE(at)
 
 /**
+ * The WAL-index (-shm) files this thread reads, one descriptor each, shared by the keepers of a
+ * file. A descriptor is not closed while the file may be in use: close() of any descriptor of a
+ * file drops every POSIX lock the process holds on it, and SQLite's WAL locks (the write lock,
+ * readers' marks, the byte that says a connection has the file open) are such locks on the -shm
+ * file, held by this process's other connections to the database (another instance, a worker
+ * thread's). Closing a storage then gave them away: another process committed beside a voted
+ * transaction of this one, whose commit then overwrote it in the WAL (a commit lost, the tid
+ * index corrupt). So a descriptor is closed only once SQLite removed its file (the database's
+ * last connection closed it): no lock on that file is left to drop (see releaseWalIndexes).
+ */
+interface WalIndex {
+  fd: number
+  dev: number
+  ino: number
+  /** Keepers reading it. */
+  users: number
+}
+const walIndexes: WalIndex[] = []
+
+function openWalIndex(path: string): WalIndex | null {
+  releaseWalIndexes()
+  try {
+    // By the file's identity, found without opening it (a second descriptor closed would drop the locks).
+    const st = statSync(path)
+    let index = walIndexes.find((w) => w.dev === st.dev && w.ino === st.ino)
+    if (index === undefined) {
+      const fd = openSync(path, 'r')
+      const opened = fstatSync(fd)
+      walIndexes.push((index = { fd, dev: opened.dev, ino: opened.ino, users: 0 }))
+    }
+    index.users++
+    return index
+  } catch {
+    return null
+  }
+}
+
+/** Closes the descriptors of WAL-index files no keeper reads and SQLite removed (see WalIndex). */
+export function releaseWalIndexes(): void {
+  for (let i = walIndexes.length - 1; i >= 0; i--) {
+    const index = walIndexes[i]!
+    if (index.users > 0) continue
+    let removed = false
+    try {
+      removed = fstatSync(index.fd).nlink === 0
+    } catch {
+      removed = true // not ours any more: nothing to close
+    }
+    if (!removed) continue
+    walIndexes.splice(i, 1)
+    try {
+      closeSync(index.fd)
+    } catch {
+      // already closed
+    }
+  }
+}
+
+/**
  * Keeps the WAL of one writable SQLiteStorage short without checkpointing on the committing
  * thread: after a big commit (BIG_COMMIT_FRAMES) that left a WAL of CHECKPOINT_FRAMES or more
  * frames not all copied back it asks the checkpointer (started when first needed), and returns; the copy runs while the application
@@ -183,7 +242,9 @@ export class WalKeeper {
   readonly #file: string
   readonly #synchronous: 'FULL' | 'NORMAL'
   readonly #checkpointHere: () => void
+  readonly #index: WalIndex
   readonly #shm: number
+  #closed = false
   readonly #header = Buffer.alloc(SHM_HEADER_BYTES)
   #checkpointer: WalCheckpointer | null = null
   /** The worker could not be started: checkpoints run on this thread. */
@@ -194,20 +255,16 @@ export class WalKeeper {
 
   /** Null when the WAL-index cannot be read (no -shm file): SQLite's autocheckpoint is kept then. */
   static open(file: string, synchronous: 'FULL' | 'NORMAL', checkpointHere: () => void): WalKeeper | null {
-    let fd: number
-    try {
-      fd = openSync(`${file}-shm`, 'r')
-    } catch {
-      return null
-    }
-    return new WalKeeper(file, synchronous, checkpointHere, fd)
+    const index = openWalIndex(`${file}-shm`)
+    return index === null ? null : new WalKeeper(file, synchronous, checkpointHere, index)
   }
 
-  private constructor(file: string, synchronous: 'FULL' | 'NORMAL', checkpointHere: () => void, shm: number) {
+  private constructor(file: string, synchronous: 'FULL' | 'NORMAL', checkpointHere: () => void, index: WalIndex) {
     this.#file = file
     this.#synchronous = synchronous
     this.#checkpointHere = checkpointHere
-    this.#shm = shm
+    this.#index = index
+    this.#shm = index.fd
   }
 
   /** Checkpoints asked of the worker, and write transactions that waited for one. */
@@ -285,9 +342,12 @@ export class WalKeeper {
     }
   }
 
+  /** Ends the checkpointer; the WAL-index stays open until SQLite removes it (releaseWalIndexes). */
   close(): void {
     this.#checkpointer?.close()
     this.#checkpointer = null
-    closeSync(this.#shm)
+    if (this.#closed) return
+    this.#closed = true
+    this.#index.users--
   }
 }
