@@ -1,5 +1,6 @@
 // Review findings on SQLiteStorage shared by several processes: checkpoints of a WAL another
-// reader or process kept from being copied whole, undo racing a pack.
+// reader or process kept from being copied whole, undo racing a pack, SQLite's locks kept by
+// the other instances of a process when one closes.
 import { expect } from 'chai'
 import { execFileSync, fork } from 'node:child_process'
 import { existsSync, statSync } from 'node:fs'
