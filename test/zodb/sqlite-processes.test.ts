@@ -1,4 +1,4 @@
-// Review findings on SQLiteStorage shared by several processes: checkpoints of a WAL another
+// SQLiteStorage shared by several processes: checkpoints of a WAL another
 // reader or process kept from being copied whole, undo racing a pack, SQLite's locks kept by
 // the other instances of a process when one closes.
 import { expect } from 'chai'
@@ -87,7 +87,7 @@ describe('SQLiteStorage undo racing a pack in another process', function () {
     s.undo(t2, txn)
     // ... and another process packs, with gc, before the undo's vote takes the write lock
     // (a pack running when the undo began: the vote waits for its lock).
-    expect(await runChild('review-sqlite-packer.js', [file])).to.equal(0)
+    expect(await runChild('sqlite-packer.js', [file])).to.equal(0)
     expect(() => s.loadBefore(zOid, MAX)).to.throw(POSKeyError)
     let error: unknown
     try {
@@ -121,7 +121,7 @@ describe('SQLiteStorage closed while another instance of the process holds SQLit
     b.store(oid, t1, bigRecord(2, 100_000), txn)
     b.tpc_vote(txn) // b holds SQLite's write lock until it finishes
     a.close() // closing the other instance must not give the lock away
-    const out = execFileSync(process.execPath, [path.join(here, 'fixtures', 'review-sqlite-committer.js'), file, '300']).toString().trim()
+    const out = execFileSync(process.execPath, [path.join(here, 'fixtures', 'sqlite-committer.js'), file, '300']).toString().trim()
     b.tpc_finish(txn)
     expect(out).to.equal('failed SQLITE_BUSY', 'the other process waits for our lock')
     b.close()
