@@ -1,13 +1,13 @@
 // SQLiteStorage shared by several processes: checkpoints of a WAL another
 // reader or process kept from being copied whole, undo racing a pack, SQLite's locks kept by
-// the other instances of a process when one closes.
+// the other instances of a process when one closes, a writer waiting longer than busyTimeout.
 import { expect } from 'chai'
 import { execFileSync, fork } from 'node:child_process'
 import { existsSync, statSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { TransactionManager } from '@wendelin/transaction'
-import { DB, POSKeyError, SQLiteStorage, UndoError, type Tid } from '@wendelin/zodb'
+import { TransactionManager, TransientError } from '@wendelin/transaction'
+import { DB, POSKeyError, SQLiteStorage, StorageBusyError, UndoError, type Tid } from '@wendelin/zodb'
 import Database from 'better-sqlite3'
 
 import { bigRecord } from './big-record-helpers.js'
@@ -129,5 +129,44 @@ describe('SQLiteStorage closed while another instance of the process holds SQLit
     expect(c.integrityCheck()).to.deep.equal([])
     expect([...c.iterator()].map((t) => t.description)).to.deep.equal(['', 'voted'])
     c.close()
+  })
+})
+
+describe('SQLiteStorage waiting longer than busyTimeout for another writer', function () {
+  this.timeout(30_000)
+
+  it('fails with StorageBusyError, a TransientError naming the file, and the retry after the other commit succeeds', () => {
+    const file = freshSQLiteFile()
+    const a = new SQLiteStorage(file)
+    const b = new SQLiteStorage(file, { busyTimeout: 100 }) // as another process: a long pack holds the lock
+    const oid = b.newOid()
+    const busy = meta()
+    a.tpc_begin(busy)
+    a.store(a.newOid(), 0n, bigRecord(1, 100), busy)
+    a.tpc_vote(busy) // a holds SQLite's write lock until it finishes
+    // A new block of oids needs the lock too.
+    expect(() => {
+      for (let i = 0; i < 5000; i++) b.newOid()
+    }).to.throw(StorageBusyError)
+    const txn = meta()
+    b.tpc_begin(txn)
+    b.store(oid, 0n, bigRecord(2, 100), txn)
+    let error: unknown
+    try {
+      b.tpc_vote(txn)
+    } catch (e) {
+      error = e
+    }
+    b.tpc_abort(txn)
+    expect(error).to.be.instanceOf(StorageBusyError)
+    expect(error).to.be.instanceOf(TransientError) // db.transaction() and tm.run() retry it
+    expect((error as Error).message).to.include(file)
+    const first = a.tpc_finish(busy)
+    b.tpc_begin(txn)
+    b.store(oid, 0n, bigRecord(2, 100), txn)
+    b.tpc_vote(txn)
+    expect(b.tpc_finish(txn) > first).to.equal(true)
+    a.close()
+    b.close()
   })
 })

@@ -38,7 +38,7 @@ export type {
   UndoLogEntry,
 } from './storage.js'
 export { MemoryStorage, type MemoryStorageOptions } from './memory-storage.js'
-export { SQLiteStorage, SQLITE_SCHEMA_VERSION, StorageFileError, UndoError, type SQLiteStorageOptions, type AutoVacuum, type Durability, type PackOptions, type PackProgress, type UndoEntry } from './sqlite-storage.js'
+export { SQLiteStorage, SQLITE_SCHEMA_VERSION, StorageBusyError, StorageFileError, UndoError, type SQLiteStorageOptions, type AutoVacuum, type Durability, type PackOptions, type PackProgress, type UndoEntry } from './sqlite-storage.js'
 export { openStorage, registerStorageScheme, specForAnotherThread, type StorageOpener } from './storage-spec.js'
 export { tryToResolveConflict } from './conflict-resolution.js'
 export { Connection } from './connection.js'

@@ -26,6 +26,7 @@ import path from 'node:path'
 
 import Database from 'better-sqlite3'
 import createDebug from 'debug'
+import { TransientError } from '@wendelin/transaction'
 import { pack as msgpack, unpack as msgunpack } from 'msgpackr'
 
 import { tryToResolveConflict } from './conflict-resolution.js'
@@ -84,6 +85,23 @@ const PACKED_MAX_INLINE = 65536
 const BATCH_RECORD_MAX = 16 * 1024
 /** Objects whose current serial an instance may remember for the checks at vote: oids below this (8 bytes per oid up to the largest). */
 const KNOWN_SERIALS_MAX_OID = 1 << 22
+
+/**
+ * Another connection (another process's long pack, say) held the file's lock longer than
+ * `busyTimeout`. A TransientError: the transaction can be tried again (db.transaction and the
+ * transaction manager's run() do). `code` is SQLite's (SQLITE_BUSY, SQLITE_BUSY_SNAPSHOT...).
+ */
+export class StorageBusyError extends TransientError {
+  override name = 'StorageBusyError'
+  constructor(
+    readonly file: string,
+    message: string,
+    readonly code: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`${file}: ${message}`, options)
+  }
+}
 
 /** The file cannot be used as a database: not SQLite, not ours, corrupt, or from a newer version. */
 export class StorageFileError extends POSError {
@@ -285,6 +303,8 @@ export class SQLiteStorage implements Storage {
   readonly #listeners = new Set<InvalidationListener>()
   #commit: Commit | null = null
   #lastTid: Tid = 0n
+  /** How long a statement waits for another connection's lock (ms) before SQLITE_BUSY. */
+  #busyTimeout = 60_000
   #dataVersion = -1n
   /** A block of oids reserved in the file for this instance: [next, end). */
   #oidNext: Oid = 0n
@@ -364,7 +384,8 @@ export class SQLiteStorage implements Storage {
     this.spec = `sqlite:${this.file}${params.size > 0 ? `?${params}` : ''}`
     if (!this.#readOnly) mkdirSync(path.dirname(this.file), { recursive: true })
     try {
-      this.#db = new Database(this.file, { readonly: this.#readOnly, fileMustExist: this.#readOnly, timeout: options.busyTimeout ?? 60_000 })
+      this.#busyTimeout = options.busyTimeout ?? 60_000
+      this.#db = new Database(this.file, { readonly: this.#readOnly, fileMustExist: this.#readOnly, timeout: this.#busyTimeout })
     } catch (error) {
       throw new StorageFileError(this.file, `cannot open: ${(error as Error).message}`, { cause: error })
     }
@@ -1426,6 +1447,9 @@ export class SQLiteStorage implements Storage {
     const code = (error as { code?: unknown }).code
     if (code === 'SQLITE_CORRUPT' || code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT_INDEX') {
       return new StorageFileError(this.file, `the file is corrupt or not a database (${what}: ${(error as Error).message})`, { cause: error })
+    }
+    if (typeof code === 'string' && code.startsWith('SQLITE_BUSY')) {
+      return new StorageBusyError(this.file, `${what}: another connection held the database's lock longer than busyTimeout (${this.#busyTimeout} ms), a long pack say; try again`, code, { cause: error })
     }
     return error
   }
