@@ -42,7 +42,6 @@ import {
   DEFAULT_MAX_FRAME,
   MAGIC,
   ProtocolError,
-  REPLY_RECORD_OVERHEAD,
   decodeBody,
   encodeFrame,
   errorFromWire,
