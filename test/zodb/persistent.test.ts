@@ -170,6 +170,38 @@ describe('Persistent', () => {
       expect(p._p_changed).to.equal(true)
     })
 
+    it('a ghost has no own property left, whatever the application defined itself (non-enumerable, symbol, after a load)', () => {
+      const tag = Symbol('tag')
+      const defineExtras = (o: object) => {
+        Object.defineProperty(o, 'hidden', { value: 'h', writable: true, enumerable: false, configurable: true })
+        Object.defineProperty(o, tag, { value: 's', writable: true, enumerable: true, configurable: true })
+      }
+      // Defined while unsaved (kept when stored), then on the loaded object (no prototype hook sees either).
+      const p = new Item('p', 1) as unknown as Record<string | symbol, unknown> & Item
+      defineExtras(p)
+      s.root.extras = p
+      s.tm.commit()
+      expect(Reflect.ownKeys(p)).to.have.members(['name', 'value', 'hidden', tag])
+      p._p_invalidate()
+      expect(Reflect.ownKeys(p)).to.deep.equal([])
+      expect(p.name).to.equal('p')
+      defineExtras(p)
+      p._p_deactivate()
+      expect(Reflect.ownKeys(p)).to.deep.equal([])
+      expect(p.hidden).to.equal(undefined)
+      expect(p[tag]).to.equal(undefined)
+      expect(p.value).to.equal(1)
+      // The same after the prototype hook made a _v_ attribute and a symbol one.
+      p._v_x = 1
+      p[tag] = 2
+      p._p_deactivate()
+      expect(Reflect.ownKeys(p)).to.deep.equal([])
+      expect(p.value).to.equal(1)
+      expect(Object.keys(p)).to.deep.equal(['name', 'value'])
+      p._p_deactivate()
+      expect(Reflect.ownKeys(p)).to.deep.equal([])
+    })
+
     it('keeps an enumerable accessor with neither getter nor setter as it is when stored', () => {
       const p = new Item('p', 1) as unknown as Record<string, unknown> & Item
       Object.defineProperty(p, 'hollow', { get: undefined, set: undefined, enumerable: true, configurable: true })
