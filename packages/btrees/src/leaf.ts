@@ -82,8 +82,17 @@ export function leafPut<K, V>(
   checkSameClass(leaf._keys, key, kind)
   const at = -i - 1
   leaf._p_changed = true
-  leaf._keys.splice(at, 0, key)
-  leaf._values?.splice(at, 0, value as V)
+  const keys = leaf._keys
+  const values = leaf._values
+  if (at === keys.length) {
+    // Appending (keys inserted in order, as a populate does): a splice made an array for its
+    // (empty) result each, keys and values.
+    keys.push(key)
+    values?.push(value as V)
+  } else {
+    keys.splice(at, 0, key)
+    values?.splice(at, 0, value as V)
+  }
   return { inserted: true, value, previous: undefined }
 }
 

@@ -71,6 +71,23 @@ function markReadCurrent(node: Persistent): void {
   jar?.readCurrent?.(node)
 }
 
+/**
+ * The leaf for `key` under `root` (an internal node); `writing` registers every internal node on
+ * the way as read-current. No path is recorded: most inserts and removals change the leaf only,
+ * and recording it cost a path array and an entry object per level on every insert (~280 of
+ * ~2,500 bytes a W-OBJ populate allocated per object); the rare structural change descends again
+ * with `descend`.
+ */
+function findLeaf<K, V>(shape: TreeShape<K, V>, root: TreeNode<K, V>, key: K, writing: boolean): Leaf<K, V> {
+  const compare = shape.family.keys.compare
+  let node: TreeNode<K, V> | Leaf<K, V> = root
+  while (shape.isNode(node)) {
+    if (writing) markReadCurrent(node)
+    node = node._children![childIndex(node._separators!, key, compare)]!
+  }
+  return node
+}
+
 /** Descend from `root` to the leaf for `key`, recording the path of internal nodes. */
 function descend<K, V>(shape: TreeShape<K, V>, root: TreeNode<K, V>, key: K, writing: boolean): { leaf: Leaf<K, V>; path: Path<K, V> } {
   const compare = shape.family.keys.compare
@@ -87,7 +104,7 @@ function descend<K, V>(shape: TreeShape<K, V>, root: TreeNode<K, V>, key: K, wri
 
 export function treeGet<K, V>(shape: TreeShape<K, V>, root: TreeNode<K, V>, key: K): Lookup<V> {
   if (isInline(root)) return leafGet(root, key, shape.family.keys)
-  return leafGet(descend(shape, root, key, false).leaf, key, shape.family.keys)
+  return leafGet(findLeaf(shape, root, key, false), key, shape.family.keys)
 }
 
 export function treePut<K, V>(
@@ -103,9 +120,11 @@ export function treePut<K, V>(
     if (r.inserted && root._keys.length > maxBucketSize) splitInlineRoot(shape, root)
     return r
   }
-  const { leaf, path } = descend(shape, root, key, true)
+  const leaf = findLeaf(shape, root, key, true)
   const r = leafPut(leaf, key, value, onlyIfAbsent, shape.family.keys)
   if (r.inserted && leaf._keys.length > maxBucketSize) {
+    // The same descent (only the leaf changed), this time with its path; registered already.
+    const { path } = descend(shape, root, key, false)
     const fresh = shape.newLeaf()
     splitLeafInto(leaf, fresh)
     fresh._next = leaf._next
@@ -167,9 +186,11 @@ function splitNode<K, V>(shape: TreeShape<K, V>, node: TreeNode<K, V>): { upper:
 
 export function treeRemove<K, V>(shape: TreeShape<K, V>, root: TreeNode<K, V>, key: K): Lookup<V> {
   if (isInline(root)) return leafRemove(root as TreeNode<K, V> & LeafData<K, V>, key, shape.family.keys)
-  const { leaf, path } = descend(shape, root, key, true)
+  const leaf = findLeaf(shape, root, key, true)
   const r = leafRemove(leaf, key, shape.family.keys)
   if (r.found && leaf._keys.length === 0) {
+    // The same descent (only the leaf changed), this time with its path; registered already.
+    const { path } = descend(shape, root, key, false)
     const previous = previousLeaf(shape, path)
     if (previous !== null) previous._next = leaf._next
     removeChild(shape, root, path)
@@ -232,7 +253,7 @@ export function* treeRange<K, V>(
     yield* reverseRange(shape, root, lo, hi)
     return
   }
-  let leaf: Leaf<K, V> | null = lo === undefined ? firstLeaf(shape, root) : descend(shape, root, lo.key, false).leaf
+  let leaf: Leaf<K, V> | null = lo === undefined ? firstLeaf(shape, root) : findLeaf(shape, root, lo.key, false)
   let lower = lo
   while (leaf !== null) {
     for (const entry of leafRange(leaf, lower, hi, false, compare)) yield entry
@@ -250,7 +271,7 @@ export function treeForwardStart<K, V>(
   lo: Bound<K> | undefined,
 ): { leaf: LeafData<K, V> | Leaf<K, V>; follow: boolean } {
   if (isInline(root)) return { leaf: root, follow: false }
-  return { leaf: lo === undefined ? firstLeaf(shape, root) : descend(shape, root, lo.key, false).leaf, follow: true }
+  return { leaf: lo === undefined ? firstLeaf(shape, root) : findLeaf(shape, root, lo.key, false), follow: true }
 }
 
 function firstLeaf<K, V>(shape: TreeShape<K, V>, root: TreeNode<K, V>): Leaf<K, V> {
