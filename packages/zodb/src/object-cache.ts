@@ -214,7 +214,11 @@ export class ObjectCache {
 
   /** Forget the entries of collected objects. */
   #sweep(): void {
-    for (const [key, ref] of this.#refs) if (ref.deref() === undefined) this.#refs.delete(key)
+    // forEach: a for-of over the entries made an array per entry (~70 bytes per evicted object
+    // of a W-OBJ populate). Deleting the entry being visited is safe in either.
+    this.#refs.forEach((ref, key, refs) => {
+      if (ref.deref() === undefined) refs.delete(key)
+    })
     this.#sweepAt = Math.max(1024, this.#refs.size * 2)
   }
 
