@@ -22,7 +22,8 @@ export class ConcurrentModificationError extends Error {
 }
 
 // Changes made through this process's API, per collection, so an iterator can tell that its
-// collection changed under it. Not stored, not a change: a plain side table.
+// collection changed under it (the value of `anyChange` at the collection's last change). Not
+// stored, not a change: a plain side table.
 const versions = new WeakMap<object, number>()
 /**
  * Changes made to any collection of this process: an iterator whose collection-wide count has
@@ -65,8 +66,9 @@ export abstract class SortedBase<K, V> extends Persistent {
 
   /** @internal Record a change made through the API (for iterators). */
   _touch(): void {
-    versions.set(this, (versions.get(this) ?? 0) + 1)
-    anyChange++
+    // The collection's version is the process-wide count at its last change: unique to that
+    // change, as an iterator needs, for one WeakMap operation per change instead of two.
+    versions.set(this, ++anyChange)
   }
 
   /** Number of keys. Walks every bucket, unless the collection keeps a Length (trees, on request). */
