@@ -202,6 +202,37 @@ describe('Persistent', () => {
       expect(Reflect.ownKeys(p)).to.deep.equal([])
     })
 
+    it('switches objects whose attribute names match an earlier stored object the same way, unless they are not plain data', () => {
+      // The first objects of each list of names go the generic way; later ones reuse what it learnt.
+      const plain = Array.from({ length: 4 }, (_, i) => new Item(`p${i}`, i) as unknown as Record<string, unknown> & Item)
+      const getter = new Item('g', 1) as unknown as Record<string, unknown> & Item
+      Object.defineProperty(getter, 'value', { get: () => 'computed', enumerable: true, configurable: true })
+      const setterOnly = new Item('s', 1) as unknown as Record<string, unknown> & Item
+      let written: unknown
+      Object.defineProperty(setterOnly, 'value', { set: (v: unknown) => (written = v), enumerable: true, configurable: true })
+      const undefinedValue = new Item('u', undefined) as unknown as Record<string, unknown> & Item
+      const all = [...plain, getter, setterOnly, undefinedValue]
+      all.forEach((p, i) => (s.root[`layout${i}`] = p))
+      s.tm.commit()
+      for (const p of [...plain, undefinedValue]) {
+        expect(Object.keys(p)).to.deep.equal(['name', 'value'])
+        expect(Object.getOwnPropertyDescriptor(p, 'value')!.get).to.be.a('function')
+        p.value = 'changed'
+        expect(p._p_changed).to.equal(true)
+      }
+      expect(getter.value).to.equal('computed')
+      expect(Object.getOwnPropertyDescriptor(getter, 'value')!.set).to.equal(undefined)
+      setterOnly.value = 7
+      expect(written).to.equal(7)
+      expect(setterOnly._p_changed).to.equal(false)
+      getter.name = 'changed'
+      expect(getter._p_changed).to.equal(true)
+      s.tm.commit()
+      const other = session(s.conn.db as never)
+      expect(all.map((_, i) => (other.root[`layout${i}`] as Item).value)).to.deep.equal(['changed', 'changed', 'changed', 'changed', 'computed', undefined, 'changed'])
+      expect((other.root.layout4 as Item).name).to.equal('changed')
+    })
+
     it('keeps an enumerable accessor with neither getter nor setter as it is when stored', () => {
       const p = new Item('p', 1) as unknown as Record<string, unknown> & Item
       Object.defineProperty(p, 'hollow', { get: undefined, set: undefined, enumerable: true, configurable: true })
