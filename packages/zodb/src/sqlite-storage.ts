@@ -605,9 +605,7 @@ export class SQLiteStorage implements Storage {
     for (const c of changes) {
       this.#known.committed(c.tid, c.oids)
       if (c.tid > this.#lastTid) this.#lastTid = c.tid
-      // Another instance's restore (a copy) writes oids nobody reserved, maybe in the block this
-      // instance holds: drop the block, or its new objects would take those oids (and conflict).
-      for (const oid of c.oids) if (oid >= this.#oidNext && oid < this.#oidEnd) this.#oidNext = this.#oidEnd = 0n
+      this.#dropOidBlockHolding(c.oids)
     }
     if (last > this.#lastTid) this.#lastTid = last
     this.#dataVersion = version
@@ -1053,7 +1051,7 @@ export class SQLiteStorage implements Storage {
         throw new StorageTransactionError(`${this.getName()}: cannot restore transaction 0x${idToHex(t.tid)}: it is not after the last one, 0x${idToHex(newest)}`)
       }
       this.#stmt.insertTransaction.run(t.tid, t.user, t.description, msgpack(t.extension))
-      if (t.status === 'p') this.#db.prepare('UPDATE transactions SET packed = 1 WHERE tid = ?').run(t.tid)
+      if (t.status === 'p') this.#statement('markPacked', () => this.#db.prepare('UPDATE transactions SET packed = 1 WHERE tid = ?')).run(t.tid)
       this.#insertRevisions(t.tid, stores)
       // Recorded as reserved: the next reservation looks at the largest oid stored too, but a
       // pack may take the restored objects away, and their oids must not come back.
@@ -1071,12 +1069,24 @@ export class SQLiteStorage implements Storage {
     this.#wal?.afterCommit()
     this.#lastTid = t.tid
     const oids = [...stores.keys()]
-    // The next reservation counts the restored oids (see next_oid above); the block this
-    // instance holds may not, so it is dropped if one of them reaches it.
-    for (const oid of oids) if (oid >= this.#oidNext) this.#oidNext = this.#oidEnd = 0n
+    this.#dropOidBlockHolding(oids)
     this.#known.committed(t.tid, oids)
     if (log.enabled) log('restored %s: %d objects', idToHex(t.tid), oids.length)
     for (const l of [...this.#listeners]) l.invalidate(t.tid, oids)
+  }
+
+  /**
+   * A restore (this instance's, or another's that a poll noticed) writes oids nobody reserved,
+   * maybe inside the block this instance holds: the block is dropped then, or its new objects
+   * would take those oids and conflict. (The next reservation starts above them: next_oid.)
+   */
+  #dropOidBlockHolding(oids: readonly Oid[]): void {
+    for (const oid of oids) {
+      if (oid >= this.#oidNext && oid < this.#oidEnd) {
+        this.#oidNext = this.#oidEnd = 0n
+        return
+      }
+    }
   }
 
   tpc_abort(txn: TransactionMetaData): void {
