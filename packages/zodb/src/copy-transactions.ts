@@ -99,3 +99,8 @@ export function restoredRecords(t: TransactionRecord): Map<Oid, Uint8Array | nul
   }
   return records
 }
+
+/** A restore's refusal of a transaction `tid` not after the storage's last one, `last`. */
+export function restoreNotAfterLast(storage: string, tid: Tid, last: Tid): StorageTransactionError {
+  return new StorageTransactionError(`${storage}: cannot restore transaction 0x${idToHex(tid)}: it is not after the last one, 0x${idToHex(last)}`)
+}

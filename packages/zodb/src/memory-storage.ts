@@ -7,7 +7,7 @@
 import createDebug from 'debug'
 
 import { tryToResolveConflict } from './conflict-resolution.js'
-import { restoredRecords } from './copy-transactions.js'
+import { restoreNotAfterLast, restoredRecords } from './copy-transactions.js'
 import {
   ConflictError,
   ConnectionStateError,
@@ -219,9 +219,7 @@ export class MemoryStorage implements Storage {
     this.#checkWritable('restore')
     if (this.#commit !== null) throw new StorageTransactionError(`${this.#name}: restore while a transaction is committing`)
     const records = restoredRecords(t)
-    if (t.tid <= this.#last) {
-      throw new StorageTransactionError(`${this.#name}: cannot restore transaction 0x${idToHex(t.tid)}: it is not after the last one, 0x${idToHex(this.#last)}`)
-    }
+    if (t.tid <= this.#last) throw restoreNotAfterLast(this.#name, t.tid, this.#last)
     const entry: TransactionEntry = {
       tid: t.tid,
       status: t.status === 'p' ? 'p' : ' ',

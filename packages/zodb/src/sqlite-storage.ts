@@ -30,7 +30,7 @@ import { TransientError } from '@wendelin/transaction'
 import { pack as msgpack, unpack as msgunpack } from 'msgpackr'
 
 import { tryToResolveConflict } from './conflict-resolution.js'
-import { restoredRecords } from './copy-transactions.js'
+import { restoreNotAfterLast, restoredRecords } from './copy-transactions.js'
 import {
   ConflictError,
   ConnectionStateError,
@@ -1047,9 +1047,7 @@ export class SQLiteStorage implements Storage {
       this.#poll()
       const last = (this.#stmt.lastTid.get() as Row).tid as bigint
       const newest = last > this.#lastTid ? last : this.#lastTid
-      if (t.tid <= newest) {
-        throw new StorageTransactionError(`${this.getName()}: cannot restore transaction 0x${idToHex(t.tid)}: it is not after the last one, 0x${idToHex(newest)}`)
-      }
+      if (t.tid <= newest) throw restoreNotAfterLast(this.getName(), t.tid, newest)
       this.#stmt.insertTransaction.run(t.tid, t.user, t.description, msgpack(t.extension))
       if (t.status === 'p') this.#statement('markPacked', () => this.#db.prepare('UPDATE transactions SET packed = 1 WHERE tid = ?')).run(t.tid)
       this.#insertRevisions(t.tid, stores)
